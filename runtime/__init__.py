@@ -1,0 +1,1 @@
+"""Inference runtime: face pipeline, restorer pipelines, backends, CLI (restore, bench)."""

@@ -1,0 +1,71 @@
+"""Similarity alignment to the FFHQ 512 template, and warping faces in and out of aligned space."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+# FFHQ template for 512x512: eye (image left), eye (image right), nose tip, mouth corners.
+FFHQ_TEMPLATE_512 = np.array([
+    [192.98138, 239.94708],
+    [318.90277, 240.1936],
+    [256.63416, 314.01935],
+    [201.26117, 371.41043],
+    [313.08905, 371.15118],
+], np.float64)
+
+BORDER_VALUE = (135 / 255, 133 / 255, 132 / 255)  # facexlib's neutral grey outside the photo
+
+
+def template(size: int = 512) -> np.ndarray:
+    """The 5-point template scaled to a size x size crop."""
+    return FFHQ_TEMPLATE_512 * (size / 512.0)
+
+
+def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (rotation, uniform scale, translation) mapping src -> dst points
+    [K, 2] (Umeyama 1991, no reflection), as a 2x3 affine."""
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s, d = src - mu_s, dst - mu_d
+    cov = d.T @ s / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    sign = np.diag([1.0, np.sign(np.linalg.det(u @ vt)) or 1.0])
+    rot = u @ sign @ vt
+    scale = (sig * np.diag(sign)).sum() / s.var(0).sum()
+    m = scale * rot
+    return np.hstack([m, (mu_d - m @ mu_s)[:, None]])
+
+
+def transform_points(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a 2x3 affine to points [..., 2]."""
+    return points @ affine[:, :2].T + affine[:, 2]
+
+
+def source_box(affine: np.ndarray, size: int, width: int, height: int, margin: int = 2) -> tuple[int, int, int, int]:
+    """Integer box (x0, y0, x1, y1) of the photo region a size x size crop covers, clipped to the photo."""
+    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64)
+    pts = transform_points(cv2.invertAffineTransform(affine), corners)
+    x0, y0 = np.floor(pts.min(0)).astype(int) - margin
+    x1, y1 = np.ceil(pts.max(0)).astype(int) + margin
+    return max(0, x0), max(0, y0), min(width, x1), min(height, y1)
+
+
+def warp_face(image: np.ndarray, affine: np.ndarray, size: int) -> np.ndarray:
+    """Crop a face: warp an HxWxC float image by `affine` (photo -> crop) into size x size.
+
+    Only the face's own region of the photo is touched; faces much larger than the crop are
+    pre-shrunk with area averaging so the crop does not alias."""
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = source_box(affine, size, w, h)
+    affine = affine @ np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], np.float64)
+    region = image[y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)]
+    scale = np.sqrt(abs(np.linalg.det(affine[:, :2])))
+    if scale < 0.5 and region.size:
+        rh, rw = region.shape[:2]
+        nw, nh = max(1, round(rw * 2 * scale)), max(1, round(rh * 2 * scale))
+        region = cv2.resize(region, (nw, nh), interpolation=cv2.INTER_AREA)
+        fx, fy = rw / nw, rh / nh  # pixel centres: r = f * q + (f - 1) / 2
+        affine = affine @ np.array([[fx, 0, (fx - 1) / 2], [0, fy, (fy - 1) / 2], [0, 0, 1]])
+    border = BORDER_VALUE[: image.shape[2]] if image.ndim == 3 else BORDER_VALUE[0]
+    return cv2.warpAffine(np.ascontiguousarray(region), affine, (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=border)

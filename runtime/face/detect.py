@@ -1,0 +1,149 @@
+"""BlazeFace full-range post-processing: letterbox, SSD anchors, score/box decoding, weighted NMS.
+
+The network itself is `training.face_nets.BlazeFaceFullRange`; this module turns its raw
+outputs (regressors [N, 2304, 16], score logits [N, 2304, 1]) into detections in photo pixels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import cv2
+import numpy as np
+
+INPUT_SIZE = 192
+STRIDE = 4                      # full-range model: one SSD layer, stride 4, one anchor per cell
+RAW_SCORE_LIMIT = 100.0         # MediaPipe clips logits to +-100 before the sigmoid
+NMS_IOU = 0.3
+
+Net = Callable[[np.ndarray], tuple[np.ndarray, ...]]
+
+
+@dataclass
+class Detection:
+    """One face: box (x0, y0, x1, y1) and 6 keypoints (right eye, left eye as seen in the image
+    order of the model, nose, mouth, two tragions) in photo pixels, and its score."""
+
+    box: np.ndarray
+    keypoints: np.ndarray
+    score: float
+
+    @property
+    def width(self) -> float:
+        return float(self.box[2] - self.box[0])
+
+    @property
+    def center(self) -> np.ndarray:
+        return (self.box[:2] + self.box[2:]) / 2
+
+
+def anchors() -> np.ndarray:
+    """Anchor centres (2304 x 2) in [0, 1], row-major, as MediaPipe's SsdAnchorsCalculator."""
+    n = INPUT_SIZE // STRIDE
+    ys, xs = np.meshgrid((np.arange(n) + 0.5) / n, (np.arange(n) + 0.5) / n, indexing="ij")
+    return np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
+
+
+_ANCHORS = anchors()
+
+
+def letterbox(rgb8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fit an HxWx3 uint8 image into 192x192 keeping its aspect ratio (zero padding).
+
+    Returns the model input (1x3x192x192 float32 in [-1, 1]) and the 2x3 affine photo -> input.
+    """
+    h, w = rgb8.shape[:2]
+    scale = INPUT_SIZE / max(h, w)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    small = cv2.resize(rgb8, (nw, nh), interpolation=interp)
+    px, py = (INPUT_SIZE - nw) // 2, (INPUT_SIZE - nh) // 2
+    canvas = np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
+    canvas[py:py + nh, px:px + nw] = small
+    affine = np.array([[nw / w, 0, px], [0, nh / h, py]], np.float64)
+    return to_model_range(canvas[None]), affine
+
+
+def to_model_range(rgb8: np.ndarray) -> np.ndarray:
+    """NHWC uint8 -> NCHW float32 in [-1, 1] (the project's in-model convention)."""
+    return np.ascontiguousarray(rgb8.transpose(0, 3, 1, 2), dtype=np.float32) / 127.5 - 1.0
+
+
+def decode(regressors: np.ndarray, logits: np.ndarray, min_score: float) -> list[tuple[np.ndarray, float]]:
+    """Decode one image's raw outputs into (16 values: box xyxy + 6 keypoints xy in [0,1] input
+    coordinates, score) above `min_score`, before NMS."""
+    scores = 1.0 / (1.0 + np.exp(-np.clip(logits[:, 0], -RAW_SCORE_LIMIT, RAW_SCORE_LIMIT)))
+    keep = np.nonzero(scores >= min_score)[0]
+    raw = regressors[keep].reshape(-1, 8, 2) / INPUT_SIZE
+    anchor = _ANCHORS[keep][:, None, :]
+    centre, size = raw[:, 0] + anchor[:, 0], raw[:, 1]
+    points = raw[:, 2:] + anchor
+    boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=1)
+    out = []
+    for box, pts, score in zip(boxes, points, scores[keep]):
+        if box[2] > box[0] and box[3] > box[1]:
+            out.append((np.concatenate([box, pts.ravel()]), float(score)))
+    return out
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    x0 = np.maximum(box[0], boxes[:, 0])
+    y0 = np.maximum(box[1], boxes[:, 1])
+    x1 = np.minimum(box[2], boxes[:, 2])
+    y1 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
+    return inter / np.maximum(area(box) + area(boxes) - inter, 1e-12)
+
+
+def weighted_nms(candidates: list[tuple[np.ndarray, float]], iou: float = NMS_IOU) -> list[tuple[np.ndarray, float]]:
+    """MediaPipe's weighted NMS: each cluster (IoU > iou with its best member) is replaced by the
+    score-weighted mean of its boxes and keypoints, keeping the best score."""
+    if not candidates:
+        return []
+    values = np.stack([c[0] for c in candidates])
+    scores = np.array([c[1] for c in candidates])
+    order = np.argsort(-scores, kind="stable")
+    values, scores = values[order], scores[order]
+    alive = np.ones(len(scores), bool)
+    out = []
+    for i in range(len(scores)):
+        if not alive[i]:
+            continue
+        cluster = alive & (_iou(values[i, :4], values[:, :4]) > iou)
+        cluster[i] = True
+        w = scores[cluster][:, None]
+        out.append(((values[cluster] * w).sum(0) / w.sum(), float(scores[i])))
+        alive &= ~cluster
+    return out
+
+
+def tiles(width: int, height: int, tile_side: int = 640, overlap: float = 0.25) -> list[tuple[int, int, int, int]]:
+    """Overlapping square-ish tiles (x0, y0, x1, y1) covering a large photo, so that small faces
+    of a group photo stay large enough at 192x192; empty for photos up to ~1.5 tiles."""
+    if max(width, height) <= 1.5 * tile_side:
+        return []
+    out = []
+    step = int(tile_side * (1 - overlap))
+    for y0 in range(0, max(height - tile_side, 0) + step, step):
+        for x0 in range(0, max(width - tile_side, 0) + step, step):
+            x1, y1 = min(x0 + tile_side, width), min(y0 + tile_side, height)
+            out.append((max(0, x1 - tile_side), max(0, y1 - tile_side), x1, y1))
+    return sorted(set(out))
+
+
+def detect_faces(net: Net, rgb8: np.ndarray, min_score: float = 0.5, tile_side: int = 640) -> list[Detection]:
+    """Find faces in an HxWx3 uint8 photo: the whole photo plus, for large photos, overlapping
+    tiles, all as one batch through the detector; merged by weighted NMS in photo pixels."""
+    h, w = rgb8.shape[:2]
+    views = [(0, 0, w, h)] + tiles(w, h, tile_side)
+    inputs, affines = zip(*(letterbox(rgb8[y0:y1, x0:x1]) for x0, y0, x1, y1 in views))
+    regressors, logits = net(np.concatenate(inputs))
+    candidates = []
+    for (x0, y0, _, _), affine, reg, logit in zip(views, affines, regressors, logits):
+        inv = cv2.invertAffineTransform(affine)
+        for values, score in decode(reg, logit, min_score):
+            pts = values.reshape(8, 2) * INPUT_SIZE
+            pts = pts @ inv[:, :2].T + inv[:, 2] + (x0, y0)
+            candidates.append((pts.ravel(), score))
+    return [Detection(box=v[:4], keypoints=v[4:].reshape(6, 2), score=s) for v, s in weighted_nms(candidates)]

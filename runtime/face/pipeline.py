@@ -1,0 +1,148 @@
+"""The whole-photo face pipeline: detect -> mesh -> align -> region maps, and paste back.
+
+Both restorers, the CLI and the Triton pre/post-processing models call this one implementation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from runtime.face.align import template, similarity, transform_points, warp_face
+from runtime.face.detect import Detection, Net, detect_faces
+from runtime.face.mesh import PRESENCE_THRESHOLD, mesh_faces
+from runtime.face.paste import paste_faces
+from runtime.face.regions import five_points, label_map, region_boxes
+from runtime.imageio import Photo
+
+
+@dataclass
+class FaceOptions:
+    """User-facing knobs of the face pipeline (facexlib's FaceRestoreHelper has the same ones)."""
+
+    size: int = 512                 # aligned crop side
+    min_score: float = 0.5          # detector score threshold
+    min_face_size: float = 20.0     # faces whose detection box is narrower (photo pixels) are skipped
+    only_center_face: bool = False  # keep only the face nearest the photo centre
+    aligned: bool = False           # input photos are already aligned faces: skip detection
+    upscale: float = 1.0            # output photo is this many times larger
+
+
+@dataclass
+class Face:
+    """One face found in a photo (photo pixels)."""
+
+    detection: Detection
+    landmarks: np.ndarray   # [468, 3]
+    presence: float
+
+
+@dataclass
+class FaceBatch:
+    """All faces of one photo, aligned: what both restorers and the losses consume."""
+
+    crops: np.ndarray       # float32 [N, S, S, 3] RGB in [0, 1]
+    affines: np.ndarray     # float64 [N, 2, 3], photo -> crop
+    points5: np.ndarray     # float32 [N, 5, 2], aligned pixels
+    landmarks: np.ndarray   # float32 [N, 468, 2], aligned pixels
+    label_maps: np.ndarray  # uint8 [N, S, S], ids in runtime.face.regions.LABELS
+    boxes: np.ndarray       # float32 [N, 3, 4], left eye, right eye, mouth (x0, y0, x1, y1)
+    faces: list[Face] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def model_input(self) -> np.ndarray:
+        """The crops as float32 NCHW in [-1, 1]."""
+        return np.ascontiguousarray(self.crops.transpose(0, 3, 1, 2)) * 2.0 - 1.0
+
+
+@dataclass
+class Skipped:
+    """A detection that was not restored, and why."""
+
+    detection: Detection
+    reason: str
+
+
+class FacePipeline:
+    """Detect, mesh, align and paste back, with the detector and mesh given as networks
+    (callables: float32 NCHW batch -> tuple of arrays), whatever backend runs them."""
+
+    def __init__(self, detector: Net, mesh: Net, options: FaceOptions | None = None) -> None:
+        self.detector, self.mesh = detector, mesh
+        self.options = options or FaceOptions()
+
+    def find(self, photo: Photo) -> tuple[list[Face], list[Skipped]]:
+        """Faces of a photo (mesh run as one batch) and the detections left out, with reasons."""
+        opts = self.options
+        rgb8 = photo.rgb8()
+        if opts.aligned:
+            detections = [_aligned_detection(*photo.size)]
+        else:
+            detections = detect_faces(self.detector, rgb8, opts.min_score)
+        skipped = [Skipped(d, f"face {d.width:.0f}px wide < --min-face-size {opts.min_face_size:g}")
+                   for d in detections if d.width < opts.min_face_size and not opts.aligned]
+        detections = [d for d in detections if d.width >= opts.min_face_size or opts.aligned]
+        if opts.only_center_face and len(detections) > 1:
+            centre = np.array(photo.size) / 2
+            best = min(detections, key=lambda d: float(np.linalg.norm(d.center - centre)))
+            skipped += [Skipped(d, "not the centre face (--only-center-face)") for d in detections if d is not best]
+            detections = [best]
+        landmarks, presence = mesh_faces(self.mesh, rgb8, detections)
+        faces = []
+        for d, lm, p in zip(detections, landmarks, presence):
+            if p < PRESENCE_THRESHOLD and not opts.aligned:
+                skipped.append(Skipped(d, f"face mesh presence {p:.2f} < {PRESENCE_THRESHOLD}"))
+            else:
+                faces.append(Face(d, lm, float(p)))
+        return faces, skipped
+
+    def align(self, photo: Photo, faces: list[Face]) -> FaceBatch:
+        """Aligned crops, affines, points, region maps and eye/mouth boxes of `faces`."""
+        size = self.options.size
+        n = len(faces)
+        crops = np.zeros((n, size, size, 3), np.float32)
+        affines = np.zeros((n, 2, 3), np.float64)
+        points5 = np.zeros((n, 5, 2), np.float32)
+        landmarks = np.zeros((n, 468, 2), np.float32)
+        label_maps = np.zeros((n, size, size), np.uint8)
+        boxes = np.zeros((n, 3, 4), np.float32)
+        for i, face in enumerate(faces):
+            if self.options.aligned:
+                w, h = photo.size
+                affines[i] = [[size / w, 0, 0], [0, size / h, 0]]
+            else:
+                affines[i] = similarity(five_points(face.landmarks), template(size))
+            crops[i] = warp_face(photo.rgb, affines[i], size)
+            landmarks[i] = transform_points(affines[i], face.landmarks[:, :2])
+            points5[i] = five_points(landmarks[i])
+            label_maps[i] = label_map(landmarks[i], size)
+            boxes[i] = region_boxes(landmarks[i])
+        return FaceBatch(crops, affines, points5, landmarks, label_maps, boxes, faces)
+
+    def paste(self, photo: Photo, batch: FaceBatch, restored: np.ndarray) -> Photo:
+        """The photo with restored faces [N, S, S, 3] (float [0, 1]) blended back, upscaled by
+        the options' factor; grayscale, alpha and bit depth of the input are kept."""
+        up = self.options.upscale
+        rgb, alpha = photo.rgb, photo.alpha
+        if up != 1:
+            w, h = photo.size
+            dsize = (round(w * up), round(h * up))
+            rgb = np.clip(cv2.resize(rgb, dsize, interpolation=cv2.INTER_LANCZOS4), 0, 1)
+            alpha = None if alpha is None else np.clip(cv2.resize(alpha, dsize, interpolation=cv2.INTER_LINEAR), 0, 1)
+        affines = batch.affines.copy()
+        affines[:, :, :2] /= up
+        out = paste_faces(np.array(rgb, np.float32, copy=True), restored.astype(np.float32), affines)
+        return Photo(rgb=np.clip(out, 0, 1), alpha=alpha, grayscale=photo.grayscale, bit_depth=photo.bit_depth)
+
+
+def _aligned_detection(width: int, height: int) -> Detection:
+    """A detection standing for an already aligned face: the template's eyes, and a box that
+    makes the mesh crop (1.5x its long side) cover the face."""
+    sx, sy = width / 512, height / 512
+    eyes = template(512)[:2] * (sx, sy)
+    box = np.array([136 * sx, 150 * sy, 376 * sx, 450 * sy])
+    keypoints = np.vstack([eyes, np.zeros((4, 2))])
+    return Detection(box=box, keypoints=keypoints, score=1.0)

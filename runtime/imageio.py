@@ -1,0 +1,161 @@
+"""Photos at the edges: decode (EXIF orientation, grayscale, alpha, 16-bit), encode, atomic writes.
+
+Inside the pipeline a photo is float32 RGB in [0, 1] plus what is needed to give it back in
+its own form: grayscale stays grayscale, alpha is kept, 16-bit PNG keeps 16 bits.
+"""
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+# A decompression bomb is refused before its pixels are decoded.
+DEFAULT_MAX_PIXELS = 80_000_000
+Image.MAX_IMAGE_PIXELS = None  # we apply our own cap (with a clear message) before decoding
+
+ENCODERS = {".png": ".png", ".jpg": ".jpg", ".jpeg": ".jpg", ".webp": ".webp", ".bmp": ".bmp",
+            ".tif": ".tiff", ".tiff": ".tiff"}
+
+
+class ImageError(ValueError):
+    """A photo that cannot be read or written; the message names the file and the cause."""
+
+
+@dataclass
+class Photo:
+    """A decoded photo: RGB float32 in [0, 1] (HxWx3) plus the facts needed to restore its form."""
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None = None   # float32 HxW in [0, 1], or None
+    grayscale: bool = False
+    bit_depth: int = 8                # 8 or 16
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height)."""
+        return self.rgb.shape[1], self.rgb.shape[0]
+
+    def rgb8(self) -> np.ndarray:
+        """uint8 RGB HxWx3, the form the face networks read."""
+        return to_uint8(self.rgb)
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """float [0, 1] -> uint8 with rounding."""
+    return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+
+
+def _png_bit_depth(data: bytes) -> int:
+    """Bit depth from a PNG's IHDR chunk (byte 24), 8 for anything else."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 24:
+        return 16 if data[24] == 16 else 8
+    return 8
+
+
+def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
+    """Decode encoded image bytes into a Photo; raise ImageError naming `name` and the cause."""
+    if not data:
+        raise ImageError(f"{name}: empty file (0 bytes)")
+    try:
+        pil = Image.open(io.BytesIO(data))
+    except Exception as exc:  # PIL raises several types for non-images
+        raise ImageError(f"{name}: not a readable image ({type(exc).__name__}: {exc})") from None
+    width, height = pil.size
+    if width * height > max_pixels:
+        raise ImageError(f"{name}: {width}x{height} = {width * height} pixels exceeds the cap of "
+                         f"{max_pixels} (decompression-bomb guard; raise --max-pixels to allow it)")
+    try:
+        pil.load()
+    except Exception as exc:
+        raise ImageError(f"{name}: truncated or corrupt image data ({exc})") from None
+    orientation = pil.getexif().get(0x0112, 1)
+    grayscale = pil.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+    has_alpha = pil.mode in ("LA", "RGBA", "PA") or (pil.mode == "P" and "transparency" in pil.info)
+    if _png_bit_depth(data) == 16:
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if pixels is None:
+            raise ImageError(f"{name}: 16-bit PNG could not be decoded")
+        arr = pixels.astype(np.float32) / 65535.0
+        if arr.ndim == 2:
+            arr = arr[..., None]
+        if arr.shape[2] >= 3:  # OpenCV gives BGR(A)
+            arr = arr[..., [2, 1, 0] + ([3] if arr.shape[2] == 4 else [])]
+        bit_depth = 16
+    else:
+        target = ("LA" if has_alpha else "L") if grayscale else ("RGBA" if has_alpha else "RGB")
+        arr = np.asarray(pil.convert(target), dtype=np.float32) / 255.0
+        if arr.ndim == 2:
+            arr = arr[..., None]
+        bit_depth = 8
+    arr = _apply_orientation(arr, orientation)
+    color = arr[..., :1] if grayscale or arr.shape[2] in (1, 2) else arr[..., :3]
+    alpha = arr[..., -1] if arr.shape[2] in (2, 4) else None
+    rgb = np.ascontiguousarray(np.repeat(color, 3, axis=2) if color.shape[2] == 1 else color)
+    return Photo(rgb=rgb, alpha=alpha, grayscale=color.shape[2] == 1, bit_depth=bit_depth)
+
+
+def _apply_orientation(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation tag (1..8) to an HxWxC array."""
+    ops = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+           5: lambda a: a.transpose(1, 0, 2), 6: lambda a: np.rot90(a, -1),
+           7: lambda a: np.rot90(a, 1)[::-1], 8: lambda a: np.rot90(a, 1)}
+    return np.ascontiguousarray(ops[orientation](arr)) if orientation in ops else arr
+
+
+def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
+    """Read and decode a photo file; raise ImageError naming the file and the cause."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return decode_image(data, str(path), max_pixels)
+
+
+def encode_image(photo: Photo, suffix: str) -> bytes:
+    """Encode a Photo in its own form (gray/alpha/bit depth) for a file suffix such as '.png'."""
+    ext = ENCODERS.get(suffix.lower())
+    if ext is None:
+        raise ImageError(f"cannot write '{suffix}' files; use one of {sorted(ENCODERS)}")
+    bit_depth = photo.bit_depth if ext in (".png", ".tiff") else 8
+    channels = [_luma(photo.rgb)[..., None]] if photo.grayscale else [photo.rgb[..., ::-1]]  # BGR
+    if photo.alpha is not None and ext in (".png", ".tiff", ".webp"):
+        channels.append(photo.alpha[..., None])
+    arr = np.concatenate(channels, axis=2)
+    scale = 65535.0 if bit_depth == 16 else 255.0
+    out = np.clip(np.rint(arr * scale), 0, scale).astype(np.uint16 if bit_depth == 16 else np.uint8)
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext == ".jpg" else []
+    ok, buf = cv2.imencode(ext, out, params)
+    if not ok:
+        raise ImageError(f"OpenCV could not encode a {out.shape} {out.dtype} image as {ext}")
+    return buf.tobytes()
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R BT.601 luma of an RGB float image."""
+    return rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write bytes to `path` through a temp file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_image(path: Path, photo: Photo) -> None:
+    """Encode a Photo by the path's suffix and write it atomically."""
+    write_atomic(path, encode_image(photo, Path(path).suffix))
+

@@ -1,0 +1,35 @@
+"""Public-domain face photos shipped with the package (see samples/ATTRIBUTION.md): the
+embedded default input of `restore`, and the real data of tests and benchmarks."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
+ASTRONAUT = SAMPLES_DIR / "astronaut.png"        # Eileen Collins, NASA (scikit-image data)
+GRACE_HOPPER = SAMPLES_DIR / "grace_hopper.jpg"  # Grace Hopper, US Navy (matplotlib sample data)
+CAMERA = SAMPLES_DIR / "camera.png"              # cameraman, grayscale (scikit-image data)
+NO_FACE = SAMPLES_DIR / "coffee.png"             # a cup of coffee, no face (scikit-image data)
+FACE_PHOTOS = [ASTRONAUT, GRACE_HOPPER]
+
+
+def read_rgb8(path: Path) -> np.ndarray:
+    """A sample as uint8 RGB HxWx3."""
+    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def group_photo(height: int = 600, gap: int = 24) -> np.ndarray:
+    """A real multi-face photo (uint8 RGB): astronaut, Grace Hopper and the astronaut mirrored,
+    side by side at one height on a grey background."""
+    tiles = []
+    for img in (read_rgb8(ASTRONAUT), read_rgb8(GRACE_HOPPER), read_rgb8(ASTRONAUT)[:, ::-1]):
+        w = round(img.shape[1] * height / img.shape[0])
+        tiles.append(cv2.resize(img, (w, height), interpolation=cv2.INTER_AREA))
+    canvas = np.full((height + 2 * gap, sum(t.shape[1] for t in tiles) + gap * (len(tiles) + 1), 3), 128, np.uint8)
+    x = gap
+    for t in tiles:
+        canvas[gap:gap + height, x:x + t.shape[1]] = t
+        x += t.shape[1] + gap
+    return canvas

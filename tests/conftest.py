@@ -1,0 +1,36 @@
+"""Shared fixtures: real photos and the face pipeline on the committed MediaPipe ports."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from runtime.samples import ASTRONAUT, GRACE_HOPPER, group_photo, read_rgb8
+
+
+@pytest.fixture(scope="session")
+def pipeline():
+    """The face pipeline (torch CPU) with default options."""
+    from runtime.face import torch_face_pipeline
+
+    return torch_face_pipeline()
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    return read_rgb8(ASTRONAUT)
+
+
+@pytest.fixture(scope="session")
+def grace_hopper() -> np.ndarray:
+    return read_rgb8(GRACE_HOPPER)
+
+
+@pytest.fixture(scope="session")
+def group() -> np.ndarray:
+    return group_photo()
+
+
+def write_rgb(path, rgb8: np.ndarray) -> None:
+    """Save a uint8 RGB array as an image file (format by suffix)."""
+    assert cv2.imwrite(str(path), rgb8[..., ::-1])

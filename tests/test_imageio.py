@@ -1,0 +1,107 @@
+"""Decoding and encoding at the edges: formats, orientation, bombs, corrupt files, atomic writes."""
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from runtime.imageio import ImageError, decode_image, encode_image, read_image, write_atomic
+from runtime.samples import ASTRONAUT, CAMERA, GRACE_HOPPER
+
+
+def _png(arr: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", arr)
+    assert ok
+    return buf.tobytes()
+
+
+def test_rgb_png_round_trip_is_exact():
+    data = ASTRONAUT.read_bytes()
+    photo = decode_image(data)
+    assert photo.rgb.shape == (512, 512, 3) and not photo.grayscale and photo.bit_depth == 8
+    again = decode_image(encode_image(photo, ".png"))
+    np.testing.assert_array_equal(again.rgb8(), photo.rgb8())
+
+
+def test_grayscale_stays_grayscale():
+    photo = read_image(CAMERA)
+    assert photo.grayscale and photo.rgb.shape[2] == 3
+    out = Image.open(io.BytesIO(encode_image(photo, ".png")))
+    assert out.mode == "L"
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(Image.open(CAMERA)))
+
+
+def test_alpha_is_kept():
+    rgba = np.dstack([cv2.imread(str(ASTRONAUT)), np.tile(np.arange(512, dtype=np.uint8)[None] // 2, (512, 1))])
+    photo = decode_image(_png(rgba))
+    assert photo.alpha is not None
+    out = cv2.imdecode(np.frombuffer(encode_image(photo, ".png"), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert out.shape == (512, 512, 4)
+    np.testing.assert_array_equal(out, rgba)
+
+
+def test_16_bit_png_keeps_16_bits():
+    rgb16 = (cv2.imread(str(ASTRONAUT)).astype(np.uint16) * 257 + 3).astype(np.uint16)
+    photo = decode_image(_png(rgb16))
+    assert photo.bit_depth == 16
+    out = cv2.imdecode(np.frombuffer(encode_image(photo, ".png"), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert out.dtype == np.uint16
+    np.testing.assert_array_equal(out, rgb16)
+
+
+@pytest.mark.parametrize("orientation,expect", [(6, lambda a: np.rot90(a, -1)), (3, lambda a: a[::-1, ::-1]),
+                                                (8, lambda a: np.rot90(a, 1)), (2, lambda a: a[:, ::-1])])
+def test_exif_orientation_is_honoured(orientation, expect):
+    pil = Image.open(GRACE_HOPPER)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG", exif=exif)
+    photo = decode_image(buf.getvalue())
+    np.testing.assert_array_equal(photo.rgb8(), expect(np.asarray(pil.convert("RGB"))))
+
+
+def test_empty_file_is_refused(tmp_path):
+    f = tmp_path / "empty.jpg"
+    f.write_bytes(b"")
+    with pytest.raises(ImageError, match=r"empty.jpg: empty file"):
+        read_image(f)
+
+
+def test_non_image_is_refused(tmp_path):
+    f = tmp_path / "notes.png"
+    f.write_text("this is not a picture")
+    with pytest.raises(ImageError, match=r"notes.png: not a readable image"):
+        read_image(f)
+
+
+def test_truncated_file_is_refused(tmp_path):
+    f = tmp_path / "cut.jpg"
+    f.write_bytes(GRACE_HOPPER.read_bytes()[:20000])
+    with pytest.raises(ImageError, match=r"cut.jpg: truncated or corrupt"):
+        read_image(f)
+
+
+def test_decompression_bomb_is_refused_before_decoding():
+    buf = io.BytesIO()
+    Image.new("L", (12000, 12000)).save(buf, format="PNG")
+    with pytest.raises(ImageError, match=r"144000000 pixels exceeds the cap of 80000000"):
+        decode_image(buf.getvalue(), "bomb.png")
+
+
+def test_unknown_output_format_is_refused():
+    with pytest.raises(ImageError, match=r"cannot write '.gif'"):
+        encode_image(read_image(CAMERA), ".gif")
+
+
+def test_write_atomic_leaves_no_partial_file(tmp_path):
+    target = tmp_path / "out.bin"
+    write_atomic(target, b"first")
+
+    with pytest.raises(TypeError):  # the write fails half-way: str into a binary file
+        write_atomic(target, "second")
+    assert target.read_bytes() == b"first"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
