@@ -87,7 +87,19 @@ def _run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"restore": (_add_restore, _run_restore), "bench": (_add_bench, _run_bench)}
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    sub.add_parser("export", help="ONNX export and verification (same as `python -m export`)", add_help=False)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    # console-script wiring only: the export package is loaded on demand, runtime never imports it
+    import importlib
+
+    return importlib.import_module("export.cli").main(args.rest)
+
+
+COMMANDS = {"restore": (_add_restore, _run_restore), "bench": (_add_bench, _run_bench),
+            "export": (_add_export, _run_export)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,5 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `facerestore` and `python -m runtime`."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command != "export" and rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.rest = rest
     return COMMANDS[args.command][1](args)

@@ -18,3 +18,21 @@ class TorchSession:
             out = self.module(*args)
         out = out if isinstance(out, (tuple, list)) else (out,)
         return tuple(o.float().cpu().numpy() for o in out)
+
+
+class OnnxRuntimeSession:
+    """Runs an ONNX file with ONNX Runtime, binding inputs and outputs by the contract's names.
+    Uses the CUDA execution provider when `device` is 'cuda' and it is available."""
+
+    def __init__(self, path: str, input_names: list[str], output_names: list[str], device: str = "cpu") -> None:
+        import onnxruntime as ort
+
+        providers = ["CPUExecutionProvider"]
+        if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        self.session = ort.InferenceSession(str(path), providers=providers)
+        self.input_names, self.output_names = input_names, output_names
+
+    def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
+        feed = {n: np.ascontiguousarray(x, dtype=np.float32) for n, x in zip(self.input_names, inputs)}
+        return tuple(self.session.run(self.output_names, feed))

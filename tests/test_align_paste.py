@@ -69,10 +69,12 @@ def test_weighted_nms_merges_overlaps_and_keeps_separate_faces():
 
 
 def test_tiles_cover_large_photos_only():
-    assert tiles(900, 700) == []
+    assert tiles(660, 600) == [] and tiles(512, 600) == []
     boxes = tiles(2400, 1600)
+    assert len(boxes) == 5 * 3  # 640-pixel windows, 25% overlap
     covered = np.zeros((1600, 2400), bool)
     for x0, y0, x1, y1 in boxes:
         assert x1 - x0 == 640 and y1 - y0 == 640
         covered[y0:y1, x0:x1] = True
     assert covered.all()
+    assert [(y0, y1) for _, y0, _, y1 in tiles(1808, 648)] == [(0, 648)] * 4  # one row for a wide strip

@@ -118,18 +118,21 @@ def weighted_nms(candidates: list[tuple[np.ndarray, float]], iou: float = NMS_IO
     return out
 
 
+def _spans(length: int, tile_side: int, overlap: float) -> list[tuple[int, int]]:
+    """Sliding windows of `tile_side` overlapping by `overlap`, evenly spread over one axis; a
+    length at most ~5% over one tile is one span (no sliver windows)."""
+    n = max(1, int(np.ceil((length - tile_side * overlap) / (tile_side * (1 - overlap)) - 0.1)))
+    span = length if n == 1 else tile_side
+    return [(round(s), round(s) + span) for s in np.linspace(0, length - span, n)]
+
+
 def tiles(width: int, height: int, tile_side: int = 640, overlap: float = 0.25) -> list[tuple[int, int, int, int]]:
-    """Overlapping square-ish tiles (x0, y0, x1, y1) covering a large photo, so that small faces
-    of a group photo stay large enough at 192x192; empty for photos up to ~1.5 tiles."""
-    if max(width, height) <= 1.5 * tile_side:
+    """Overlapping tiles (x0, y0, x1, y1) covering a large photo, so that the small faces of a
+    group photo stay large enough at 192x192; empty when the photo is about one tile."""
+    xs, ys = _spans(width, tile_side, overlap), _spans(height, tile_side, overlap)
+    if len(xs) * len(ys) == 1:
         return []
-    out = []
-    step = int(tile_side * (1 - overlap))
-    for y0 in range(0, max(height - tile_side, 0) + step, step):
-        for x0 in range(0, max(width - tile_side, 0) + step, step):
-            x1, y1 = min(x0 + tile_side, width), min(y0 + tile_side, height)
-            out.append((max(0, x1 - tile_side), max(0, y1 - tile_side), x1, y1))
-    return sorted(set(out))
+    return [(x0, y0, x1, y1) for y0, y1 in ys for x0, x1 in xs]
 
 
 def detect_faces(net: Net, rgb8: np.ndarray, min_score: float = 0.5, tile_side: int = 640) -> list[Detection]:

@@ -1,0 +1,1 @@
+"""Export: ONNX per network from its contract, parity checks (and TensorRT engines, Triton repository)."""

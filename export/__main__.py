@@ -1,0 +1,6 @@
+"""`python -m export ...` (also `facerestore export ...`)."""
+import sys
+
+from export.cli import main
+
+sys.exit(main())

@@ -1,0 +1,101 @@
+"""The face pipeline with the PyTorch ports on real photos: detection counts, golden landmarks
+(from the original .tflite graphs), region maps, boxes, one batch per photo, paste-back."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from runtime.face import FaceOptions, FacePipeline
+from runtime.face.align import template
+from runtime.face.regions import LABELS
+from runtime.imageio import read_image
+from runtime.samples import NO_FACE
+from tests.golden import GOLDEN, golden_photos, landmarks_of
+
+PIXEL_TOLERANCE = 0.5  # port vs original .tflite, photo pixels
+
+
+@pytest.fixture(scope="module")
+def golden() -> dict:
+    return json.loads(GOLDEN.read_text())
+
+
+@pytest.fixture(scope="module")
+def measured(pipeline) -> dict:
+    return {name: landmarks_of(pipeline, photo) for name, photo in golden_photos().items()}
+
+
+@pytest.mark.parametrize("name,count", [("astronaut", 1), ("grace_hopper", 1), ("group", 3)])
+def test_detection_count_and_golden_landmarks(name, count, golden, measured):
+    got, want = measured[name], golden[name]
+    assert len(got["boxes"]) == len(want["boxes"]) == count
+    np.testing.assert_allclose(got["boxes"], want["boxes"], atol=PIXEL_TOLERANCE)
+    np.testing.assert_allclose(got["landmarks"], want["landmarks"], atol=PIXEL_TOLERANCE)
+    np.testing.assert_allclose(got["points5"], want["points5"], atol=PIXEL_TOLERANCE)
+
+
+def test_group_faces_are_where_the_photos_are(measured):
+    centres = [(b[0] + b[2]) / 2 for b in measured["group"]["boxes"]]
+    assert centres[0] < 560 < centres[1] < 1040 < centres[2]  # one face per pasted photo
+
+
+def test_alignment_puts_the_points_on_the_template(pipeline):
+    photo = golden_photos()["grace_hopper"]
+    batch = pipeline.align(photo, pipeline.find(photo)[0])
+    err = np.linalg.norm(batch.points5[0] - template(512), axis=1)
+    assert err.max() < 12.0, err  # a similarity fit of 5 real points: a few pixels off each
+
+
+def test_region_map_and_boxes(pipeline):
+    photo = golden_photos()["astronaut"]
+    batch = pipeline.align(photo, pipeline.find(photo)[0])
+    labels = batch.label_maps[0]
+    counts = np.bincount(labels.ravel(), minlength=len(LABELS))
+    assert (counts > 200).all(), counts  # every region is present on a frontal face
+    centroid = {k: np.argwhere(labels == v).mean(0)[::-1] for k, v in LABELS.items() if v}
+    assert centroid["eye_l"][0] < 256 < centroid["eye_r"][0]
+    assert centroid["brow_l"][1] < centroid["eye_l"][1] < centroid["nose"][1] < centroid["lips"][1]
+    for (x0, y0, x1, y1), key in zip(batch.boxes[0], ("eye_l", "eye_r", "lips")):
+        cx, cy = centroid[key]
+        assert x0 < cx < x1 and y0 < cy < y1
+
+
+def test_all_faces_of_a_photo_go_through_the_mesh_as_one_batch(pipeline):
+    calls = []
+
+    def mesh(x):
+        calls.append(len(x))
+        return pipeline.mesh(x)
+
+    counting = FacePipeline(pipeline.detector, mesh)
+    faces, _ = counting.find(golden_photos()["group"])
+    assert len(faces) == 3 and calls == [3]
+
+
+def test_photo_without_face(pipeline):
+    photo = read_image(NO_FACE)
+    faces, skipped = pipeline.find(photo)
+    batch = pipeline.align(photo, faces)
+    assert len(batch) == 0 and batch.crops.shape == (0, 512, 512, 3)
+    np.testing.assert_array_equal(pipeline.paste(photo, batch, batch.crops).rgb, photo.rgb)
+
+
+def test_identity_paste_back_reproduces_the_group_photo(pipeline):
+    photo = golden_photos()["group"]
+    batch = pipeline.align(photo, pipeline.find(photo)[0])
+    out = pipeline.paste(photo, batch, batch.crops)
+    err = np.abs(out.rgb - photo.rgb)
+    assert err.mean() < 0.5 / 255 and np.percentile(err, 99.9) < 32 / 255, (err.mean() * 255,)
+
+
+def test_output_crop_size_is_configurable(pipeline):
+    small = FacePipeline(pipeline.detector, pipeline.mesh, FaceOptions(size=256))
+    photo = golden_photos()["astronaut"]
+    batch = small.align(photo, small.find(photo)[0])
+    assert batch.crops.shape == (1, 256, 256, 3) and batch.label_maps.shape == (1, 256, 256)
+    full = pipeline.align(photo, pipeline.find(photo)[0])
+    np.testing.assert_allclose(batch.points5, full.points5 / 2, atol=0.05)  # the same alignment, half size
+    assert batch.model_input().shape == (1, 3, 256, 256)
+    assert -1.0 <= batch.model_input().min() and batch.model_input().max() <= 1.0

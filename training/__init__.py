@@ -1,0 +1,1 @@
+"""Training-side tools: PyTorch ports of the face networks and their weight converters."""
