@@ -19,6 +19,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="face", choices=choices,
                    help="a group of networks or one network (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("engines"), help="folder of the ONNX files (default: %(default)s)")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="weights of the network (default: the committed/demo weights of each network)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _verify(names: list[str], out: Path) -> int:
+def _verify(names: list[str], out: Path, checkpoint: Path | None) -> int:
     from export.verify import parity_table, verify_onnx
 
     rows = []
@@ -44,7 +46,7 @@ def _verify(names: list[str], out: Path) -> int:
         if not path.is_file():
             print(f"error: {path}: not found; run `python -m export onnx --model {name} --out {out}`", file=sys.stderr)
             return 2
-        rows += verify_onnx(CONTRACTS[name], path)
+        rows += verify_onnx(CONTRACTS[name], path, checkpoint)
     print(parity_table(rows))
     bad = [r for r in rows if not r.ok]
     if bad:
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         from export.onnx_export import export_onnx
 
         for name in tqdm(names, desc="onnx export", unit="network", disable=None):
-            path = export_onnx(CONTRACTS[name], args.out)
+            path = export_onnx(CONTRACTS[name], args.out, args.checkpoint)
             tqdm.write(f"{name}: {path} ({path.stat().st_size / 1e6:.1f} MB)")
-        return 0 if args.no_verify else _verify(names, args.out)
-    return _verify(names, args.out)
+        return 0 if args.no_verify else _verify(names, args.out, args.checkpoint)
+    return _verify(names, args.out, args.checkpoint)

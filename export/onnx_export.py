@@ -14,10 +14,11 @@ from runtime.imageio import write_atomic
 OPSET = 17
 
 
-def export_onnx(contract: NetworkContract, out_dir: Path, module: torch.nn.Module | None = None) -> Path:
-    """Export `contract`'s network to OUT_DIR/<name>.onnx (dynamic batch axis, opset 17),
-    run onnx.checker and shape inference, and write the file atomically. Returns its path."""
-    module = (module or contract.build_module()).eval()
+def export_onnx(contract: NetworkContract, out_dir: Path, checkpoint: Path | None = None) -> Path:
+    """Export `contract`'s network (weights from `checkpoint`, or its default) to
+    OUT_DIR/<name>.onnx (dynamic batch axis, opset 17), run onnx.checker and shape inference,
+    and write the file atomically. Returns its path."""
+    module = contract.build_module(checkpoint).eval()
     example = tuple(torch.from_numpy(x) for x in contract.sample_inputs(1))
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / f"{contract.name}.onnx"

@@ -26,10 +26,10 @@ class Parity:
         return self.max_rel <= self.tolerance
 
 
-def verify_onnx(contract: NetworkContract, onnx_path: Path, batches: tuple[int, ...] = (1, 4),
-                tolerance: float = 1e-4) -> list[Parity]:
+def verify_onnx(contract: NetworkContract, onnx_path: Path, checkpoint: Path | None = None,
+                batches: tuple[int, ...] = (1, 4), tolerance: float = 1e-4) -> list[Parity]:
     """Run torch (fp32) and ONNX Runtime (CPU) on real sample inputs; errors per output and batch."""
-    torch_run = TorchSession(contract.build_module())
+    torch_run = TorchSession(contract.build_module(checkpoint))
     ort_run = OnnxRuntimeSession(onnx_path, contract.input_names, contract.output_names)
     rows = []
     for batch in batches:

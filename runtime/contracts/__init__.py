@@ -1,0 +1,10 @@
+"""One contract per exported network (DESIGN.md section 3): tensor names, shapes, dynamic
+axes, sample inputs, TensorRT profile and precision, read by export, engine builds, Triton
+configs and runtime sessions alike. No tensor name is typed anywhere else."""
+from runtime.contracts.base import BATCH, NetworkContract, TensorSpec
+from runtime.contracts.face import FACE_DETECTOR, FACE_MESH
+
+CONTRACTS: dict[str, NetworkContract] = {c.name: c for c in (FACE_DETECTOR, FACE_MESH)}
+MODEL_GROUPS: dict[str, list[str]] = {"face": ["face_detector", "face_mesh"]}
+
+__all__ = ["BATCH", "CONTRACTS", "MODEL_GROUPS", "NetworkContract", "TensorSpec"]

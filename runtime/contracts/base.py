@@ -1,0 +1,62 @@
+"""The contract type: one per exported network (DESIGN.md section 3).
+
+Each contract names the network's tensors once (names, dtypes, shapes with the dynamic batch
+axis), says how to build its torch module and real sample inputs, the TensorRT optimization
+profile and the precision policy. ONNX export, engine builds, Triton configs and runtime
+sessions all read these objects; no tensor name is typed anywhere else.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+BATCH = "batch"  # the one dynamic axis: faces (or photos) per call
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A named tensor: dtype and shape, with BATCH marking the dynamic axis."""
+
+    name: str
+    shape: tuple[int | str, ...]
+    dtype: str = "float32"
+
+    def concrete(self, batch: int) -> tuple[int, ...]:
+        """The shape with the batch axis filled in."""
+        return tuple(batch if d == BATCH else int(d) for d in self.shape)
+
+
+@dataclass(frozen=True)
+class NetworkContract:
+    """Everything export, engine build, serving and the runtime need to know about one network."""
+
+    name: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    build_module: Callable[[Path | None], torch.nn.Module]   # checkpoint path (None: the default) -> module
+    sample_inputs: Callable[[int], tuple[np.ndarray, ...]]
+    opt_batch: int = 1
+    max_batch: int = 8
+    precision: str = "fp16"  # TensorRT build precision; "fp32" keeps the network in fp32/tf32
+
+    @property
+    def input_names(self) -> list[str]:
+        return [t.name for t in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t.name for t in self.outputs]
+
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        """torch.onnx.export's dynamic_axes for every tensor with a batch axis."""
+        return {t.name: {i: BATCH for i, d in enumerate(t.shape) if d == BATCH}
+                for t in self.inputs + self.outputs if BATCH in t.shape}
+
+    def profile(self, max_batch: int | None = None) -> dict[str, tuple[tuple[int, ...], ...]]:
+        """TensorRT optimization profile: input name -> (min, opt, max) shapes."""
+        top = max_batch or self.max_batch
+        return {t.name: (t.concrete(1), t.concrete(min(self.opt_batch, top)), t.concrete(top)) for t in self.inputs}
