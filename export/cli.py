@@ -15,7 +15,7 @@ def _networks(model: str) -> list[str]:
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    choices = sorted(MODEL_GROUPS) + sorted(CONTRACTS)
+    choices = sorted(set(MODEL_GROUPS) | set(CONTRACTS))
     p.add_argument("--model", default="face", choices=choices,
                    help="a group of networks or one network (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("engines"), help="folder of the ONNX files (default: %(default)s)")

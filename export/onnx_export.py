@@ -8,8 +8,8 @@ from pathlib import Path
 import onnx
 import torch
 
-from runtime.contracts import NetworkContract
-from runtime.imageio import write_atomic
+from runtime.contracts.base import SOURCE_KEY, NetworkContract
+from runtime.files import write_atomic
 
 OPSET = 17
 
@@ -30,6 +30,7 @@ def export_onnx(contract: NetworkContract, out_dir: Path, checkpoint: Path | Non
         model = onnx.load(str(raw))
         _check_names(contract, model)
         _stamp_shapes(contract, model)
+        onnx.helper.set_model_props(model, {"network": contract.name, SOURCE_KEY: contract.source_id(checkpoint)})
         onnx.checker.check_model(model, full_check=True)
         model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
         path = Path(out_dir) / f"{contract.name}.onnx"

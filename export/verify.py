@@ -27,8 +27,9 @@ class Parity:
 
 
 def verify_onnx(contract: NetworkContract, onnx_path: Path, checkpoint: Path | None = None,
-                batches: tuple[int, ...] = (1, 4), tolerance: float = 1e-4) -> list[Parity]:
-    """Run torch (fp32) and ONNX Runtime (CPU) on real sample inputs; errors per output and batch."""
+                batches: tuple[int, ...] = (1, 4)) -> list[Parity]:
+    """Run torch (fp32) and ONNX Runtime (CPU) on real sample inputs; errors per output and batch,
+    judged against the contract's relative parity tolerance."""
     torch_run = TorchSession(contract.build_module(checkpoint))
     ort_run = OnnxRuntimeSession(onnx_path, contract.input_names, contract.output_names)
     rows = []
@@ -36,7 +37,8 @@ def verify_onnx(contract: NetworkContract, onnx_path: Path, checkpoint: Path | N
         inputs = contract.sample_inputs(batch)
         for name, ref, got in zip(contract.output_names, torch_run(*inputs), ort_run(*inputs)):
             diff = float(np.abs(ref - got).max())
-            rows.append(Parity(contract.name, name, batch, diff, diff / max(float(np.abs(ref).max()), 1e-12), tolerance))
+            rows.append(Parity(contract.name, name, batch, diff, diff / max(float(np.abs(ref).max()), 1e-12),
+                               contract.parity_tolerance))
     return rows
 
 

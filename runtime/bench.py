@@ -15,7 +15,8 @@ import torch
 from runtime.face import torch_face_pipeline
 from runtime.face.detect import detect_faces
 from runtime.face.mesh import mesh_faces
-from runtime.imageio import Photo, write_atomic
+from runtime.files import write_atomic
+from runtime.imageio import Photo
 from runtime.samples import group_photo
 
 

@@ -19,8 +19,16 @@ A photo without a face is copied through. A bad file is reported on one line and
 of the batch goes on; the exit status is non-zero only when no photo could be processed.
 A report.json in the output folder lists faces, skipped detections and errors per photo.
 
-Restorers: 'identity' gives the aligned crops back unchanged; it checks the face pipeline
-(detection, alignment, paste-back) and is not a restorer."""
+Restorers:
+  identity  gives the aligned crops back unchanged: a check of the face pipeline (detection,
+            alignment, paste-back), not a restorer.
+  safm      the Semantic-aware Fusion restorer (safm.txt): --checkpoint PATH.safetensors (with
+            its .json beside it); without one, random-init safm-tiny with a loud warning.
+            --fidelity in [0, 1] weighs the local detail enhancement from the input's features.
+
+Backends: --backend torch (eager; --precision fp16/bf16 on CUDA) or onnxruntime (the ONNX file
+<--onnx-dir>/<network>.onnx made by `python -m export onnx --model safm --checkpoint ...`; a file
+exported from other weights than --checkpoint is refused)."""
 
 
 def _add_restore(sub: argparse._SubParsersAction) -> None:
@@ -28,8 +36,15 @@ def _add_restore(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="*", type=Path, help="photo files or folders (default: shipped samples)")
     p.add_argument("--out", "-o", type=Path, default=Path("out/restored"), help="output folder (default: %(default)s)")
-    p.add_argument("--model", "--restorer", dest="model", default="identity", choices=["identity"],
+    p.add_argument("--model", "--restorer", dest="model", default="identity", choices=["identity", "safm"],
                    help="restorer (default: %(default)s)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="restorer weights (see Restorers above)")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"], help="(default: %(default)s)")
+    p.add_argument("--onnx-dir", type=Path, default=Path("engines"),
+                   help="where --backend onnxruntime finds <network>.onnx (default: %(default)s)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"],
+                   help="torch backend precision; fp16/bf16 need --device cuda (default: %(default)s)")
+    p.add_argument("--fidelity", type=float, default=0.5, help="safm: fidelity weight in [0, 1] (default: %(default)s)")
     p.add_argument("--aligned", action="store_true", help="inputs are already aligned faces: skip detection")
     p.add_argument("--size", type=int, default=512, help="aligned crop side in pixels (default: %(default)s)")
     p.add_argument("--upscale", type=float, default=1.0, help="output photo scale factor (default: %(default)s)")
@@ -47,8 +62,8 @@ def _add_restore(sub: argparse._SubParsersAction) -> None:
 def _run_restore(args: argparse.Namespace) -> int:
     from runtime.face import FaceOptions, torch_face_pipeline
     from runtime.restore import restore_files
-    from runtime.restorers import make_restorer
     from runtime.samples import FACE_PHOTOS
+    from runtime.sessions import SessionError
 
     if args.size < 64 or args.upscale <= 0 or args.upscale > 8:
         print("error: --size must be >= 64 and --upscale in (0, 8]", file=sys.stderr)
@@ -57,9 +72,10 @@ def _run_restore(args: argparse.Namespace) -> int:
                           only_center_face=args.only_center_face, aligned=args.aligned, upscale=args.upscale)
     inputs = args.inputs or FACE_PHOTOS
     try:
-        results = restore_files(inputs, args.out, torch_face_pipeline(options, args.device), make_restorer(args.model),
+        restorer = _make_restorer(args)
+        results = restore_files(inputs, args.out, torch_face_pipeline(options, args.device), restorer,
                                 save_crops=args.save_crops, compare=args.compare, max_pixels=args.max_pixels)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError, SessionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     done = [r for r in results if r.error is None]
@@ -70,6 +86,16 @@ def _run_restore(args: argparse.Namespace) -> int:
         print("error: no image files found in the inputs", file=sys.stderr)
         return 2
     return 0 if done else 1
+
+
+def _make_restorer(args: argparse.Namespace):
+    """The restorer the restore arguments ask for."""
+    from runtime.restorers import IdentityRestorer, make_safm_restorer
+
+    if args.model == "safm":
+        return make_safm_restorer(args.checkpoint, args.backend, args.onnx_dir, args.device, args.precision,
+                                  args.fidelity)
+    return IdentityRestorer()
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:

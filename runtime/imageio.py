@@ -6,14 +6,14 @@ its own form: grayscale stays grayscale, alpha is kept, 16-bit PNG keeps 16 bits
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image
+
+from runtime.files import write_atomic
 
 # A decompression bomb is refused before its pixels are decoded.
 DEFAULT_MAX_PIXELS = 80_000_000
@@ -139,23 +139,6 @@ def encode_image(photo: Photo, suffix: str) -> bytes:
 def _luma(rgb: np.ndarray) -> np.ndarray:
     """ITU-R BT.601 luma of an RGB float image."""
     return rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write bytes to `path` through a temp file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_image(path: Path, photo: Photo) -> None:

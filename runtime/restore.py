@@ -11,8 +11,8 @@ import numpy as np
 from tqdm import tqdm
 
 from runtime.face.pipeline import FacePipeline
-from runtime.imageio import (DEFAULT_MAX_PIXELS, ENCODERS, ImageError, Photo, encode_image, read_image,
-                             to_uint8, write_atomic)
+from runtime.files import write_atomic
+from runtime.imageio import DEFAULT_MAX_PIXELS, ENCODERS, ImageError, Photo, encode_image, read_image, to_uint8
 from runtime.restorers import Restorer
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}

@@ -1,11 +1,19 @@
 """Restorers: aligned face batch in, restored crops out (float32 [N, S, S, 3] in [0, 1])."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Callable, Protocol
 
 import numpy as np
+import torch
 
+from runtime.contracts.safm import FACE, SAFM, safm_inputs
 from runtime.face.pipeline import FaceBatch
+from runtime.sessions import TorchSession, onnx_session
+
+Net = Callable[..., tuple[np.ndarray, ...]]
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 class Restorer(Protocol):
@@ -26,11 +34,43 @@ class IdentityRestorer:
         return batch.crops
 
 
-RESTORERS: dict[str, Callable[..., Restorer]] = {"identity": IdentityRestorer}
+def to_crops(restored: np.ndarray) -> np.ndarray:
+    """Network output NCHW in [-1, 1] -> crops NHWC float32 clipped to [0, 1]."""
+    return np.clip((restored.transpose(0, 2, 3, 1) + 1.0) / 2.0, 0.0, 1.0).astype(np.float32)
 
 
-def make_restorer(name: str) -> Restorer:
-    """A restorer by name; ValueError listing the known names otherwise."""
-    if name not in RESTORERS:
-        raise ValueError(f"unknown restorer '{name}'; choose one of {sorted(RESTORERS)}")
-    return RESTORERS[name]()
+class SaFMRestorer:
+    """The SaFM network behind any session (torch, onnxruntime, tensorrt): faces, region maps
+    and the fidelity weight go in as one batch."""
+
+    name = "safm"
+
+    def __init__(self, net: Net, fidelity: float = 0.5) -> None:
+        self.net, self.fidelity = net, fidelity
+
+    def __call__(self, batch: FaceBatch) -> np.ndarray:
+        if batch.crops.shape[1] != FACE:
+            raise ValueError(f"SaFM restores {FACE}x{FACE} faces; got {batch.crops.shape[1]} (use --size {FACE})")
+        (restored,) = self.net(*safm_inputs(batch.model_input(), batch.label_maps[:, None], self.fidelity))
+        return to_crops(restored)
+
+
+def torch_session(module: torch.nn.Module, device: str, precision: str) -> TorchSession:
+    """A torch session; fp16/bf16 only on CUDA (CPU half precision is slow and inexact)."""
+    if precision != "fp32" and not device.startswith("cuda"):
+        raise ValueError(f"--precision {precision} needs a CUDA device (got --device {device})")
+    return TorchSession(module, device, DTYPES[precision])
+
+
+def make_safm_restorer(checkpoint: Path | None = None, backend: str = "torch", onnx_dir: Path = Path("engines"),
+                       device: str = "cpu", precision: str = "fp32", fidelity: float = 0.5) -> SaFMRestorer:
+    """SaFM on the torch or onnxruntime backend. Without a checkpoint it runs the seeded
+    random-init `safm-tiny` and says loudly that the output is not a restoration."""
+    if checkpoint is None:
+        print("WARNING: no --checkpoint given: SaFM runs with RANDOM weights (safm-tiny); the faces it "
+              "produces are NOT restorations. Pass --checkpoint PATH.safetensors.", file=sys.stderr)
+    if not 0.0 <= fidelity <= 1.0:
+        raise ValueError(f"--fidelity must be in [0, 1], got {fidelity}")
+    if backend == "onnxruntime":
+        return SaFMRestorer(onnx_session(SAFM, onnx_dir, checkpoint, device), fidelity)
+    return SaFMRestorer(torch_session(SAFM.build_module(checkpoint), device, precision), fidelity)

@@ -1,8 +1,16 @@
 """Backends behind one session interface: numpy arrays in, a tuple of numpy arrays out."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
+
+from runtime.contracts.base import SOURCE_KEY, NetworkContract
+
+
+class SessionError(RuntimeError):
+    """An artifact that cannot back a session; the message names the file and what to do."""
 
 
 class TorchSession:
@@ -36,3 +44,19 @@ class OnnxRuntimeSession:
     def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
         feed = {n: np.ascontiguousarray(x, dtype=np.float32) for n, x in zip(self.input_names, inputs)}
         return tuple(self.session.run(self.output_names, feed))
+
+
+def onnx_session(contract: NetworkContract, onnx_dir: Path, checkpoint: Path | None = None,
+                 device: str = "cpu") -> OnnxRuntimeSession:
+    """An ONNX Runtime session of `<onnx_dir>/<contract name>.onnx`, refused (SessionError) when
+    the file is missing or was exported from other weights than `checkpoint`."""
+    path = Path(onnx_dir) / f"{contract.name}.onnx"
+    ckpt = f" --checkpoint {checkpoint}" if checkpoint else ""
+    hint = f"run `python -m export onnx --model {contract.name}{ckpt} --out {onnx_dir}`"
+    if not path.is_file():
+        raise SessionError(f"{path}: not found; {hint}")
+    session = OnnxRuntimeSession(str(path), contract.input_names, contract.output_names, device)
+    source = session.session.get_modelmeta().custom_metadata_map.get(SOURCE_KEY)
+    if source != contract.source_id(checkpoint):
+        raise SessionError(f"{path}: exported from other weights ({source}) than {checkpoint or 'the default'}; {hint}")
+    return session

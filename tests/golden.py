@@ -10,7 +10,8 @@ import numpy as np
 
 from runtime.face import FacePipeline
 from runtime.face.regions import five_points
-from runtime.imageio import Photo, read_image, write_atomic
+from runtime.files import write_atomic
+from runtime.imageio import Photo, read_image
 from runtime.samples import ASTRONAUT, GRACE_HOPPER, group_photo
 from training.convert_mediapipe import DETECTOR, MESH, read_tflite, run_tflite
 

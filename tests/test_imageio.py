@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runtime.imageio import ImageError, decode_image, encode_image, read_image, write_atomic
+from runtime.files import write_atomic
+from runtime.imageio import ImageError, decode_image, encode_image, read_image
 from runtime.samples import ASTRONAUT, CAMERA, GRACE_HOPPER
 
 

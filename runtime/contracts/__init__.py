@@ -3,8 +3,9 @@ axes, sample inputs, TensorRT profile and precision, read by export, engine buil
 configs and runtime sessions alike. No tensor name is typed anywhere else."""
 from runtime.contracts.base import BATCH, NetworkContract, TensorSpec
 from runtime.contracts.face import FACE_DETECTOR, FACE_MESH
+from runtime.contracts.safm import SAFM
 
-CONTRACTS: dict[str, NetworkContract] = {c.name: c for c in (FACE_DETECTOR, FACE_MESH)}
-MODEL_GROUPS: dict[str, list[str]] = {"face": ["face_detector", "face_mesh"]}
+CONTRACTS: dict[str, NetworkContract] = {c.name: c for c in (FACE_DETECTOR, FACE_MESH, SAFM)}
+MODEL_GROUPS: dict[str, list[str]] = {"face": ["face_detector", "face_mesh"], "safm": ["safm"]}
 
 __all__ = ["BATCH", "CONTRACTS", "MODEL_GROUPS", "NetworkContract", "TensorSpec"]

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 BATCH = "batch"  # the one dynamic axis: faces (or photos) per call
+SOURCE_KEY = "source_weights"  # ONNX metadata key: which weights an exported graph came from
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,19 @@ class NetworkContract:
     opt_batch: int = 1
     max_batch: int = 8
     precision: str = "fp16"  # TensorRT build precision; "fp32" keeps the network in fp32/tf32
+    parity_tolerance: float = 1e-4  # fp32 ONNX Runtime vs PyTorch: max |err| / max |output|
+
+    def source_id(self, checkpoint: Path | None) -> str:
+        """What weights an artifact was made from: the checkpoint file's sha256, or 'default'.
+        Export stamps it into the ONNX metadata; sessions refuse an artifact of other weights."""
+        from runtime.files import sha256_file
+
+        if checkpoint is None:
+            return "default"
+        path = Path(checkpoint)
+        if path.is_dir():
+            return "dir:" + ",".join(f"{p.name}={sha256_file(p)[:16]}" for p in sorted(path.glob("*.safetensors")))
+        return sha256_file(path.with_suffix(".safetensors") if path.suffix == ".json" else path)
 
     @property
     def input_names(self) -> list[str]:

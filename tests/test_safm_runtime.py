@@ -1,0 +1,70 @@
+"""SaFM through export and the runtime: ONNX parity (tiny and base), torch vs onnxruntime restore."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from export.onnx_export import export_onnx
+from export.verify import verify_onnx
+from runtime.cli import main
+from runtime.contracts.safm import SAFM
+from runtime.imageio import read_image
+from runtime.samples import ASTRONAUT, GRACE_HOPPER
+from training.safm import random_init, save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ckpt")
+    return {name: save_checkpoint(random_init(name, seed=3), folder / name) for name in ("safm-tiny", "safm-base")}
+
+
+@pytest.mark.parametrize("config", ["safm-tiny", "safm-base"])
+def test_onnx_matches_torch_on_real_faces(config, checkpoints, tmp_path):
+    path = export_onnx(SAFM, tmp_path, checkpoints[config])
+    rows = verify_onnx(SAFM, path, checkpoints[config], batches=(1, 4))
+    assert [r.batch for r in rows] == [1, 4]
+    # random weights give outputs far outside [-1, 1] (about +-8): the bound is relative to that scale
+    assert all(r.ok for r in rows), rows
+    print(config, [(r.batch, f"{r.max_abs:.2e}", f"{r.max_rel:.2e}") for r in rows])
+
+
+def test_restore_torch_and_onnxruntime_give_the_same_picture(checkpoints, tmp_path, capsys):
+    ckpt = checkpoints["safm-tiny"]
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(ASTRONAUT, src / "astronaut.png")
+    shutil.copy(GRACE_HOPPER, src / "grace.png")  # PNG: no JPEG re-quantisation between the two runs
+    export_onnx(SAFM, tmp_path / "engines", ckpt)
+    common = ["restore", str(src), "--model", "safm", "--checkpoint", str(ckpt)]
+    assert main(common + ["--out", str(tmp_path / "torch")]) == 0
+    assert main(common + ["--out", str(tmp_path / "ort"), "--backend", "onnxruntime",
+                          "--onnx-dir", str(tmp_path / "engines")]) == 0
+    for name in ("astronaut.png", "grace.png"):
+        a, b = read_image(tmp_path / "torch" / name).rgb, read_image(tmp_path / "ort" / name).rgb
+        assert np.abs(a - b).max() <= 1 / 255 + 1e-6  # 8-bit rounding of outputs equal to ~1e-4
+        assert np.abs(a - read_image(src / name).rgb).max() > 0.2  # the faces were really replaced
+    assert "RANDOM weights" not in capsys.readouterr().err
+
+
+def test_refusals_are_clear(checkpoints, tmp_path, capsys):
+    export_onnx(SAFM, tmp_path / "engines")  # default weights, not the checkpoint's
+    args = ["restore", str(ASTRONAUT), "--out", str(tmp_path / "o"), "--model", "safm"]
+    assert main(args + ["--backend", "onnxruntime", "--onnx-dir", str(tmp_path / "engines"),
+                        "--checkpoint", str(checkpoints["safm-tiny"])]) == 2
+    assert "exported from other weights" in capsys.readouterr().err
+    assert main(args + ["--backend", "onnxruntime", "--onnx-dir", str(tmp_path / "none")]) == 2
+    assert "none/safm.onnx: not found; run `python -m export onnx --model safm" in capsys.readouterr().err
+    assert main(args + ["--precision", "fp16"]) == 2
+    assert "--precision fp16 needs a CUDA device" in capsys.readouterr().err
+    assert main(args + ["--size", "256"]) == 2
+    assert "SaFM restores 512x512 faces; got 256 (use --size 512)" in capsys.readouterr().err
+    assert main(args + ["--checkpoint", str(tmp_path / "missing.safetensors")]) == 2
+    assert "missing.safetensors: not found" in capsys.readouterr().err
+
+
+def test_default_without_checkpoint_warns_loudly(tmp_path, capsys):
+    assert main(["restore", str(ASTRONAUT), "--out", str(tmp_path), "--model", "safm"]) == 0
+    assert "WARNING: no --checkpoint given: SaFM runs with RANDOM weights" in capsys.readouterr().err

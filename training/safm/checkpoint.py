@@ -1,0 +1,108 @@
+"""SaFM checkpoints: `<stem>.safetensors` + `<stem>.json` (config), random init, and a loader
+for CodeFormer's published VQGAN / CodeFormer weights."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from training.safm.config import CONFIGS, SaFMConfig
+from training.safm.model import SaFMRestorer
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and the problem."""
+
+
+def random_init(config: str | SaFMConfig, seed: int = 0) -> SaFMRestorer:
+    """A SaFM restorer with seeded random weights (codebook N(0, 1/emb_dim))."""
+    cfg = CONFIGS[config] if isinstance(config, str) else config
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = SaFMRestorer(cfg)
+        torch.nn.init.normal_(model.quantize.embedding.weight, std=cfg.emb_dim ** -0.5)
+    return model.eval()
+
+
+def save_checkpoint(model: SaFMRestorer, path: Path, meta: dict | None = None) -> Path:
+    """Write `<stem>.safetensors` + `<stem>.json` atomically; returns the safetensors path."""
+    path = Path(path).with_suffix(".safetensors")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = {"architecture": "SaFMRestorer", "config": model.config.to_dict(), **(meta or {})}
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    for target, write in ((path, lambda p: save_file(state, str(p))),
+                          (path.with_suffix(".json"), lambda p: Path(p).write_text(json.dumps(config, indent=2)))):
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        os.close(fd)
+        try:
+            write(tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return path
+
+
+def load_checkpoint(path: Path) -> SaFMRestorer:
+    """Load a SaFM checkpoint (`.safetensors` with its `.json` beside it), eval mode, fp32."""
+    weights = Path(path).with_suffix(".safetensors")
+    config_path = weights.with_suffix(".json")
+    for f in (weights, config_path):
+        if not f.is_file():
+            raise CheckpointError(f"{f}: not found (a SaFM checkpoint is <stem>.safetensors + <stem>.json)")
+    try:
+        meta = json.loads(config_path.read_text())
+        cfg = SaFMConfig.from_dict(meta["config"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{config_path}: not a SaFM config ({exc})") from None
+    model = SaFMRestorer(cfg)
+    try:
+        state = load_file(str(weights))
+    except Exception as exc:
+        raise CheckpointError(f"{weights}: unreadable safetensors ({exc})") from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{weights}: does not fit {cfg.name}: missing {missing[:4]}, unexpected {unexpected[:4]}")
+    return model.eval()
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from .safetensors, or from a PyTorch .pth/.ckpt through torch's safe
+    weights-only unpickler; CodeFormer's `params_ema` / `params` wrappers are unwrapped."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not found")
+    if path.suffix == ".safetensors":
+        return load_file(str(path))
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{path}: cannot be read as weights ({exc})") from None
+    for key in ("params_ema", "params", "state_dict"):
+        if isinstance(obj, dict) and key in obj:
+            obj = obj[key]
+    return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+
+
+def load_codeformer_weights(model: SaFMRestorer, state: dict[str, torch.Tensor]) -> dict[str, list[str]]:
+    """Copy CodeFormer / VQGAN tensors onto `model` where the name and shape match
+    (`encoder.*`, `quantize.embedding.weight`, `generator.*`). Returns what was loaded, what
+    had another shape, and what our model has that the checkpoint lacks."""
+    ours = model.state_dict()
+    prefixes = ("encoder.", "quantize.", "generator.")
+    loaded, shape_mismatch = [], []
+    for key, value in state.items():
+        if not key.startswith(prefixes) or key not in ours:
+            continue
+        if ours[key].shape != value.shape:
+            shape_mismatch.append(key)
+            continue
+        ours[key] = value.to(ours[key].dtype)
+        loaded.append(key)
+    model.load_state_dict(ours)
+    not_in_checkpoint = [k for k in ours if k.startswith(prefixes) and k not in state]
+    return {"loaded": loaded, "shape_mismatch": shape_mismatch, "not_in_checkpoint": not_in_checkpoint}
