@@ -27,8 +27,13 @@ demo: $(STAMP)
 test: $(STAMP) $(MEDIAPIPE_WHEEL)
 	$(BIN)/python -m pytest -q
 
+BENCH := engines/bench
 bench: $(STAMP)
-	$(BIN)/facerestore bench --out benchmarks/results
+	for c in safm-tiny safm-base; do \
+	  $(BIN)/python -m training.safm init --config $$c --out $(BENCH)/$$c && \
+	  $(BIN)/python -m export onnx --model safm --checkpoint $(BENCH)/$$c.safetensors --out $(BENCH)/$$c --no-verify || exit 1; \
+	done
+	$(BIN)/facerestore bench --out benchmarks/results --safm $(BENCH)/safm-tiny.safetensors $(BENCH)/safm-base.safetensors --onnx-dir $(BENCH)
 
 convert-weights: $(STAMP) $(MEDIAPIPE_WHEEL)
 	$(BIN)/python -m training.convert_mediapipe --wheel $(MEDIAPIPE_WHEEL)

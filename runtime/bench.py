@@ -1,5 +1,5 @@
-"""Face-pipeline benchmark: detect / mesh / align / paste milliseconds per face on a real
-multi-face photo, saved as JSON + a Markdown table."""
+"""CPU benchmarks, saved as JSON + Markdown tables: the face pipeline (detect / mesh / align /
+paste per face on a real multi-face photo) and the SaFM restorer (torch eager vs ONNX Runtime)."""
 from __future__ import annotations
 
 import json
@@ -18,6 +18,7 @@ from runtime.face.mesh import mesh_faces
 from runtime.files import write_atomic
 from runtime.imageio import Photo
 from runtime.samples import group_photo
+from runtime.sessions import TorchSession
 
 
 def device_name() -> str:
@@ -79,13 +80,61 @@ def markdown_table(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_bench(out_dir: Path, repeats: int) -> Path:
-    """Run the face-pipeline benchmark, print its table, save JSON + Markdown under out_dir/cpu."""
-    result = bench_face_pipeline(repeats)
-    result["command"] = f"facerestore bench --out {out_dir} --repeats {repeats}"
-    folder = out_dir / "cpu"
-    write_atomic(folder / "face_pipeline.json", json.dumps(result, indent=2).encode())
-    table = markdown_table(result)
-    write_atomic(folder / "face_pipeline.md", table.encode())
+def bench_safm(checkpoints: list[Path], onnx_root: Path, repeats: int, batches: tuple[int, ...] = (1, 4)) -> dict:
+    """SaFM per-face latency, torch eager fp32 vs ONNX Runtime (CPU), same run, on real aligned
+    faces; ONNX files are `<onnx_root>/<checkpoint stem>/safm.onnx`. Also parameters and FLOPs/face."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from runtime.contracts.safm import SAFM
+    from runtime.sessions import onnx_session
+
+    rows = []
+    for ckpt in checkpoints:
+        module = SAFM.build_module(ckpt)
+        torch_run = TorchSession(module)
+        ort_run = onnx_session(SAFM, onnx_root / ckpt.stem, ckpt)
+        with FlopCounterMode(display=False) as counter, torch.inference_mode():
+            module(*(torch.from_numpy(x) for x in SAFM.sample_inputs(1)))
+        big = module.config.nf >= 64
+        n = max(2, repeats // 5) if big else repeats  # the paper-scale model takes seconds per face here
+        for batch in batches:
+            inputs = SAFM.sample_inputs(batch)
+            t_torch = statistics.median(time_ms(lambda: torch_run(*inputs), n, warmup=1))
+            t_ort = statistics.median(time_ms(lambda: ort_run(*inputs), n, warmup=1))
+            rows.append({"config": module.config.name, "batch": batch, "runs": n,
+                         "params_m": round(sum(p.numel() for p in module.parameters()) / 1e6, 2),
+                         "gflop_per_face": round(counter.get_total_flops() / 1e9, 1),
+                         "torch_ms_per_face": round(t_torch / batch, 1), "ort_ms_per_face": round(t_ort / batch, 1),
+                         "ort_speedup": round(t_torch / t_ort, 2)})
+    return {"device": device_name(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "onnxruntime": __import__("onnxruntime").__version__, "rows": rows}
+
+
+def safm_table(result: dict) -> str:
+    """The SaFM benchmark as a Markdown table."""
+    lines = [f"SaFM restorer, {result['device']}, torch {result['torch']} eager fp32 vs onnxruntime "
+             f"{result['onnxruntime']} CPU, {result['threads']} threads, random weights, real aligned faces", "",
+             "| config | params (M) | GFLOP/face | batch | torch ms/face | onnxruntime ms/face | onnxruntime speed-up | runs |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['config']} | {r['params_m']} | {r['gflop_per_face']} | {r['batch']} | {r['torch_ms_per_face']} | "
+              f"{r['ort_ms_per_face']} | {r['ort_speedup']}x | {r['runs']} |" for r in result["rows"]]
+    return "\n".join(lines) + "\n"
+
+
+def _save(folder: Path, stem: str, result: dict, table: str) -> None:
+    write_atomic(folder / f"{stem}.json", json.dumps(result, indent=2).encode())
+    write_atomic(folder / f"{stem}.md", table.encode())
     print(table)
+
+
+def run_bench(out_dir: Path, repeats: int, safm_checkpoints: list[Path], onnx_root: Path, command: str) -> Path:
+    """Run the benchmarks, print their tables, save JSON + Markdown under out_dir/cpu."""
+    folder = out_dir / "cpu"
+    result = bench_face_pipeline(repeats)
+    result["command"] = command
+    _save(folder, "face_pipeline", result, markdown_table(result))
+    if safm_checkpoints:
+        result = bench_safm(safm_checkpoints, onnx_root, repeats)
+        result["command"] = command
+        _save(folder, "safm", result, safm_table(result))
     return folder

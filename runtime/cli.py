@@ -99,17 +99,28 @@ def _make_restorer(args: argparse.Namespace):
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="benchmark the face pipeline on this machine",
-                       description="Time detect / mesh / align / paste-back per face on a real multi-face "
-                                   "photo; print a table and save JSON + Markdown under OUT/cpu.")
+    p = sub.add_parser("bench", help="benchmark the face pipeline and restorers on this machine",
+                       description="Time detect / mesh / align / paste-back per face on a real multi-face photo "
+                                   "and, with --safm, the SaFM restorer on torch vs onnxruntime at batch 1 and 4; "
+                                   "print tables and save JSON + Markdown under OUT/cpu. `make bench` runs it all.")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="results folder (default: %(default)s)")
-    p.add_argument("--repeats", type=int, default=20, help="timed runs per stage (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=20, help="timed runs per measurement (default: %(default)s)")
+    p.add_argument("--safm", type=Path, nargs="*", default=[], metavar="CHECKPOINT",
+                   help="SaFM checkpoints to time; their ONNX is ONNX_DIR/<checkpoint stem>/safm.onnx")
+    p.add_argument("--onnx-dir", type=Path, default=Path("engines/bench"), help="(default: %(default)s)")
 
 
 def _run_bench(args: argparse.Namespace) -> int:
     from runtime.bench import run_bench
 
-    run_bench(args.out, args.repeats)
+    from runtime.sessions import SessionError
+
+    command = "facerestore " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "facerestore bench"
+    try:
+        run_bench(args.out, args.repeats, args.safm, args.onnx_dir, command)
+    except (ValueError, SessionError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

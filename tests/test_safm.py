@@ -152,3 +152,19 @@ def test_codeformer_checkpoint_keys_map_onto_safm_base():
     after = model.state_dict()
     assert all(torch.equal(after[k], state[k]) for k in report["loaded"])
     assert torch.equal(after["quantize.embedding.weight"], ours["quantize.embedding.weight"])
+
+
+def test_checkpoint_commands(tmp_path, capsys):
+    from training.safm.__main__ import main as safm_main
+
+    assert safm_main(["init", "--config", "safm-tiny", "--seed", "5", "--out", str(tmp_path / "a")]) == 0
+    made = load_checkpoint(tmp_path / "a.safetensors")
+    assert all(torch.equal(x, y) for x, y in zip(made.state_dict().values(), random_init("safm-tiny", 5).state_dict().values()))
+    assert safm_main(["import-codeformer", "--config", "safm-tiny", "--codeformer", str(tmp_path / "a.safetensors"),
+                      "--out", str(tmp_path / "b")]) == 0
+    assert "loaded 209 tensors" in capsys.readouterr().out
+    assert safm_main(["import-codeformer", "--codeformer", str(tmp_path / "a.safetensors"),
+                      "--out", str(tmp_path / "a")]) == 2
+    assert "would overwrite the input" in capsys.readouterr().err
+    assert safm_main(["import-codeformer", "--codeformer", str(tmp_path / "b.safetensors"), "--out", str(tmp_path / "c")]) == 1
+    assert "no encoder/quantize/generator tensor matches safm-base" in capsys.readouterr().err
