@@ -1,39 +1,56 @@
-"""`python -m export` / `facerestore export`: ONNX export and parity verification per network."""
+"""`python -m export` / `facerestore export`: ONNX export, parity verification, TensorRT engines."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
 
+import onnx
 from tqdm import tqdm
 
 from runtime.contracts import CONTRACTS, MODEL_GROUPS
+from runtime.contracts.base import SOURCE_KEY, NetworkContract
 
+DESCRIPTION = """\
+Turn networks into deployable artifacts from their contracts (runtime/contracts/): ONNX with a
+dynamic batch axis (cleaned by onnxslim, checked, shape-inferred, stamped with the weights it
+came from), verified against PyTorch on real inputs, then TensorRT engines with a manifest.
 
-def _networks(model: str) -> list[str]:
-    return MODEL_GROUPS.get(model, [model])
+--model names a group (face, safm, authface) or one network; --checkpoint is that model's
+weights (a .safetensors file for safm, a checkpoint folder for authface; default: the shipped
+face networks, random-init tiny restorers)."""
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    choices = sorted(set(MODEL_GROUPS) | set(CONTRACTS))
-    p.add_argument("--model", default="face", choices=choices,
+    p.add_argument("--model", default="face", choices=sorted(set(MODEL_GROUPS) | set(CONTRACTS)),
                    help="a group of networks or one network (default: %(default)s)")
-    p.add_argument("--out", type=Path, default=Path("engines"), help="folder of the ONNX files (default: %(default)s)")
-    p.add_argument("--checkpoint", type=Path, default=None,
-                   help="weights of the network (default: the committed/demo weights of each network)")
+    p.add_argument("--out", type=Path, default=Path("engines"), help="artifact folder (default: %(default)s)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="weights of the model (see above)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The `export` argument parser."""
-    parser = argparse.ArgumentParser(prog="python -m export", description=(
-        "Turn networks into deployable artifacts from their contracts (runtime/contracts.py): "
-        "ONNX with a dynamic batch axis, checked and shape-inferred, then verified against PyTorch."))
+    parser = argparse.ArgumentParser(prog="python -m export", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     onnx_p = sub.add_parser("onnx", help="export networks to ONNX (and verify them)")
     _add_common(onnx_p)
     onnx_p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime vs PyTorch parity check")
-    verify_p = sub.add_parser("verify", help="ONNX Runtime vs PyTorch parity table for exported networks")
-    _add_common(verify_p)
+    _add_common(sub.add_parser("verify", help="ONNX Runtime vs PyTorch parity table for exported networks"))
+    eng = sub.add_parser("build-engines", help="ONNX, parity, then TensorRT fp16 engines + manifests",
+                         description="For each network: export ONNX (reused when it exists for the same weights), "
+                                     "verify it, build a TensorRT engine <name>.plan with its optimization profile "
+                                     "(batch 1 / opt / --max-batch), a timing cache on disk and a manifest "
+                                     "<name>.manifest.json. An engine whose manifest already matches is not rebuilt. "
+                                     "Needs a CUDA GPU and TensorRT; --onnx-only stops before them.")
+    _add_common(eng)
+    eng.add_argument("--onnx-only", action="store_true", help="stop after ONNX + parity (no TensorRT needed)")
+    eng.add_argument("--max-batch", type=int, default=None, help="largest batch of the profile (default: contract's)")
+    eng.add_argument("--force", action="store_true", help="rebuild ONNX and engines even when up to date")
+    eng.add_argument("--opt-level", type=int, default=3, choices=range(6), help="builder optimization level (0-5)")
+    eng.add_argument("--fp16-vae", action="store_true",
+                     help="build the VAE in fp16 too: only for a fp16-safe VAE (SDXL's own overflows to NaN)")
+    eng.add_argument("--no-verify", action="store_true", help="skip the parity check")
     return parser
 
 
@@ -54,15 +71,51 @@ def _verify(names: list[str], out: Path, checkpoint: Path | None) -> int:
     return 1 if bad else 0
 
 
+def onnx_up_to_date(contract: NetworkContract, path: Path, checkpoint: Path | None) -> bool:
+    """True when `path` exists and was exported from the same weights."""
+    if not path.is_file():
+        return False
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    return props.get(SOURCE_KEY) == contract.source_id(checkpoint)
+
+
+def _export(names: list[str], out: Path, checkpoint: Path | None, force: bool) -> None:
+    from export.onnx_export import export_onnx
+
+    for name in tqdm(names, desc="onnx export", unit="network", disable=None):
+        contract, path = CONTRACTS[name], out / f"{name}.onnx"
+        if not force and onnx_up_to_date(contract, path, checkpoint):
+            tqdm.write(f"{name}: {path} is up to date (same weights); --force re-exports")
+            continue
+        report = export_onnx(contract, out, checkpoint)
+        tqdm.write(f"{name}: {report.path} ({report.path.stat().st_size / 1e6:.1f} MB, onnxslim "
+                   f"{report.nodes_before} -> {report.nodes_after} nodes{', external data' if report.external_data else ''})")
+
+
+def _build_engines(args: argparse.Namespace, names: list[str]) -> int:
+    from export.tensorrt_build import build_engine
+    from runtime.tensorrt_session import TensorRTUnavailable
+
+    try:
+        for name in names:
+            build_engine(CONTRACTS[name], args.out / f"{name}.onnx", args.out / f"{name}.plan",
+                         args.checkpoint, args.max_batch, args.opt_level, args.fp16_vae, args.force)
+    except TensorRTUnavailable as exc:
+        print(f"error: cannot build TensorRT engines here: {exc}. The ONNX files in {args.out} are ready; "
+              f"build on a CUDA machine with TensorRT, or pass --onnx-only.", file=sys.stderr)
+        return 3
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m export`."""
     args = build_parser().parse_args(argv)
-    names = _networks(args.model)
-    if args.command == "onnx":
-        from export.onnx_export import export_onnx
-
-        for name in tqdm(names, desc="onnx export", unit="network", disable=None):
-            path = export_onnx(CONTRACTS[name], args.out, args.checkpoint)
-            tqdm.write(f"{name}: {path} ({path.stat().st_size / 1e6:.1f} MB)")
-        return 0 if args.no_verify else _verify(names, args.out, args.checkpoint)
-    return _verify(names, args.out, args.checkpoint)
+    names = MODEL_GROUPS.get(args.model, [args.model])
+    if args.command == "verify":
+        return _verify(names, args.out, args.checkpoint)
+    _export(names, args.out, args.checkpoint, force=args.command == "onnx" or args.force)
+    if not args.no_verify and (rc := _verify(names, args.out, args.checkpoint)):
+        return rc
+    if args.command == "onnx" or args.onnx_only:
+        return 0
+    return _build_engines(args, names)

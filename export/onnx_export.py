@@ -1,23 +1,40 @@
-"""torch -> ONNX for one network contract: export, check, shape inference, atomic write."""
+"""torch -> ONNX for one network contract: export, clean-up (onnxslim), contract shapes, checker,
+shape inference, weight provenance, atomic write; external data for graphs over 2 GB."""
 from __future__ import annotations
 
+import shutil
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
+import onnxslim
 import torch
 
 from runtime.contracts.base import SOURCE_KEY, NetworkContract
-from runtime.files import write_atomic
 
 OPSET = 17
+EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf caps a model at 2 GB: larger weights go beside it
 
 
-def export_onnx(contract: NetworkContract, out_dir: Path, checkpoint: Path | None = None) -> Path:
+@dataclass
+class ExportReport:
+    """What one export produced."""
+
+    path: Path
+    nodes_before: int
+    nodes_after: int
+    external_data: bool
+
+
+def export_onnx(contract: NetworkContract, out_dir: Path, checkpoint: Path | None = None, slim: bool = True,
+                external_data_bytes: int = EXTERNAL_DATA_BYTES) -> ExportReport:
     """Export `contract`'s network (weights from `checkpoint`, or its default) to
-    OUT_DIR/<name>.onnx (dynamic batch axis, opset 17), run onnx.checker and shape inference,
-    and write the file atomically. Returns its path."""
+    OUT_DIR/<name>.onnx: dynamic batch axis, opset 17, onnxslim clean-up (constant folding,
+    dead-node and redundant-op removal), the contract's shapes stamped on inputs/outputs,
+    onnx.checker and strict shape inference. Weights over `external_data_bytes` are saved as
+    OUT_DIR/<name>.onnx.data. Files appear atomically."""
     module = contract.build_module(checkpoint).eval()
     example = tuple(torch.from_numpy(x) for x in contract.sample_inputs(1))
     with tempfile.TemporaryDirectory() as tmp:
@@ -28,14 +45,28 @@ def export_onnx(contract: NetworkContract, out_dir: Path, checkpoint: Path | Non
                               input_names=contract.input_names, output_names=contract.output_names,
                               dynamic_axes=contract.dynamic_axes(), do_constant_folding=True)
         model = onnx.load(str(raw))
+        nodes_before = len(model.graph.node)
+        if slim:
+            model = onnxslim.slim(model)
         _check_names(contract, model)
         _stamp_shapes(contract, model)
         onnx.helper.set_model_props(model, {"network": contract.name, SOURCE_KEY: contract.source_id(checkpoint)})
-        onnx.checker.check_model(model, full_check=True)
-        model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
-        path = Path(out_dir) / f"{contract.name}.onnx"
-        write_atomic(path, model.SerializeToString())
-    return path
+        external = sum(t.ByteSize() for t in model.graph.initializer) > external_data_bytes
+        staged = Path(tmp) / "out" / f"{contract.name}.onnx"
+        staged.parent.mkdir()
+        onnx.save_model(model, str(staged), save_as_external_data=external, all_tensors_to_one_file=True,
+                        location=f"{contract.name}.onnx.data", size_threshold=1024)
+        onnx.checker.check_model(str(staged), full_check=True)
+        onnx.shape_inference.infer_shapes_path(str(staged), str(Path(tmp) / "inferred.onnx"), strict_mode=True)
+        path = Path(out_dir) / staged.name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for f in sorted(staged.parent.iterdir(), key=lambda f: f.suffix == ".onnx"):  # data first, graph last
+            staging = path.parent / f".{f.name}.tmp"
+            shutil.copyfile(f, staging)
+            staging.replace(path.parent / f.name)
+        if not external:
+            Path(f"{path}.data").unlink(missing_ok=True)
+    return ExportReport(path, nodes_before, len(model.graph.node), external)
 
 
 def _stamp_shapes(contract: NetworkContract, model: onnx.ModelProto) -> None:

@@ -23,7 +23,7 @@ def checkpoints(tmp_path_factory):
 
 @pytest.mark.parametrize("config", ["safm-tiny", "safm-base"])
 def test_onnx_matches_torch_on_real_faces(config, checkpoints, tmp_path):
-    path = export_onnx(SAFM, tmp_path, checkpoints[config])
+    path = export_onnx(SAFM, tmp_path, checkpoints[config]).path
     rows = verify_onnx(SAFM, path, checkpoints[config], batches=(1, 4))
     assert [r.batch for r in rows] == [1, 4]
     # random weights give outputs far outside [-1, 1] (about +-8): the bound is relative to that scale

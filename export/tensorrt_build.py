@@ -1,0 +1,87 @@
+"""TensorRT engine build from an exported ONNX graph and its contract. Thin and isolated: the only
+module of `export` that touches TensorRT, and only after a CUDA device is confirmed."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from runtime.contracts.base import NetworkContract
+from runtime.engines import BuildTarget, Manifest, is_up_to_date
+from runtime.files import sha256_file, write_atomic
+from runtime.tensorrt_session import current_target, require_tensorrt
+
+TIMING_CACHE = "timing.cache"
+
+
+def engine_precision(contract: NetworkContract, fp16_vae: bool) -> str:
+    """The contract's precision, except that fp32 networks (the VAE) go fp16 when the user says
+    the VAE is fp16-safe."""
+    return "fp16" if contract.precision == "fp16" or fp16_vae else "fp32"
+
+
+def wanted_manifest(contract: NetworkContract, onnx_path: Path, checkpoint: Path | None, target: BuildTarget,
+                    max_batch: int | None, opt_level: int, fp16_vae: bool) -> Manifest:
+    """The manifest an engine built now would carry (compared with the existing one to skip builds)."""
+    precision = engine_precision(contract, fp16_vae)
+    return Manifest(network=contract.name, onnx_sha256=sha256_file(onnx_path),
+                    source_weights=contract.source_id(checkpoint), target=target, precision=precision,
+                    profiles={k: [list(s) for s in v] for k, v in contract.profile(max_batch).items()},
+                    build_flags={"builder_optimization_level": opt_level, "fp16": precision == "fp16", "tf32": True})
+
+
+def build_engine(contract: NetworkContract, onnx_path: Path, plan: Path, checkpoint: Path | None = None,
+                 max_batch: int | None = None, opt_level: int = 3, fp16_vae: bool = False, force: bool = False) -> Path:
+    """Build `plan` (+ manifest) from `onnx_path` unless an engine with the same manifest exists.
+    The timing cache beside the engines is read and updated, so rebuilds are faster."""
+    trt = require_tensorrt()
+    wanted = wanted_manifest(contract, onnx_path, checkpoint, current_target(), max_batch, opt_level, fp16_vae)
+    if not force and is_up_to_date(plan, wanted):
+        print(f"{contract.name}: {plan} is up to date (manifest matches); --force rebuilds", file=sys.stderr)
+        return plan
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise RuntimeError(f"{onnx_path}: TensorRT could not parse it: {errors}")
+    config = builder.create_builder_config()
+    config.builder_optimization_level = opt_level
+    if wanted.precision == "fp16":
+        config.set_flag(trt.BuilderFlag.FP16)
+    profile = builder.create_optimization_profile()
+    for name, (low, opt, high) in wanted.profiles.items():
+        profile.set_shape(name, low, opt, high)
+    config.add_optimization_profile(profile)
+    cache_path = plan.parent / TIMING_CACHE
+    cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    if hasattr(trt, "IProgressMonitor"):
+        config.progress_monitor = _ProgressMonitor(trt, contract.name)
+    print(f"{contract.name}: building {wanted.precision} engine (minutes)...", file=sys.stderr)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise RuntimeError(f"{onnx_path}: TensorRT engine build failed (see the log above)")
+    write_atomic(cache_path, bytes(config.get_timing_cache().serialize()))
+    write_atomic(plan, bytes(serialized))
+    wanted.write(plan.with_suffix(".manifest.json"))
+    return plan
+
+
+def _ProgressMonitor(trt, name: str):
+    """A TensorRT progress monitor printing phase progress (TensorRT >= 10 has IProgressMonitor)."""
+
+    class Monitor(trt.IProgressMonitor):
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)
+
+        def phase_start(self, phase_name, parent_phase, num_steps):
+            print(f"{name}: {phase_name} ({num_steps} steps)", file=sys.stderr)
+
+        def step_complete(self, phase_name, step):
+            return True
+
+        def phase_finish(self, phase_name):
+            pass
+
+    return Monitor()
