@@ -26,9 +26,11 @@ Restorers:
             its .json beside it); without one, random-init safm-tiny with a loud warning.
             --fidelity in [0, 1] weighs the local detail enhancement from the input's features.
 
-Backends: --backend torch (eager; --precision fp16/bf16 on CUDA) or onnxruntime (the ONNX file
-<--onnx-dir>/<network>.onnx made by `python -m export onnx --model safm --checkpoint ...`; a file
-exported from other weights than --checkpoint is refused)."""
+Backends: --backend torch (eager; --precision fp16/bf16 on CUDA), onnxruntime (the ONNX file
+<--engines>/<network>.onnx made by `python -m export onnx --model safm --checkpoint ...`) or
+tensorrt (<--engines>/<network>.plan from `python -m export build-engines`, on its GPU, with CUDA
+graphs). A file exported or built from other weights than --checkpoint is refused, and so is an
+engine built for another GPU or TensorRT version."""
 
 
 def _add_restore(sub: argparse._SubParsersAction) -> None:
@@ -39,9 +41,9 @@ def _add_restore(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", "--restorer", dest="model", default="identity", choices=["identity", "safm"],
                    help="restorer (default: %(default)s)")
     p.add_argument("--checkpoint", type=Path, default=None, help="restorer weights (see Restorers above)")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"], help="(default: %(default)s)")
-    p.add_argument("--onnx-dir", type=Path, default=Path("engines"),
-                   help="where --backend onnxruntime finds <network>.onnx (default: %(default)s)")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"], help="(default: %(default)s)")
+    p.add_argument("--engines", "--onnx-dir", dest="onnx_dir", type=Path, default=Path("engines"),
+                   help="where onnxruntime / tensorrt find <network>.onnx / .plan (default: %(default)s)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"],
                    help="torch backend precision; fp16/bf16 need --device cuda (default: %(default)s)")
     p.add_argument("--fidelity", type=float, default=0.5, help="safm: fidelity weight in [0, 1] (default: %(default)s)")
@@ -63,7 +65,9 @@ def _run_restore(args: argparse.Namespace) -> int:
     from runtime.face import FaceOptions, torch_face_pipeline
     from runtime.restore import restore_files
     from runtime.samples import FACE_PHOTOS
+    from runtime.engines import EngineMismatch
     from runtime.sessions import SessionError
+    from runtime.tensorrt_session import TensorRTUnavailable
 
     if args.size < 64 or args.upscale <= 0 or args.upscale > 8:
         print("error: --size must be >= 64 and --upscale in (0, 8]", file=sys.stderr)
@@ -75,7 +79,7 @@ def _run_restore(args: argparse.Namespace) -> int:
         restorer = _make_restorer(args)
         results = restore_files(inputs, args.out, torch_face_pipeline(options, args.device), restorer,
                                 save_crops=args.save_crops, compare=args.compare, max_pixels=args.max_pixels)
-    except (FileNotFoundError, ValueError, SessionError) as exc:
+    except (FileNotFoundError, ValueError, SessionError, EngineMismatch, TensorRTUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     done = [r for r in results if r.error is None]

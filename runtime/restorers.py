@@ -64,8 +64,9 @@ def torch_session(module: torch.nn.Module, device: str, precision: str) -> Torch
 
 def make_safm_restorer(checkpoint: Path | None = None, backend: str = "torch", onnx_dir: Path = Path("engines"),
                        device: str = "cpu", precision: str = "fp32", fidelity: float = 0.5) -> SaFMRestorer:
-    """SaFM on the torch or onnxruntime backend. Without a checkpoint it runs the seeded
-    random-init `safm-tiny` and says loudly that the output is not a restoration."""
+    """SaFM on the torch, onnxruntime or tensorrt backend (ONNX / engine files in `onnx_dir`).
+    Without a checkpoint it runs the seeded random-init `safm-tiny` and says loudly that the
+    output is not a restoration."""
     if checkpoint is None:
         print("WARNING: no --checkpoint given: SaFM runs with RANDOM weights (safm-tiny); the faces it "
               "produces are NOT restorations. Pass --checkpoint PATH.safetensors.", file=sys.stderr)
@@ -73,4 +74,8 @@ def make_safm_restorer(checkpoint: Path | None = None, backend: str = "torch", o
         raise ValueError(f"--fidelity must be in [0, 1], got {fidelity}")
     if backend == "onnxruntime":
         return SaFMRestorer(onnx_session(SAFM, onnx_dir, checkpoint, device), fidelity)
+    if backend == "tensorrt":
+        from runtime.tensorrt_session import tensorrt_session
+
+        return SaFMRestorer(tensorrt_session(SAFM, onnx_dir, checkpoint, use_cuda_graph=True), fidelity)
     return SaFMRestorer(torch_session(SAFM.build_module(checkpoint), device, precision), fidelity)

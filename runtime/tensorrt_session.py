@@ -97,3 +97,18 @@ class TensorRTSession:
     def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
         tensors = [torch.from_numpy(np.ascontiguousarray(x, np.float32)).cuda() for x in inputs]
         return tuple(t.float().cpu().numpy() for t in self.run_torch(*tensors))
+
+
+def tensorrt_session(contract: NetworkContract, engines_dir: Path, checkpoint: Path | None = None,
+                     use_cuda_graph: bool = False) -> TensorRTSession:
+    """The engine `<engines_dir>/<contract name>.plan`, refused when it is missing, was built for
+    another GPU/TensorRT, or from other weights than `checkpoint`."""
+    from runtime.engines import EngineMismatch, read_manifest
+
+    plan = Path(engines_dir) / f"{contract.name}.plan"
+    hint = f"run `python -m export build-engines --model {contract.name} --out {engines_dir}`"
+    if not plan.is_file():
+        raise EngineMismatch(f"{plan}: not found; {hint}")
+    if read_manifest(plan).source_weights != contract.source_id(checkpoint):
+        raise EngineMismatch(f"{plan}: built from other weights than {checkpoint or 'the default'}; {hint}")
+    return TensorRTSession(plan, contract, use_cuda_graph)

@@ -68,3 +68,10 @@ def test_refusals_are_clear(checkpoints, tmp_path, capsys):
 def test_default_without_checkpoint_warns_loudly(tmp_path, capsys):
     assert main(["restore", str(ASTRONAUT), "--out", str(tmp_path), "--model", "safm"]) == 0
     assert "WARNING: no --checkpoint given: SaFM runs with RANDOM weights" in capsys.readouterr().err
+
+
+def test_tensorrt_backend_refuses_clearly_without_an_engine(tmp_path, capsys):
+    args = ["restore", str(ASTRONAUT), "--out", str(tmp_path / "o"), "--model", "safm", "--backend", "tensorrt",
+            "--engines", str(tmp_path)]
+    assert main(args) == 2
+    assert "safm.plan: not found; run `python -m export build-engines --model safm" in capsys.readouterr().err
