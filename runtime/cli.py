@@ -128,6 +128,32 @@ def _run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_curate(sub: argparse._SubParsersAction) -> None:
+    from runtime.dataset import CurateOptions, __doc__ as doc
+
+    d = CurateOptions()
+    p = sub.add_parser("curate", help="curate HQ face photos into an aligned training cache", description=doc,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", type=Path, help="photo files or folders")
+    p.add_argument("--out", "-o", type=Path, required=True, help="cache folder")
+    p.add_argument("--min-face", type=float, default=d.min_face, help="drop faces narrower (px) (default: %(default)s)")
+    p.add_argument("--max-noise", type=float, default=d.max_noise, help="drop noisier faces (default: %(default)s)")
+    p.add_argument("--min-sharpness", type=float, default=d.min_sharpness, help="drop blurrier faces (default: %(default)s)")
+
+
+def _run_curate(args: argparse.Namespace) -> int:
+    from runtime.dataset import CurateOptions, curate
+    from runtime.face import torch_face_pipeline
+
+    try:
+        report = curate(args.inputs, args.out, torch_face_pipeline(),
+                        CurateOptions(args.min_face, args.max_noise, args.min_sharpness))
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0 if report["kept"] else 1
+
+
 def _add_export(sub: argparse._SubParsersAction) -> None:
     sub.add_parser("export", help="ONNX export and verification (same as `python -m export`)", add_help=False)
 
@@ -140,7 +166,7 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"restore": (_add_restore, _run_restore), "bench": (_add_bench, _run_bench),
-            "export": (_add_export, _run_export)}
+            "export": (_add_export, _run_export), "curate": (_add_curate, _run_curate)}
 
 
 def build_parser() -> argparse.ArgumentParser:

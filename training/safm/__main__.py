@@ -25,7 +25,18 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--out", type=Path, required=True, help="output path (the .safetensors suffix is added)")
     imp.add_argument("--codeformer", type=Path, required=True,
                      help="CodeFormer or VQGAN weights (.safetensors, or .pth read by torch's weights-only loader)")
+    _add_train(sub)
+    ev = sub.add_parser("evaluate", help="PSNR/SSIM on held-out degraded copies of a face cache")
+    ev.add_argument("--checkpoint", type=Path, required=True)
+    ev.add_argument("--data", type=Path, required=True, help="face cache (facerestore curate)")
+    ev.add_argument("--copies", type=int, default=4)
+    ev.add_argument("--fidelity", type=float, default=0.5)
+    ev.add_argument("--json", type=Path, default=None, help="also write the result here")
     args = parser.parse_args(argv)
+    if args.command == "train":
+        return _train(args)
+    if args.command == "evaluate":
+        return _evaluate(args)
     out = args.out.with_suffix(".safetensors")
     model = random_init(args.config, args.seed)
     meta = {"made_by": f"python -m training.safm {args.command}", "seed": args.seed}
@@ -46,6 +57,73 @@ def main(argv: list[str] | None = None) -> int:
         meta["codeformer_source"] = str(args.codeformer)
     save_checkpoint(model, out, meta)
     print(f"wrote {out} and {out.with_suffix('.json')} ({args.config})")
+    return 0
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from training.safm.train import ARCFACE_LAYERS, SaFMTrainConfig
+
+    d = SaFMTrainConfig(data=Path(), out=Path())
+    p = sub.add_parser("train", help="train SaFM on a face cache (safm.txt III.D losses; resumable)",
+                       description="Train SaFM. Losses: L1 + lambda_pix * perceptual (VGG-19, needs --vgg) + "
+                                   "lambda_adv * global adversarial + lambda_d * component adversarial (eyes, mouth) + "
+                                   "lambda_s * Gram style + lambda_id * identity (ArcFace, needs --arcface). "
+                                   "Re-running with the same --out resumes (model, discriminators, optimizers, step, RNG).")
+    p.add_argument("--data", type=Path, required=True, help="face cache made by `facerestore curate`")
+    p.add_argument("--out", type=Path, required=True, help="run folder: safm.safetensors/.json, losses.csv, train_state/")
+    p.add_argument("--config", default=d.config, choices=sorted(CONFIGS))
+    p.add_argument("--init", type=Path, default=None, help="start from this SaFM checkpoint")
+    for name in ("steps", "batch", "grad_accum", "seed", "log_every", "save_every", "workers"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
+    for name in ("lr", "lambda_pix", "lambda_adv", "lambda_d", "lambda_s", "lambda_id", "jitter"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
+    p.add_argument("--d-lr", type=float, default=None)
+    p.add_argument("--vgg", type=Path, default=None, help="VGG-19 weights (torchvision layout) as safetensors")
+    p.add_argument("--arcface", type=Path, default=None, help="ArcFace IResNet weights (insightface layout) as safetensors")
+    p.add_argument("--arcface-arch", default=d.arcface_arch, choices=sorted(ARCFACE_LAYERS))
+    p.add_argument("--no-perceptual", action="store_true", help="disable the VGG perceptual loss")
+    p.add_argument("--no-identity", action="store_true", help="disable the ArcFace identity loss")
+    p.add_argument("--no-adversarial", action="store_true", help="disable the adversarial and style losses")
+    p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
+    p.add_argument("--device", default=d.device)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.losses.pretrained import MissingWeights
+    from training.safm.train import SaFMTrainConfig, SaFMTrainer
+
+    fields = {k: v for k, v in vars(args).items() if k not in ("command", "no_perceptual", "no_identity",
+                                                                  "no_adversarial", "no_amp")}
+    cfg = SaFMTrainConfig(**fields, perceptual=not args.no_perceptual, identity=not args.no_identity,
+                          adversarial=not args.no_adversarial, amp=not args.no_amp)
+    try:
+        trainer = SaFMTrainer(cfg)
+    except (MissingWeights, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    rows = trainer.train()
+    print(f"step {trainer.step}: loss {rows[-1]['total']:.4f}; checkpoint {cfg.out / 'safm.safetensors'}" if rows
+          else f"already at step {trainer.step}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from training.safm.checkpoint import load_checkpoint
+    from training.safm.evaluate import evaluate
+
+    try:
+        result = evaluate(load_checkpoint(args.checkpoint), args.data, args.copies, args.fidelity)
+    except (CheckpointError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    m = result["mean"]
+    print(f"{result['faces']} faces x {result['copies']} held-out degradations (fidelity {args.fidelity}):\n"
+          f"| | PSNR dB | SSIM |\n|---|---:|---:|\n| degraded input | {m['psnr_input']:.2f} | {m['ssim_input']:.4f} |\n"
+          f"| restored | {m['psnr_restored']:.2f} | {m['ssim_restored']:.4f} |")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
     return 0
 
 

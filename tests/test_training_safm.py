@@ -1,0 +1,136 @@
+"""Training data and the SaFM trainer on real face photos: degradations, curation, the dataset,
+losses, overfitting one batch, resuming, clear errors for missing loss weights."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from runtime.cli import main as cli
+from runtime.samples import ASTRONAUT, GRACE_HOPPER, NO_FACE
+from training.data.degradations import DegradationConfig, degrade
+from training.data.faces import AlignedFaces
+from training.losses.identity import IResNet
+from training.losses.perceptual import VGG19Features
+from training.losses.pretrained import MissingWeights
+from training.metrics import psnr, ssim
+from training.safm.train import SaFMTrainConfig, SaFMTrainer
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A face cache made by `facerestore curate` from real photos (with a caption for one)."""
+    src = tmp_path_factory.mktemp("photos")
+    for p in (ASTRONAUT, GRACE_HOPPER, NO_FACE):
+        shutil.copy(p, src / p.name)
+    (src / "grace_hopper.txt").write_text("portrait, woman, uniform, glasses, high quality")
+    out = tmp_path_factory.mktemp("cache")
+    assert cli(["curate", str(src), "--out", str(out), "--min-face", "60", "--min-sharpness", "5"]) == 0
+    return out
+
+
+def test_curate_reports_what_it_dropped(cache):
+    report = json.loads((cache / "report.json").read_text())
+    assert sorted(k["face"] for k in report["kept"]) == ["astronaut_f00", "grace_hopper_f00"]
+    assert [d["reason"] for d in report["dropped"]] == ["no face found"]
+    assert (cache / "grace_hopper_f00.txt").read_text().startswith("portrait")
+
+
+def test_curate_drops_small_noisy_and_blurry(tmp_path):
+    hq = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(GRACE_HOPPER).convert("RGB"))
+    noisy = np.clip(hq + np.random.default_rng(0).normal(0, 25, hq.shape), 0, 255).astype(np.uint8)
+    src = tmp_path / "src"
+    src.mkdir()
+    from tests.conftest import write_rgb
+
+    write_rgb(src / "noisy.png", noisy)
+    write_rgb(src / "clean.png", hq)
+    assert cli(["curate", str(src), "--out", str(tmp_path / "c")]) == 0
+    report = json.loads((tmp_path / "c" / "report.json").read_text())
+    assert [k["face"] for k in report["kept"]] == ["clean_f00"]
+    assert [d["reason"] for d in report["dropped"]] == ["noisy"]
+    assert cli(["curate", str(src / "clean.png"), "--out", str(tmp_path / "d"), "--min-sharpness", "1e9"]) == 1
+    assert cli(["curate", str(src / "clean.png"), "--out", str(tmp_path / "e"), "--min-face", "1e9"]) == 1
+
+
+def test_degradations_are_deterministic_and_within_range():
+    hq = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(ASTRONAUT).convert("RGB"))
+    a, sa = degrade(hq, seed=7)
+    b, sb = degrade(hq, seed=7)
+    c, _ = degrade(hq, seed=8)
+    assert np.array_equal(a, b) and sa == sb and not np.array_equal(a, c)
+    cfg = DegradationConfig()
+    samples = [degrade(hq[:64, :64], seed=s)[1] for s in range(300)]
+    assert 0.05 < np.mean([s.clean for s in samples]) < 0.16  # 10% clean pairs
+    live = [s for s in samples if not s.clean]
+    assert all(cfg.blur_sigma[0] <= s.sigma <= cfg.blur_sigma[1] and cfg.downscale[0] <= s.scale <= cfg.downscale[1]
+               and cfg.noise[0] <= s.noise <= cfg.noise[1] and 70 <= s.quality <= 100 for s in live)
+    heavy = next(s for s in range(300) if not degrade(hq, s)[1].clean and degrade(hq, s)[1].scale > 4)
+    assert psnr(degrade(hq, heavy)[0], hq) < 28 and ssim(degrade(hq, heavy)[0], hq) < 0.9
+
+
+def test_dataset_items_and_flip(cache):
+    data = AlignedFaces(cache, seed=1)
+    item = data[0]
+    assert item["hq"].shape == item["lq"].shape == (3, 512, 512) and item["label_map"].shape == (1, 512, 512)
+    assert item["boxes"].shape == (3, 4) and item["points5"].shape == (5, 2)
+    for i in range(8):  # whichever way it was flipped, the image-left eye box stays on the left
+        it = data[i % len(data)]
+        boxes, labels = it["boxes"], it["label_map"][0]
+        assert boxes[0, 0] < 256 < boxes[1, 2]
+        ys, xs = torch.nonzero(labels == 4, as_tuple=True)
+        assert xs.float().mean() < 256  # label 4 is the eye on the image's left
+    assert data[0]["caption"] in ("", "portrait, woman, uniform, glasses, high quality")
+
+
+def _trainer(cache, out, **kw) -> SaFMTrainer:
+    base = dict(data=cache, out=out, config="safm-tiny", batch=1, lr=1e-3, perceptual=False, identity=False,
+                adversarial=False, log_every=1, save_every=1000, degradation=DegradationConfig(clean_fraction=0.0))
+    return SaFMTrainer(SaFMTrainConfig(**{**base, **kw}))
+
+
+def test_overfit_one_batch_loss_decreases(cache, tmp_path):
+    trainer = _trainer(cache, tmp_path)
+    batch = next(trainer._batches())
+    losses = []
+    for _ in range(12):
+        trainer.opt_g.zero_grad()
+        total, _, _ = trainer.losses(batch)
+        total.backward()
+        trainer.opt_g.step()
+        losses.append(float(total.detach()))
+    assert all(np.isfinite(losses)) and losses[-1] < 0.7 * losses[0], losses
+
+
+def test_all_losses_run_and_training_resumes(cache, tmp_path):
+    vgg, arc = tmp_path / "vgg19.safetensors", tmp_path / "arcface.safetensors"
+    torch.manual_seed(0)
+    save_file(VGG19Features().state_dict(), str(vgg))  # stand-ins of the user's pretrained files
+    save_file(IResNet().state_dict(), str(arc))
+    kw = dict(perceptual=True, identity=True, adversarial=True, vgg=vgg, arcface=arc, save_every=2)
+    rows = _trainer(cache, tmp_path / "run", **kw).train(steps=2)
+    assert {"l1", "perceptual", "adv_global", "adv_local", "style", "identity", "d"} <= set(rows[-1])
+    assert all(np.isfinite(list(r.values())).all() for r in rows)
+    resumed = _trainer(cache, tmp_path / "run", **kw)
+    assert resumed.step == 2
+    first = _trainer(cache, tmp_path / "run", **kw)
+    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), resumed.model.state_dict().values()))
+    assert resumed.opt_g.state_dict()["state"][0]["exp_avg"].abs().sum() > 0
+    resumed.train(steps=3)
+    assert [int(r.split(",")[0]) for r in (tmp_path / "run/losses.csv").read_text().splitlines()[1:]] == [1, 2, 3]
+    assert (tmp_path / "run/safm.safetensors").is_file()
+
+
+def test_missing_loss_weights_are_a_clear_error(cache, tmp_path, capsys):
+    with pytest.raises(MissingWeights, match=r"perceptual loss needs pretrained weights: pass --vgg"):
+        _trainer(cache, tmp_path, perceptual=True)
+    with pytest.raises(MissingWeights, match=r"nope.safetensors: not found \(ArcFace identity weights"):
+        _trainer(cache, tmp_path, identity=True, arcface=tmp_path / "nope.safetensors")
+    from training.safm.__main__ import main as safm_main
+
+    assert safm_main(["train", "--data", str(cache), "--out", str(tmp_path / "r"), "--steps", "1"]) == 2
+    assert "--vgg" in capsys.readouterr().err

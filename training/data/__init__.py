@@ -1,0 +1,1 @@
+"""Training data: the degradation model, aligned-face caches, captions."""

@@ -1,0 +1,182 @@
+"""The SaFM trainer (safm.txt section III.D): L1 + perceptual (VGG-19) + global and per-component
+adversarial losses with the Gram style loss + ArcFace identity loss, Adam, resumable."""
+from __future__ import annotations
+
+import csv
+import itertools
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from training.data.degradations import DegradationConfig
+from training.data.faces import AlignedFaces
+from training.losses.adversarial import ComponentDiscriminators, Discriminator, d_loss, g_loss
+from training.losses.identity import IdentityLoss
+from training.losses.perceptual import PerceptualLoss
+from training.safm.checkpoint import load_checkpoint, random_init, save_checkpoint
+from training.train_state import load_train_state, save_train_state
+
+ARCFACE_LAYERS = {"r18": (2, 2, 2, 2), "r34": (3, 4, 6, 3), "r50": (3, 4, 14, 3)}
+
+
+@dataclass
+class SaFMTrainConfig:
+    """Defaults are the paper's (section IV.B): lambda_pix = lambda_d = 1, lambda_s = 2000,
+    lambda_adv = 0.8, lambda_id = 3, Adam with lr 4.5e-6, 60k iterations."""
+
+    data: Path
+    out: Path
+    config: str = "safm-tiny"
+    init: Path | None = None            # start from this SaFM checkpoint (e.g. import-codeformer's)
+    steps: int = 60_000
+    batch: int = 4
+    lr: float = 4.5e-6
+    d_lr: float | None = None           # discriminators' lr (default: lr)
+    lambda_pix: float = 1.0
+    lambda_adv: float = 0.8
+    lambda_d: float = 1.0
+    lambda_s: float = 2000.0
+    lambda_id: float = 3.0
+    perceptual: bool = True
+    identity: bool = True
+    adversarial: bool = True
+    vgg: Path | None = None             # VGG-19 features, torchvision layout, safetensors
+    arcface: Path | None = None         # insightface IResNet, safetensors
+    arcface_arch: str = "r18"
+    grad_accum: int = 1
+    amp: bool = True                    # bf16 autocast on CUDA (ignored on CPU)
+    device: str = "cpu"
+    seed: int = 0
+    jitter: float = 0.0                 # scale/shift augmentation, for training on few photos
+    log_every: int = 10
+    save_every: int = 1000
+    workers: int = 0
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)
+
+
+class SaFMTrainer:
+    """Owns the model, discriminators, losses, optimizers, data and the run folder."""
+
+    def __init__(self, cfg: SaFMTrainConfig) -> None:
+        self.cfg, dev = cfg, torch.device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        self.model = (load_checkpoint(cfg.init) if cfg.init else random_init(cfg.config, cfg.seed)).to(dev).train()
+        self.perceptual = PerceptualLoss(cfg.vgg).to(dev) if cfg.perceptual else None
+        self.identity = IdentityLoss(cfg.arcface, ARCFACE_LAYERS[cfg.arcface_arch]).to(dev) if cfg.identity else None
+        self.d_global = Discriminator().to(dev) if cfg.adversarial else None
+        self.d_local = ComponentDiscriminators().to(dev) if cfg.adversarial else None
+        self.opt_g = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
+        d_params = list(self.d_global.parameters()) + list(self.d_local.parameters()) if cfg.adversarial else []
+        self.opt_d = torch.optim.Adam(d_params, lr=cfg.d_lr or cfg.lr, betas=(0.9, 0.99)) if d_params else None
+        self.data = AlignedFaces(cfg.data, cfg.degradation, cfg.seed, flip=True, jitter=cfg.jitter)
+        self.step = 0
+        self.state_dir = cfg.out / "train_state"
+        if (self.state_dir / "train_state.json").is_file():
+            meta = load_train_state(self.state_dir, self._models(), self._optimizers())
+            self.step = meta["step"]
+
+    def _models(self) -> dict:
+        m = {"g": self.model}
+        if self.cfg.adversarial:
+            m.update(d_global=self.d_global, d_local=self.d_local)
+        return m
+
+    def _optimizers(self) -> dict:
+        return {"g": self.opt_g, **({"d": self.opt_d} if self.opt_d else {})}
+
+    def _batches(self):
+        """Endless batches; the dataset's degradations are re-drawn every epoch."""
+        for epoch in itertools.count(self.step):
+            self.data.epoch = epoch
+            loader = DataLoader(self.data, batch_size=self.cfg.batch, shuffle=True, drop_last=False,
+                                num_workers=self.cfg.workers, generator=torch.Generator().manual_seed(self.cfg.seed + epoch))
+            yield from loader
+
+    def losses(self, batch: dict) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
+        """Generator loss terms of eq. 8 for one batch: (total, logged values, restored)."""
+        cfg, dev = self.cfg, torch.device(self.cfg.device)
+        hq, lq = batch["hq"].to(dev), batch["lq"].to(dev)
+        labels, boxes = batch["label_map"].to(dev), batch["boxes"].to(dev)
+        w = torch.rand(len(hq), 1, device=dev)  # the fidelity knob, trained over its whole range
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.amp and dev.type == "cuda"):
+            restored = self.model(lq, labels, w).float()
+        terms = {"l1": F.l1_loss(restored, hq)}
+        if self.perceptual is not None:
+            terms["perceptual"] = cfg.lambda_pix * self.perceptual(restored, hq)
+        if cfg.adversarial:
+            terms["adv_global"] = cfg.lambda_adv * g_loss(self.d_global(restored)[0])
+            adv, style = self.d_local.generator_losses(restored, hq, boxes)
+            terms["adv_local"], terms["style"] = cfg.lambda_d * adv, cfg.lambda_s * style
+        if self.identity is not None:
+            terms["identity"] = cfg.lambda_id * self.identity(restored, hq)
+        total = sum(terms.values())
+        return total, {k: float(v.detach()) for k, v in terms.items()}, restored
+
+    def discriminator_step(self, batch: dict, restored: torch.Tensor) -> float:
+        """One update of the global and component discriminators."""
+        dev = torch.device(self.cfg.device)
+        hq, boxes = batch["hq"].to(dev), batch["boxes"].to(dev)
+        loss = self.cfg.lambda_adv * d_loss(self.d_global(hq)[0], self.d_global(restored.detach())[0])
+        loss = loss + self.cfg.lambda_d * self.d_local.discriminator_loss(restored, hq, boxes)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_d.step()
+        return float(loss)
+
+    def train(self, steps: int | None = None) -> list[dict]:
+        """Run to `steps` (default: the config's), logging losses to out/losses.csv, saving the
+        model (out/safm.safetensors + .json) and the resumable state every save_every steps."""
+        cfg = self.cfg
+        target = steps or cfg.steps
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        log, rows = cfg.out / "losses.csv", []
+        batches = self._batches()
+        bar = tqdm(total=target, initial=self.step, desc="train safm", unit="step", disable=None)
+        while self.step < target:
+            self.opt_g.zero_grad(set_to_none=True)
+            logged: dict[str, float] = {}
+            for _ in range(cfg.grad_accum):
+                batch = next(batches)
+                total, terms, restored = self.losses(batch)
+                (total / cfg.grad_accum).backward()
+                logged = {k: logged.get(k, 0.0) + v / cfg.grad_accum for k, v in terms.items()}
+            self.opt_g.step()
+            if self.opt_d is not None:
+                logged["d"] = self.discriminator_step(batch, restored)
+            if not all(math.isfinite(v) for v in logged.values()):
+                raise FloatingPointError(f"step {self.step}: non-finite loss {logged}")
+            self.step += 1
+            row = {"step": self.step, "total": sum(v for k, v in logged.items() if k != "d"), **logged}
+            rows.append(row)
+            if self.step % cfg.log_every == 0 or self.step == target:
+                _append_csv(log, row)
+                bar.set_postfix(loss=f"{row['total']:.4f}")
+            if self.step % cfg.save_every == 0 or self.step == target:
+                self.save()
+            bar.update(1)
+        bar.close()
+        return rows
+
+    def save(self) -> Path:
+        """The runtime checkpoint and the resumable state."""
+        path = save_checkpoint(self.model, self.cfg.out / "safm", {"step": self.step, "train": _jsonable(asdict(self.cfg))})
+        save_train_state(self.state_dir, self._models(), self._optimizers(), self.step)
+        return path
+
+
+def _append_csv(path: Path, row: dict) -> None:
+    new = not path.is_file()
+    with open(path, "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def _jsonable(d: dict) -> dict:
+    return {k: (str(v) if isinstance(v, Path) else _jsonable(v) if isinstance(v, dict) else v) for k, v in d.items()}
