@@ -112,6 +112,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--safm", type=Path, nargs="*", default=[], metavar="CHECKPOINT",
                    help="SaFM checkpoints to time; their ONNX is ONNX_DIR/<checkpoint stem>/safm.onnx")
     p.add_argument("--onnx-dir", type=Path, default=Path("engines/bench"), help="(default: %(default)s)")
+    p.add_argument("--compile", action="store_true", help="also time torch.compile (compiles first: minutes)")
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -121,7 +122,7 @@ def _run_bench(args: argparse.Namespace) -> int:
 
     command = "facerestore " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "facerestore bench"
     try:
-        run_bench(args.out, args.repeats, args.safm, args.onnx_dir, command)
+        run_bench(args.out, args.repeats, args.safm, args.onnx_dir, command, args.compile)
     except (ValueError, SessionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -165,8 +166,103 @@ def _run_export(args: argparse.Namespace) -> int:
     return importlib.import_module("export.cli").main(args.rest)
 
 
+SERVE_HELP = """\
+Serve the whole job on a real Triton Inference Server, on 127.0.0.1: ensembles
+face_restore_<restorer> (photo bytes in; restored photo, face count and boxes out) over HTTP,
+gRPC and a metrics port. Ctrl-C or SIGTERM stops the server and its python models.
+
+--render cpu  renders the repository for nvidia-pytriton's bundled CPU tritonserver (networks as
+              python-backend ONNX Runtime models; ONNX files from --engines, exported when missing)
+--render gpu  renders it for the NGC container's tritonserver (TensorRT plans from --engines)
+without --render the repository (--repo) is served as it is.
+--server auto uses a `tritonserver` on PATH, else the bundled one (nvidia-pytriton)."""
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="serve the job on tritonserver (HTTP, gRPC, metrics)", description=SERVE_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--render", choices=["cpu", "gpu"], default=None, help="render the model repository first")
+    p.add_argument("--repo", type=Path, default=None,
+                   help="model repository (default: out/triton_repo_cpu with --render cpu, else triton_repo)")
+    p.add_argument("--engines", type=Path, default=Path("engines"), help="ONNX/plan folder for --render")
+    p.add_argument("--checkpoint", type=Path, default=None, help="--render: SaFM weights (default: random safm-tiny)")
+    p.add_argument("--authface-checkpoint", type=Path, default=None, help="--render: AuthFace checkpoint folder")
+    p.add_argument("--restorers", nargs="+", default=None, help="--render: ensembles to serve (default: all)")
+    p.add_argument("--server", default="auto", help="auto, bundled, or a tritonserver path (default: %(default)s)")
+    p.add_argument("--http-port", type=int, default=8000, help="0 = a free port (default: %(default)s)")
+    p.add_argument("--grpc-port", type=int, default=8001, help="0 = a free port (default: %(default)s)")
+    p.add_argument("--metrics-port", type=int, default=8002, help="0 = a free port (default: %(default)s)")
+    p.add_argument("--log", type=Path, default=None, help="write the server log here (default: stderr)")
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    import importlib
+
+    from runtime.serve import ServerError, TritonServer, serve_forever
+
+    repo = args.repo or Path("out/triton_repo_cpu" if args.render == "cpu" else "triton_repo")
+    if args.render:  # console-script wiring only: rendering is export's job, loaded on demand
+        triton_repo = importlib.import_module("export.triton_repo")
+        try:
+            triton_repo.render_repo(args.render, repo, args.engines, args.restorers,
+                                    {"safm": args.checkpoint, "authface": args.authface_checkpoint})
+        except (triton_repo.RepoError, FileNotFoundError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    try:
+        server = TritonServer(repo, args.http_port, args.grpc_port, args.metrics_port, args.server, args.log)
+        return serve_forever(server)
+    except ServerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _add_client(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("client", help="send photos to a `facerestore serve` server, write the restored ones",
+                       description="Send photos (files/folders; default: the shipped samples) to the served ensemble "
+                                   "face_restore_<restorer> over gRPC or HTTP; write each restored photo atomically "
+                                   "under --out (same relative path and format, never over an input) and print "
+                                   "the latency of each request and a summary. Photos over 64 MiB are refused.")
+    p.add_argument("inputs", nargs="*", type=Path, help="photo files or folders (default: shipped samples)")
+    p.add_argument("--out", "-o", type=Path, default=Path("out/served"), help="output folder (default: %(default)s)")
+    p.add_argument("--url", default=None, help="server address (default: 127.0.0.1:8001 grpc, 127.0.0.1:8000 http)")
+    p.add_argument("--protocol", choices=["grpc", "http"], default="grpc", help="(default: %(default)s)")
+    p.add_argument("--restorer", "--model", dest="restorer", choices=["safm", "authface"], default="safm",
+                   help="(default: %(default)s)")
+    p.add_argument("--concurrency", type=int, default=1, help="parallel requests (default: %(default)s)")
+    p.add_argument("--upscale", type=float, default=None, help="output photo scale factor (server default 1)")
+    p.add_argument("--only-center-face", action="store_true", default=None, help="restore only the centre face")
+    p.add_argument("--fidelity", type=float, default=None, help="safm: fidelity weight in [0, 1]")
+    p.add_argument("--steps", type=int, default=None, help="authface: denoising steps")
+    p.add_argument("--seed", type=int, default=None, help="authface: noise seed")
+    p.add_argument("--strength", type=float, default=None, help="authface: img2img strength in (0, 1]")
+
+
+def _run_client(args: argparse.Namespace) -> int:
+    from runtime.client import restore_files
+    from runtime.samples import FACE_PHOTOS
+
+    options = {"only_center_face": args.only_center_face, "upscale": args.upscale}
+    if args.restorer == "safm":
+        options["fidelity"] = args.fidelity
+    else:
+        options.update(steps=args.steps, seed=args.seed, strength=args.strength)
+    try:
+        run = restore_files(args.inputs or FACE_PHOTOS, args.out, args.url, args.protocol, args.restorer,
+                            args.concurrency, **options)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(run.summary())
+    if not run.results:
+        print("error: no image files found in the inputs", file=sys.stderr)
+        return 2
+    return 0 if any(r.error is None for r in run.results) else 1
+
+
 COMMANDS = {"restore": (_add_restore, _run_restore), "bench": (_add_bench, _run_bench),
-            "export": (_add_export, _run_export), "curate": (_add_curate, _run_curate)}
+            "export": (_add_export, _run_export), "curate": (_add_curate, _run_curate),
+            "serve": (_add_serve, _run_serve), "client": (_add_client, _run_client)}
 
 
 def build_parser() -> argparse.ArgumentParser:
