@@ -25,6 +25,15 @@ Restorers:
   safm      the Semantic-aware Fusion restorer (safm.txt): --checkpoint PATH.safetensors (with
             its .json beside it); without one, random-init safm-tiny with a loud warning.
             --fidelity in [0, 1] weighs the local detail enhancement from the input's features.
+  authface  the AuthFace diffusion restorer (authface.txt): SDXL-architecture UNet + ControlNet
+            conditioned on the degraded face, null prompt. --checkpoint DIR from
+            `python -m training.authface make-checkpoint`; without one, random-init tiny (loud
+            warning). --scheduler ddim|dpmpp|euler|euler_a|unipc, --steps, --seed (per face, so a
+            face's result does not depend on the others), --conditioning-scale (ControlNet
+            weight). Faithful mode (the paper) starts from pure noise; --strength S in (0, 1] (our
+            extension) starts from the degraded face's latent noised to S and runs only the last
+            steps * S steps. The VAE stays fp32 (SDXL's VAE overflows to NaN in fp16) unless
+            --fp16-vae says it is fp16-safe.
 
 Backends: --backend torch (eager; --precision fp16/bf16 on CUDA), onnxruntime (the ONNX file
 <--engines>/<network>.onnx made by `python -m export onnx --model safm --checkpoint ...`) or
@@ -38,7 +47,7 @@ def _add_restore(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="*", type=Path, help="photo files or folders (default: shipped samples)")
     p.add_argument("--out", "-o", type=Path, default=Path("out/restored"), help="output folder (default: %(default)s)")
-    p.add_argument("--model", "--restorer", dest="model", default="identity", choices=["identity", "safm"],
+    p.add_argument("--model", "--restorer", dest="model", default="identity", choices=["identity", "safm", "authface"],
                    help="restorer (default: %(default)s)")
     p.add_argument("--checkpoint", type=Path, default=None, help="restorer weights (see Restorers above)")
     p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"], help="(default: %(default)s)")
@@ -47,6 +56,14 @@ def _add_restore(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"],
                    help="torch backend precision; fp16/bf16 need --device cuda (default: %(default)s)")
     p.add_argument("--fidelity", type=float, default=0.5, help="safm: fidelity weight in [0, 1] (default: %(default)s)")
+    a = p.add_argument_group("authface")
+    a.add_argument("--scheduler", default="ddim", choices=["ddim", "dpmpp", "euler", "euler_a", "unipc"],
+                   help="(default: %(default)s)")
+    a.add_argument("--steps", type=int, default=20, help="denoising steps (default: %(default)s)")
+    a.add_argument("--seed", type=int, default=0, help="noise seed (default: %(default)s)")
+    a.add_argument("--conditioning-scale", type=float, default=1.0, help="ControlNet weight (default: %(default)s)")
+    a.add_argument("--strength", type=float, default=None, help="start from the noised input latent (our extension)")
+    a.add_argument("--fp16-vae", action="store_true", help="run the VAE in --precision too (fp16-safe VAEs only)")
     p.add_argument("--aligned", action="store_true", help="inputs are already aligned faces: skip detection")
     p.add_argument("--size", type=int, default=512, help="aligned crop side in pixels (default: %(default)s)")
     p.add_argument("--upscale", type=float, default=1.0, help="output photo scale factor (default: %(default)s)")
@@ -99,6 +116,12 @@ def _make_restorer(args: argparse.Namespace):
     if args.model == "safm":
         return make_safm_restorer(args.checkpoint, args.backend, args.onnx_dir, args.device, args.precision,
                                   args.fidelity)
+    if args.model == "authface":
+        from runtime.authface import make_authface_restorer
+
+        return make_authface_restorer(args.checkpoint, args.backend, args.onnx_dir, args.device, args.precision,
+                                      args.scheduler, args.steps, args.seed, args.conditioning_scale, args.strength,
+                                      args.fp16_vae)
     return IdentityRestorer()
 
 

@@ -1,0 +1,108 @@
+"""The AuthFace restorer: VAE encoder -> denoising loop (fused UNet+ControlNet) -> VAE decoder.
+
+The three stages are callables with the session interface (numpy arrays in, tuple of numpy
+arrays out), so PyTorch, ONNX Runtime and TensorRT plug in the same way. The denoising loop
+and the scheduler (diffusers, swappable by name) run here, on the host, in fp32.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from runtime.contracts.authface import IMAGE_SIZE
+from runtime.face.pipeline import FaceBatch
+
+Net = Callable[..., tuple[np.ndarray, ...]]
+
+# name -> (diffusers scheduler class, overrides of the checkpoint's scheduler config)
+SCHEDULERS: dict[str, tuple[str, dict]] = {
+    "ddim": ("DDIMScheduler", {}),
+    "dpmpp": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler_a": ("EulerAncestralDiscreteScheduler", {}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+}
+
+
+def make_scheduler(name: str, config: dict):
+    """A fresh diffusers scheduler by name, from the checkpoint's (training-time) scheduler config."""
+    import diffusers
+
+    if name not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler '{name}'; choose one of {sorted(SCHEDULERS)}")
+    cls_name, overrides = SCHEDULERS[name]
+    return getattr(diffusers, cls_name).from_config({**config, **overrides})
+
+
+class AuthFaceRestorer:
+    """All faces of a photo as one batch through AuthFace.
+
+    Faithful mode (the paper; ``strength=None``): start from pure Gaussian noise and denoise
+    all ``steps`` with the ControlNet conditioned on the degraded face. Extension
+    (``strength`` in (0, 1]): start from the VAE latent of the degraded face noised to that
+    strength and run only the last ``int(steps * strength)`` steps (img2img-style).
+
+    Noise is drawn per face from its own generator seeded with ``seed``, so a face's result
+    does not depend on the other faces in the batch: a batch of 3 equals three single runs."""
+
+    name = "authface"
+
+    def __init__(self, vae_encoder: Net, unet_controlnet: Net, vae_decoder: Net, scheduler_config: dict,
+                 scheduler: str = "ddim", steps: int = 20, seed: int = 0, conditioning_scale: float = 1.0,
+                 strength: float | None = None, latent_channels: int = 4, vae_scale: int = 8,
+                 progress: bool = True) -> None:
+        make_scheduler(scheduler, scheduler_config)  # validates the name early
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, not {steps}")
+        if strength is not None and not 0.0 < strength <= 1.0:
+            raise ValueError(f"strength must be in (0, 1], not {strength}")
+        self.vae_encoder, self.unet_controlnet, self.vae_decoder = vae_encoder, unet_controlnet, vae_decoder
+        self.scheduler_config, self.scheduler = dict(scheduler_config), scheduler
+        self.steps, self.seed, self.conditioning_scale, self.strength = steps, seed, float(conditioning_scale), strength
+        self.latent_channels, self.vae_scale, self.progress = latent_channels, vae_scale, progress
+
+    def __call__(self, batch: FaceBatch) -> np.ndarray:
+        """Aligned crops [N, S, S, 3] in [0, 1] -> restored crops, same shape and range."""
+        if batch.crops.shape[1] != IMAGE_SIZE:
+            raise ValueError(f"AuthFace restores {IMAGE_SIZE}x{IMAGE_SIZE} faces; got {batch.crops.shape[1]} "
+                             f"(use --size {IMAGE_SIZE})")
+        out = self.restore(batch.model_input().astype(np.float32))
+        return np.clip((out.transpose(0, 2, 3, 1) + 1.0) * 0.5, 0.0, 1.0).astype(np.float32)
+
+    def schedule(self):
+        """(scheduler, timesteps to run): all steps, or the last int(steps * strength) of them."""
+        sched = make_scheduler(self.scheduler, self.scheduler_config)
+        sched.set_timesteps(self.steps)
+        timesteps = sched.timesteps
+        if self.strength is not None:
+            run = min(max(int(self.steps * self.strength), 1), self.steps)
+            begin = (self.steps - run) * sched.order
+            timesteps = timesteps[begin:]
+            if hasattr(sched, "set_begin_index"):
+                sched.set_begin_index(begin)
+        return sched, timesteps
+
+    def restore(self, images: np.ndarray) -> np.ndarray:
+        """Degraded faces NCHW in [-1, 1] -> restored faces NCHW in about [-1, 1]."""
+        n, _, h, w = images.shape
+        sched, timesteps = self.schedule()
+        shape = (1, self.latent_channels, h // self.vae_scale, w // self.vae_scale)
+        generators = [torch.Generator("cpu").manual_seed(self.seed) for _ in range(n)]
+        noise = torch.cat([torch.randn(shape, generator=g) for g in generators])
+        if self.strength is None:
+            latents = noise * sched.init_noise_sigma
+        else:
+            z0 = torch.from_numpy(np.asarray(self.vae_encoder(images)[0], np.float32))
+            latents = sched.add_noise(z0, noise, timesteps[:1].repeat(n))
+        step_kwargs = {"generator": generators} if "generator" in inspect.signature(sched.step).parameters else {}
+        scale = np.full(n, self.conditioning_scale, np.float32)
+        for t in tqdm(timesteps, desc="authface", unit="step", leave=False, disable=None if self.progress else True):
+            model_in = sched.scale_model_input(latents, t).float().numpy()
+            noise_pred = self.unet_controlnet(model_in, np.full(n, float(t), np.float32), images, scale)[0]
+            latents = sched.step(torch.from_numpy(np.asarray(noise_pred, np.float32)), t, latents,
+                                 return_dict=False, **step_kwargs)[0]
+        return np.asarray(self.vae_decoder(latents.float().numpy())[0], np.float32)
