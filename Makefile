@@ -33,7 +33,7 @@ bench: $(STAMP)
 	  $(BIN)/python -m training.safm init --config $$c --out $(BENCH)/$$c && \
 	  $(BIN)/python -m export onnx --model safm --checkpoint $(BENCH)/$$c.safetensors --out $(BENCH)/$$c --no-verify || exit 1; \
 	done
-	$(BIN)/facerestore bench --out benchmarks/results --safm $(BENCH)/safm-tiny.safetensors $(BENCH)/safm-base.safetensors --onnx-dir $(BENCH)
+	$(BIN)/facerestore bench --out benchmarks/results --repeats 10 --safm $(BENCH)/safm-tiny.safetensors $(BENCH)/safm-base.safetensors --onnx-dir $(BENCH)
 
 convert-weights: $(STAMP) $(MEDIAPIPE_WHEEL)
 	$(BIN)/python -m training.convert_mediapipe --wheel $(MEDIAPIPE_WHEEL)
