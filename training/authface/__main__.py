@@ -1,4 +1,9 @@
-"""python -m training.authface make-checkpoint --config tiny|sdxl [--sdxl-dir DIR] [--controlnet FILE] --out DIR"""
+"""python -m training.authface make-checkpoint|train-stage1|train-stage2: AuthFace checkpoints and training
+
+    make-checkpoint --config tiny|sdxl [--sdxl-dir DIR] [--controlnet FILE] --out DIR
+    train-stage1 --checkpoint DIR --data CACHE --out DIR [--text-encoders SDXL_DIR] [--steps N --batch N --lr X ...]
+    train-stage2 --checkpoint DIR --data CACHE --out DIR [--steps N --batch N --lr X --lambda-d X --lambda-s X ...]
+"""
 from __future__ import annotations
 
 import argparse
@@ -22,7 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     mk.add_argument("--seed", type=int, default=0, help="seed of the random init (no --sdxl-dir)")
     mk.add_argument("--save-dtype", choices=["fp32", "fp16"], default="fp32", help="storage dtype of the weights")
     mk.add_argument("--out", type=Path, required=True, help="checkpoint folder to write (must not exist or be empty)")
+    _add_train(sub)
     args = parser.parse_args(argv)
+    if args.command in ("train-stage1", "train-stage2"):
+        return _train(args)
 
     from training.authface.checkpoint import CheckpointError, make_checkpoint_from_diffusers, make_random_checkpoint
 
@@ -41,6 +49,61 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {out} ({args.config}; {ckpt.notes})")
+    return 0
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    """train-stage1 / train-stage2 (training/authface/train.py; defaults are the paper's)."""
+    from training.authface.train import Stage1Config, Stage2Config
+
+    for name, cls, text in (
+            ("train-stage1", Stage1Config, "Stage I (authface.txt 3.1): fine-tune the whole UNet on captioned HQ faces "
+             "(MSE on epsilon, AdamW lr 5e-7). Captions: <face>.txt beside each cached face; an empty caption uses the "
+             "checkpoint's null prompt. The saved ControlNet is re-initialised from the fine-tuned UNet."),
+            ("train-stage2", Stage2Config, "Stage II (authface.txt 3.2): train the ControlNet only (UNet and VAE frozen, "
+             "null prompt, control image = degraded face) with L_noise + the time-aware latent facial loss L_facial "
+             "(AdamW lr 2e-5).")):
+        d = cls(checkpoint=Path(), data=Path(), out=Path())
+        p = sub.add_parser(name, help=text.split(":")[0], description=text + " Writes OUT/checkpoint/ (an AuthFace "
+                           "checkpoint folder), OUT/losses.csv and OUT/train_state/; re-running with the same --out resumes.")
+        p.add_argument("--checkpoint", type=Path, required=True, help="AuthFace checkpoint folder to start from")
+        p.add_argument("--data", type=Path, required=True, help="face cache made by `facerestore curate`")
+        p.add_argument("--out", type=Path, required=True, help="run folder")
+        for arg in ("steps", "batch", "grad_accum", "seed", "log_every", "save_every", "workers"):
+            p.add_argument(f"--{arg.replace('_', '-')}", type=int, default=getattr(d, arg))
+        p.add_argument("--resolution", type=int, default=None, help="train at this size (default: the checkpoint's, 512)")
+        floats = ["lr", "weight_decay", "max_grad_norm", "jitter"]
+        if name == "train-stage1":
+            floats.append("caption_dropout")
+            p.add_argument("--text-encoders", type=Path, default=None, help="local diffusers-format SDXL folder with "
+                           "text_encoder(_2)/ and tokenizer(_2)/ (needs `transformers`); required for --config sdxl "
+                           "checkpoints, the tiny config uses a hashing stand-in without it")
+            p.add_argument("--keep-controlnet", action="store_true", help="save the input ControlNet unchanged")
+        else:
+            floats += ["lambda_d", "lambda_s", "m", "s"]
+            p.add_argument("--d-lr", type=float, default=None, help="facial discriminators' lr (default: --lr)")
+        for arg in floats:
+            p.add_argument(f"--{arg.replace('_', '-')}", type=float, default=getattr(d, arg))
+        p.add_argument("--gradient-checkpointing", action="store_true")
+        p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
+        p.add_argument("--device", default=d.device)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.authface.checkpoint import CheckpointError
+    from training.authface.train import Stage1Config, Stage1Trainer, Stage2Config, Stage2Trainer
+
+    stage1 = args.command == "train-stage1"
+    fields = {k: v for k, v in vars(args).items() if k not in ("command", "no_amp")}
+    cfg_cls, trainer_cls = (Stage1Config, Stage1Trainer) if stage1 else (Stage2Config, Stage2Trainer)
+    try:
+        trainer = trainer_cls(cfg_cls(**fields, amp=not args.no_amp))
+    except (CheckpointError, ValueError, FileNotFoundError) as exc:   # CacheError, CaptionEncoderError are ValueErrors
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    rows = trainer.train()
+    print(f"step {trainer.step}: loss {rows[-1]['total']:.4f}; checkpoint {args.out / 'checkpoint'}" if rows
+          else f"already at step {trainer.step}; checkpoint {args.out / 'checkpoint'}")
     return 0
 
 

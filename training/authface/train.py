@@ -1,0 +1,489 @@
+"""The AuthFace trainers (authface.txt section 3 and 4.1), resumable, on a face cache made by
+`facerestore curate`:
+
+- Stage I (sec. 3.1), ``Stage1Trainer``: fine-tune the whole UNet on captioned HQ faces at a fixed
+  resolution (512; the paper fine-tunes SDXL at 1024, our faces are 512), SDXL's noise-prediction
+  objective (MSE on epsilon, DDPM training schedule, add_time_ids for the fixed size), AdamW
+  lr 5e-7. Captions go through a ``CaptionEncoder``; an empty caption uses the checkpoint's
+  null-prompt embeddings. The saved checkpoint's ControlNet is re-initialised from the
+  fine-tuned UNet's encoder (sec. 3.2: "We initialize ControlNet with the encoder from our
+  fine-tuned SDXL model"), unless ``keep_controlnet``.
+- Stage II (sec. 3.2), ``Stage2Trainer``: UNet and VAE frozen, only the ControlNet trains, null
+  prompt, control image = the degraded face; L_total = L_noise (eq. 1) + L_facial (eq. 4, with
+  eq. 2's z0_pred and eq. 3's time weight, ``training.authface.losses``), plus the updates of
+  the facial discriminators; AdamW lr 2e-5.
+
+Run folder ``out``: ``checkpoint/`` (an AuthFace checkpoint folder, ``AuthFaceCheckpoint.save``,
+what ``load_checkpoint`` and the runtime read), ``losses.csv``, ``train_state/`` (the trained
+weights, optimizer moments, step and RNG). Re-running with the same ``out`` resumes.
+Conventions follow ``training.safm.train`` (dataclass config with paper defaults, tqdm, CSV log,
+FloatingPointError on a non-finite loss, bf16 autocast and gradient accumulation on CUDA).
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from training.authface.checkpoint import AuthFaceCheckpoint, load_checkpoint
+from training.authface.configs import AuthFaceConfig
+from training.authface.losses import LatentFacialLoss, normalized_timestep, predict_z0
+from training.authface.model import UNetControlNet
+from training.data.degradations import DegradationConfig
+from training.data.faces import AlignedFaces
+from training.safm.train import _append_csv, _jsonable
+from training.train_state import load_train_state, save_train_state
+
+
+# ----------------------------------------------------------------------------- captions
+
+class CaptionEncoderError(ValueError):
+    """Text encoders that cannot be used; the message names the folder or the missing package."""
+
+
+@runtime_checkable
+class CaptionEncoder(Protocol):
+    """Captions -> (prompt_embeds [B, tokens, cross_dim], pooled [B, pooled_dim]) as SDXL's UNet
+    takes them (encoder_hidden_states, added_cond_kwargs["text_embeds"])."""
+
+    def encode(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+class HashingCaptionEncoder:
+    """A deterministic STAND-IN for SDXL's two CLIP text encoders, for the ``tiny`` config: no
+    CLIP weights exist offline (and none would fit tiny's 32-d cross-attention). Lower-cased
+    word tokens are hashed (blake2b, stable across runs) into rows of a fixed table drawn from
+    `seed`; prompt_embeds holds the first `tokens` token rows then a padding row, pooled is the
+    mean of the tokens' rows of a second table. Different captions give different, fixed
+    embeddings, so the stage I plumbing (caption -> conditioning) is exercised end to end; it
+    carries no language understanding."""
+
+    def __init__(self, tokens: int, dim: int, pooled_dim: int, buckets: int = 4096, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.tokens, self.buckets = tokens, buckets
+        self.table = torch.randn(buckets, dim, generator=g) * 0.5
+        self.pooled_table = torch.randn(buckets, pooled_dim, generator=g) * 0.5
+        self.pad = torch.randn(dim, generator=g) * 0.5
+
+    def _ids(self, caption: str) -> list[int]:
+        words = re.findall(r"[a-z0-9]+", caption.lower())[: self.tokens]
+        return [int.from_bytes(hashlib.blake2b(w.encode(), digest_size=8).digest(), "little") % self.buckets
+                for w in words]
+
+    def encode(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        prompt = self.pad.expand(len(captions), self.tokens, -1).clone()
+        pooled = torch.zeros(len(captions), self.pooled_table.shape[1])
+        for i, caption in enumerate(captions):
+            ids = torch.tensor(self._ids(caption), dtype=torch.long)
+            if len(ids):
+                prompt[i, : len(ids)] = self.table[ids]
+                pooled[i] = self.pooled_table[ids].mean(0)
+        return prompt, pooled
+
+
+class SDXLCaptionEncoder:
+    """SDXL's two CLIP text encoders from a LOCAL diffusers-format SDXL folder (tokenizer/,
+    text_encoder/, tokenizer_2/, text_encoder_2/; safetensors only, nothing downloaded), through
+    `transformers` (imported here, lazily). As SDXL's pipeline: the penultimate hidden states of
+    both encoders concatenated (77 x 2048) and text_encoder_2's projected pooled output (1280).
+    Frozen (inference mode). Not exercised by the tests: no SDXL weights or `transformers` offline."""
+
+    PARTS = ("tokenizer", "text_encoder", "tokenizer_2", "text_encoder_2")
+
+    def __init__(self, folder: Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> None:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise CaptionEncoderError(f"{folder}: no such folder (expected a local diffusers-format SDXL folder "
+                                      f"with {', '.join(self.PARTS)})")
+        missing = [p for p in self.PARTS if not (folder / p).is_dir()]
+        if missing:
+            raise CaptionEncoderError(f"{folder}: text encoder parts missing: {missing} (all of {list(self.PARTS)} "
+                                      f"are needed to encode captions)")
+        try:
+            from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+        except ImportError:
+            raise CaptionEncoderError(f"{folder}: encoding captions with SDXL's text encoders needs the `transformers` "
+                                      f"package (pip install transformers)") from None
+        self.device = torch.device(device)
+        self.tokenizers = [CLIPTokenizer.from_pretrained(str(folder / t), local_files_only=True)
+                           for t in ("tokenizer", "tokenizer_2")]
+        self.encoders = [cls.from_pretrained(str(folder / e), local_files_only=True, use_safetensors=True,
+                                             torch_dtype=dtype).to(self.device).eval().requires_grad_(False)
+                         for e, cls in (("text_encoder", CLIPTextModel), ("text_encoder_2", CLIPTextModelWithProjection))]
+
+    @torch.inference_mode()
+    def encode(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden, pooled = [], None
+        for tok, enc in zip(self.tokenizers, self.encoders):
+            ids = tok(list(captions), padding="max_length", max_length=tok.model_max_length, truncation=True,
+                      return_tensors="pt").input_ids.to(self.device)
+            out = enc(ids, output_hidden_states=True)
+            hidden.append(out.hidden_states[-2].float())
+            pooled = getattr(out, "text_embeds", None)
+        return torch.cat(hidden, dim=-1).clone(), pooled.float().clone()
+
+
+def encode_captions(encoder: CaptionEncoder, captions: list[str], null_prompt: torch.Tensor,
+                    null_pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """encoder.encode for the non-empty captions; an empty (or blank) caption gets the
+    checkpoint's null-prompt embeddings (null_prompt [tokens, D], null_pooled [P])."""
+    b = len(captions)
+    prompt = null_prompt.reshape(1, *null_prompt.shape[-2:]).expand(b, -1, -1).clone()
+    pooled = null_pooled.reshape(1, -1).expand(b, -1).clone()
+    idx = [i for i, c in enumerate(captions) if c.strip()]
+    if idx:
+        p, q = encoder.encode([captions[i] for i in idx])
+        if p.shape[1:] != prompt.shape[1:] or q.shape[1:] != pooled.shape[1:]:
+            raise CaptionEncoderError(f"caption encoder gives {tuple(p.shape[1:])} / {tuple(q.shape[1:])}, the UNet "
+                                      f"takes {tuple(prompt.shape[1:])} / {tuple(pooled.shape[1:])}")
+        prompt[idx], pooled[idx] = p.to(prompt), q.to(pooled)
+    return prompt, pooled
+
+
+# ----------------------------------------------------------------------------- configs
+
+@dataclass
+class AuthFaceTrainConfig:
+    """What both stages share. ``batch`` is per optimizer micro-step; the effective batch is
+    batch x grad_accum (the paper: 96 for stage I, 48 for stage II, on four GPUs)."""
+
+    checkpoint: Path                    # AuthFace checkpoint folder to start from
+    data: Path                          # face cache (`facerestore curate`)
+    out: Path                           # run folder: checkpoint/, losses.csv, train_state/
+    steps: int = 50_000
+    batch: int = 1
+    lr: float = 1e-5
+    weight_decay: float = 1e-2          # AdamW (torch's and diffusers' training scripts' default)
+    max_grad_norm: float = 1.0          # clip the trained module's gradient norm (0: off)
+    grad_accum: int = 1
+    resolution: int | None = None       # faces are resized to this; None: the checkpoint's (512)
+    amp: bool = True                    # bf16 autocast on CUDA (ignored on CPU); the VAE runs fp32
+    gradient_checkpointing: bool = False
+    device: str = "cpu"
+    seed: int = 0
+    jitter: float = 0.0                 # AlignedFaces scale/shift augmentation (flip is always on)
+    log_every: int = 10
+    save_every: int = 1000
+    workers: int = 0
+
+
+@dataclass
+class Stage1Config(AuthFaceTrainConfig):
+    """Sec. 4.1: AdamW lr 5e-7, batch 96, 50k iterations, the whole UNet."""
+
+    batch: int = 96
+    lr: float = 5e-7
+    text_encoders: Path | None = None   # local diffusers SDXL folder with the CLIP text encoders
+    caption_dropout: float = 0.0        # fraction of captions replaced by "" (the null prompt)
+    keep_controlnet: bool = False       # save the input ControlNet instead of from_unet(fine-tuned UNet)
+
+
+@dataclass
+class Stage2Config(AuthFaceTrainConfig):
+    """Sec. 3.2 and 4.1: ControlNet only, AdamW lr 2e-5, batch 48 (the paper gives no iteration
+    count for stage II; 50k as stage I). L_facial: m = -0.5, s = 1 (appendix); lambda_d = 1 and
+    lambda_s = 200 are our choice (GFPGAN's facial-component weights; the paper states none)."""
+
+    batch: int = 48
+    lr: float = 2e-5
+    d_lr: float | None = None           # facial discriminators' lr (default: lr)
+    lambda_d: float = 1.0
+    lambda_s: float = 200.0
+    m: float = -0.5
+    s: float = 1.0
+    eye_size: int = 12                  # latent patch sizes: about one sample per latent pixel of
+                                        # the cache's boxes (eyes ~100 px, mouth ~125 px at 512)
+    mouth_size: int = 16
+    d_channels: int = 32
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)
+
+
+# ----------------------------------------------------------------------------- trainers
+
+class _Trainer:
+    """The shared part: checkpoint, DDPM schedule, data, frozen VAE encoder, loop, save, resume."""
+
+    stage = ""
+
+    def __init__(self, cfg: AuthFaceTrainConfig) -> None:
+        from diffusers import DDPMScheduler
+
+        self.cfg, self.dev = cfg, torch.device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        self.ckpt = load_checkpoint(cfg.checkpoint)
+        self.scheduler = DDPMScheduler.from_config(self.ckpt.scheduler)
+        if self.scheduler.config.prediction_type != "epsilon":
+            raise ValueError(f"{cfg.checkpoint}: scheduler prediction_type is {self.scheduler.config.prediction_type!r}; "
+                             f"the AuthFace trainers train epsilon prediction")
+        self.num_train_timesteps = int(self.scheduler.config.num_train_timesteps)
+        self.alphas_cumprod = self.scheduler.alphas_cumprod.to(self.dev)
+        self.resolution = int(cfg.resolution or self.ckpt.config.image_size)
+        if self.resolution % 8:
+            raise ValueError(f"resolution {self.resolution} is not a multiple of 8 (the VAE's factor)")
+        s = float(self.resolution)
+        self.time_ids = (self.ckpt.time_ids.float() if self.resolution == self.ckpt.config.image_size
+                         else torch.tensor([s, s, 0.0, 0.0, s, s])).to(self.dev)
+        # stage I never looks at LQ: its pairs are left clean (no degradation work)
+        degradation = getattr(cfg, "degradation", None) or DegradationConfig(clean_fraction=1.0)
+        self.data = AlignedFaces(cfg.data, degradation, cfg.seed, flip=True, jitter=cfg.jitter)
+        self.vae_encoder = self.ckpt.vae_encoder().to(self.dev).requires_grad_(False)
+        self.amp = cfg.amp and self.dev.type == "cuda"
+        self._setup()
+        self.step = 0
+        self.state_dir = cfg.out / "train_state"
+        if (self.state_dir / "train_state.json").is_file():
+            meta = load_train_state(self.state_dir, self._models(), self._optimizers())
+            if meta.get("extra", {}).get("stage") not in (None, self.stage):
+                raise ValueError(f"{cfg.out}: holds a {meta['extra']['stage']} run, not {self.stage}; choose another --out")
+            self.step = meta["step"]
+
+    # -- subclass hooks
+    def _setup(self) -> None:
+        raise NotImplementedError
+
+    def _models(self) -> dict[str, nn.Module]:
+        raise NotImplementedError
+
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    def _trained(self) -> nn.Module:
+        raise NotImplementedError
+
+    def _checkpoint(self) -> AuthFaceCheckpoint:
+        raise NotImplementedError
+
+    def losses(self, batch: dict, t: torch.Tensor | None = None, noise: torch.Tensor | None = None):
+        raise NotImplementedError
+
+    def discriminator_loss(self, extra) -> torch.Tensor | None:
+        return None
+
+    # -- shared
+    def _batches(self):
+        """Endless batches; the dataset's degradations are re-drawn every epoch."""
+        for epoch in itertools.count(self.step):
+            self.data.epoch = epoch
+            loader = DataLoader(self.data, batch_size=self.cfg.batch, shuffle=True, drop_last=False,
+                                num_workers=self.cfg.workers,
+                                generator=torch.Generator().manual_seed(self.cfg.seed + epoch))
+            yield from loader
+
+    def _prepare(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """hq, lq [B,3,R,R] in [-1,1] and boxes [B,3,4] on the device, at the training resolution."""
+        hq, lq, boxes = batch["hq"].to(self.dev), batch["lq"].to(self.dev), batch["boxes"].to(self.dev).float()
+        size = hq.shape[-1]
+        if size != self.resolution:
+            k = self.resolution / size
+            hq, lq = (F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear", antialias=True,
+                                    align_corners=False) for x in (hq, lq))
+            boxes = (boxes + 0.5) * k - 0.5
+        return hq, lq, boxes
+
+    def _noise(self, z0: torch.Tensor, t: torch.Tensor | None, noise: torch.Tensor | None):
+        """Timesteps (uniform over the training schedule) and noise, drawn on the CPU generator
+        (saved in train_state, so a resumed run continues the same stream), and z_t = add_noise."""
+        b = z0.shape[0]
+        t = torch.randint(0, self.num_train_timesteps, (b,)) if t is None else torch.as_tensor(t).reshape(-1).expand(b)
+        noise = torch.randn(z0.shape) if noise is None else noise
+        t, noise = t.to(self.dev).long(), noise.to(self.dev, torch.float32)
+        return t, noise, self.scheduler.add_noise(z0.float(), noise, t)
+
+    def train(self, steps: int | None = None) -> list[dict]:
+        """Run to `steps` (default: the config's), logging to out/losses.csv every log_every
+        steps and saving out/checkpoint/ + out/train_state/ every save_every steps and at the end."""
+        cfg = self.cfg
+        target = steps or cfg.steps
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        log, rows = cfg.out / "losses.csv", []
+        batches = self._batches()
+        opts = self._optimizers()
+        bar = tqdm(total=target, initial=self.step, desc=f"train authface {self.stage}", unit="step", disable=None)
+        while self.step < target:
+            started = time.perf_counter()
+            for opt in opts.values():
+                opt.zero_grad(set_to_none=True)
+            logged: dict[str, float] = {}
+            for _ in range(cfg.grad_accum):
+                total, terms, extra = self.losses(next(batches))
+                (total / cfg.grad_accum).backward()
+                d = self.discriminator_loss(extra)
+                if d is not None:
+                    (d / cfg.grad_accum).backward()
+                    terms["d"] = d.detach()
+                logged = {k: logged.get(k, 0.0) + float(v) / cfg.grad_accum for k, v in terms.items()}
+            if not all(math.isfinite(v) for v in logged.values()):
+                raise FloatingPointError(f"step {self.step}: non-finite loss {logged}")
+            if cfg.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(self._trained().parameters(), cfg.max_grad_norm)
+            for opt in opts.values():
+                opt.step()
+            self.step += 1
+            row = {"step": self.step, "total": sum(v for k, v in logged.items() if k != "d"), **logged,
+                   "seconds": time.perf_counter() - started}
+            rows.append(row)
+            if self.step % cfg.log_every == 0 or self.step == target:
+                _append_csv(log, row)
+                bar.set_postfix(loss=f"{row['total']:.4f}")
+            if self.step % cfg.save_every == 0 or self.step == target:
+                self.save()
+            bar.update(1)
+        bar.close()
+        return rows
+
+    def save(self) -> Path:
+        """out/checkpoint/ (an AuthFace checkpoint folder) and out/train_state/."""
+        ckpt = self._checkpoint()
+        ckpt.notes = {**self.ckpt.notes, self.stage: {"step": self.step, "from": str(self.cfg.checkpoint),
+                                                      "train": _jsonable(asdict(self.cfg))}}
+        path = ckpt.save(self.cfg.out / "checkpoint", overwrite=True)
+        save_train_state(self.state_dir, self._models(), self._optimizers(), self.step,
+                         {"stage": self.stage, "checkpoint": str(self.cfg.checkpoint)})
+        return path
+
+
+class Stage1Trainer(_Trainer):
+    """Stage I: the whole UNet, SDXL's noise-prediction objective on captioned HQ faces."""
+
+    stage = "stage1"
+    cfg: Stage1Config
+
+    def _setup(self) -> None:
+        cfg, ck = self.cfg, self.ckpt
+        self.unet = ck.unet.to(self.dev).train().requires_grad_(True)
+        if cfg.gradient_checkpointing:
+            self.unet.enable_gradient_checkpointing()
+        self.encoder = make_caption_encoder(ck.config, cfg.text_encoders, self.dev, cfg.seed)
+        self.null_prompt, self.null_pooled = ck.prompt_embeds.to(self.dev), ck.pooled_prompt_embeds.to(self.dev)
+        self.opt = torch.optim.AdamW(self.unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def _models(self) -> dict[str, nn.Module]:
+        return {"unet": self.unet}
+
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"unet": self.opt}
+
+    def _trained(self) -> nn.Module:
+        return self.unet
+
+    def losses(self, batch: dict, t: torch.Tensor | None = None, noise: torch.Tensor | None = None):
+        """MSE(epsilon, epsilon_theta(z_t, t, caption)) for one batch: (loss, logged terms, None)."""
+        hq, _, _ = self._prepare(batch)
+        with torch.no_grad():
+            z0 = self.vae_encoder(hq).float()
+        captions = [str(c) for c in batch["caption"]]
+        if self.cfg.caption_dropout:
+            drop = torch.rand(len(captions)) < self.cfg.caption_dropout
+            captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
+        prompt, pooled = encode_captions(self.encoder, captions, self.null_prompt, self.null_pooled)
+        t, noise, z_t = self._noise(z0, t, noise)
+        b = z0.shape[0]
+        with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=self.amp):
+            eps = self.unet(z_t, t, encoder_hidden_states=prompt,
+                            added_cond_kwargs={"text_embeds": pooled, "time_ids": self.time_ids.expand(b, -1)},
+                            return_dict=False)[0].float()
+        loss = F.mse_loss(eps, noise)
+        return loss, {"noise": loss.detach()}, None
+
+    def _checkpoint(self) -> AuthFaceCheckpoint:
+        from diffusers import ControlNetModel
+
+        ck, unet = self.ckpt, _cpu(self.unet)
+        if self.cfg.keep_controlnet:
+            controlnet = ck.controlnet
+        else:
+            controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=ck.config.controlnet_embedding_channels)
+        return AuthFaceCheckpoint(ck.config, unet, controlnet.eval(), ck.vae, ck.prompt_embeds, ck.pooled_prompt_embeds,
+                                  ck.time_ids, ck.scheduler, dict(ck.notes))
+
+
+class Stage2Trainer(_Trainer):
+    """Stage II: the ControlNet only (UNet, VAE frozen), null prompt, control = degraded face;
+    L_noise (eq. 1) + L_facial (eq. 4) and the facial discriminators' updates."""
+
+    stage = "stage2"
+    cfg: Stage2Config
+
+    def _setup(self) -> None:
+        cfg, ck = self.cfg, self.ckpt
+        ck.unet.to(self.dev).eval().requires_grad_(False)
+        ck.controlnet.to(self.dev).train().requires_grad_(True)
+        if cfg.gradient_checkpointing:
+            ck.unet.enable_gradient_checkpointing()
+            ck.controlnet.enable_gradient_checkpointing()
+        self.model = UNetControlNet(ck.unet, ck.controlnet, ck.prompt_embeds, ck.pooled_prompt_embeds,
+                                    self.time_ids.cpu()).to(self.dev)
+        self.controlnet = ck.controlnet
+        self.facial = LatentFacialLoss(int(ck.vae.config.latent_channels), cfg.lambda_d, cfg.lambda_s, cfg.m, cfg.s,
+                                       cfg.eye_size, cfg.mouth_size, cfg.d_channels).to(self.dev)
+        self.opt = torch.optim.AdamW(self.controlnet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.opt_d = torch.optim.AdamW(self.facial.parameters(), lr=cfg.d_lr or cfg.lr, betas=(0.9, 0.99),
+                                       weight_decay=0.0)
+
+    def _models(self) -> dict[str, nn.Module]:
+        return {"controlnet": self.controlnet, "facial": self.facial}
+
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"controlnet": self.opt, "facial": self.opt_d}
+
+    def _trained(self) -> nn.Module:
+        return self.controlnet
+
+    def losses(self, batch: dict, t: torch.Tensor | None = None, noise: torch.Tensor | None = None):
+        """L_noise + L_facial for one batch: (total, logged terms, (z0_pred, z0, boxes) for the
+        discriminators). `t` (timesteps) and `noise` may be given, e.g. to overfit one batch."""
+        hq, lq, boxes = self._prepare(batch)
+        with torch.no_grad():
+            z0 = self.vae_encoder(hq).float()
+        t, noise, z_t = self._noise(z0, t, noise)
+        b = z0.shape[0]
+        with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=self.amp):
+            eps = self.model(z_t, t, lq, torch.ones(b, device=self.dev)).float()
+        l_noise = F.mse_loss(eps, noise)
+        z0_pred = predict_z0(z_t, eps, t, self.alphas_cumprod)
+        l_facial, terms = self.facial.generator_loss(z0_pred, z0, boxes, normalized_timestep(t, self.num_train_timesteps))
+        return l_noise + l_facial, {"noise": l_noise.detach(), **{k: v.detach() for k, v in terms.items()}}, \
+            (z0_pred.detach(), z0, boxes)
+
+    def discriminator_loss(self, extra) -> torch.Tensor | None:
+        return self.facial.discriminator_loss(*extra) if self.facial.enabled else None
+
+    def _checkpoint(self) -> AuthFaceCheckpoint:
+        ck = self.ckpt
+        return AuthFaceCheckpoint(ck.config, _cpu(ck.unet), _cpu(self.controlnet), ck.vae, ck.prompt_embeds,
+                                  ck.pooled_prompt_embeds, ck.time_ids, ck.scheduler, dict(ck.notes))
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def make_caption_encoder(config: AuthFaceConfig, text_encoders: Path | None, device: torch.device,
+                         seed: int = 0) -> CaptionEncoder:
+    """SDXL's CLIP encoders from `text_encoders` when given; the hashing stand-in for ``tiny``
+    otherwise; an error for ``sdxl`` without them."""
+    if text_encoders is not None:
+        return SDXLCaptionEncoder(text_encoders, device)
+    if config.name == "tiny":
+        return HashingCaptionEncoder(config.prompt_tokens, config.cross_attention_dim, config.pooled_dim, seed=seed)
+    raise CaptionEncoderError(f"stage I on the {config.name} config encodes captions with SDXL's text encoders: "
+                              f"pass --text-encoders DIR (a local diffusers-format SDXL folder)")
+
+
+def _cpu(module: nn.Module) -> nn.Module:
+    """`module` itself on the CPU, else a CPU copy built from its config (no second copy on the GPU)."""
+    if next(module.parameters()).device.type == "cpu":
+        return module
+    with torch.device("meta"):
+        copy = type(module).from_config(module.config)
+    copy.load_state_dict({k: v.detach().cpu() for k, v in module.state_dict().items()}, assign=True)
+    return copy.eval()
