@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
 
+from training.files import atomic_write
 from training.face_nets import WEIGHTS_DIR, BlazeFaceFullRange, FaceMesh
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -244,21 +243,6 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write via a temporary file in the same folder, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_weights(spec: NetSpec, state: dict[str, torch.Tensor], source_sha: str, out: Path) -> None:
     """``<stem>.safetensors`` + ``<stem>.json`` in ``out``, atomically."""
     file_name = Path(spec.member).name
@@ -273,10 +257,10 @@ def write_weights(spec: NetSpec, state: dict[str, torch.Tensor], source_sha: str
     }
     # One metadata key only: safetensors writes a map of several in random order (not reproducible).
     meta = {"source": f"{file_name} sha256:{source_sha}"}
-    _atomic_write(out / f"{spec.stem}.safetensors",
+    atomic_write(out / f"{spec.stem}.safetensors",
                   lambda p: save_file({k: v.contiguous() for k, v in state.items()}, str(p), metadata=meta))
-    _atomic_write(out / f"{spec.stem}.json",
-                  lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
+    atomic_write(out / f"{spec.stem}.json",
+                  lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
 
 
 def write_notice(shas: dict[str, str], out: Path) -> None:
@@ -301,7 +285,7 @@ def write_notice(shas: dict[str, str], out: Path) -> None:
         "  python -m training.convert_mediapipe",
         "",
     ]
-    _atomic_write(out / "NOTICE", lambda p: p.write_text("\n".join(lines)))
+    atomic_write(out / "NOTICE", lambda p: Path(p).write_text("\n".join(lines)))
 
 
 # ----------------------------------------------------------------------------- main

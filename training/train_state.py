@@ -1,14 +1,17 @@
-"""Resumable training state in safetensors + JSON: model weights, optimizer moments, step, RNG."""
+"""Resumable training state in safetensors + JSON (model weights, optimizer moments, step, RNG),
+and the bookkeeping every trainer does at the end of a step (CSV log, progress, checkpoints)."""
 from __future__ import annotations
 
+import csv
 import json
-import os
-import tempfile
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from training.files import atomic_write
 
 
 def save_train_state(folder: Path, models: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
@@ -29,16 +32,8 @@ def save_train_state(folder: Path, models: dict[str, nn.Module], optimizers: dic
                 else:
                     scalars[f"{pid}.{k}"] = float(v)
         meta["optimizers"][name] = {"param_groups": sd["param_groups"], "scalars": scalars}
-    for target, write in ((folder / "train_state.safetensors", lambda p: save_file(tensors, p)),
-                          (folder / "train_state.json", lambda p: Path(p).write_text(json.dumps(meta, indent=1)))):
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.")
-        os.close(fd)
-        try:
-            write(tmp)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    atomic_write(folder / "train_state.safetensors", lambda p: save_file(tensors, p))
+    atomic_write(folder / "train_state.json", lambda p: Path(p).write_text(json.dumps(meta, indent=1)))
 
 
 def load_train_state(folder: Path, models: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer]) -> dict:
@@ -62,3 +57,33 @@ def load_train_state(folder: Path, models: dict[str, nn.Module], optimizers: dic
         opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
     torch.set_rng_state(tensors["rng.torch"])
     return meta
+
+
+def append_csv(path: Path, row: dict) -> None:
+    """Append a row to a CSV log (header on the first row)."""
+    new = not path.is_file()
+    with open(path, "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def jsonable(d: dict) -> dict:
+    """A config dict with paths as strings, for the JSON beside a checkpoint."""
+    return {k: (str(v) if isinstance(v, Path) else jsonable(v) if isinstance(v, dict) else v) for k, v in d.items()}
+
+
+def end_step(step: int, target: int, logged: dict[str, float], log: Path, bar, log_every: int, save_every: int,
+             save: Callable[[], object], extra: dict | None = None) -> dict:
+    """The row of a finished step (total = every logged term but the discriminators' "d"):
+    appended to the CSV log every `log_every` steps, a checkpoint every `save_every` steps and
+    at the last step, the progress bar advanced."""
+    row = {"step": step, "total": sum(v for k, v in logged.items() if k != "d"), **logged, **(extra or {})}
+    if step % log_every == 0 or step == target:
+        append_csv(log, row)
+        bar.set_postfix(loss=f"{row['total']:.4f}")
+    if step % save_every == 0 or step == target:
+        save()
+    bar.update(1)
+    return row

@@ -42,8 +42,7 @@ from training.authface.losses import LatentFacialLoss, normalized_timestep, pred
 from training.authface.model import UNetControlNet
 from training.data.degradations import DegradationConfig
 from training.data.faces import AlignedFaces
-from training.safm.train import _append_csv, _jsonable
-from training.train_state import load_train_state, save_train_state
+from training.train_state import end_step, jsonable, load_train_state, save_train_state
 
 
 # ----------------------------------------------------------------------------- captions
@@ -330,15 +329,8 @@ class _Trainer:
             for opt in opts.values():
                 opt.step()
             self.step += 1
-            row = {"step": self.step, "total": sum(v for k, v in logged.items() if k != "d"), **logged,
-                   "seconds": time.perf_counter() - started}
-            rows.append(row)
-            if self.step % cfg.log_every == 0 or self.step == target:
-                _append_csv(log, row)
-                bar.set_postfix(loss=f"{row['total']:.4f}")
-            if self.step % cfg.save_every == 0 or self.step == target:
-                self.save()
-            bar.update(1)
+            rows.append(end_step(self.step, target, logged, log, bar, cfg.log_every, cfg.save_every, self.save,
+                                 {"seconds": time.perf_counter() - started}))
         bar.close()
         return rows
 
@@ -346,7 +338,7 @@ class _Trainer:
         """out/checkpoint/ (an AuthFace checkpoint folder) and out/train_state/."""
         ckpt = self._checkpoint()
         ckpt.notes = {**self.ckpt.notes, self.stage: {"step": self.step, "from": str(self.cfg.checkpoint),
-                                                      "train": _jsonable(asdict(self.cfg))}}
+                                                      "train": jsonable(asdict(self.cfg))}}
         path = ckpt.save(self.cfg.out / "checkpoint", overwrite=True)
         save_train_state(self.state_dir, self._models(), self._optimizers(), self.step,
                          {"stage": self.stage, "checkpoint": str(self.cfg.checkpoint)})

@@ -3,13 +3,12 @@ for CodeFormer's published VQGAN / CodeFormer weights."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from training.files import atomic_write
 from training.safm.config import CONFIGS, SaFMConfig
 from training.safm.model import SaFMRestorer
 
@@ -34,16 +33,8 @@ def save_checkpoint(model: SaFMRestorer, path: Path, meta: dict | None = None) -
     path.parent.mkdir(parents=True, exist_ok=True)
     config = {"architecture": "SaFMRestorer", "config": model.config.to_dict(), **(meta or {})}
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    for target, write in ((path, lambda p: save_file(state, str(p))),
-                          (path.with_suffix(".json"), lambda p: Path(p).write_text(json.dumps(config, indent=2)))):
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        os.close(fd)
-        try:
-            write(tmp)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    atomic_write(path, lambda p: save_file(state, p))
+    atomic_write(path.with_suffix(".json"), lambda p: Path(p).write_text(json.dumps(config, indent=2)))
     return path
 
 

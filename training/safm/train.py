@@ -2,7 +2,6 @@
 adversarial losses with the Gram style loss + ArcFace identity loss, Adam, resumable."""
 from __future__ import annotations
 
-import csv
 import itertools
 import math
 from dataclasses import asdict, dataclass, field
@@ -19,7 +18,7 @@ from training.losses.adversarial import ComponentDiscriminators, Discriminator, 
 from training.losses.identity import IdentityLoss
 from training.losses.perceptual import PerceptualLoss
 from training.safm.checkpoint import load_checkpoint, random_init, save_checkpoint
-from training.train_state import load_train_state, save_train_state
+from training.train_state import end_step, jsonable, load_train_state, save_train_state
 
 ARCFACE_LAYERS = {"r18": (2, 2, 2, 2), "r34": (3, 4, 6, 3), "r50": (3, 4, 14, 3)}
 
@@ -151,32 +150,12 @@ class SaFMTrainer:
             if not all(math.isfinite(v) for v in logged.values()):
                 raise FloatingPointError(f"step {self.step}: non-finite loss {logged}")
             self.step += 1
-            row = {"step": self.step, "total": sum(v for k, v in logged.items() if k != "d"), **logged}
-            rows.append(row)
-            if self.step % cfg.log_every == 0 or self.step == target:
-                _append_csv(log, row)
-                bar.set_postfix(loss=f"{row['total']:.4f}")
-            if self.step % cfg.save_every == 0 or self.step == target:
-                self.save()
-            bar.update(1)
+            rows.append(end_step(self.step, target, logged, log, bar, cfg.log_every, cfg.save_every, self.save))
         bar.close()
         return rows
 
     def save(self) -> Path:
         """The runtime checkpoint and the resumable state."""
-        path = save_checkpoint(self.model, self.cfg.out / "safm", {"step": self.step, "train": _jsonable(asdict(self.cfg))})
+        path = save_checkpoint(self.model, self.cfg.out / "safm", {"step": self.step, "train": jsonable(asdict(self.cfg))})
         save_train_state(self.state_dir, self._models(), self._optimizers(), self.step)
         return path
-
-
-def _append_csv(path: Path, row: dict) -> None:
-    new = not path.is_file()
-    with open(path, "a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-
-
-def _jsonable(d: dict) -> dict:
-    return {k: (str(v) if isinstance(v, Path) else _jsonable(v) if isinstance(v, dict) else v) for k, v in d.items()}
