@@ -51,7 +51,29 @@ def build_parser() -> argparse.ArgumentParser:
     eng.add_argument("--fp16-vae", action="store_true",
                      help="build the VAE in fp16 too: only for a fp16-safe VAE (SDXL's own overflows to NaN)")
     eng.add_argument("--no-verify", action="store_true", help="skip the parity check")
+    _add_triton_repo(sub)
     return parser
+
+
+def _add_triton_repo(sub: argparse._SubParsersAction) -> None:
+    from export.triton_repo import TARGETS
+
+    p = sub.add_parser("triton-repo", help="render the Triton model repository (cpu or gpu) from the contracts",
+                       description="Write config.pbtxt files (rendered from the contracts) and the python models into "
+                                   "OUT and fill in the binaries: --target gpu links ENGINES/<network>.plan as "
+                                   "tensorrt_plan models (NGC tritonserver); --target cpu links ENGINES/<network>.onnx "
+                                   "(exported first when missing) behind python-backend ONNX Runtime models "
+                                   "(nvidia-pytriton's CPU tritonserver). Same models, tensors and ensembles.")
+    p.add_argument("--target", choices=TARGETS, default="gpu", help="(default: %(default)s)")
+    p.add_argument("--engines", type=Path, default=Path("engines"),
+                   help="folder of the .plan / .onnx files (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=Path("triton_repo"), help="model repository (default: %(default)s)")
+    p.add_argument("--restorers", nargs="+", default=None, help="ensembles to serve (default: all)")
+    p.add_argument("--checkpoint", "--safm-checkpoint", dest="safm_checkpoint", type=Path, default=None,
+                   help="SaFM weights of the ONNX files (default: random-init safm-tiny)")
+    p.add_argument("--authface-checkpoint", type=Path, default=None,
+                   help="AuthFace checkpoint folder (default: random-init tiny)")
+    p.add_argument("--configs-only", action="store_true", help="write the configs and model.py files only")
 
 
 def _verify(names: list[str], out: Path, checkpoint: Path | None) -> int:
@@ -107,9 +129,24 @@ def _build_engines(args: argparse.Namespace, names: list[str]) -> int:
     return 0
 
 
+def _triton_repo(args: argparse.Namespace) -> int:
+    from export.triton_repo import RepoError, render_repo
+
+    checkpoints = {"safm": args.safm_checkpoint, "authface": args.authface_checkpoint}
+    try:
+        models = render_repo(args.target, args.out, args.engines, args.restorers, checkpoints, args.configs_only)
+    except (RepoError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.target} model repository in {args.out}: {', '.join(models)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m export`."""
     args = build_parser().parse_args(argv)
+    if args.command == "triton-repo":
+        return _triton_repo(args)
     names = MODEL_GROUPS.get(args.model, [args.model])
     if args.command == "verify":
         return _verify(names, args.out, args.checkpoint)

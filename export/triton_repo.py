@@ -1,0 +1,262 @@
+"""Render the Triton model repository from the contracts, for two servers.
+
+Both renderings have the same models, tensors and ensembles (runtime/contracts/service.py):
+
+- ``face_restore_<restorer>`` (ensemble): face_preprocess -> <restorer>_faces -> face_postprocess
+- ``face_preprocess``, ``face_postprocess``, ``<restorer>_faces``: python backend, KIND_CPU;
+  sources committed under triton_repo/<name>/1/model.py (they import ``runtime``)
+- one model per network (face_detector, face_mesh, safm, vae_encoder, unet_controlnet,
+  vae_decoder): max_batch_size, dims and names from its NetworkContract, dynamic batching:
+    gpu  platform tensorrt_plan, KIND_GPU, <name>/1/model.plan (the NGC container's tritonserver)
+    cpu  python backend running ONNX Runtime on <name>/1/model.onnx (nvidia-pytriton's CPU
+         tritonserver has only the python backend); model.py = triton_repo/onnxruntime_model.py
+
+The committed triton_repo/ is the ``gpu`` rendering's text (a test keeps it equal to this
+renderer's output); the binaries (model.plan, model.onnx, scheduler_config.json) are filled
+in by ``python -m export triton-repo`` and git-ignored.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from runtime.contracts import CONTRACTS, MODEL_GROUPS
+from runtime.contracts.base import NetworkContract
+from runtime.contracts.service import PYTHON_MODELS, SERVICES, TRITON_TYPES, PythonModel, RestorerService, \
+    ServiceTensor, triton_dims
+from runtime.files import write_atomic
+
+SOURCE_REPO = Path(__file__).resolve().parents[1] / "triton_repo"   # committed sources
+ONNXRUNTIME_MODEL = SOURCE_REPO / "onnxruntime_model.py"
+MARKER = ".rendering.json"   # what a rendering wrote (target, models), to clean up a re-render
+TARGETS = ("cpu", "gpu")
+HEADER = ("# Rendered by `python -m export triton-repo --target {target}` from runtime/contracts;\n"
+          "# edit the contracts (or export/triton_repo.py), not this file.\n")
+
+# instances per model kind and target: python pre/post-processing scales with CPU cores (on
+# the CPU server every model competes for the same few cores, and each python instance is a
+# process that imports torch: one each); each network is one instance with dynamic batching
+# (faces of concurrent photos batch up)
+INSTANCES = {"cpu": {"python": 1, "network": 1}, "gpu": {"python": 4, "network": 1}}
+QUEUE_DELAY_US = {"cpu": 1000, "gpu": 2000}
+
+
+class RepoError(RuntimeError):
+    """A repository that cannot be rendered; the message says what to run."""
+
+
+def _mc():
+    from tritonclient.grpc import model_config_pb2
+
+    return model_config_pb2
+
+
+def _text(config, target: str) -> str:
+    from google.protobuf import text_format
+
+    return HEADER.format(target=target) + text_format.MessageToString(config)
+
+
+def _add_service_tensor(field, spec: ServiceTensor) -> None:
+    mc = _mc()
+    t = field.add(name=spec.name, data_type=getattr(mc, TRITON_TYPES[spec.dtype]))
+    t.dims.extend(spec.shape)
+    if spec.optional:
+        t.optional = True
+
+
+def network_config(contract: NetworkContract, target: str):
+    """config.pbtxt (a ModelConfig) of one network model."""
+    mc = _mc()
+    config = mc.ModelConfig(name=contract.name, max_batch_size=contract.max_batch)
+    if target == "gpu":
+        config.platform = "tensorrt_plan"
+    else:
+        config.backend = "python"
+    for field, specs in ((config.input, contract.inputs), (config.output, contract.outputs)):
+        for spec in specs:
+            dims, reshape = triton_dims(spec)
+            t = field.add(name=spec.name, data_type=getattr(mc, TRITON_TYPES[spec.dtype]))
+            t.dims.extend(dims)
+            if reshape is not None:
+                t.reshape.SetInParent()
+                t.reshape.shape.extend(reshape)
+    kind = mc.ModelInstanceGroup.KIND_GPU if target == "gpu" else mc.ModelInstanceGroup.KIND_CPU
+    config.instance_group.add(kind=kind, count=INSTANCES[target]["network"])
+    config.dynamic_batching.preferred_batch_size.extend(sorted({contract.opt_batch, contract.max_batch}))
+    config.dynamic_batching.max_queue_delay_microseconds = QUEUE_DELAY_US[target]
+    return config
+
+
+def python_config(model: PythonModel, target: str):
+    """config.pbtxt of a python-backend model of the served job (not batched: one photo per request)."""
+    mc = _mc()
+    config = mc.ModelConfig(name=model.name, backend="python", max_batch_size=0)
+    for spec in model.inputs:
+        _add_service_tensor(config.input, spec)
+    for spec in model.outputs:
+        _add_service_tensor(config.output, spec)
+    config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=INSTANCES[target]["python"])
+    for key, value in model.parameters:
+        config.parameters[key].string_value = value
+    return config
+
+
+def ensemble_config(service: RestorerService):
+    """config.pbtxt of ``face_restore_<restorer>``: the steps only wire tensors, by name."""
+    mc = _mc()
+    config = mc.ModelConfig(name=service.ensemble, platform="ensemble", max_batch_size=0)
+    for spec in service.inputs:
+        _add_service_tensor(config.input, spec)
+    for spec in service.outputs:
+        _add_service_tensor(config.output, spec)
+    wanted = {t.name for t in service.outputs}
+    for i, model in enumerate(service.steps):
+        step = config.ensemble_scheduling.step.add(model_name=model.name, model_version=-1)
+        for spec in model.inputs:
+            step.input_map[spec.name] = spec.name
+        later = {t.name for m in service.steps[i + 1:] for t in m.inputs}
+        for spec in model.outputs:   # Triton refuses an ensemble with an unused tensor
+            if spec.name in wanted | later:
+                step.output_map[spec.name] = spec.name
+    return config
+
+
+def model_configs(target: str, restorers: list[str] | None = None) -> dict[str, object]:
+    """Every model of a rendering: name -> ModelConfig (networks, python models, ensembles)."""
+    if target not in TARGETS:
+        raise RepoError(f"unknown target '{target}'; choose one of {TARGETS}")
+    services = [_service(r) for r in (restorers or list(SERVICES))]
+    configs: dict[str, object] = {}
+    for service in services:
+        for name in service.networks:
+            configs[name] = network_config(CONTRACTS[name], target)
+        for model in service.steps:
+            configs[model.name] = python_config(model, target)
+        configs[service.ensemble] = ensemble_config(service)
+    return configs
+
+
+def _service(restorer: str) -> RestorerService:
+    if restorer not in SERVICES:
+        raise RepoError(f"unknown restorer '{restorer}'; choose from {sorted(SERVICES)}")
+    return SERVICES[restorer]
+
+
+def _link_or_copy(src: Path, dst: Path, link: bool = True) -> None:
+    """Hard-link (binaries: engines can be GBs) or copy (sources, or across file systems); replaces dst."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        if not link:
+            raise OSError
+        os.link(src, tmp)
+    except OSError:
+        shutil.copy2(src, tmp)
+    os.replace(tmp, dst)
+
+
+def _onnx_file(contract: NetworkContract, engines: Path, checkpoint: Path | None) -> Path:
+    """<engines>/<name>.onnx of the given weights, exported first when missing; an ONNX file
+    of other weights is refused (as runtime.sessions.onnx_session does)."""
+    from export.cli import onnx_up_to_date
+
+    path = engines / f"{contract.name}.onnx"
+    if not path.is_file():
+        from export.onnx_export import export_onnx
+
+        print(f"{contract.name}: {path} missing, exporting it", file=sys.stderr)
+        export_onnx(contract, engines, checkpoint)
+    if not onnx_up_to_date(contract, path, checkpoint):
+        raise RepoError(f"{path}: exported from other weights than {checkpoint or 'the default'}; "
+                        f"run `python -m export onnx --model {contract.name} --out {engines}"
+                        f"{f' --checkpoint {checkpoint}' if checkpoint else ''}` (or remove it)")
+    return path
+
+
+def _check_engine(contract: NetworkContract, plan: Path, checkpoint: Path | None) -> None:
+    """An engine serves its model only if built from the same weights with a profile reaching
+    the config's max_batch_size (the contract's max_batch)."""
+    from runtime.engines import EngineMismatch, read_manifest
+
+    try:
+        manifest = read_manifest(plan)
+    except EngineMismatch as exc:
+        raise RepoError(str(exc)) from None
+    if manifest.source_weights != contract.source_id(checkpoint):
+        raise RepoError(f"{plan}: built from other weights ({manifest.source_weights}) than "
+                        f"{checkpoint or 'the default'}; rebuild with `python -m export build-engines`")
+    top = min(shape[2][0] for shape in manifest.profiles.values())
+    if top < contract.max_batch:
+        raise RepoError(f"{plan}: its profile stops at batch {top}, the Triton config batches up to "
+                        f"{contract.max_batch}; rebuild without --max-batch")
+
+
+def _group(network: str) -> str:
+    return next(g for g, names in MODEL_GROUPS.items() if network in names)
+
+
+def render_repo(target: str, out: Path, engines: Path | None = None, restorers: list[str] | None = None,
+                checkpoints: dict[str, Path | None] | None = None, configs_only: bool = False) -> list[str]:
+    """Write the model repository for `target` ('cpu' or 'gpu') into `out`.
+
+    engines: folder of <network>.onnx (cpu; missing ones are exported from `checkpoints`) or
+        <network>.plan (gpu; a missing plan is an error unless configs_only).
+    restorers: which ensembles (default: all of runtime.contracts.service.SERVICES).
+    checkpoints: weights per model group ('face', 'safm', 'authface'); None = the default
+        (committed MediaPipe ports, random-init tiny SaFM / AuthFace).
+    Returns the model names written."""
+    out, checkpoints = Path(out), dict(checkpoints or {})
+    configs = model_configs(target, restorers)
+    in_source = out.resolve() == SOURCE_REPO.resolve()
+    if in_source and target != "gpu":
+        raise RepoError(f"{out} holds the committed gpu rendering; render --target {target} into another folder")
+    if not configs_only and engines is None:
+        raise RepoError("--engines is needed (or --configs-only)")
+    if not in_source:
+        _remove_stale(out, set(configs))
+    missing = []
+    for name, config in configs.items():
+        folder = out / name
+        write_atomic(folder / "config.pbtxt", _text(config, target).encode())
+        (folder / "1").mkdir(parents=True, exist_ok=True)
+        if name in PYTHON_MODELS and not in_source:
+            _link_or_copy(SOURCE_REPO / name / "1" / "model.py", folder / "1" / "model.py", link=False)
+        if name in CONTRACTS and target == "cpu" and not configs_only:
+            checkpoint = checkpoints.get(_group(name))
+            _link_or_copy(_onnx_file(CONTRACTS[name], Path(engines), checkpoint), folder / "1" / "model.onnx")
+            _link_or_copy(ONNXRUNTIME_MODEL, folder / "1" / "model.py", link=False)
+        if name in CONTRACTS and target == "gpu" and not configs_only:
+            plan = Path(engines) / f"{name}.plan"
+            if plan.is_file():
+                _check_engine(CONTRACTS[name], plan, checkpoints.get(_group(name)))
+                _link_or_copy(plan, folder / "1" / "model.plan")
+            else:
+                missing.append(str(plan))
+    if "authface_faces" in configs:
+        from runtime.authface import scheduler_config
+
+        config = scheduler_config(checkpoints.get("authface"))
+        write_atomic(out / "authface_faces" / "1" / "scheduler_config.json", json.dumps(config, indent=2).encode())
+    if not in_source:
+        write_atomic(out / MARKER, json.dumps({"target": target, "models": sorted(configs)}, indent=2).encode())
+    if missing:
+        raise RepoError(f"TensorRT engines missing: {', '.join(missing)}; build them (`python -m export "
+                        f"build-engines`) on the GPU, or pass --configs-only")
+    return sorted(configs)
+
+
+def _remove_stale(out: Path, keep: set[str]) -> None:
+    """Remove models an earlier rendering wrote into `out` that this one does not have; refuse
+    a non-empty folder that no rendering made."""
+    marker = out / MARKER
+    if marker.is_file():
+        for name in json.loads(marker.read_text()).get("models", []):
+            if name not in keep and (out / name).is_dir():
+                shutil.rmtree(out / name)
+    elif out.is_dir() and any(out.iterdir()):
+        raise RepoError(f"{out}: not empty and not a rendered model repository; choose an empty --out")

@@ -1,0 +1,204 @@
+"""Client of the served job (``face_restore_<restorer>`` ensembles) over gRPC or HTTP.
+
+    with RestoreClient("127.0.0.1:8001", "grpc", "safm") as client:
+        result = client.restore(Path("photo.png").read_bytes(), fidelity=0.7)
+        Path("restored.png").write_bytes(result.image)   # result.faces, result.boxes, result.latency_s
+
+Size limit: an encoded photo may have at most MAX_UPLOAD_BYTES (64 MiB); larger ones are
+refused here before sending (and by the server's face_preprocess). The transports allow more:
+Triton's gRPC server accepts messages up to INT32_MAX bytes (2 GiB, not configurable in 2.51)
+and this client's gRPC channel is set to send MAX_UPLOAD_BYTES + 1 MiB and to receive up to
+INT32_MAX (a restored photo is at most MAX_OUTPUT_PIXELS pixels, --upscale included); the
+HTTP client sends tensors as binary data (no JSON/base64 blow-up).
+"""
+from __future__ import annotations
+
+import statistics
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from runtime.contracts.service import BOXES, FACE_COUNT, IMAGE, MAX_UPLOAD_BYTES, OUTPUT_FORMAT, RESTORED, SERVICES, \
+    ServiceTensor
+from runtime.files import write_atomic
+
+PROTOCOLS = ("grpc", "http")
+DEFAULT_URLS = {"grpc": "127.0.0.1:8001", "http": "127.0.0.1:8000"}
+INT32_MAX = 2**31 - 1
+
+
+class ClientError(RuntimeError):
+    """A photo the server could not restore (or that was not sent); the message says why."""
+
+
+@dataclass
+class Restored:
+    """The server's answer for one photo."""
+
+    image: bytes             # the encoded restored photo
+    faces: int
+    boxes: np.ndarray        # [faces, 4] x0, y0, x1, y1 in input photo pixels
+    latency_s: float         # request round trip
+
+
+class RestoreClient:
+    """One connection to the server; not thread-safe (use one per thread)."""
+
+    def __init__(self, url: str | None = None, protocol: str = "grpc", restorer: str = "safm",
+                 timeout: float = 600.0) -> None:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
+        if restorer not in SERVICES:
+            raise ValueError(f"unknown restorer '{restorer}'; choose from {sorted(SERVICES)}")
+        self.url, self.protocol, self.timeout = url or DEFAULT_URLS[protocol], protocol, timeout
+        self.service = SERVICES[restorer]
+        self.options: dict[str, ServiceTensor] = {t.name.lower(): t for t in self.service.inputs if t.optional}
+        if protocol == "grpc":
+            import tritonclient.grpc as client
+
+            self._client = client.InferenceServerClient(self.url, channel_args=[
+                ("grpc.max_send_message_length", MAX_UPLOAD_BYTES + 2**20),
+                ("grpc.max_receive_message_length", INT32_MAX)])
+        else:
+            import tritonclient.http as client
+
+            self._client = client.InferenceServerClient(self.url, connection_timeout=timeout, network_timeout=timeout)
+        self._module = client
+
+    def __enter__(self) -> "RestoreClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def is_ready(self) -> bool:
+        """The server and the restorer's ensemble are ready."""
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            return bool(self._client.is_server_ready() and self._client.is_model_ready(self.service.ensemble))
+        except (InferenceServerException, OSError):
+            return False
+
+    def _input(self, spec: ServiceTensor, value):
+        from tritonclient.utils import np_to_triton_dtype
+
+        array = np.array([value], dtype=spec.numpy_dtype).reshape(spec.shape)
+        tensor = self._module.InferInput(spec.name, list(array.shape), np_to_triton_dtype(array.dtype))
+        tensor.set_data_from_numpy(array)
+        return tensor
+
+    def restore(self, data: bytes, name: str = "<bytes>", output_format: str = "png", **options) -> Restored:
+        """Restore the faces of one encoded photo. Options (None = the server's default):
+        only_center_face, upscale, and the restorer's own (safm: fidelity; authface: steps,
+        seed, strength). Raises ClientError on a refused or failed request."""
+        from tritonclient.utils import InferenceServerException
+
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise ClientError(f"{name}: {len(data)} bytes exceeds the upload limit of {MAX_UPLOAD_BYTES} bytes "
+                              f"({MAX_UPLOAD_BYTES // 2**20} MiB)")
+        unknown = set(options) - set(self.options)
+        if unknown:
+            raise ValueError(f"{self.service.ensemble} has no option {sorted(unknown)}; it takes {sorted(self.options)}")
+        inputs = [self._input(IMAGE, data), self._input(OUTPUT_FORMAT, output_format.lstrip(".").encode())]
+        inputs += [self._input(self.options[k], v) for k, v in options.items() if v is not None]
+        outputs = [self._module.InferRequestedOutput(t.name) for t in self.service.outputs]
+        kwargs = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
+        start = time.perf_counter()
+        try:
+            result = self._client.infer(self.service.ensemble, inputs, outputs=outputs, **kwargs)
+        except InferenceServerException as exc:
+            raise ClientError(f"{name}: {exc.message() or exc}") from None
+        latency = time.perf_counter() - start
+        return Restored(image=bytes(result.as_numpy(RESTORED.name).reshape(-1)[0]),
+                        faces=int(result.as_numpy(FACE_COUNT.name).reshape(-1)[0]),
+                        boxes=result.as_numpy(BOXES.name).reshape(-1, 4), latency_s=latency)
+
+
+@dataclass
+class FileResult:
+    input: str
+    output: str | None = None
+    faces: int = 0
+    latency_s: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class ClientRun:
+    """What `restore_files` did."""
+
+    results: list[FileResult] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    def summary(self) -> str:
+        done = [r for r in self.results if r.error is None]
+        lat = sorted(r.latency_s * 1000 for r in done)
+        text = f"{len(done)}/{len(self.results)} photos restored in {self.wall_s:.2f} s"
+        if lat:
+            p95 = lat[min(len(lat) - 1, round(0.95 * (len(lat) - 1)))]
+            text += (f"; latency ms: mean {statistics.fmean(lat):.0f}, p50 {statistics.median(lat):.0f}, "
+                     f"p95 {p95:.0f}, max {lat[-1]:.0f}")
+        return text
+
+
+def restore_files(inputs: list[Path], out_dir: Path, url: str | None = None, protocol: str = "grpc",
+                  restorer: str = "safm", concurrency: int = 1, verbose: bool = True, **options) -> ClientRun:
+    """Send every photo of `inputs` (files/folders, as `facerestore restore`) to the server with
+    `concurrency` parallel connections; write each restored photo atomically under `out_dir`
+    (same relative path and format, PNG when the format can't be written, never over an input).
+    A failed photo is reported on stderr and the rest go on."""
+    from runtime.restore import collect_inputs, output_path
+
+    files = collect_inputs(inputs)
+    input_set = {f.resolve() for f, _ in files}
+    local = threading.local()
+    clients: list[RestoreClient] = []
+    lock = threading.Lock()
+
+    def client() -> RestoreClient:
+        if not hasattr(local, "client"):
+            local.client = RestoreClient(url, protocol, restorer)
+            with lock:
+                clients.append(local.client)
+        return local.client
+
+    def one(item: tuple[Path, Path]) -> FileResult:
+        path, rel = item
+        result = FileResult(input=str(path))
+        target = output_path(out_dir, rel)
+        try:
+            if target.resolve() in input_set:
+                raise ClientError(f"{path}: output {target} would overwrite an input; choose another --out")
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise ClientError(f"{path}: cannot read ({exc.strerror or exc})") from None
+            restored = client().restore(data, str(path), target.suffix, **options)
+            write_atomic(target, restored.image)
+            result.output, result.faces, result.latency_s = str(target), restored.faces, restored.latency_s
+            if verbose:
+                print(f"{path} -> {target}: {restored.faces} faces, {restored.latency_s * 1000:.0f} ms", flush=True)
+        except ClientError as exc:
+            result.error = str(exc)
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+        return result
+
+    run = ClientRun()
+    start = time.perf_counter()
+    try:
+        with ThreadPoolExecutor(max(1, concurrency)) as pool:
+            run.results = list(pool.map(one, files))
+    finally:
+        for c in clients:
+            c.close()
+    run.wall_s = time.perf_counter() - start
+    return run

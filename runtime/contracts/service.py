@@ -1,0 +1,146 @@
+"""The served job's interface: the tensors of the Triton ensembles ``face_restore_<restorer>``
+and of the python models between their steps. The renderer of the model repository
+(export/triton_repo.py), the python-backend models in triton_repo/ and the client
+(runtime/client.py) all read these objects; no served tensor name is typed anywhere else.
+
+One ensemble per restorer, three steps::
+
+    IMAGE, options --> face_preprocess --(CROPS, LABEL_MAPS)--> <restorer>_faces --(RESTORED_CROPS)-->
+                       (BLS: face_detector,    |                (BLS: the restorer's
+                        face_mesh)             +--(AFFINES)-->   networks)           face_postprocess --> RESTORED
+                                                                                     (IMAGE passed through)
+
+The face axis of the tensors between steps is variable and may be 0 (a photo without faces):
+only non-batched python models see it; the restorer step calls its batched networks (their
+own Triton models, max_batch_size from the network contracts) only with 1..max_batch faces.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runtime.contracts import MODEL_GROUPS
+from runtime.contracts.base import BATCH, TensorSpec
+from runtime.face.pipeline import FaceOptions
+from runtime.imageio import DEFAULT_MAX_PIXELS
+
+FACE = FaceOptions().size          # aligned crop side served (512)
+MAX_UPLOAD_BYTES = 64 * 2**20      # largest encoded photo accepted, both protocols (client and server check)
+MAX_OUTPUT_PIXELS = DEFAULT_MAX_PIXELS  # largest restored photo (after --upscale) the server encodes
+MAX_UPSCALE = 8.0
+
+# numpy dtype name -> Triton config data type; "bytes" is TYPE_STRING (the wire's BYTES)
+TRITON_TYPES = {"bytes": "TYPE_STRING", "bool": "TYPE_BOOL", "uint8": "TYPE_UINT8", "int32": "TYPE_INT32",
+                "int64": "TYPE_INT64", "float16": "TYPE_FP16", "float32": "TYPE_FP32", "float64": "TYPE_FP64"}
+
+
+@dataclass(frozen=True)
+class ServiceTensor:
+    """A tensor of a non-batched python model or ensemble: shape with -1 for a variable axis."""
+
+    name: str
+    dtype: str                 # numpy dtype name, or "bytes" (Triton TYPE_STRING)
+    shape: tuple[int, ...]
+    optional: bool = False
+    help: str = ""
+
+    @property
+    def numpy_dtype(self):
+        import numpy as np
+
+        return np.object_ if self.dtype == "bytes" else np.dtype(self.dtype)
+
+
+# --- ensemble inputs (IMAGE required, the rest optional) ----------------------------------------
+IMAGE = ServiceTensor("IMAGE", "bytes", (1,), help="the encoded photo (PNG, JPEG, WebP, BMP, TIFF), "
+                                                   f"at most {MAX_UPLOAD_BYTES // 2**20} MiB")
+OUTPUT_FORMAT = ServiceTensor("OUTPUT_FORMAT", "bytes", (1,), True,
+                              "format of the restored photo: png (default), jpg, webp, bmp, tiff")
+ONLY_CENTER_FACE = ServiceTensor("ONLY_CENTER_FACE", "bool", (1,), True, "restore only the face nearest the centre")
+UPSCALE = ServiceTensor("UPSCALE", "float32", (1,), True, f"output scale factor in (0, {MAX_UPSCALE:g}] (default 1)")
+FIDELITY = ServiceTensor("FIDELITY", "float32", (1,), True, "safm: fidelity weight in [0, 1] (default 0.5)")
+STEPS = ServiceTensor("STEPS", "int32", (1,), True, "authface: denoising steps (default: the model's config)")
+SEED = ServiceTensor("SEED", "int64", (1,), True, "authface: noise seed (default 0)")
+STRENGTH = ServiceTensor("STRENGTH", "float32", (1,), True,
+                         "authface: start from the degraded face noised to this strength in (0, 1] "
+                         "(default: faithful mode, pure noise)")
+
+# --- ensemble outputs ---------------------------------------------------------------------------
+RESTORED = ServiceTensor("RESTORED", "bytes", (1,), help="the encoded restored photo")
+FACE_COUNT = ServiceTensor("FACE_COUNT", "int32", (1,), help="faces restored")
+BOXES = ServiceTensor("BOXES", "float32", (-1, 4), help="their detection boxes x0, y0, x1, y1 (input photo pixels)")
+
+# --- between the steps --------------------------------------------------------------------------
+CROPS = ServiceTensor("CROPS", "float32", (-1, FACE, FACE, 3), help="aligned faces, RGB in [0, 1]")
+LABEL_MAPS = ServiceTensor("LABEL_MAPS", "uint8", (-1, FACE, FACE), help="region label maps")
+AFFINES = ServiceTensor("AFFINES", "float64", (-1, 2, 3), help="photo -> crop affines")
+RESTORED_CROPS = ServiceTensor("RESTORED_CROPS", "float32", (-1, FACE, FACE, 3), help="restored faces in [0, 1]")
+
+
+@dataclass(frozen=True)
+class PythonModel:
+    """A python-backend model of the served job (source: triton_repo/<name>/1/model.py)."""
+
+    name: str
+    inputs: tuple[ServiceTensor, ...]
+    outputs: tuple[ServiceTensor, ...]
+    networks: tuple[str, ...] = ()         # network models it calls through BLS
+    parameters: tuple[tuple[str, str], ...] = ()   # config.pbtxt parameters (string values)
+
+
+PREPROCESS = PythonModel("face_preprocess", (IMAGE, ONLY_CENTER_FACE), (CROPS, LABEL_MAPS, AFFINES, FACE_COUNT, BOXES),
+                         networks=tuple(MODEL_GROUPS["face"]), parameters=(("max_pixels", str(DEFAULT_MAX_PIXELS)),))
+POSTPROCESS = PythonModel("face_postprocess", (IMAGE, AFFINES, RESTORED_CROPS, UPSCALE, OUTPUT_FORMAT), (RESTORED,),
+                          parameters=(("max_pixels", str(DEFAULT_MAX_PIXELS)),))
+
+
+@dataclass(frozen=True)
+class RestorerService:
+    """One served restorer: the ensemble ``face_restore_<restorer>`` = preprocess -> faces -> postprocess."""
+
+    restorer: str
+    faces: PythonModel      # BLS model: face batch -> restored crops, calling the restorer's networks
+
+    @property
+    def ensemble(self) -> str:
+        return f"face_restore_{self.restorer}"
+
+    @property
+    def steps(self) -> tuple[PythonModel, ...]:
+        return (PREPROCESS, self.faces, POSTPROCESS)
+
+    @property
+    def networks(self) -> tuple[str, ...]:
+        """Every network model the ensemble needs (face networks first)."""
+        return PREPROCESS.networks + self.faces.networks
+
+    @property
+    def options(self) -> tuple[ServiceTensor, ...]:
+        """The restorer's own optional inputs (FIDELITY; STEPS, SEED, STRENGTH)."""
+        return tuple(t for t in self.faces.inputs if t.optional)
+
+    @property
+    def inputs(self) -> tuple[ServiceTensor, ...]:
+        return (IMAGE, ONLY_CENTER_FACE, UPSCALE, OUTPUT_FORMAT) + self.options
+
+    @property
+    def outputs(self) -> tuple[ServiceTensor, ...]:
+        return (RESTORED, FACE_COUNT, BOXES)
+
+
+SERVICES: dict[str, RestorerService] = {
+    "safm": RestorerService("safm", PythonModel("safm_faces", (CROPS, LABEL_MAPS, FIDELITY), (RESTORED_CROPS,),
+                                                networks=tuple(MODEL_GROUPS["safm"]))),
+    "authface": RestorerService("authface", PythonModel(
+        "authface_faces", (CROPS, STEPS, SEED, STRENGTH), (RESTORED_CROPS,), networks=tuple(MODEL_GROUPS["authface"]),
+        parameters=(("scheduler", "ddim"), ("steps", "20")))),
+}
+PYTHON_MODELS: dict[str, PythonModel] = {m.name: m for s in SERVICES.values() for m in s.steps}
+
+
+def triton_dims(spec: TensorSpec) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+    """A network tensor's Triton dims (batch axis dropped: the model's max_batch_size is the
+    contract's max_batch) and its reshape: a tensor of shape [batch] is dims [1], reshape []."""
+    if spec.shape[0] != BATCH or BATCH in spec.shape[1:]:
+        raise ValueError(f"{spec.name}: only a leading batch axis can be served, got {spec.shape}")
+    dims = tuple(int(d) for d in spec.shape[1:])
+    return ((1,), ()) if not dims else (dims, None)

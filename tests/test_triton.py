@@ -1,0 +1,323 @@
+"""The whole job on a real Triton Inference Server (nvidia-pytriton's tritonserver 2.51, CPU,
+the `cpu` rendering), on loopback ports chosen free at run time; and the `gpu` rendering as text.
+
+One server for the session: random-init safm-tiny and tiny AuthFace exported to ONNX,
+rendered, started, and always stopped (its process group killed) by a finalizer. The photos
+go over HTTP and gRPC and must equal the in-process restore (same weights, ONNX Runtime).
+"""
+from __future__ import annotations
+
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from export.onnx_export import export_onnx
+from export.triton_repo import SOURCE_REPO, model_configs, render_repo
+from runtime.client import ClientError, RestoreClient
+from runtime.contracts import CONTRACTS
+from runtime.contracts.service import MAX_UPLOAD_BYTES, PYTHON_MODELS, SERVICES, TRITON_TYPES, triton_dims
+from runtime.face import FaceOptions, FacePipeline
+from runtime.imageio import decode_image, encode_image
+from runtime.restore import restore_photo
+from runtime.samples import ASTRONAUT, GRACE_HOPPER, NO_FACE, read_rgb8
+from runtime.serve import ServerError, TritonServer, live_group_members, port_is_free
+from runtime.sessions import onnx_session
+
+# Served vs in-process restore, same ONNX files and the same runtime code on both sides.
+# Measured on CPU: bit-identical (max |diff| 0). Allowed: one 8-bit rounding step, where a
+# float may differ in its last bits (the server's dynamic batcher can run faces of several
+# photos as one batch), and a mean far below any visible change.
+MAX_ABS = 1 / 255
+MEAN_ABS = 1e-4
+AUTHFACE_STEPS = 2
+
+
+def png_bytes(path: Path) -> bytes:
+    """A sample photo as PNG bytes (no JPEG re-quantisation between the two paths)."""
+    return cv2.imencode(".png", read_rgb8(path)[..., ::-1])[1].tobytes()
+
+
+PHOTOS = {"astronaut": png_bytes(ASTRONAUT), "grace_hopper": png_bytes(GRACE_HOPPER)}
+
+
+@pytest.fixture(scope="session")
+def engines(tmp_path_factory) -> Path:
+    """ONNX files of every served network, default weights (random-init safm-tiny, tiny AuthFace,
+    the committed MediaPipe ports); no onnxslim pass, to keep the test quick."""
+    folder = tmp_path_factory.mktemp("engines")
+    for service in SERVICES.values():
+        for name in service.networks:
+            if not (folder / f"{name}.onnx").is_file():
+                export_onnx(CONTRACTS[name], folder, slim=False)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def server(engines, tmp_path_factory, request) -> TritonServer:
+    repo = tmp_path_factory.mktemp("triton") / "repo"
+    render_repo("cpu", repo, engines)
+    log = repo.parent / "tritonserver.log"
+    server = TritonServer(repo, server="bundled", log=log, exit_timeout=5, ready_timeout=240)
+    request.addfinalizer(server.stop)   # always: kills the process group even if a test failed
+    try:
+        server.start()
+    except ServerError:
+        print(log.read_text()[-5000:])
+        raise
+    return server
+
+
+@pytest.fixture(scope="session")
+def face_pipeline(engines):
+    """The in-process face pipeline on the same ONNX files as the served face models."""
+    return lambda options=None: FacePipeline(onnx_session(CONTRACTS["face_detector"], engines),
+                                             onnx_session(CONTRACTS["face_mesh"], engines), options)
+
+
+def in_process(data: bytes, pipeline: FacePipeline, restorer) -> tuple[np.ndarray, int]:
+    """The in-process restore of encoded bytes: (restored photo as written to PNG, faces)."""
+    out, batch, _, _ = restore_photo(decode_image(data), pipeline, restorer)
+    return decode_image(encode_image(out, ".png")).rgb, len(batch)
+
+
+def assert_close(served: bytes, expected: np.ndarray) -> tuple[float, float]:
+    got = decode_image(served).rgb
+    assert got.shape == expected.shape
+    diff = np.abs(got - expected)
+    assert diff.max() <= MAX_ABS + 1e-6 and diff.mean() <= MEAN_ABS, (diff.max() * 255, diff.mean())
+    return float(diff.max() * 255), float(diff.mean())
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_served_safm_equals_in_process(server, engines, face_pipeline, protocol):
+    from runtime.restorers import make_safm_restorer
+
+    restorer = make_safm_restorer(None, "onnxruntime", engines)
+    with RestoreClient(server.url(protocol), protocol, "safm") as client:
+        for name, data in PHOTOS.items():
+            result = client.restore(data, name)
+            expected, faces = in_process(data, face_pipeline(), restorer)
+            assert result.faces == faces == 1 and result.boxes.shape == (1, 4)
+            err = assert_close(result.image, expected)
+            assert np.abs(expected - decode_image(data).rgb).max() > 0.2   # the face really was replaced
+            print(f"{protocol} {name}: {result.latency_s * 1000:.0f} ms, max |diff| {err[0]:.1f}/255, mean {err[1]:.2e}")
+
+
+def test_served_options_equal_in_process(server, engines, face_pipeline):
+    """upscale, fidelity and the output format go through to the same runtime code."""
+    from runtime.restorers import make_safm_restorer
+
+    data = PHOTOS["astronaut"]
+    expected, _ = in_process(data, face_pipeline(FaceOptions(upscale=2)), make_safm_restorer(None, "onnxruntime",
+                                                                                             engines, fidelity=0.2))
+    with RestoreClient(server.http_url, "http", "safm") as client:
+        result = client.restore(data, upscale=2.0, fidelity=0.2, only_center_face=True)
+        assert decode_image(result.image).size == (1024, 1024)
+        assert_close(result.image, expected)
+        jpg = client.restore(data, output_format="jpg")
+        assert jpg.image[:3] == b"\xff\xd8\xff"
+        with pytest.raises(ClientError, match="FIDELITY must be in"):
+            client.restore(data, fidelity=2.0)
+        with pytest.raises(ClientError, match="UPSCALE must be in"):
+            client.restore(data, upscale=100.0)
+        with pytest.raises(ValueError, match="no option"):
+            client.restore(data, steps=3)
+
+
+@pytest.mark.skipif("authface" not in SERVICES, reason="AuthFace contracts not present")
+def test_served_authface_equals_in_process(server, engines, face_pipeline):
+    from runtime.authface import make_authface_restorer
+
+    restorer = make_authface_restorer(None, "onnxruntime", engines, steps=AUTHFACE_STEPS, seed=7, progress=False)
+    data = PHOTOS["grace_hopper"]
+    expected, faces = in_process(data, face_pipeline(), restorer)
+    with RestoreClient(server.grpc_url, "grpc", "authface") as client:
+        result = client.restore(data, steps=AUTHFACE_STEPS, seed=7)
+    assert result.faces == faces == 1
+    err = assert_close(result.image, expected)
+    print(f"authface ({AUTHFACE_STEPS} steps): {result.latency_s * 1000:.0f} ms, max |diff| {err[0]:.1f}/255")
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_photo_without_faces_comes_back_unchanged(server, protocol):
+    data = NO_FACE.read_bytes()
+    for restorer in SERVICES:
+        with RestoreClient(server.url(protocol), protocol, restorer) as client:
+            result = client.restore(data, "coffee.png")
+        assert result.faces == 0 and result.boxes.shape == (0, 4)
+        assert result.image == data
+
+
+def test_corrupt_upload_is_an_error_and_the_server_keeps_serving(server):
+    truncated = PHOTOS["astronaut"][:2000]
+    with RestoreClient(server.grpc_url, "grpc") as grpc_client, RestoreClient(server.http_url, "http") as http_client:
+        for client in (grpc_client, http_client):
+            with pytest.raises(ClientError, match="not a readable image"):
+                client.restore(b"this is not a photo", "junk.png")
+            with pytest.raises(ClientError, match="truncated or corrupt|not a readable image"):
+                client.restore(truncated, "truncated.png")
+            with pytest.raises(ClientError, match="empty"):
+                client.restore(b"", "empty.png")
+        assert server.alive()
+        assert grpc_client.restore(PHOTOS["astronaut"]).faces == 1
+
+
+def test_upload_limit_is_refused_before_sending(server):
+    with RestoreClient(server.grpc_url, "grpc") as client:
+        with pytest.raises(ClientError, match="exceeds the upload limit"):
+            client.restore(b"\0" * (MAX_UPLOAD_BYTES + 1), "huge.png")
+
+
+def test_concurrent_requests_all_succeed(server):
+    """8 clients (half gRPC, half HTTP) x 4 photos at once."""
+    photos = [PHOTOS["astronaut"], PHOTOS["grace_hopper"], NO_FACE.read_bytes(), PHOTOS["grace_hopper"]]
+    results, errors = [], []
+
+    def worker(i: int) -> None:
+        protocol = "grpc" if i % 2 else "http"
+        try:
+            with RestoreClient(server.url(protocol), protocol, "safm") as client:
+                for data in photos:
+                    results.append(client.restore(data, f"client{i}"))
+        except Exception as exc:   # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    assert not errors, errors
+    assert len(results) == 32 and sorted(r.faces for r in results) == [0] * 8 + [1] * 24
+    lat = sorted(r.latency_s for r in results)
+    print(f"32 requests, 8 clients: {wall:.1f} s wall, latency p50 {lat[16] * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms")
+
+
+def test_health_and_metrics(server):
+    for path in ("/v2/health/ready", "/v2/health/live", f"/v2/models/{SERVICES['safm'].ensemble}/ready"):
+        with urllib.request.urlopen(f"http://{server.http_url}{path}", timeout=10) as r:
+            assert r.status == 200
+    with RestoreClient(server.grpc_url, "grpc") as client:
+        assert client.is_ready()
+    with urllib.request.urlopen(server.metrics_url, timeout=10) as r:
+        text = r.read().decode()
+    assert 'nv_inference_request_success{model="face_restore_safm",version="1"}' in text
+
+
+def test_client_cli_writes_restored_photos(server, tmp_path, capsys):
+    from runtime.cli import main
+
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "astronaut.png").write_bytes(PHOTOS["astronaut"])
+    (src / "coffee.png").write_bytes(NO_FACE.read_bytes())
+    out = tmp_path / "out"
+    assert main(["client", str(src), "--out", str(out), "--url", server.grpc_url, "--concurrency", "2"]) == 0
+    assert (out / "coffee.png").read_bytes() == NO_FACE.read_bytes()
+    assert decode_image((out / "astronaut.png").read_bytes()).size == (512, 512)
+    text = capsys.readouterr().out
+    assert "1 faces" in text and "2/2 photos restored" in text and "latency ms" in text
+    assert main(["client", str(src / "astronaut.png"), "--out", str(src), "--url", server.grpc_url]) == 1
+    assert "would overwrite an input" in capsys.readouterr().err
+
+
+def test_server_stops_its_process_group_and_frees_its_ports(server, tmp_path):
+    """A second, small server (postprocess model only) on free ports: stop() leaves nothing."""
+    repo = tmp_path / "repo"
+    src = server.repository / "face_postprocess"
+    (repo / "face_postprocess" / "1").mkdir(parents=True)
+    for f in ("config.pbtxt", "1/model.py"):
+        (repo / "face_postprocess" / f).write_bytes((src / f).read_bytes())
+    small = TritonServer(repo, server="bundled", log=tmp_path / "log.txt", exit_timeout=2)
+    with small:
+        ports, pgid = (small.http_port, small.grpc_port, small.metrics_port), small.process.pid
+        assert not any(port_is_free(p) for p in ports)
+    assert all(port_is_free(p) for p in ports)
+    assert live_group_members(pgid) == []
+    (repo / "face_postprocess" / "config.pbtxt").write_text("name: \"face_postprocess\"\nbackend: \"nope\"\n")
+    with pytest.raises(ServerError, match="exited"):
+        TritonServer(repo, server="bundled", log=tmp_path / "log2.txt").start()
+
+
+# --- the gpu rendering, as text ---------------------------------------------------------------
+
+def parse(path: Path):
+    return text_format.Parse(path.read_text(), mc.ModelConfig())
+
+
+@pytest.fixture(scope="module")
+def gpu_repo(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("gpu") / "repo"
+    render_repo("gpu", out, configs_only=True)
+    return out
+
+
+def test_gpu_rendering_configs_follow_the_contracts(gpu_repo):
+    configs = {p.parent.name: parse(p) for p in gpu_repo.glob("*/config.pbtxt")}
+    assert set(configs) == set(model_configs("gpu"))
+    for name, config in configs.items():
+        assert config.name == name
+        if name in CONTRACTS:
+            contract = CONTRACTS[name]
+            assert config.platform == "tensorrt_plan" and config.max_batch_size == contract.max_batch
+            assert [g.kind for g in config.instance_group] == [mc.ModelInstanceGroup.KIND_GPU]
+            assert config.dynamic_batching.max_queue_delay_microseconds > 0
+            for tensors, specs in ((config.input, contract.inputs), (config.output, contract.outputs)):
+                assert [t.name for t in tensors] == [s.name for s in specs]
+                for t, spec in zip(tensors, specs):
+                    dims, reshape = triton_dims(spec)
+                    assert tuple(t.dims) == dims and t.data_type == getattr(mc, TRITON_TYPES[spec.dtype])
+                    assert (tuple(t.reshape.shape) if t.HasField("reshape") else None) == reshape
+        elif name in PYTHON_MODELS:
+            assert config.backend == "python" and config.max_batch_size == 0
+            assert [g.kind for g in config.instance_group] == [mc.ModelInstanceGroup.KIND_CPU]
+            assert (SOURCE_REPO / name / "1" / "model.py").is_file()
+        else:   # ensembles: every step is a model of the repository, every tensor produced before use
+            assert config.platform == "ensemble"
+            produced = {t.name for t in config.input}
+            for step in config.ensemble_scheduling.step:
+                assert step.model_name in configs
+                assert set(step.input_map.values()) <= produced
+                produced |= set(step.output_map.values())
+            assert {t.name for t in config.output} <= produced
+
+
+def test_cpu_and_gpu_renderings_serve_the_same_tensors():
+    cpu, gpu = model_configs("cpu"), model_configs("gpu")
+    assert set(cpu) == set(gpu)
+    for name in cpu:
+        for field in ("input", "output", "max_batch_size", "ensemble_scheduling", "dynamic_batching"):
+            if field == "dynamic_batching":
+                assert list(getattr(cpu[name], field).preferred_batch_size) == \
+                    list(getattr(gpu[name], field).preferred_batch_size)
+            else:
+                assert getattr(cpu[name], field) == getattr(gpu[name], field), (name, field)
+
+
+def test_committed_triton_repo_is_the_gpu_rendering(gpu_repo):
+    for path in gpu_repo.glob("*/config.pbtxt"):
+        committed = SOURCE_REPO / path.relative_to(gpu_repo)
+        assert committed.read_text() == path.read_text(), \
+            f"{committed} is stale: run `python -m export triton-repo --target gpu --configs-only`"
+
+
+def test_rendering_refusals(tmp_path, engines):
+    from export.triton_repo import RepoError
+
+    with pytest.raises(RepoError, match="committed gpu rendering"):
+        render_repo("cpu", SOURCE_REPO, engines)
+    with pytest.raises(RepoError, match="TensorRT engines missing"):
+        render_repo("gpu", tmp_path / "gpu", engines, restorers=["safm"])
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "mine.txt").write_text("x")
+    with pytest.raises(RepoError, match="not empty"):
+        render_repo("cpu", tmp_path / "busy", engines)

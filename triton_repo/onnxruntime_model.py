@@ -1,0 +1,37 @@
+"""The `cpu` rendering's network model: a network (face_detector, face_mesh, safm, vae_encoder,
+unet_controlnet, vae_decoder; named by the model) run by ONNX Runtime from 1/model.onnx
+inside the python backend, because the CPU tritonserver of nvidia-pytriton has no onnxruntime
+or tensorrt backend. `python -m export triton-repo --target cpu` copies this file to
+<network>/1/model.py; the `gpu` rendering serves the same tensors from a TensorRT model.plan.
+
+Dynamic batching: the requests of one execute() are concatenated along the batch axis, run as
+one batch and split back."""
+from pathlib import Path
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from runtime.contracts import CONTRACTS
+from runtime.sessions import OnnxRuntimeSession
+from runtime.triton_backend import fail
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.contract = CONTRACTS[args["model_name"]]
+        path = Path(args["model_repository"]) / args["model_version"] / "model.onnx"
+        self.session = OnnxRuntimeSession(str(path), self.contract.input_names, self.contract.output_names)
+
+    def execute(self, requests):
+        c = self.contract
+        try:
+            feeds = [[pb_utils.get_input_tensor_by_name(r, s.name).as_numpy() for s in c.inputs] for r in requests]
+            sizes = [len(f[0]) for f in feeds]
+            inputs = [np.concatenate(col).reshape(spec.concrete(sum(sizes))) for col, spec in zip(zip(*feeds), c.inputs)]
+            outputs = self.session(*inputs)
+        except Exception as exc:
+            return [fail(c.name, exc) for _ in requests]
+        bounds = np.cumsum(sizes)[:-1]
+        split = [np.split(o, bounds) for o in outputs]
+        return [pb_utils.InferenceResponse([pb_utils.Tensor(s.name, np.ascontiguousarray(parts[i], s.dtype))
+                                            for s, parts in zip(c.outputs, split)]) for i in range(len(requests))]
