@@ -18,7 +18,7 @@ came from), verified against PyTorch on real inputs, then TensorRT engines with 
 
 --model names a group (face, safm, authface) or one network; --checkpoint is that model's
 weights (a .safetensors file for safm, a checkpoint folder for authface; default: the shipped
-face networks, random-init tiny restorers)."""
+face networks, the demo safm-tiny weights, random-init tiny AuthFace)."""
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -70,7 +70,7 @@ def _add_triton_repo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("triton_repo"), help="model repository (default: %(default)s)")
     p.add_argument("--restorers", nargs="+", default=None, help="ensembles to serve (default: all)")
     p.add_argument("--checkpoint", "--safm-checkpoint", dest="safm_checkpoint", type=Path, default=None,
-                   help="SaFM weights of the ONNX files (default: random-init safm-tiny)")
+                   help="SaFM weights of the ONNX files (default: the demo safm-tiny weights)")
     p.add_argument("--authface-checkpoint", type=Path, default=None,
                    help="AuthFace checkpoint folder (default: random-init tiny)")
     p.add_argument("--configs-only", action="store_true", help="write the configs and model.py files only")

@@ -208,7 +208,7 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
         <network>.plan (gpu; a missing plan is an error unless configs_only).
     restorers: which ensembles (default: all of runtime.contracts.service.SERVICES).
     checkpoints: weights per model group ('face', 'safm', 'authface'); None = the default
-        (committed MediaPipe ports, random-init tiny SaFM / AuthFace).
+        (committed MediaPipe ports, demo safm-tiny, random-init tiny AuthFace).
     Returns the model names written."""
     out, checkpoints = Path(out), dict(checkpoints or {})
     configs = model_configs(target, restorers)

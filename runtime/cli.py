@@ -22,8 +22,9 @@ A report.json in the output folder lists faces, skipped detections and errors pe
 Restorers:
   identity  gives the aligned crops back unchanged: a check of the face pipeline (detection,
             alignment, paste-back), not a restorer.
-  safm      the Semantic-aware Fusion restorer (safm.txt): --checkpoint PATH.safetensors (with
-            its .json beside it); without one, random-init safm-tiny with a loud warning.
+  safm      (default) the Semantic-aware Fusion restorer (safm.txt): --checkpoint PATH.safetensors
+            (with its .json beside it); without one, the shipped demo weights (safm-tiny trained
+            on 3 faces: they denoise and deblock but blur; training/weights/safm/README.md).
             --fidelity in [0, 1] weighs the local detail enhancement from the input's features.
   authface  the AuthFace diffusion restorer (authface.txt): SDXL-architecture UNet + ControlNet
             conditioned on the degraded face, null prompt. --checkpoint DIR from
@@ -47,7 +48,7 @@ def _add_restore(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="*", type=Path, help="photo files or folders (default: shipped samples)")
     p.add_argument("--out", "-o", type=Path, default=Path("out/restored"), help="output folder (default: %(default)s)")
-    p.add_argument("--model", "--restorer", dest="model", default="identity", choices=["identity", "safm", "authface"],
+    p.add_argument("--model", "--restorer", dest="model", default="safm", choices=["identity", "safm", "authface"],
                    help="restorer (default: %(default)s)")
     p.add_argument("--checkpoint", type=Path, default=None, help="restorer weights (see Restorers above)")
     p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"], help="(default: %(default)s)")

@@ -65,11 +65,11 @@ def torch_session(module: torch.nn.Module, device: str, precision: str) -> Torch
 def make_safm_restorer(checkpoint: Path | None = None, backend: str = "torch", onnx_dir: Path = Path("engines"),
                        device: str = "cpu", precision: str = "fp32", fidelity: float = 0.5) -> SaFMRestorer:
     """SaFM on the torch, onnxruntime or tensorrt backend (ONNX / engine files in `onnx_dir`).
-    Without a checkpoint it runs the seeded random-init `safm-tiny` and says loudly that the
-    output is not a restoration."""
+    Without a checkpoint it runs the shipped demo weights and says what they are."""
     if checkpoint is None:
-        print("WARNING: no --checkpoint given: SaFM runs with RANDOM weights (safm-tiny); the faces it "
-              "produces are NOT restorations. Pass --checkpoint PATH.safetensors.", file=sys.stderr)
+        print("note: no --checkpoint given: SaFM runs the shipped DEMO weights (safm-tiny trained on 3 faces; "
+              "they denoise but blur, see training/weights/safm/README.md). Pass --checkpoint PATH.safetensors.",
+              file=sys.stderr)
     if not 0.0 <= fidelity <= 1.0:
         raise ValueError(f"--fidelity must be in [0, 1], got {fidelity}")
     if backend == "onnxruntime":

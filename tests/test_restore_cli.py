@@ -24,7 +24,7 @@ def test_identity_restore_reproduces_the_photo(tmp_path, capsys):
     src.mkdir()
     shutil.copy(ASTRONAUT, src / "astronaut.png")
     shutil.copy(GRACE_HOPPER, src / "grace.jpg")
-    assert main(["restore", str(src), "--out", str(tmp_path / "out"), "--save-crops", "--compare"]) == 0
+    assert main(["restore", "--model", "identity", str(src), "--out", str(tmp_path / "out"), "--save-crops", "--compare"]) == 0
     report = _report(tmp_path / "out")
     assert report["astronaut.png"]["faces"] == 1 and report["grace.jpg"]["faces"] == 1
     before, after = read_image(ASTRONAUT).rgb, read_image(tmp_path / "out" / "astronaut.png").rgb
@@ -46,7 +46,7 @@ def test_bad_inputs_are_reported_and_the_batch_goes_on(tmp_path, capsys):
     Image.new("L", (10000, 9000)).save(src / "bomb.png")
     shutil.copy(NO_FACE, src / "coffee.png")
     out = tmp_path / "out"
-    assert main(["restore", str(src), "--out", str(out)]) == 0
+    assert main(["restore", "--model", "identity", str(src), "--out", str(out)]) == 0
     err = capsys.readouterr().err
     assert "empty.png: empty file" in err
     assert "text.jpg: not a readable image" in err
@@ -64,8 +64,8 @@ def test_bad_inputs_are_reported_and_the_batch_goes_on(tmp_path, capsys):
 def test_nothing_processed_is_a_failure(tmp_path, capsys):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG garbage")
-    assert main(["restore", str(bad), "--out", str(tmp_path / "out")]) == 1
-    assert main(["restore", str(tmp_path / "missing.jpg"), "--out", str(tmp_path / "out")]) == 2
+    assert main(["restore", "--model", "identity", str(bad), "--out", str(tmp_path / "out")]) == 1
+    assert main(["restore", "--model", "identity", str(tmp_path / "missing.jpg"), "--out", str(tmp_path / "out")]) == 2
     assert "missing.jpg: no such file or folder" in capsys.readouterr().err
 
 
@@ -73,7 +73,7 @@ def test_output_never_overwrites_an_input(tmp_path, capsys):
     photo = tmp_path / "a.png"
     shutil.copy(ASTRONAUT, photo)
     before = photo.read_bytes()
-    assert main(["restore", str(photo), "--out", str(tmp_path)]) == 1
+    assert main(["restore", "--model", "identity", str(photo), "--out", str(tmp_path)]) == 1
     assert "would overwrite an input" in capsys.readouterr().err
     assert photo.read_bytes() == before
 
@@ -86,7 +86,7 @@ def test_grayscale_alpha_16bit_and_upscale(tmp_path):
     cv2.imwrite(str(src / "deep.png"), bgr.astype(np.uint16) * 257)
     cv2.imwrite(str(src / "gray.png"), cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
     out = tmp_path / "out"
-    assert main(["restore", str(src), "--out", str(out), "--upscale", "2"]) == 0
+    assert main(["restore", "--model", "identity", str(src), "--out", str(out), "--upscale", "2"]) == 0
     assert {k: v["faces"] for k, v in _report(out).items()} == {"deep.png": 1, "gray.png": 1, "rgba.png": 1}
     rgba = cv2.imread(str(out / "rgba.png"), cv2.IMREAD_UNCHANGED)
     assert rgba.shape == (1024, 1024, 4) and (rgba[..., 3] == 200).all()
@@ -98,12 +98,12 @@ def test_grayscale_alpha_16bit_and_upscale(tmp_path):
 def test_only_center_face_and_min_face_size(tmp_path, group):
     photo = tmp_path / "group.png"
     write_rgb(photo, group)
-    assert main(["restore", str(photo), "--out", str(tmp_path / "all")]) == 0
+    assert main(["restore", "--model", "identity", str(photo), "--out", str(tmp_path / "all")]) == 0
     assert _report(tmp_path / "all")["group.png"]["faces"] == 3
-    assert main(["restore", str(photo), "--out", str(tmp_path / "one"), "--only-center-face"]) == 0
+    assert main(["restore", "--model", "identity", str(photo), "--out", str(tmp_path / "one"), "--only-center-face"]) == 0
     one = _report(tmp_path / "one")["group.png"]
     assert one["faces"] == 1 and sum("centre face" in s for s in one["skipped"]) == 2
-    assert main(["restore", str(photo), "--out", str(tmp_path / "big"), "--min-face-size", "5000"]) == 0
+    assert main(["restore", "--model", "identity", str(photo), "--out", str(tmp_path / "big"), "--min-face-size", "5000"]) == 0
     assert _report(tmp_path / "big")["group.png"]["faces"] == 0
 
 
@@ -113,21 +113,26 @@ def test_many_faces_in_one_photo(tmp_path, astronaut, grace_hopper):
     rows = [np.concatenate([faces[(r + c) % 2] for c in range(6)], axis=1) for r in range(6)]
     photo = tmp_path / "crowd.jpg"
     write_rgb(photo, np.concatenate(rows, axis=0))  # 36 real faces, 1200x1380
-    assert main(["restore", str(photo), "--out", str(tmp_path / "out")]) == 0
+    assert main(["restore", "--model", "identity", str(photo), "--out", str(tmp_path / "out")]) == 0
     assert _report(tmp_path / "out")["crowd.jpg"]["faces"] == 36
 
 
 def test_aligned_input_skips_detection(tmp_path):
-    assert main(["restore", str(ASTRONAUT), "--out", str(tmp_path / "a"), "--save-crops"]) == 0
+    assert main(["restore", "--model", "identity", str(ASTRONAUT), "--out", str(tmp_path / "a"), "--save-crops"]) == 0
     crop = tmp_path / "a/crops/astronaut_face00_aligned.png"
-    assert main(["restore", str(crop), "--aligned", "--out", str(tmp_path / "b")]) == 0
+    assert main(["restore", "--model", "identity", str(crop), "--aligned", "--out", str(tmp_path / "b")]) == 0
     out = read_image(tmp_path / "b" / crop.name).rgb
     np.testing.assert_allclose(out, read_image(crop).rgb, atol=1 / 255)
 
 
-def test_default_inputs_are_the_samples(tmp_path):
+def test_defaults_are_the_samples_and_the_demo_safm(tmp_path, capsys):
     assert main(["restore", "--out", str(tmp_path)]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["astronaut.png", "grace_hopper.jpg", "report.json"]
+    assert "SaFM runs the shipped DEMO weights" in capsys.readouterr().err
+    before, after = read_image(ASTRONAUT).rgb, read_image(tmp_path / "astronaut.png").rgb
+    changed = np.abs(after - before).max(axis=2) > 4 / 255
+    ys, xs = np.nonzero(changed)
+    assert changed.mean() > 0.02 and 100 < xs.mean() < 400 and ys.mean() < 300  # the face, and only there
 
 
 @pytest.mark.parametrize("argv", [["restore", "--help"], ["bench", "--help"], ["--help"]])
@@ -139,5 +144,5 @@ def test_help_explains(argv, capsys):
 
 
 def test_grayscale_camera_photo(tmp_path):
-    assert main(["restore", str(CAMERA), "--out", str(tmp_path)]) == 0
+    assert main(["restore", "--model", "identity", str(CAMERA), "--out", str(tmp_path)]) == 0
     assert Image.open(tmp_path / "camera.png").mode == "L"

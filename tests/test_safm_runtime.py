@@ -5,6 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from export.onnx_export import export_onnx
 from export.verify import verify_onnx
@@ -46,7 +47,7 @@ def test_restore_torch_and_onnxruntime_give_the_same_picture(checkpoints, tmp_pa
         a, b = read_image(tmp_path / "torch" / name).rgb, read_image(tmp_path / "ort" / name).rgb
         assert np.abs(a - b).max() <= 1 / 255 + 1e-6  # 8-bit rounding of outputs equal to ~1e-4
         assert np.abs(a - read_image(src / name).rgb).max() > 0.2  # the faces were really replaced
-    assert "RANDOM weights" not in capsys.readouterr().err
+    assert "DEMO weights" not in capsys.readouterr().err
 
 
 def test_refusals_are_clear(checkpoints, tmp_path, capsys):
@@ -65,9 +66,14 @@ def test_refusals_are_clear(checkpoints, tmp_path, capsys):
     assert "missing.safetensors: not found" in capsys.readouterr().err
 
 
-def test_default_without_checkpoint_warns_loudly(tmp_path, capsys):
+def test_default_is_the_shipped_demo_checkpoint(tmp_path, capsys):
+    from training.safm import DEMO_CHECKPOINT, load_checkpoint
+
     assert main(["restore", str(ASTRONAUT), "--out", str(tmp_path), "--model", "safm"]) == 0
-    assert "WARNING: no --checkpoint given: SaFM runs with RANDOM weights" in capsys.readouterr().err
+    assert "SaFM runs the shipped DEMO weights" in capsys.readouterr().err
+    demo = load_checkpoint(DEMO_CHECKPOINT)
+    assert demo.config.name == "safm-tiny"
+    assert all(torch.equal(a, b) for a, b in zip(SAFM.build_module(None).state_dict().values(), demo.state_dict().values()))
 
 
 def test_tensorrt_backend_refuses_clearly_without_an_engine(tmp_path, capsys):

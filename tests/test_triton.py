@@ -1,7 +1,7 @@
 """The whole job on a real Triton Inference Server (nvidia-pytriton's tritonserver 2.51, CPU,
 the `cpu` rendering), on loopback ports chosen free at run time; and the `gpu` rendering as text.
 
-One server for the session: random-init safm-tiny and tiny AuthFace exported to ONNX,
+One server for the session: the demo safm-tiny weights and tiny AuthFace exported to ONNX,
 rendered, started, and always stopped (its process group killed) by a finalizer. The photos
 go over HTTP and gRPC and must equal the in-process restore (same weights, ONNX Runtime).
 """
@@ -49,7 +49,7 @@ PHOTOS = {"astronaut": png_bytes(ASTRONAUT), "grace_hopper": png_bytes(GRACE_HOP
 
 @pytest.fixture(scope="session")
 def engines(tmp_path_factory) -> Path:
-    """ONNX files of every served network, default weights (random-init safm-tiny, tiny AuthFace,
+    """ONNX files of every served network, default weights (demo safm-tiny, random-init tiny AuthFace,
     the committed MediaPipe ports); no onnxslim pass, to keep the test quick."""
     folder = tmp_path_factory.mktemp("engines")
     for service in SERVICES.values():

@@ -42,10 +42,10 @@ def _samples(batch: int) -> tuple[np.ndarray, ...]:
 
 
 def build_safm(checkpoint: Path | None = None) -> torch.nn.Module:
-    """The SaFM network from a checkpoint, or the seeded random-init `safm-tiny` without one."""
-    from training.safm import load_checkpoint, random_init
+    """The SaFM network from a checkpoint, or the shipped demo weights (safm-tiny) without one."""
+    from training.safm import DEMO_CHECKPOINT, load_checkpoint
 
-    return load_checkpoint(checkpoint) if checkpoint is not None else random_init("safm-tiny")
+    return load_checkpoint(checkpoint if checkpoint is not None else DEMO_CHECKPOINT)
 
 
 SAFM = NetworkContract(

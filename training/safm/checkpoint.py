@@ -13,6 +13,10 @@ from training.safm.config import CONFIGS, SaFMConfig
 from training.safm.model import SaFMRestorer
 
 
+# The default weights of `restore --model safm`: a demonstration (see weights/safm/README.md).
+DEMO_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "safm" / "safm-tiny-demo.safetensors"
+
+
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the file and the problem."""
 
