@@ -68,6 +68,14 @@ def _add_service_tensor(field, spec: ServiceTensor) -> None:
         t.optional = True
 
 
+def _add_service_io(config, inputs, outputs) -> None:
+    """Declare a served model's input and output tensors on its config."""
+    for spec in inputs:
+        _add_service_tensor(config.input, spec)
+    for spec in outputs:
+        _add_service_tensor(config.output, spec)
+
+
 def network_config(contract: NetworkContract, target: str):
     """config.pbtxt (a ModelConfig) of one network model."""
     mc = _mc()
@@ -95,10 +103,7 @@ def python_config(model: PythonModel, target: str):
     """config.pbtxt of a python-backend model of the served job (not batched: one photo per request)."""
     mc = _mc()
     config = mc.ModelConfig(name=model.name, backend="python", max_batch_size=0)
-    for spec in model.inputs:
-        _add_service_tensor(config.input, spec)
-    for spec in model.outputs:
-        _add_service_tensor(config.output, spec)
+    _add_service_io(config, model.inputs, model.outputs)
     config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=INSTANCES[target]["python"])
     for key, value in model.parameters:
         config.parameters[key].string_value = value
@@ -109,10 +114,7 @@ def ensemble_config(service: RestorerService):
     """config.pbtxt of ``face_restore_<restorer>``: the steps only wire tensors, by name."""
     mc = _mc()
     config = mc.ModelConfig(name=service.ensemble, platform="ensemble", max_batch_size=0)
-    for spec in service.inputs:
-        _add_service_tensor(config.input, spec)
-    for spec in service.outputs:
-        _add_service_tensor(config.output, spec)
+    _add_service_io(config, service.inputs, service.outputs)
     wanted = {t.name for t in service.outputs}
     for i, model in enumerate(service.steps):
         step = config.ensemble_scheduling.step.add(model_name=model.name, model_version=-1)

@@ -73,6 +73,17 @@ class Upsample(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
+def _add_level(blocks: list[nn.Module], ch_in: int, ch_out: int, res: int, cfg: SaFMConfig) -> int:
+    """Append one resolution level's residual blocks (each followed by attention at the
+    attention resolutions), CodeFormer's order; returns the level's output channels."""
+    for _ in range(cfg.num_res_blocks):
+        blocks.append(ResBlock(ch_in, ch_out, cfg.norm_groups))
+        ch_in = ch_out
+        if res in cfg.attn_resolutions:
+            blocks.append(AttnBlock(ch_in, cfg.norm_groups))
+    return ch_in
+
+
 class Encoder(nn.Module):
     """E: image -> latent Z_d (emb_dim x 16 x 16) and the features f_n^e at every resolution."""
 
@@ -83,12 +94,7 @@ class Encoder(nn.Module):
         blocks: list[nn.Module] = [nn.Conv2d(3, nf, 3, 1, 1)]
         self.taps: dict[int, int] = {}  # block index -> resolution of the feature after it
         for i, mult in enumerate(cfg.ch_mult):
-            ch_in, ch_out = nf * in_mult[i], nf * mult
-            for _ in range(cfg.num_res_blocks):
-                blocks.append(ResBlock(ch_in, ch_out, g))
-                ch_in = ch_out
-                if res in cfg.attn_resolutions:
-                    blocks.append(AttnBlock(ch_in, g))
+            ch_in = _add_level(blocks, nf * in_mult[i], nf * mult, res, cfg)
             self.taps[len(blocks) - 1] = res
             if i != len(cfg.ch_mult) - 1:
                 blocks.append(Downsample(ch_in))
@@ -137,12 +143,7 @@ class Generator(nn.Module):
                                    AttnBlock(ch_in, g), ResBlock(ch_in, ch_in, g)]
         self.taps: dict[int, int] = {}
         for i in reversed(range(len(cfg.ch_mult))):
-            ch_out = nf * cfg.ch_mult[i]
-            for _ in range(cfg.num_res_blocks):
-                blocks.append(ResBlock(ch_in, ch_out, g))
-                ch_in = ch_out
-                if res in cfg.attn_resolutions:
-                    blocks.append(AttnBlock(ch_in, g))
+            ch_in = _add_level(blocks, ch_in, nf * cfg.ch_mult[i], res, cfg)
             self.taps[len(blocks) - 1] = res
             if i != 0:
                 blocks.append(Upsample(ch_in))
