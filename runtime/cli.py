@@ -180,7 +180,8 @@ def _run_curate(args: argparse.Namespace) -> int:
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    sub.add_parser("export", help="ONNX export and verification (same as `python -m export`)", add_help=False)
+    sub.add_parser("export", help="ONNX, parity, TensorRT engines, Triton repository (= `python -m export`)",
+                   add_help=False)
 
 
 def _run_export(args: argparse.Namespace) -> int:
