@@ -9,11 +9,10 @@ import numpy as np
 import torch
 
 from runtime.contracts.safm import FACE, SAFM, safm_inputs
-from runtime.face.pipeline import FaceBatch
-from runtime.sessions import TorchSession, onnx_session
+from runtime.face.pipeline import FaceBatch, to_crops
+from runtime.sessions import DTYPES, TorchSession, onnx_session
 
 Net = Callable[..., tuple[np.ndarray, ...]]
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 class Restorer(Protocol):
@@ -34,11 +33,6 @@ class IdentityRestorer:
         return batch.crops
 
 
-def to_crops(restored: np.ndarray) -> np.ndarray:
-    """Network output NCHW in [-1, 1] -> crops NHWC float32 clipped to [0, 1]."""
-    return np.clip((restored.transpose(0, 2, 3, 1) + 1.0) / 2.0, 0.0, 1.0).astype(np.float32)
-
-
 class SaFMRestorer:
     """The SaFM network behind any session (torch, onnxruntime, tensorrt): faces, region maps
     and the fidelity weight go in as one batch."""
@@ -49,8 +43,7 @@ class SaFMRestorer:
         self.net, self.fidelity = net, fidelity
 
     def __call__(self, batch: FaceBatch) -> np.ndarray:
-        if batch.crops.shape[1] != FACE:
-            raise ValueError(f"SaFM restores {FACE}x{FACE} faces; got {batch.crops.shape[1]} (use --size {FACE})")
+        batch.require_size(FACE, "SaFM")
         (restored,) = self.net(*safm_inputs(batch.model_input(), batch.label_maps[:, None], self.fidelity))
         return to_crops(restored)
 

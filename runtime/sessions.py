@@ -13,16 +13,23 @@ class SessionError(RuntimeError):
     """An artifact that cannot back a session; the message names the file and what to do."""
 
 
-class TorchSession:
-    """Runs an eval-mode torch module under inference_mode on a device/dtype; numpy in and out."""
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
-    def __init__(self, module: torch.nn.Module, device: str = "cpu", dtype: torch.dtype = torch.float32) -> None:
-        self.device, self.dtype = torch.device(device), dtype
+
+class TorchSession:
+    """Runs an eval-mode torch module under inference_mode on a device/dtype; numpy in and out.
+    Inputs at the positions `fp32_inputs` (timesteps, scales) stay fp32, so bf16 does not
+    round timestep 999 to 1000."""
+
+    def __init__(self, module: torch.nn.Module, device: str = "cpu", dtype: torch.dtype = torch.float32,
+                 fp32_inputs: tuple[int, ...] = ()) -> None:
+        self.device, self.dtype, self.fp32_inputs = torch.device(device), dtype, set(fp32_inputs)
         self.module = module.eval().to(self.device, dtype)
 
     def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
         with torch.inference_mode():
-            args = [torch.from_numpy(np.ascontiguousarray(x)).to(self.device, self.dtype) for x in inputs]
+            args = [torch.from_numpy(np.ascontiguousarray(x)).to(
+                self.device, torch.float32 if i in self.fp32_inputs else self.dtype) for i, x in enumerate(inputs)]
             out = self.module(*args)
         out = out if isinstance(out, (tuple, list)) else (out,)
         return tuple(o.float().cpu().numpy() for o in out)

@@ -5,32 +5,11 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from runtime.authface.pipeline import SCHEDULERS, AuthFaceRestorer
 from runtime.contracts.authface import UNET_CONTROLNET, VAE_DECODER, VAE_ENCODER
-
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-class TorchStage:
-    """A torch module as a session (numpy in, tuple of numpy out) on a device and dtype; the
-    inputs at `fp32_inputs` (timesteps, scales) stay fp32 so bf16 does not round timestep 999 to 1000."""
-
-    def __init__(self, module: torch.nn.Module, device: str = "cpu", dtype: torch.dtype = torch.float32,
-                 fp32_inputs: tuple[int, ...] = ()) -> None:
-        self.device, self.dtype, self.fp32_inputs = torch.device(device), dtype, set(fp32_inputs)
-        self.module = module.eval().to(self.device, dtype)
-
-    def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
-        with torch.inference_mode():
-            args = [torch.from_numpy(np.ascontiguousarray(x)).to(
-                self.device, torch.float32 if i in self.fp32_inputs else self.dtype) for i, x in enumerate(inputs)]
-            out = self.module(*args)
-        out = out if isinstance(out, (tuple, list)) else (out,)
-        return tuple(o.float().cpu().numpy() for o in out)
-
+from runtime.sessions import DTYPES, TorchSession
 
 def make_authface_restorer(checkpoint: Path | None = None, backend: str = "torch", onnx_dir: Path | None = None,
                            device: str = "cpu", precision: str = "fp32", scheduler: str = "ddim", steps: int = 20,
@@ -88,9 +67,9 @@ def make_authface_restorer(checkpoint: Path | None = None, backend: str = "torch
         dtype = DTYPES[precision]
         vae_dtype = dtype if fp16_vae else torch.float32
         ckpt = load_or_default(checkpoint)
-        return AuthFaceRestorer(TorchStage(ckpt.vae_encoder(), device, vae_dtype),
-                                TorchStage(ckpt.unet_controlnet(), device, dtype, fp32_inputs=(1, 3)),
-                                TorchStage(ckpt.vae_decoder(), device, vae_dtype),
+        return AuthFaceRestorer(TorchSession(ckpt.vae_encoder(), device, vae_dtype),
+                                TorchSession(ckpt.unet_controlnet(), device, dtype, fp32_inputs=(1, 3)),
+                                TorchSession(ckpt.vae_decoder(), device, vae_dtype),
                                 ckpt.scheduler, latent_channels=int(ckpt.vae.config.latent_channels), **settings)
     onnx_dir = Path("engines") if onnx_dir is None else Path(onnx_dir)
     if backend == "onnxruntime":

@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from runtime.contracts.authface import IMAGE_SIZE
-from runtime.face.pipeline import FaceBatch
+from runtime.face.pipeline import FaceBatch, to_crops
 
 Net = Callable[..., tuple[np.ndarray, ...]]
 
@@ -67,11 +67,8 @@ class AuthFaceRestorer:
 
     def __call__(self, batch: FaceBatch) -> np.ndarray:
         """Aligned crops [N, S, S, 3] in [0, 1] -> restored crops, same shape and range."""
-        if batch.crops.shape[1] != IMAGE_SIZE:
-            raise ValueError(f"AuthFace restores {IMAGE_SIZE}x{IMAGE_SIZE} faces; got {batch.crops.shape[1]} "
-                             f"(use --size {IMAGE_SIZE})")
-        out = self.restore(batch.model_input().astype(np.float32))
-        return np.clip((out.transpose(0, 2, 3, 1) + 1.0) * 0.5, 0.0, 1.0).astype(np.float32)
+        batch.require_size(IMAGE_SIZE, "AuthFace")
+        return to_crops(self.restore(batch.model_input().astype(np.float32)))
 
     def schedule(self):
         """(scheduler, timesteps to run): all steps, or the last int(steps * strength) of them."""

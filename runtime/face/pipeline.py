@@ -57,6 +57,16 @@ class FaceBatch:
         """The crops as float32 NCHW in [-1, 1]."""
         return np.ascontiguousarray(self.crops.transpose(0, 3, 1, 2)) * 2.0 - 1.0
 
+    def require_size(self, size: int, restorer: str) -> None:
+        """ValueError unless the crops are size x size (the restorer's fixed input)."""
+        if self.crops.shape[1] != size:
+            raise ValueError(f"{restorer} restores {size}x{size} faces; got {self.crops.shape[1]} (use --size {size})")
+
+
+def to_crops(restored: np.ndarray) -> np.ndarray:
+    """Network output NCHW in [-1, 1] -> crops NHWC float32 clipped to [0, 1] (model_input's inverse)."""
+    return np.clip((restored.transpose(0, 2, 3, 1) + 1.0) / 2.0, 0.0, 1.0).astype(np.float32)
+
 
 @dataclass
 class Skipped:
