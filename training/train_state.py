@@ -87,3 +87,19 @@ def end_step(step: int, target: int, logged: dict[str, float], log: Path, bar, l
         save()
     bar.update(1)
     return row
+
+
+def run_trainer(build: Callable[[], object], errors: tuple[type[BaseException], ...], checkpoint: Path) -> int:
+    """A trainer command's body: build the trainer (a configuration error in `errors` becomes a
+    one-line message and exit status 2), train to its step count, say where the checkpoint is."""
+    import sys
+
+    try:
+        trainer = build()
+    except errors as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    rows = trainer.train()
+    done = f"step {trainer.step}: loss {rows[-1]['total']:.4f}" if rows else f"already at step {trainer.step}"
+    print(f"{done}; checkpoint {checkpoint}")
+    return 0

@@ -92,19 +92,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _train(args: argparse.Namespace) -> int:
     from training.authface.checkpoint import CheckpointError
     from training.authface.train import Stage1Config, Stage1Trainer, Stage2Config, Stage2Trainer
+    from training.train_state import run_trainer
 
     stage1 = args.command == "train-stage1"
     fields = {k: v for k, v in vars(args).items() if k not in ("command", "no_amp")}
     cfg_cls, trainer_cls = (Stage1Config, Stage1Trainer) if stage1 else (Stage2Config, Stage2Trainer)
-    try:
-        trainer = trainer_cls(cfg_cls(**fields, amp=not args.no_amp))
-    except (CheckpointError, ValueError, FileNotFoundError) as exc:   # CacheError, CaptionEncoderError are ValueErrors
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    rows = trainer.train()
-    print(f"step {trainer.step}: loss {rows[-1]['total']:.4f}; checkpoint {args.out / 'checkpoint'}" if rows
-          else f"already at step {trainer.step}; checkpoint {args.out / 'checkpoint'}")
-    return 0
+    # CacheError and CaptionEncoderError are ValueErrors
+    return run_trainer(lambda: trainer_cls(cfg_cls(**fields, amp=not args.no_amp)),
+                       (CheckpointError, ValueError, FileNotFoundError), args.out / "checkpoint")
 
 
 if __name__ == "__main__":

@@ -91,20 +91,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _train(args: argparse.Namespace) -> int:
     from training.losses.pretrained import MissingWeights
     from training.safm.train import SaFMTrainConfig, SaFMTrainer
+    from training.train_state import run_trainer
 
     fields = {k: v for k, v in vars(args).items() if k not in ("command", "no_perceptual", "no_identity",
                                                                   "no_adversarial", "no_amp")}
     cfg = SaFMTrainConfig(**fields, perceptual=not args.no_perceptual, identity=not args.no_identity,
                           adversarial=not args.no_adversarial, amp=not args.no_amp)
-    try:
-        trainer = SaFMTrainer(cfg)
-    except (MissingWeights, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    rows = trainer.train()
-    print(f"step {trainer.step}: loss {rows[-1]['total']:.4f}; checkpoint {cfg.out / 'safm.safetensors'}" if rows
-          else f"already at step {trainer.step}")
-    return 0
+    return run_trainer(lambda: SaFMTrainer(cfg), (MissingWeights, ValueError), cfg.out / "safm.safetensors")
 
 
 def _evaluate(args: argparse.Namespace) -> int:
