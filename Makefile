@@ -27,13 +27,28 @@ demo: $(STAMP)
 test: $(STAMP) $(MEDIAPIPE_WHEEL)
 	$(BIN)/python -m pytest -q
 
+# Benchmark inputs (random weights: latency does not depend on them), rebuilt only when missing.
 BENCH := engines/bench
-bench: $(STAMP)
-	for c in safm-tiny safm-base; do \
-	  $(BIN)/python -m training.safm init --config $$c --out $(BENCH)/$$c && \
-	  $(BIN)/python -m export onnx --model safm --checkpoint $(BENCH)/$$c.safetensors --out $(BENCH)/$$c --no-verify || exit 1; \
-	done
-	$(BIN)/facerestore bench --out benchmarks/results --repeats 10 --safm $(BENCH)/safm-tiny.safetensors $(BENCH)/safm-base.safetensors --onnx-dir $(BENCH)
+SAFM_CONFIGS := safm-tiny safm-base
+
+.PRECIOUS: $(BENCH)/%.safetensors
+$(BENCH)/%.safetensors: | $(STAMP)
+	$(BIN)/python -m training.safm init --config $* --out $(BENCH)/$*
+
+$(BENCH)/%/safm.onnx: $(BENCH)/%.safetensors
+	$(BIN)/python -m export onnx --model safm --checkpoint $< --out $(BENCH)/$* --no-verify
+
+$(BENCH)/authface/unet_controlnet.onnx: | $(STAMP)
+	$(BIN)/python -m export onnx --model authface --out $(BENCH)/authface --no-verify
+
+# the SaFM ensemble for the serving benchmark: face networks + the demo safm-tiny, cpu rendering
+$(BENCH)/triton_repo_cpu/safm/config.pbtxt: | $(STAMP)
+	$(BIN)/python -m export triton-repo --target cpu --restorers safm --engines $(BENCH)/serve --out $(BENCH)/triton_repo_cpu
+
+bench: $(STAMP) $(foreach c,$(SAFM_CONFIGS),$(BENCH)/$(c)/safm.onnx) $(BENCH)/authface/unet_controlnet.onnx \
+       $(BENCH)/triton_repo_cpu/safm/config.pbtxt
+	$(BIN)/facerestore bench --out benchmarks/results --repeats 20 --max-seconds 5 --onnx-dir $(BENCH) \
+	  --safm $(foreach c,$(SAFM_CONFIGS),$(BENCH)/$(c).safetensors) --authface --triton-repo $(BENCH)/triton_repo_cpu
 
 convert-weights: $(STAMP) $(MEDIAPIPE_WHEEL)
 	$(BIN)/python -m training.convert_mediapipe --wheel $(MEDIAPIPE_WHEEL)

@@ -126,28 +126,53 @@ def _make_restorer(args: argparse.Namespace):
     return IdentityRestorer()
 
 
+BENCH_HELP = """Time the job on this machine and save JSON + Markdown (+ PNG) under OUT/<device>/:
+
+face_pipeline  detect / mesh / align / paste-back per face and end to end on a 3-face photo (always)
+safm           --safm CKPT...: the SaFM restorer on torch eager fp32 (the reference), ONNX Runtime,
+               torch.compile (--compile), and on CUDA torch fp16/bf16 and TensorRT; batch 1/4/8
+               (on a CPU the paper-scale model at batch 1). ONNX from ONNX_DIR/<ckpt stem>/safm.onnx
+authface       --authface [CKPT]: VAE encoder, UNet+ControlNet (one step), VAE decoder at batch 1/4/8
+               and the whole restoration (--authface-steps); FLOP floor of the real SDXL networks.
+               ONNX from ONNX_DIR/authface/
+serving        --triton-repo REPO: the SaFM ensemble over HTTP and gRPC vs the direct in-process call
+               on the same ONNX files (REPO from `python -m export triton-repo --target cpu`)
+
+Warm-up calls are excluded; each measurement stops after --repeats runs or --max-seconds (at least 3
+runs). Ratios are only compared within one run. `make bench` builds the inputs and runs it all."""
+
+
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="benchmark the face pipeline and restorers on this machine",
-                       description="Time detect / mesh / align / paste-back per face on a real multi-face photo "
-                                   "and, with --safm, the SaFM restorer on torch vs onnxruntime at batch 1 and 4; "
-                                   "print tables and save JSON + Markdown under OUT/cpu. `make bench` runs it all.")
+    p = sub.add_parser("bench", help="benchmark the face pipeline, restorers and serving on this machine",
+                       description=BENCH_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="results folder (default: %(default)s)")
-    p.add_argument("--repeats", type=int, default=20, help="timed runs per measurement (default: %(default)s)")
-    p.add_argument("--safm", type=Path, nargs="*", default=[], metavar="CHECKPOINT",
-                   help="SaFM checkpoints to time; their ONNX is ONNX_DIR/<checkpoint stem>/safm.onnx")
+    p.add_argument("--repeats", type=int, default=20, help="timed runs per measurement, at most (default: %(default)s)")
+    p.add_argument("--max-seconds", type=float, default=5.0,
+                   help="stop a measurement after this many seconds of runs (at least 3 runs) (default: %(default)s)")
     p.add_argument("--onnx-dir", type=Path, default=Path("engines/bench"), help="(default: %(default)s)")
+    p.add_argument("--safm", type=Path, nargs="*", default=[], metavar="CHECKPOINT", help="SaFM checkpoints to time")
+    p.add_argument("--authface", nargs="?", const="default", default=None, metavar="CHECKPOINT",
+                   help="time AuthFace (a checkpoint folder; none given: the random-init tiny model)")
+    p.add_argument("--authface-steps", type=int, default=20, help="steps of the whole restoration (default: %(default)s)")
+    p.add_argument("--triton-repo", type=Path, default=None, help="cpu-rendered repository for the serving benchmark")
     p.add_argument("--compile", action="store_true", help="also time torch.compile (compiles first: minutes)")
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    from runtime.bench import run_bench
-
+    from runtime.bench import BenchPlan, run_bench
+    from runtime.serve import ServerError
     from runtime.sessions import SessionError
 
+    if args.repeats < 1 or args.max_seconds <= 0 or args.authface_steps < 1:
+        print("error: --repeats and --authface-steps must be >= 1 and --max-seconds > 0", file=sys.stderr)
+        return 2
     command = "facerestore " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "facerestore bench"
+    plan = BenchPlan(args.out, args.repeats, args.max_seconds, args.onnx_dir, args.safm, args.authface is not None,
+                     None if args.authface in (None, "default") else Path(args.authface), args.authface_steps,
+                     args.triton_repo, args.compile, command)
     try:
-        run_bench(args.out, args.repeats, args.safm, args.onnx_dir, command, args.compile)
-    except (ValueError, SessionError) as exc:
+        run_bench(plan)
+    except (ValueError, SessionError, FileNotFoundError, ServerError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -213,6 +213,20 @@ def test_health_and_metrics(server):
     assert 'nv_inference_request_success{model="face_restore_safm",version="1"}' in text
 
 
+def test_serving_benchmark_compares_with_the_direct_call(server):
+    """`facerestore bench --triton-repo`: the same photo served over HTTP and gRPC and restored
+    in-process on the repository's own ONNX files; overheads are the differences of medians."""
+    from runtime.bench.serving import DIRECT, bench_serving, serving_table
+
+    result = bench_serving(server, repeats=2, photos={"astronaut": PHOTOS["astronaut"]})
+    rows = result["rows"]
+    assert [r["path"] for r in rows] == [DIRECT, "triton http", "triton grpc"]
+    assert all(r["faces"] == 1 and r["runs"] == 2 and r["median_ms"] > 0 for r in rows)
+    for served in rows[1:]:
+        assert served["overhead_ms"] == pytest.approx(served["median_ms"] - rows[0]["median_ms"], abs=0.1)
+    assert "| astronaut | 1 | triton grpc | 2 |" in serving_table(result)
+
+
 def test_client_cli_writes_restored_photos(server, tmp_path, capsys):
     from runtime.cli import main
 

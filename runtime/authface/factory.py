@@ -68,7 +68,7 @@ def make_authface_restorer(checkpoint: Path | None = None, backend: str = "torch
         vae_dtype = dtype if fp16_vae else torch.float32
         ckpt = load_or_default(checkpoint)
         return AuthFaceRestorer(TorchSession(ckpt.vae_encoder(), device, vae_dtype),
-                                TorchSession(ckpt.unet_controlnet(), device, dtype, fp32_inputs=(1, 3)),
+                                TorchSession(ckpt.unet_controlnet(), device, dtype, UNET_CONTROLNET.fp32_inputs),
                                 TorchSession(ckpt.vae_decoder(), device, vae_dtype),
                                 ckpt.scheduler, latent_channels=int(ckpt.vae.config.latent_channels), **settings)
     onnx_dir = Path("engines") if onnx_dir is None else Path(onnx_dir)

@@ -106,8 +106,8 @@ VAE_ENCODER = NetworkContract(
 
 UNET_CONTROLNET = NetworkContract(
     name="unet_controlnet",
-    inputs=(TensorSpec("sample", _LATENT), TensorSpec("timestep", (BATCH,)),
-            TensorSpec("control_image", _IMAGE), TensorSpec("conditioning_scale", (BATCH,))),
+    inputs=(TensorSpec("sample", _LATENT), TensorSpec("timestep", (BATCH,), keep_fp32=True),
+            TensorSpec("control_image", _IMAGE), TensorSpec("conditioning_scale", (BATCH,), keep_fp32=True)),
     outputs=(TensorSpec("noise_pred", _LATENT),),
     build_module=_unet_controlnet, sample_inputs=_unet_samples, opt_batch=1, max_batch=8, precision="fp16",
 )

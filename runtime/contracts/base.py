@@ -20,11 +20,13 @@ SOURCE_KEY = "source_weights"  # ONNX metadata key: which weights an exported gr
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """A named tensor: dtype and shape, with BATCH marking the dynamic axis."""
+    """A named tensor: dtype and shape, with BATCH marking the dynamic axis. keep_fp32: the input
+    stays fp32 when the network runs in fp16/bf16 (timesteps: bf16 rounds 999 to 1000)."""
 
     name: str
     shape: tuple[int | str, ...]
     dtype: str = "float32"
+    keep_fp32: bool = False
 
     def concrete(self, batch: int) -> tuple[int, ...]:
         """The shape with the batch axis filled in."""
@@ -64,6 +66,11 @@ class NetworkContract:
     @property
     def output_names(self) -> list[str]:
         return [t.name for t in self.outputs]
+
+    @property
+    def fp32_inputs(self) -> tuple[int, ...]:
+        """Positions of the inputs that stay fp32 in a half-precision torch session."""
+        return tuple(i for i, t in enumerate(self.inputs) if t.keep_fp32)
 
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
         """torch.onnx.export's dynamic_axes for every tensor with a batch axis."""

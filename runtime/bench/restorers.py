@@ -1,0 +1,178 @@
+"""Restorer latency on every path available here, measured in one run at batch 1, 4 and 8:
+torch eager fp32 (the reference), torch fp16/bf16 and TensorRT on CUDA, torch.compile, ONNX
+Runtime. SaFM per network; AuthFace per network (VAE encoder, UNet+ControlNet = one denoising
+step, VAE decoder) and the whole restoration (scheduler loop included). Each row carries the
+speed-up over the eager path of the same batch and the fraction of the device's measured
+matmul rate that its FLOPs (torch's FlopCounterMode) reach.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from runtime.bench.timing import peak_memory_mb, reset_peak_memory, stats, time_ms
+from runtime.contracts.base import NetworkContract
+from runtime.engines import EngineMismatch
+from runtime.sessions import DTYPES, SessionError, TorchSession, onnx_session
+from runtime.tensorrt_session import TensorRTUnavailable
+
+EAGER = "torch eager fp32"
+BATCHES = (1, 4, 8)
+Run = Callable[..., object]
+Factory = Callable[[], Run]
+# what a path that cannot run here raises when it is made: no ONNX file / engine, no TensorRT
+UNAVAILABLE = (SessionError, EngineMismatch, TensorRTUnavailable, FileNotFoundError, ImportError)
+
+
+def _device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def gflop_per_face(fn: Run, inputs: tuple) -> float:
+    """GFLOP of one call on batch-1 inputs, counted by torch's FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        fn(*inputs)
+    return counter.get_total_flops() / 1e9
+
+
+def contract_paths(contract: NetworkContract, checkpoint: Path | None, onnx_dir: Path,
+                   compile_: bool = False) -> dict[str, Factory]:
+    """Every path of one network that can exist here, as factories (each made, timed and
+    dropped in turn, so only one copy of a large model is in memory)."""
+    dev = _device()
+    cuda = dev == "cuda"
+
+    def torch_path(precision: str, compiled: bool = False) -> Factory:
+        def make() -> Run:
+            session = TorchSession(contract.build_module(checkpoint), dev, DTYPES[precision], contract.fp32_inputs)
+            if compiled:
+                session.module = torch.compile(session.module, mode="max-autotune" if cuda else "default")
+            return session
+        return make
+
+    half = cuda and contract.precision == "fp16"   # the fp32-policy networks (SDXL's VAE) stay fp32
+    paths: dict[str, Factory] = {EAGER: torch_path("fp32")}
+    if half:
+        paths["torch eager fp16"] = torch_path("fp16")
+        paths["torch eager bf16"] = torch_path("bf16")
+    if compile_:
+        precision = "fp16" if half else "fp32"
+        paths[f"torch.compile {precision}"] = torch_path(precision, compiled=True)
+    paths[f"onnxruntime {dev}"] = lambda: onnx_session(contract, onnx_dir, checkpoint, dev)
+    if cuda:
+        from runtime.tensorrt_session import tensorrt_session
+
+        paths["tensorrt + cuda graph"] = lambda: tensorrt_session(contract, onnx_dir, checkpoint, use_cuda_graph=True)
+    return paths
+
+
+def measure(model: str, paths: dict[str, Factory], inputs_for: Callable[[int], tuple], batches: tuple[int, ...],
+            repeats: int, max_seconds: float | None, gflop: float, params_m: float, peak_gflops: float) -> list[dict]:
+    """One row per (path, batch): median/p90/p99 ms, ms per face, faces/s, speed-up over the
+    eager path at that batch, fraction of the measured matmul peak, peak memory."""
+    rows = []
+    for path, make in paths.items():
+        try:
+            run = make()
+        except UNAVAILABLE as exc:
+            print(f"note: {model}: {path} skipped: {exc}", file=sys.stderr)
+            continue
+        for batch in batches:
+            inputs = inputs_for(batch)
+            reset_peak_memory()
+            s = stats(time_ms(lambda: run(*inputs), repeats, warmup=1, max_seconds=max_seconds))
+            sec = s["median_ms"] / 1e3
+            rows.append({"model": model, "params_m": round(params_m, 2), "gflop_per_face": round(gflop, 1),
+                         "path": path, "batch": batch, **s, "ms_per_face": round(s["median_ms"] / batch, 1),
+                         "faces_per_s": round(batch / sec, 2), "peak_fraction": round(gflop * batch / sec / peak_gflops, 4),
+                         "peak_memory_mb": peak_memory_mb()})
+            print(f"{model} | {path} | batch {batch}: {s['median_ms']} ms ({s['runs']} runs)", file=sys.stderr)
+        del run
+    eager = {r["batch"]: r["median_ms"] for r in rows if r["path"] == EAGER}
+    for r in rows:
+        r["speedup_vs_eager"] = round(eager[r["batch"]] / r["median_ms"], 2) if r["batch"] in eager else None
+    return rows
+
+
+def bench_safm(checkpoints: list[Path], onnx_root: Path, repeats: int, max_seconds: float | None,
+               peak_gflops: float, compile_: bool = False) -> list[dict]:
+    """SaFM rows for each checkpoint (its ONNX in onnx_root/<checkpoint stem>/). On a CPU the
+    paper-scale model (seconds per face) runs at batch 1 only."""
+    from runtime.contracts.safm import SAFM
+
+    rows = []
+    for ckpt in checkpoints:
+        module = SAFM.build_module(ckpt)
+        gflop = gflop_per_face(module, tuple(torch.from_numpy(x) for x in SAFM.sample_inputs(1)))
+        params = sum(p.numel() for p in module.parameters()) / 1e6
+        heavy = module.config.nf >= 64 and not torch.cuda.is_available()
+        name = module.config.name
+        del module
+        rows += measure(name, contract_paths(SAFM, ckpt, onnx_root / Path(ckpt).stem, compile_),
+                        SAFM.sample_inputs, (1,) if heavy else BATCHES, repeats, max_seconds, gflop, params, peak_gflops)
+    return rows
+
+
+def bench_authface(checkpoint: Path | None, onnx_dir: Path, steps: int, repeats: int, max_seconds: float | None,
+                   peak_gflops: float, compile_: bool = False) -> list[dict]:
+    """AuthFace rows: each network (the UNet+ControlNet row is one denoising step) and the whole
+    faithful-mode restoration of `steps` steps (on a CPU at batch 1 only). ONNX in onnx_dir/."""
+    from runtime.authface import make_authface_restorer
+    from runtime.contracts.authface import AUTHFACE_CONTRACTS, VAE_ENCODER
+    from training.authface import load_or_default
+
+    config = load_or_default(checkpoint).config.name
+    rows = []
+    for contract in AUTHFACE_CONTRACTS:
+        module = contract.build_module(checkpoint)
+        gflop = gflop_per_face(module, tuple(torch.from_numpy(x) for x in contract.sample_inputs(1)))
+        params = sum(p.numel() for p in module.parameters()) / 1e6
+        del module
+        rows += measure(f"authface-{config} {contract.name}", contract_paths(contract, checkpoint, onnx_dir, compile_),
+                        contract.sample_inputs, BATCHES, repeats, max_seconds, gflop, params, peak_gflops)
+
+    dev = _device()
+
+    def whole(backend: str, precision: str = "fp32") -> Factory:
+        return lambda: make_authface_restorer(checkpoint, backend, onnx_dir, dev, precision, steps=steps,
+                                              progress=False).restore
+
+    paths = {EAGER: whole("torch")}
+    if dev == "cuda":
+        paths["torch eager fp16 (VAE fp32)"] = whole("torch", "fp16")
+    paths[f"onnxruntime {dev}"] = whole("onnxruntime")
+    if dev == "cuda":
+        paths["tensorrt + cuda graph"] = whole("tensorrt")
+    gflop = gflop_per_face(paths[EAGER](), VAE_ENCODER.sample_inputs(1))
+    params = sum(r["params_m"] for r in rows if r["path"] == EAGER and r["batch"] == 1)
+    rows += measure(f"authface-{config} whole ({steps} steps)", paths, VAE_ENCODER.sample_inputs,
+                    BATCHES if dev == "cuda" else (1,), repeats, max_seconds, gflop, params, peak_gflops)
+    return rows
+
+
+def sdxl_floor(peak_gflops: float, h100_tflops: float = 800.0) -> list[dict]:
+    """FLOPs per 512x512 face of the real SDXL-architecture networks (built on the meta device:
+    no memory, no weights) and the time they take at this device's measured matmul rate and at
+    an H100's dense fp16 rate (DESIGN.md section 5): the floor any path can reach."""
+    from training.authface import make_random_checkpoint
+
+    from runtime.contracts.authface import AUTHFACE_CONTRACTS
+
+    with torch.device("meta"):
+        ckpt = make_random_checkpoint("sdxl")
+        modules = {"vae_encoder": ckpt.vae_encoder(), "unet_controlnet": ckpt.unet_controlnet(),
+                   "vae_decoder": ckpt.vae_decoder()}
+        rows = []
+        for contract in AUTHFACE_CONTRACTS:
+            inputs = tuple(torch.randn(spec.concrete(1)) for spec in contract.inputs)
+            module = modules[contract.name]
+            tflop = gflop_per_face(module, inputs) / 1e3
+            rows.append({"network": contract.name, "params_m": round(sum(p.numel() for p in module.parameters()) / 1e6, 1),
+                         "tflop_per_face": round(tflop, 3), "floor_ms_here": round(tflop * 1e6 / peak_gflops, 1),
+                         "floor_ms_h100": round(tflop / h100_tflops * 1e3, 2)})
+    return rows

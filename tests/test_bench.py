@@ -1,0 +1,107 @@
+"""The benchmark machinery on real networks and photos: timing rules, rows per path and batch,
+speed-ups measured against the eager path, saved JSON + Markdown, the CLI's refusals, and the
+SDXL FLOP floor against the numbers in DESIGN.md. (Speed itself is never asserted.)"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from export.onnx_export import export_onnx
+from runtime.bench import BenchPlan, run_bench
+from runtime.bench.restorers import EAGER, contract_paths, gflop_per_face, measure, sdxl_floor
+from runtime.bench.timing import interleaved_ms, stats, time_ms
+from runtime.cli import main
+from runtime.contracts import CONTRACTS
+from runtime.contracts.authface import UNET_CONTROLNET
+
+
+def test_time_ms_stops_on_repeats_or_time_budget():
+    assert len(time_ms(lambda: None, repeats=7, warmup=0)) == 7
+    calls = []
+    ms = time_ms(lambda: (calls.append(1), time.sleep(0.03)), repeats=50, warmup=2, max_seconds=0.1)
+    assert 4 <= len(ms) <= 6 and len(calls) == len(ms) + 2        # 0.1 s of 30 ms calls, warm-up not timed
+    assert all(25 < m < 200 for m in ms)
+    assert len(time_ms(lambda: time.sleep(0.05), repeats=50, max_seconds=0.01, min_runs=3)) == 3
+    s = stats([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert (s["runs"], s["median_ms"], s["mean_ms"]) == (5, 3.0, 22.0) and s["p90_ms"] > s["median_ms"]
+
+
+def test_interleaved_ms_alternates_calls():
+    order = []
+    calls = {name: (lambda name=name: (order.append(name), time.sleep(0.01 if name == "a" else 0.03)))
+             for name in ("a", "b")}
+    ms = interleaved_ms(calls, repeats=10, warmup=1, max_seconds=0.1)
+    assert order[:2] == ["a", "b"] and order[2:6] == ["a", "b", "b", "a"]     # warm-ups, then rotating rounds
+    assert len(ms["a"]) == len(ms["b"]) == 4                                 # b's 0.1 s budget ends the rounds
+    assert max(ms["a"]) < min(ms["b"])
+
+
+def test_measure_torch_and_onnxruntime_paths(tmp_path):
+    """The face detector on both CPU paths: one row per path and batch, the eager row is the
+    reference (speed-up 1), derived columns agree with the median; a missing ONNX file is skipped."""
+    detector = CONTRACTS["face_detector"]
+    export_onnx(detector, tmp_path, slim=False)
+    paths = contract_paths(detector, None, tmp_path)
+    assert list(paths) == [EAGER, "onnxruntime cpu"]
+    gflop = gflop_per_face(detector.build_module(None), tuple(torch.from_numpy(x) for x in detector.sample_inputs(1)))
+    assert 0.01 < gflop < 10
+    rows = measure("face_detector", paths, detector.sample_inputs, (1, 2), 3, None, gflop, 1.0, 100.0)
+    assert [(r["path"], r["batch"]) for r in rows] == [(p, b) for p in paths for b in (1, 2)]
+    for r in rows:
+        assert r["runs"] == 3 and r["median_ms"] > 0 and r["peak_memory_mb"] > 0
+        assert r["faces_per_s"] == pytest.approx(r["batch"] / r["median_ms"] * 1e3, rel=0.01)
+        assert r["peak_fraction"] == pytest.approx(gflop * r["batch"] / (r["median_ms"] / 1e3) / 100.0, rel=0.01)
+        eager = next(e for e in rows if e["path"] == EAGER and e["batch"] == r["batch"])
+        assert r["speedup_vs_eager"] == pytest.approx(eager["median_ms"] / r["median_ms"], abs=0.01)
+    assert all(r["speedup_vs_eager"] == 1.0 for r in rows if r["path"] == EAGER)
+
+    missing = measure("face_detector", contract_paths(detector, None, tmp_path / "none"), detector.sample_inputs,
+                      (1,), 3, None, gflop, 1.0, 100.0)
+    assert [r["path"] for r in missing] == [EAGER]
+
+
+def test_unet_controlnet_rows_on_real_latents():
+    """One denoising step of the tiny UNet+ControlNet per batch: timesteps stay fp32 inputs."""
+    assert UNET_CONTROLNET.fp32_inputs == (1, 3)
+    paths = {EAGER: contract_paths(UNET_CONTROLNET, None, Path("/nonexistent"))[EAGER]}
+    rows = measure("unet", paths, UNET_CONTROLNET.sample_inputs, (1, 2), 3, 0.1, 4.8, 2.4, 100.0)
+    assert [r["batch"] for r in rows] == [1, 2] and all(r["runs"] == 3 for r in rows)
+
+
+def test_sdxl_floor_matches_design():
+    """The real SDXL-architecture FLOPs (DESIGN.md section 5: UNet 1.59 + ControlNet 0.71 TF per
+    step, VAE encoder 1.12 TF, decoder 2.52 TF) and their floor at a given rate."""
+    rows = {r["network"]: r for r in sdxl_floor(peak_gflops=1000.0)}
+    assert rows["unet_controlnet"]["tflop_per_face"] == pytest.approx(1.59 + 0.71, rel=0.01)
+    assert rows["vae_encoder"]["tflop_per_face"] == pytest.approx(1.12, rel=0.01)
+    assert rows["vae_decoder"]["tflop_per_face"] == pytest.approx(2.52, rel=0.01)
+    assert rows["unet_controlnet"]["params_m"] > 3500                         # UNet 2.57 B + ControlNet 1.25 B
+    assert rows["unet_controlnet"]["floor_ms_h100"] == pytest.approx(2.30 / 800 * 1e3, rel=0.01)
+    assert rows["unet_controlnet"]["floor_ms_here"] == pytest.approx(2.30e3, rel=0.01)   # 2.3 TF at 1 TF/s
+
+
+def test_run_bench_writes_json_and_markdown(tmp_path):
+    folder = run_bench(BenchPlan(out_dir=tmp_path, repeats=2, max_seconds=0.5, command="test"))
+    result = json.loads((folder / "face_pipeline.json").read_text())
+    assert result["faces"] == 3 and result["command"] == "test"
+    assert [r["stage"] for r in result["stages"]] == ["detect", "mesh", "align", "paste", "end_to_end"]
+    assert all(r["runs"] == 2 and r["ms_per_face"] == pytest.approx(r["median_ms"] / 3, abs=0.01)
+               for r in result["stages"])
+    table = (folder / "face_pipeline.md").read_text()
+    assert "| end_to_end | 2 |" in table and folder.parent == tmp_path
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--repeats", "0"], "must be >= 1"),
+    (["--safm", "nowhere/safm-tiny"], "nowhere/safm-tiny: no such SaFM checkpoint"),
+    (["--authface", "nowhere/authface"], "nowhere/authface: no such AuthFace checkpoint folder"),
+    (["--triton-repo", "nowhere/repo"], "nowhere/repo: not a model repository serving safm"),
+])
+def test_bench_cli_refuses_bad_input_before_timing(tmp_path, capsys, argv, message):
+    assert main(["bench", "--out", str(tmp_path), *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())          # nothing written
