@@ -129,14 +129,16 @@ def _make_restorer(args: argparse.Namespace):
 BENCH_HELP = """Time the job on this machine and save JSON + Markdown (+ PNG) under OUT/<device>/:
 
 face_pipeline  detect / mesh / align / paste-back per face and end to end on a 3-face photo (always)
-safm           --safm CKPT...: the SaFM restorer on torch eager fp32 (the reference), ONNX Runtime,
+safm           --safm CKPT...: the SaFM restorer on torch eager fp32 (the reference: the restorers'
+               torch backend, channels_last layout; --nchw adds the NCHW layout), ONNX Runtime,
                torch.compile (--compile), and on CUDA torch fp16/bf16 and TensorRT; batch 1/4/8
                (on a CPU the paper-scale model at batch 1). ONNX from ONNX_DIR/<ckpt stem>/safm.onnx
 authface       --authface [CKPT]: VAE encoder, UNet+ControlNet (one step), VAE decoder at batch 1/4/8
                and the whole restoration (--authface-steps); FLOP floor of the real SDXL networks.
                ONNX from ONNX_DIR/authface/
 serving        --triton-repo REPO: the SaFM ensemble over HTTP and gRPC vs the direct in-process call
-               on the same ONNX files (REPO from `python -m export triton-repo --target cpu`)
+               on the same ONNX files, in interleaved rounds with 3x --max-seconds per call
+               (REPO from `python -m export triton-repo --target cpu --restorers safm`)
 
 Warm-up calls are excluded; each measurement stops after --repeats runs or --max-seconds (at least 3
 runs). Ratios are only compared within one run. `make bench` builds the inputs and runs it all."""
@@ -156,6 +158,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--authface-steps", type=int, default=20, help="steps of the whole restoration (default: %(default)s)")
     p.add_argument("--triton-repo", type=Path, default=None, help="cpu-rendered repository for the serving benchmark")
     p.add_argument("--compile", action="store_true", help="also time torch.compile (compiles first: minutes)")
+    p.add_argument("--nchw", action="store_true",
+                   help="also time torch eager fp32 in the NCHW layout (the restorers run channels_last)")
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -169,7 +173,7 @@ def _run_bench(args: argparse.Namespace) -> int:
     command = "facerestore " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "facerestore bench"
     plan = BenchPlan(args.out, args.repeats, args.max_seconds, args.onnx_dir, args.safm, args.authface is not None,
                      None if args.authface in (None, "default") else Path(args.authface), args.authface_steps,
-                     args.triton_repo, args.compile, command)
+                     args.triton_repo, args.compile, args.nchw, command)
     try:
         run_bench(plan)
     except (ValueError, SessionError, FileNotFoundError, ServerError) as exc:

@@ -49,10 +49,11 @@ class SaFMRestorer:
 
 
 def torch_session(module: torch.nn.Module, device: str, precision: str) -> TorchSession:
-    """A torch session; fp16/bf16 only on CUDA (CPU half precision is slow and inexact)."""
+    """A torch session in the channels_last layout; fp16/bf16 only on CUDA (CPU half precision
+    is slow and inexact)."""
     if precision != "fp32" and not device.startswith("cuda"):
         raise ValueError(f"--precision {precision} needs a CUDA device (got --device {device})")
-    return TorchSession(module, device, DTYPES[precision])
+    return TorchSession(module, device, DTYPES[precision], channels_last=True)
 
 
 def make_safm_restorer(checkpoint: Path | None = None, backend: str = "torch", onnx_dir: Path = Path("engines"),

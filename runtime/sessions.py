@@ -19,18 +19,22 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 class TorchSession:
     """Runs an eval-mode torch module under inference_mode on a device/dtype; numpy in and out.
     Inputs at the positions `fp32_inputs` (timesteps, scales) stay fp32, so bf16 does not
-    round timestep 999 to 1000."""
+    round timestep 999 to 1000. channels_last: weights and 4-D inputs in NHWC memory layout
+    (the layout oneDNN and cuDNN convolutions run fastest in: benchmarks/NOTES.md)."""
 
     def __init__(self, module: torch.nn.Module, device: str = "cpu", dtype: torch.dtype = torch.float32,
-                 fp32_inputs: tuple[int, ...] = ()) -> None:
+                 fp32_inputs: tuple[int, ...] = (), channels_last: bool = False) -> None:
         self.device, self.dtype, self.fp32_inputs = torch.device(device), dtype, set(fp32_inputs)
-        self.module = module.eval().to(self.device, dtype)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.module = module.eval().to(self.device, dtype).to(memory_format=self.memory_format)
+
+    def _tensor(self, i: int, x: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(x)).to(self.device, torch.float32 if i in self.fp32_inputs else self.dtype)
+        return t.contiguous(memory_format=self.memory_format) if t.ndim == 4 else t
 
     def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
         with torch.inference_mode():
-            args = [torch.from_numpy(np.ascontiguousarray(x)).to(
-                self.device, torch.float32 if i in self.fp32_inputs else self.dtype) for i, x in enumerate(inputs)]
-            out = self.module(*args)
+            out = self.module(*(self._tensor(i, x) for i, x in enumerate(inputs)))
         out = out if isinstance(out, (tuple, list)) else (out,)
         return tuple(o.float().cpu().numpy() for o in out)
 

@@ -12,7 +12,7 @@ import torch
 
 from export.onnx_export import export_onnx
 from runtime.bench import BenchPlan, run_bench
-from runtime.bench.restorers import EAGER, contract_paths, gflop_per_face, measure, sdxl_floor
+from runtime.bench.restorers import EAGER, EAGER_NCHW, contract_paths, gflop_per_face, measure, sdxl_floor
 from runtime.bench.timing import interleaved_ms, stats, time_ms
 from runtime.cli import main
 from runtime.contracts import CONTRACTS
@@ -45,8 +45,8 @@ def test_measure_torch_and_onnxruntime_paths(tmp_path):
     reference (speed-up 1), derived columns agree with the median; a missing ONNX file is skipped."""
     detector = CONTRACTS["face_detector"]
     export_onnx(detector, tmp_path, slim=False)
-    paths = contract_paths(detector, None, tmp_path)
-    assert list(paths) == [EAGER, "onnxruntime cpu"]
+    paths = contract_paths(detector, None, tmp_path, nchw=True)
+    assert list(paths) == [EAGER, EAGER_NCHW, "onnxruntime cpu"]
     gflop = gflop_per_face(detector.build_module(None), tuple(torch.from_numpy(x) for x in detector.sample_inputs(1)))
     assert 0.01 < gflop < 10
     rows = measure("face_detector", paths, detector.sample_inputs, (1, 2), 3, None, gflop, 1.0, 100.0)

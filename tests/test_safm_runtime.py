@@ -88,3 +88,18 @@ def test_trained_weights_meet_the_absolute_bound(tmp_path):
     max abs error <= 1e-4 at batch 1 and 4 (measured 5.5e-6 and 1.5e-5)."""
     rows = verify_onnx(SAFM, export_onnx(SAFM, tmp_path).path, None, batches=(1, 4))
     assert [r.batch for r in rows] == [1, 4] and all(r.max_abs <= 1e-4 for r in rows), rows
+
+
+def test_channels_last_session_matches_the_written_layout():
+    """The restorers' torch backend runs channels_last (faster convolutions, benchmarks/NOTES.md):
+    same results as the NCHW layout on real faces with the demo weights (measured 3e-5 at batch 1,
+    1.6e-4 at batch 4: other convolution algorithms, same network)."""
+    from runtime.restorers import torch_session
+    from runtime.sessions import TorchSession
+
+    inputs = SAFM.sample_inputs(4)
+    fast = torch_session(SAFM.build_module(None), "cpu", "fp32")
+    conv = next(m for m in fast.module.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    (got,), (ref,) = fast(*inputs), TorchSession(SAFM.build_module(None))(*inputs)
+    assert np.abs(got - ref).max() < 5e-4 and np.abs(got - ref).mean() < 5e-5   # measured 1.7e-5

@@ -14,7 +14,7 @@ from runtime.sessions import DTYPES, TorchSession
 def make_authface_restorer(checkpoint: Path | None = None, backend: str = "torch", onnx_dir: Path | None = None,
                            device: str = "cpu", precision: str = "fp32", scheduler: str = "ddim", steps: int = 20,
                            seed: int = 0, conditioning_scale: float = 1.0, strength: float | None = None,
-                           fp16_vae: bool = False, progress: bool = True) -> AuthFaceRestorer:
+                           fp16_vae: bool = False, progress: bool = True, channels_last: bool = True) -> AuthFaceRestorer:
     """The AuthFace restorer (``name = "authface"``), ready for ``restore_photo``.
 
     checkpoint: AuthFace checkpoint folder (``python -m training.authface make-checkpoint``);
@@ -41,6 +41,8 @@ def make_authface_restorer(checkpoint: Path | None = None, backend: str = "torch
     fp16_vae: run the VAE at `precision` too. Only for an fp16-safe VAE: SDXL's VAE overflows
         in fp16 (NaN / black faces), so by default it stays fp32.
     progress: show a per-step progress bar (only on a terminal).
+    channels_last: torch backend: run the networks in the NHWC memory layout (faster
+        convolutions; benchmarks/NOTES.md); False keeps the layout they were written in.
     """
     if scheduler not in SCHEDULERS:
         raise ValueError(f"unknown scheduler '{scheduler}'; choose one of {sorted(SCHEDULERS)}")
@@ -67,9 +69,10 @@ def make_authface_restorer(checkpoint: Path | None = None, backend: str = "torch
         dtype = DTYPES[precision]
         vae_dtype = dtype if fp16_vae else torch.float32
         ckpt = load_or_default(checkpoint)
-        return AuthFaceRestorer(TorchSession(ckpt.vae_encoder(), device, vae_dtype),
-                                TorchSession(ckpt.unet_controlnet(), device, dtype, UNET_CONTROLNET.fp32_inputs),
-                                TorchSession(ckpt.vae_decoder(), device, vae_dtype),
+        return AuthFaceRestorer(TorchSession(ckpt.vae_encoder(), device, vae_dtype, channels_last=channels_last),
+                                TorchSession(ckpt.unet_controlnet(), device, dtype, UNET_CONTROLNET.fp32_inputs,
+                                             channels_last),
+                                TorchSession(ckpt.vae_decoder(), device, vae_dtype, channels_last=channels_last),
                                 ckpt.scheduler, latent_channels=int(ckpt.vae.config.latent_channels), **settings)
     onnx_dir = Path("engines") if onnx_dir is None else Path(onnx_dir)
     if backend == "onnxruntime":

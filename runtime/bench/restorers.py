@@ -19,7 +19,8 @@ from runtime.engines import EngineMismatch
 from runtime.sessions import DTYPES, SessionError, TorchSession, onnx_session
 from runtime.tensorrt_session import TensorRTUnavailable
 
-EAGER = "torch eager fp32"
+EAGER = "torch eager fp32"             # the reference: the restorers' torch backend (channels_last)
+EAGER_NCHW = "torch eager fp32 NCHW"   # the same in the layout the modules were written in
 BATCHES = (1, 4, 8)
 Run = Callable[..., object]
 Factory = Callable[[], Run]
@@ -41,15 +42,18 @@ def gflop_per_face(fn: Run, inputs: tuple) -> float:
 
 
 def contract_paths(contract: NetworkContract, checkpoint: Path | None, onnx_dir: Path,
-                   compile_: bool = False) -> dict[str, Factory]:
+                   compile_: bool = False, nchw: bool = False) -> dict[str, Factory]:
     """Every path of one network that can exist here, as factories (each made, timed and
-    dropped in turn, so only one copy of a large model is in memory)."""
+    dropped in turn, so only one copy of a large model is in memory). The torch paths run in
+    the channels_last layout, as the restorers do; `nchw` adds eager fp32 in the layout the
+    modules were written in."""
     dev = _device()
     cuda = dev == "cuda"
 
-    def torch_path(precision: str, compiled: bool = False) -> Factory:
+    def torch_path(precision: str, compiled: bool = False, channels_last: bool = True) -> Factory:
         def make() -> Run:
-            session = TorchSession(contract.build_module(checkpoint), dev, DTYPES[precision], contract.fp32_inputs)
+            session = TorchSession(contract.build_module(checkpoint), dev, DTYPES[precision], contract.fp32_inputs,
+                                   channels_last)
             if compiled:
                 session.module = torch.compile(session.module, mode="max-autotune" if cuda else "default")
             return session
@@ -57,6 +61,8 @@ def contract_paths(contract: NetworkContract, checkpoint: Path | None, onnx_dir:
 
     half = cuda and contract.precision == "fp16"   # the fp32-policy networks (SDXL's VAE) stay fp32
     paths: dict[str, Factory] = {EAGER: torch_path("fp32")}
+    if nchw:
+        paths[EAGER_NCHW] = torch_path("fp32", channels_last=False)
     if half:
         paths["torch eager fp16"] = torch_path("fp16")
         paths["torch eager bf16"] = torch_path("bf16")
@@ -100,7 +106,7 @@ def measure(model: str, paths: dict[str, Factory], inputs_for: Callable[[int], t
 
 
 def bench_safm(checkpoints: list[Path], onnx_root: Path, repeats: int, max_seconds: float | None,
-               peak_gflops: float, compile_: bool = False) -> list[dict]:
+               peak_gflops: float, compile_: bool = False, nchw: bool = False) -> list[dict]:
     """SaFM rows for each checkpoint (its ONNX in onnx_root/<checkpoint stem>/). On a CPU the
     paper-scale model (seconds per face) runs at batch 1 only."""
     from runtime.contracts.safm import SAFM
@@ -113,13 +119,13 @@ def bench_safm(checkpoints: list[Path], onnx_root: Path, repeats: int, max_secon
         heavy = module.config.nf >= 64 and not torch.cuda.is_available()
         name = module.config.name
         del module
-        rows += measure(name, contract_paths(SAFM, ckpt, onnx_root / Path(ckpt).stem, compile_),
+        rows += measure(name, contract_paths(SAFM, ckpt, onnx_root / Path(ckpt).stem, compile_, nchw),
                         SAFM.sample_inputs, (1,) if heavy else BATCHES, repeats, max_seconds, gflop, params, peak_gflops)
     return rows
 
 
 def bench_authface(checkpoint: Path | None, onnx_dir: Path, steps: int, repeats: int, max_seconds: float | None,
-                   peak_gflops: float, compile_: bool = False) -> list[dict]:
+                   peak_gflops: float, compile_: bool = False, nchw: bool = False) -> list[dict]:
     """AuthFace rows: each network (the UNet+ControlNet row is one denoising step) and the whole
     faithful-mode restoration of `steps` steps (on a CPU at batch 1 only). ONNX in onnx_dir/."""
     from runtime.authface import make_authface_restorer
@@ -133,16 +139,18 @@ def bench_authface(checkpoint: Path | None, onnx_dir: Path, steps: int, repeats:
         gflop = gflop_per_face(module, tuple(torch.from_numpy(x) for x in contract.sample_inputs(1)))
         params = sum(p.numel() for p in module.parameters()) / 1e6
         del module
-        rows += measure(f"authface-{config} {contract.name}", contract_paths(contract, checkpoint, onnx_dir, compile_),
+        rows += measure(f"authface-{config} {contract.name}", contract_paths(contract, checkpoint, onnx_dir, compile_, nchw),
                         contract.sample_inputs, BATCHES, repeats, max_seconds, gflop, params, peak_gflops)
 
     dev = _device()
 
-    def whole(backend: str, precision: str = "fp32") -> Factory:
+    def whole(backend: str, precision: str = "fp32", channels_last: bool = True) -> Factory:
         return lambda: make_authface_restorer(checkpoint, backend, onnx_dir, dev, precision, steps=steps,
-                                              progress=False).restore
+                                              progress=False, channels_last=channels_last).restore
 
     paths = {EAGER: whole("torch")}
+    if nchw:
+        paths[EAGER_NCHW] = whole("torch", channels_last=False)
     if dev == "cuda":
         paths["torch eager fp16 (VAE fp32)"] = whole("torch", "fp16")
     paths[f"onnxruntime {dev}"] = whole("onnxruntime")
