@@ -105,3 +105,21 @@ def test_bench_cli_refuses_bad_input_before_timing(tmp_path, capsys, argv, messa
     assert main(["bench", "--out", str(tmp_path), *argv]) == 2
     assert message in capsys.readouterr().err
     assert not any(tmp_path.iterdir())          # nothing written
+
+
+def test_authface_rows_per_network_and_whole_restoration(tmp_path):
+    """A saved tiny AuthFace checkpoint, no ONNX files: the torch rows of each network at batch
+    1/4/8 and of the whole restoration (batch 1 on a CPU); the ONNX Runtime paths are skipped."""
+    from runtime.bench.restorers import bench_authface
+    from training.authface import make_random_checkpoint
+
+    make_random_checkpoint("tiny").save(tmp_path / "ckpt")
+    rows = bench_authface(tmp_path / "ckpt", tmp_path / "no-onnx", steps=2, repeats=3, max_seconds=0.01,
+                          peak_gflops=100.0)
+    assert [(r["model"], r["batch"]) for r in rows] == [
+        *[(f"authface-tiny {n}", b) for n in ("vae_encoder", "unet_controlnet", "vae_decoder") for b in (1, 4, 8)],
+        ("authface-tiny whole (2 steps)", 1)]
+    assert {r["path"] for r in rows} == {EAGER}
+    per_step = {r["batch"]: r["gflop_per_face"] for r in rows if "unet" in r["model"]}
+    whole = rows[-1]
+    assert whole["gflop_per_face"] == pytest.approx(2 * per_step[1] + rows[6]["gflop_per_face"], rel=0.02)

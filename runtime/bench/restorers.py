@@ -7,6 +7,7 @@ matmul rate that its FLOPs (torch's FlopCounterMode) reach.
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Callable
@@ -130,9 +131,9 @@ def bench_authface(checkpoint: Path | None, onnx_dir: Path, steps: int, repeats:
     faithful-mode restoration of `steps` steps (on a CPU at batch 1 only). ONNX in onnx_dir/."""
     from runtime.authface import make_authface_restorer
     from runtime.contracts.authface import AUTHFACE_CONTRACTS, VAE_ENCODER
-    from training.authface import load_or_default
 
-    config = load_or_default(checkpoint).config.name
+    # the architecture's name from the checkpoint's config.json, without loading its weights
+    config = "tiny" if checkpoint is None else json.loads((Path(checkpoint) / "config.json").read_text())["config"]
     rows = []
     for contract in AUTHFACE_CONTRACTS:
         module = contract.build_module(checkpoint)
