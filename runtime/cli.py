@@ -171,9 +171,11 @@ def _run_bench(args: argparse.Namespace) -> int:
         print("error: --repeats and --authface-steps must be >= 1 and --max-seconds > 0", file=sys.stderr)
         return 2
     command = "facerestore " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "facerestore bench"
-    plan = BenchPlan(args.out, args.repeats, args.max_seconds, args.onnx_dir, args.safm, args.authface is not None,
-                     None if args.authface in (None, "default") else Path(args.authface), args.authface_steps,
-                     args.triton_repo, args.compile, args.nchw, command)
+    plan = BenchPlan(out_dir=args.out, repeats=args.repeats, max_seconds=args.max_seconds, onnx_dir=args.onnx_dir,
+                     safm=args.safm, authface=args.authface is not None,
+                     authface_checkpoint=None if args.authface in (None, "default") else Path(args.authface),
+                     authface_steps=args.authface_steps, triton_repo=args.triton_repo, compile=args.compile,
+                     nchw=args.nchw, command=command)
     try:
         run_bench(plan)
     except (ValueError, SessionError, FileNotFoundError, ServerError) as exc:

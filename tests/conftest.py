@@ -1,6 +1,9 @@
 """Shared fixtures: real photos and the face pipeline on the committed MediaPipe ports."""
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -34,3 +37,13 @@ def group() -> np.ndarray:
 def write_rgb(path, rgb8: np.ndarray) -> None:
     """Save a uint8 RGB array as an image file (format by suffix)."""
     assert cv2.imwrite(str(path), rgb8[..., ::-1])
+
+
+def export_networks(names: Iterable[str], out: Path, slim: bool = True) -> Path:
+    """ONNX files of the named networks (their default weights) in `out`; returns `out`."""
+    from export.onnx_export import export_onnx
+    from runtime.contracts import CONTRACTS
+
+    for name in names:
+        export_onnx(CONTRACTS[name], out, slim=slim)
+    return out

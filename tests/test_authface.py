@@ -12,6 +12,7 @@ from runtime.contracts.authface import UNET_CONTROLNET, _faces
 from training.authface import (CheckpointError, load_checkpoint, make_checkpoint_from_diffusers,
                                make_random_checkpoint)
 from training.authface.__main__ import main as authface_main
+from tests.conftest import export_networks
 
 STEPS = 3
 
@@ -34,12 +35,7 @@ def restorer():
 
 @pytest.fixture(scope="module")
 def onnx_dir(tmp_path_factory):
-    from export.onnx_export import export_onnx
-
-    out = tmp_path_factory.mktemp("authface_onnx")
-    for name in MODEL_GROUPS["authface"]:
-        export_onnx(CONTRACTS[name], out)
-    return out
+    return export_networks(MODEL_GROUPS["authface"], tmp_path_factory.mktemp("authface_onnx"))
 
 
 def test_fused_module_equals_controlnet_then_unet(ckpt, faces):

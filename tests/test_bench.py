@@ -8,11 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from export.onnx_export import export_onnx
 from runtime.bench import BenchPlan, run_bench
-from runtime.bench.restorers import EAGER, EAGER_NCHW, contract_paths, gflop_per_face, measure, sdxl_floor
+from runtime.bench.restorers import EAGER, EAGER_NCHW, contract_paths, gflop_per_face, measure, sample_tensors, sdxl_floor
 from runtime.bench.timing import interleaved_ms, stats, time_ms
 from runtime.cli import main
 from runtime.contracts import CONTRACTS
@@ -47,7 +46,7 @@ def test_measure_torch_and_onnxruntime_paths(tmp_path):
     export_onnx(detector, tmp_path, slim=False)
     paths = contract_paths(detector, None, tmp_path, nchw=True)
     assert list(paths) == [EAGER, EAGER_NCHW, "onnxruntime cpu"]
-    gflop = gflop_per_face(detector.build_module(None), tuple(torch.from_numpy(x) for x in detector.sample_inputs(1)))
+    gflop = gflop_per_face(detector.build_module(None), sample_tensors(detector))
     assert 0.01 < gflop < 10
     rows = measure("face_detector", paths, detector.sample_inputs, (1, 2), 3, None, gflop, 1.0, 100.0)
     assert [(r["path"], r["batch"]) for r in rows] == [(p, b) for p in paths for b in (1, 2)]

@@ -5,17 +5,14 @@ import onnx
 import pytest
 
 from export.cli import main as export_main
-from export.onnx_export import export_onnx
 from export.verify import verify_onnx
 from runtime.contracts import BATCH, CONTRACTS, FACE_MESH, MODEL_GROUPS
+from tests.conftest import export_networks
 
 
 @pytest.fixture(scope="module")
 def onnx_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("engines")
-    for name in MODEL_GROUPS["face"]:
-        export_onnx(CONTRACTS[name], out)
-    return out
+    return export_networks(MODEL_GROUPS["face"], tmp_path_factory.mktemp("engines"))
 
 
 @pytest.mark.parametrize("name", MODEL_GROUPS["face"])

@@ -12,14 +12,13 @@ import time
 import urllib.request
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from export.onnx_export import export_onnx
 from export.triton_repo import SOURCE_REPO, model_configs, render_repo
+from runtime.bench.serving import png_bytes
 from runtime.client import ClientError, RestoreClient
 from runtime.contracts import CONTRACTS
 from runtime.contracts.service import MAX_UPLOAD_BYTES, PYTHON_MODELS, SERVICES, TRITON_TYPES, triton_dims
@@ -29,6 +28,7 @@ from runtime.restore import restore_photo
 from runtime.samples import ASTRONAUT, GRACE_HOPPER, NO_FACE, read_rgb8
 from runtime.serve import ServerError, TritonServer, live_group_members, port_is_free
 from runtime.sessions import onnx_session
+from tests.conftest import export_networks
 
 # Served vs in-process restore, same ONNX files and the same runtime code on both sides.
 # Measured on CPU: bit-identical (max |diff| 0). Allowed: one 8-bit rounding step, where a
@@ -39,24 +39,16 @@ MEAN_ABS = 1e-4
 AUTHFACE_STEPS = 2
 
 
-def png_bytes(path: Path) -> bytes:
-    """A sample photo as PNG bytes (no JPEG re-quantisation between the two paths)."""
-    return cv2.imencode(".png", read_rgb8(path)[..., ::-1])[1].tobytes()
-
-
-PHOTOS = {"astronaut": png_bytes(ASTRONAUT), "grace_hopper": png_bytes(GRACE_HOPPER)}
+# PNG: no JPEG re-quantisation between the two paths
+PHOTOS = {"astronaut": png_bytes(read_rgb8(ASTRONAUT)), "grace_hopper": png_bytes(read_rgb8(GRACE_HOPPER))}
 
 
 @pytest.fixture(scope="session")
 def engines(tmp_path_factory) -> Path:
     """ONNX files of every served network, default weights (demo safm-tiny, random-init tiny AuthFace,
     the committed MediaPipe ports); no onnxslim pass, to keep the test quick."""
-    folder = tmp_path_factory.mktemp("engines")
-    for service in SERVICES.values():
-        for name in service.networks:
-            if not (folder / f"{name}.onnx").is_file():
-                export_onnx(CONTRACTS[name], folder, slim=False)
-    return folder
+    served = dict.fromkeys(name for service in SERVICES.values() for name in service.networks)
+    return export_networks(served, tmp_path_factory.mktemp("engines"), slim=False)
 
 
 @pytest.fixture(scope="session")

@@ -42,6 +42,16 @@ def gflop_per_face(fn: Run, inputs: tuple) -> float:
     return counter.get_total_flops() / 1e9
 
 
+def network_cost(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[float, float]:
+    """(GFLOP per face on batch-1 `inputs`, million parameters) of a module."""
+    return gflop_per_face(module, inputs), sum(p.numel() for p in module.parameters()) / 1e6
+
+
+def sample_tensors(contract: NetworkContract) -> tuple[torch.Tensor, ...]:
+    """The contract's real batch-1 sample inputs as tensors."""
+    return tuple(torch.from_numpy(x) for x in contract.sample_inputs(1))
+
+
 def contract_paths(contract: NetworkContract, checkpoint: Path | None, onnx_dir: Path,
                    compile_: bool = False, nchw: bool = False) -> dict[str, Factory]:
     """Every path of one network that can exist here, as factories (each made, timed and
@@ -115,8 +125,7 @@ def bench_safm(checkpoints: list[Path], onnx_root: Path, repeats: int, max_secon
     rows = []
     for ckpt in checkpoints:
         module = SAFM.build_module(ckpt)
-        gflop = gflop_per_face(module, tuple(torch.from_numpy(x) for x in SAFM.sample_inputs(1)))
-        params = sum(p.numel() for p in module.parameters()) / 1e6
+        gflop, params = network_cost(module, sample_tensors(SAFM))
         heavy = module.config.nf >= 64 and not torch.cuda.is_available()
         name = module.config.name
         del module
@@ -136,10 +145,7 @@ def bench_authface(checkpoint: Path | None, onnx_dir: Path, steps: int, repeats:
     config = "tiny" if checkpoint is None else json.loads((Path(checkpoint) / "config.json").read_text())["config"]
     rows = []
     for contract in AUTHFACE_CONTRACTS:
-        module = contract.build_module(checkpoint)
-        gflop = gflop_per_face(module, tuple(torch.from_numpy(x) for x in contract.sample_inputs(1)))
-        params = sum(p.numel() for p in module.parameters()) / 1e6
-        del module
+        gflop, params = network_cost(contract.build_module(checkpoint), sample_tensors(contract))
         rows += measure(f"authface-{config} {contract.name}", contract_paths(contract, checkpoint, onnx_dir, compile_, nchw),
                         contract.sample_inputs, BATCHES, repeats, max_seconds, gflop, params, peak_gflops)
 
@@ -178,10 +184,9 @@ def sdxl_floor(peak_gflops: float, h100_tflops: float = 800.0) -> list[dict]:
                    "vae_decoder": ckpt.vae_decoder()}
         rows = []
         for contract in AUTHFACE_CONTRACTS:
-            inputs = tuple(torch.randn(spec.concrete(1)) for spec in contract.inputs)
-            module = modules[contract.name]
-            tflop = gflop_per_face(module, inputs) / 1e3
-            rows.append({"network": contract.name, "params_m": round(sum(p.numel() for p in module.parameters()) / 1e6, 1),
-                         "tflop_per_face": round(tflop, 3), "floor_ms_here": round(tflop * 1e6 / peak_gflops, 1),
+            gflop, params = network_cost(modules[contract.name],
+                                         tuple(torch.randn(spec.concrete(1)) for spec in contract.inputs))
+            tflop = gflop / 1e3
+            rows.append({"network": contract.name, "params_m": round(params, 1), "tflop_per_face": round(tflop, 3), "floor_ms_here": round(tflop * 1e6 / peak_gflops, 1),
                          "floor_ms_h100": round(tflop / h100_tflops * 1e3, 2)})
     return rows

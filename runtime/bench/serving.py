@@ -24,13 +24,15 @@ from runtime.sessions import OnnxRuntimeSession
 DIRECT = "direct in-process (onnxruntime)"
 
 
+def png_bytes(rgb8: np.ndarray) -> bytes:
+    """A uint8 RGB photo as PNG bytes (lossless: both sides of a comparison decode the same pixels)."""
+    return cv2.imencode(".png", rgb8[..., ::-1])[1].tobytes()
+
+
 def sample_photos() -> dict[str, bytes]:
     """The photos sent: one face (astronaut, 512x512) and three faces (the group photo), as PNG."""
-    def png(rgb8: np.ndarray) -> bytes:
-        return cv2.imencode(".png", rgb8[..., ::-1])[1].tobytes()
-
     group = group_photo()
-    return {"astronaut 512x512": png(read_rgb8(ASTRONAUT)), f"group {group.shape[1]}x{group.shape[0]}": png(group)}
+    return {"astronaut 512x512": png_bytes(read_rgb8(ASTRONAUT)), f"group {group.shape[1]}x{group.shape[0]}": png_bytes(group)}
 
 
 def served_session(repository: Path, contract: NetworkContract) -> OnnxRuntimeSession:

@@ -48,25 +48,13 @@ def _timed_ms(fn: Callable[[], object]) -> float:
     return (time.perf_counter() - t0) * 1e3
 
 
-def time_ms(fn: Callable[[], object], repeats: int, warmup: int = 1, max_seconds: float | None = None,
-            min_runs: int = 3) -> list[float]:
-    """Milliseconds of up to `repeats` calls after `warmup` untimed ones (CUDA events on GPU). With `max_seconds`, timing stops once that much time
-    was spent and at least `min_runs` calls were timed (slow paths get fewer runs)."""
-    for _ in range(warmup):
-        fn()
-    out: list[float] = []
-    while len(out) < repeats:
-        out.append(_timed_ms(fn))
-        if max_seconds is not None and len(out) >= min_runs and sum(out) > max_seconds * 1e3:
-            break
-    return out
-
-
 def interleaved_ms(calls: dict[str, Callable[[], object]], repeats: int, warmup: int = 1,
                    max_seconds: float | None = None, min_runs: int = 3) -> dict[str, list[float]]:
-    """Like time_ms for several calls compared with each other: rounds of one call each (the
-    order rotating every round), so a slow drift of the machine hits every call alike.
-    max_seconds is the budget per call."""
+    """Milliseconds of up to `repeats` timed calls of each of `calls` (CUDA events on GPU), after
+    `warmup` untimed ones each, in rounds of one call each whose order rotates every round, so
+    a slow drift of the machine hits every call alike. With `max_seconds` (a budget per call),
+    timing stops once a call has used it and at least `min_runs` rounds were timed (slow paths
+    get fewer runs)."""
     names = list(calls)
     for name in names:
         for _ in range(warmup):
@@ -78,6 +66,12 @@ def interleaved_ms(calls: dict[str, Callable[[], object]], repeats: int, warmup:
         if max_seconds is not None and i + 1 >= min_runs and max(sum(v) for v in out.values()) > max_seconds * 1e3:
             break
     return out
+
+
+def time_ms(fn: Callable[[], object], repeats: int, warmup: int = 1, max_seconds: float | None = None,
+            min_runs: int = 3) -> list[float]:
+    """interleaved_ms of one call."""
+    return interleaved_ms({"call": fn}, repeats, warmup, max_seconds, min_runs)["call"]
 
 
 def stats(ms: list[float]) -> dict[str, float]:
