@@ -9,11 +9,13 @@ import torch
 
 from export.onnx_export import export_onnx
 from export.verify import verify_onnx
+from runtime.sessions import OnnxRuntimeSession
 from runtime.cli import main
 from runtime.contracts.safm import SAFM
 from runtime.imageio import read_image
 from runtime.samples import ASTRONAUT, GRACE_HOPPER
-from training.safm import random_init, save_checkpoint
+from training.safm import load_checkpoint, random_init, save_checkpoint
+from training.safm.ties import forced_codes, near_ties, resolve_ties
 
 
 @pytest.fixture(scope="module")
@@ -24,12 +26,47 @@ def checkpoints(tmp_path_factory):
 
 @pytest.mark.parametrize("config", ["safm-tiny", "safm-base"])
 def test_onnx_matches_torch_on_real_faces(config, checkpoints, tmp_path):
+    """fp32 parity of ONNX Runtime and torch, judged away from nearest-code ties.
+
+    The codebook lookup is discontinuous: at a near-tie (training/safm/ties.py) two correct fp32
+    backends may pick different codes; on Intel Xeon (AMX) ONNX Runtime did so at batch 4 on these
+    random weights (max rel 3e-3), on AMD EPYC it did not. So each face is compared with torch
+    run on the codes ONNX Runtime must have picked: torch's own codes, with near-tie positions
+    switched to the runner-up only where that brings torch closer to ONNX Runtime. The bound is
+    then the fp32 one on both CPU families: 5e-4 of the output scale (random weights grow outputs
+    to about +-8 through ~70 layers; measured 5e-5..2.2e-4 on AMD EPYC)."""
     path = export_onnx(SAFM, tmp_path, checkpoints[config]).path
-    rows = verify_onnx(SAFM, path, checkpoints[config], batches=(1, 4))
-    assert [r.batch for r in rows] == [1, 4]
-    # random weights give outputs far outside [-1, 1] (about +-8): the bound is relative to that scale
-    assert all(r.ok for r in rows), rows
-    print(config, [(r.batch, f"{r.max_abs:.2e}", f"{r.max_rel:.2e}") for r in rows])
+    model = load_checkpoint(checkpoints[config])
+    ort = OnnxRuntimeSession(path, SAFM.input_names, SAFM.output_names)
+    tol = SAFM.parity_tolerance
+    for batch in (1, 4):
+        inputs = SAFM.sample_inputs(batch)
+        (got,) = ort(*inputs)
+        codes, ties = near_ties(model, torch.from_numpy(inputs[0]), tol)
+        for item in range(batch):
+            one = tuple(torch.from_numpy(a[item:item + 1]) for a in inputs)
+            mine = [t[1:] for t in ties if t[0] == item]
+            err, used = resolve_ties(model, one, torch.from_numpy(got[item]), codes[item], mine, tol)
+            print(config, batch, item, f"rel {err:.2e}", f"switched {int((used != codes[item]).sum())} of {len(mine)} near-ties")
+            assert err <= tol, (config, batch, item, err)
+
+
+def test_tie_resolution_finds_a_switched_code(checkpoints):
+    """The judge above is not blind: a backend that picked the runner-up at one near-tie differs
+    from torch by far more than fp32 error, and resolve_ties finds that switch."""
+    model = load_checkpoint(checkpoints["safm-tiny"])
+    one = tuple(torch.from_numpy(a) for a in SAFM.sample_inputs(1))
+    codes, ties = near_ties(model, one[0], SAFM.parity_tolerance)
+    _, y, x, other = ties[0]
+    switched = codes[0].clone()
+    switched[y, x] = other
+    with forced_codes(model, switched[None]), torch.no_grad():
+        other_backend = model(*one)[0]
+    with torch.no_grad():
+        plain = model(*one)[0]
+    assert float((plain - other_backend).abs().max() / plain.abs().max()) > SAFM.parity_tolerance
+    err, used = resolve_ties(model, one, other_backend, codes[0], [t[1:] for t in ties], SAFM.parity_tolerance)
+    assert err < 1e-6 and torch.equal(used, switched)
 
 
 def test_restore_torch_and_onnxruntime_give_the_same_picture(checkpoints, tmp_path, capsys):
