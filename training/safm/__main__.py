@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
+    from training.data.degradations import PRESETS
     from training.safm.train import ARCFACE_LAYERS, SaFMTrainConfig
 
     d = SaFMTrainConfig(data=Path(), out=Path())
@@ -75,8 +76,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--init", type=Path, default=None, help="start from this SaFM checkpoint")
     for name in ("steps", "batch", "grad_accum", "seed", "log_every", "save_every", "workers"):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
-    for name in ("lr", "lambda_pix", "lambda_adv", "lambda_d", "lambda_s", "lambda_id", "jitter"):
+    for name in ("lr", "lambda_pix", "lambda_adv", "lambda_d", "lambda_s", "lambda_id", "jitter", "face_share"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
+    p.add_argument("--lr-final", type=float, default=None, help="cosine-decay the lr to this value (default: constant)")
+    p.add_argument("--photos", type=Path, default=None,
+                   help="folder of general photographs: random multi-scale crops mixed with the faces")
+    p.add_argument("--crop", type=int, default=d.crop, help="training size (with --photos, crops of this size)")
+    p.add_argument("--degradation", default="safm", choices=sorted(PRESETS),
+                   help="degradation preset: safm = eq. 9; bfr = GFPGAN/BFRffusion; demo; blur2-x4-jpeg60")
     p.add_argument("--d-lr", type=float, default=None)
     p.add_argument("--vgg", type=Path, default=None, help="VGG-19 weights (torchvision layout) as safetensors")
     p.add_argument("--arcface", type=Path, default=None, help="ArcFace IResNet weights (insightface layout) as safetensors")

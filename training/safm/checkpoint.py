@@ -22,12 +22,17 @@ class CheckpointError(ValueError):
 
 
 def random_init(config: str | SaFMConfig, seed: int = 0) -> SaFMRestorer:
-    """A SaFM restorer with seeded random weights (codebook N(0, 1/emb_dim))."""
+    """A SaFM restorer with seeded random weights (codebook N(0, 1/emb_dim)). A residual
+    configuration starts as the identity: its last convolution is zero."""
     cfg = CONFIGS[config] if isinstance(config, str) else config
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = SaFMRestorer(cfg)
         torch.nn.init.normal_(model.quantize.embedding.weight, std=cfg.emb_dim ** -0.5)
+    if cfg.residual:
+        last = model.generator.blocks[-1]
+        torch.nn.init.zeros_(last.weight)
+        torch.nn.init.zeros_(last.bias)
     return model.eval()
 
 

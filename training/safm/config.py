@@ -23,6 +23,7 @@ class SaFMConfig:
     lde_scales: tuple[int, ...] = (32, 64, 128, 256)
     norm_groups: int = 32
     num_labels: int = 9                            # region ids of runtime.face.regions.LABELS
+    residual: bool = False                         # output = input + decoder output (our addition)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -49,4 +50,10 @@ CONFIGS: dict[str, SaFMConfig] = {
     "safm-tiny": SaFMConfig(name="safm-tiny", nf=16, ch_mult=(1, 2, 2, 2, 4, 4), num_res_blocks=1,
                             emb_dim=64, codebook_size=128, heads=4, seg_channels=16, lde_scales=(64, 128),
                             norm_groups=8),
+    # The shipped demo (training/weights/safm/README.md): safm-tiny widths, LDE at every decoder
+    # resolution from 64 up and a residual output, so that a small model trained on few photos
+    # starts from the input and only learns the correction (the VQ path alone blurs).
+    "safm-demo": SaFMConfig(name="safm-demo", nf=16, ch_mult=(1, 2, 2, 2, 4, 4), num_res_blocks=1,
+                            emb_dim=64, codebook_size=128, heads=4, seg_channels=16,
+                            lde_scales=(64, 128, 256, 512), norm_groups=8, residual=True),
 }

@@ -44,4 +44,4 @@ class SaFMRestorer(nn.Module):
             res = self.generator.taps.get(i)
             if res is not None and str(res) in self.lde:
                 x = self.lde[str(res)](feats[res], x, z_skip, fidelity)
-        return x
+        return image + x if self.config.residual else x

@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from training.data.degradations import DegradationConfig
+from training.data.degradations import PRESETS, DegradationConfig
 from training.data.faces import AlignedFaces
+from training.data.photos import FacesAndPhotos, PhotoCrops
 from training.losses.adversarial import ComponentDiscriminators, Discriminator, d_loss, g_loss
 from training.losses.identity import IdentityLoss
 from training.losses.perceptual import PerceptualLoss
@@ -52,10 +53,14 @@ class SaFMTrainConfig:
     device: str = "cpu"
     seed: int = 0
     jitter: float = 0.0                 # scale/shift augmentation, for training on few photos
+    photos: Path | None = None          # general photographs: random crops mixed with the faces
+    crop: int = 512                     # training size (< 512 with --photos: crops of faces and photos)
+    face_share: float = 0.3             # share of faces among the items when --photos is given
+    lr_final: float | None = None       # cosine decay of lr to this value over the steps (None: constant)
     log_every: int = 10
     save_every: int = 1000
     workers: int = 0
-    degradation: DegradationConfig = field(default_factory=DegradationConfig)
+    degradation: DegradationConfig | str = field(default_factory=DegradationConfig)  # or a PRESETS name
 
 
 class SaFMTrainer:
@@ -72,7 +77,10 @@ class SaFMTrainer:
         self.opt_g = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
         d_params = list(self.d_global.parameters()) + list(self.d_local.parameters()) if cfg.adversarial else []
         self.opt_d = torch.optim.Adam(d_params, lr=cfg.d_lr or cfg.lr, betas=(0.9, 0.99)) if d_params else None
-        self.data = AlignedFaces(cfg.data, cfg.degradation, cfg.seed, flip=True, jitter=cfg.jitter)
+        degradation = PRESETS[cfg.degradation] if isinstance(cfg.degradation, str) else cfg.degradation
+        self.data = AlignedFaces(cfg.data, degradation, cfg.seed, flip=True, jitter=cfg.jitter)
+        if cfg.photos is not None:
+            self.data = FacesAndPhotos(self.data, PhotoCrops(cfg.photos, cfg.crop, degradation, cfg.seed), cfg.face_share)
         self.step = 0
         self.state_dir = cfg.out / "train_state"
         if (self.state_dir / "train_state.json").is_file():
@@ -137,6 +145,10 @@ class SaFMTrainer:
         batches = self._batches()
         bar = tqdm(total=target, initial=self.step, desc="train safm", unit="step", disable=None)
         while self.step < target:
+            if cfg.lr_final is not None:
+                lr = cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1 + math.cos(math.pi * self.step / target))
+                for group in self.opt_g.param_groups:
+                    group["lr"] = lr
             self.opt_g.zero_grad(set_to_none=True)
             logged: dict[str, float] = {}
             for _ in range(cfg.grad_accum):
