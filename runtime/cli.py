@@ -43,11 +43,22 @@ graphs). A file exported or built from other weights than --checkpoint is refuse
 engine built for another GPU or TensorRT version."""
 
 
-def _add_restore(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("restore", help="restore faces in photos", description=RESTORE_HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="*", type=Path, help="photo files or folders (default: shipped samples)")
-    p.add_argument("--out", "-o", type=Path, default=Path("out/restored"), help="output folder (default: %(default)s)")
+def _add_paste_options(p: argparse.ArgumentParser, mask: str | None, fix: str | None) -> None:
+    """--paste-mask and --colour-fix (restore: their defaults; client: None = the server's)."""
+    from runtime.face.paste import COLOUR_FIXES, PASTE_MASKS
+
+    p.add_argument("--paste-mask", choices=PASTE_MASKS, default=mask,
+                   help="paste each face back through a soft mask shaped from the face mesh (face) or the whole "
+                        "aligned square (square); outside the mask the photo is untouched (default: face)")
+    p.add_argument("--colour-fix", "--color-fix", dest="colour_fix", choices=COLOUR_FIXES, default=fix,
+                   help="give restored faces the input's colours: wavelet (low frequencies from the input, detail "
+                        "from the restorer), adain (per-channel mean/std) or none (default: wavelet)")
+
+
+def _add_restorer_options(p: argparse.ArgumentParser) -> None:
+    """The options that choose and configure a restorer and the face pipeline (restore, evaluate)."""
+    from runtime.face.pipeline import FaceOptions
+
     p.add_argument("--model", "--restorer", dest="model", default="safm", choices=["identity", "safm", "authface"],
                    help="restorer (default: %(default)s)")
     p.add_argument("--checkpoint", type=Path, default=None, help="restorer weights (see Restorers above)")
@@ -67,20 +78,69 @@ def _add_restore(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--fp16-vae", action="store_true", help="run the VAE in --precision too (fp16-safe VAEs only)")
     p.add_argument("--aligned", action="store_true", help="inputs are already aligned faces: skip detection")
     p.add_argument("--size", type=int, default=512, help="aligned crop side in pixels (default: %(default)s)")
-    p.add_argument("--upscale", type=float, default=1.0, help="output photo scale factor (default: %(default)s)")
     p.add_argument("--only-center-face", action="store_true", help="restore only the face nearest the centre")
+    _add_paste_options(p, FaceOptions().paste_mask, FaceOptions().colour_fix)
     p.add_argument("--min-face-size", type=float, default=20.0,
                    help="skip faces narrower than this many photo pixels (default: %(default)s)")
     p.add_argument("--min-score", type=float, default=0.5, help="face detector score threshold (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="torch device for the face networks (default: %(default)s)")
+
+
+def _add_restore(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("restore", help="restore faces in photos", description=RESTORE_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="*", type=Path, help="photo files or folders (default: shipped samples)")
+    p.add_argument("--out", "-o", type=Path, default=Path("out/restored"), help="output folder (default: %(default)s)")
+    _add_restorer_options(p)
+    p.add_argument("--upscale", type=float, default=1.0, help="output photo scale factor (default: %(default)s)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help="refuse photos with more pixels (decompression-bomb guard, default: %(default)s)")
     p.add_argument("--save-crops", action="store_true", help="also write aligned and restored crops under OUT/crops")
     p.add_argument("--compare", action="store_true", help="also write before|after images under OUT/compare")
-    p.add_argument("--device", default="cpu", help="torch device for the face networks (default: %(default)s)")
+
+
+def _face_options(args: argparse.Namespace, upscale: float = 1.0):
+    """FaceOptions from the restorer options."""
+    from runtime.face import FaceOptions
+
+    return FaceOptions(size=args.size, min_score=args.min_score, min_face_size=args.min_face_size,
+                       only_center_face=args.only_center_face, aligned=args.aligned, upscale=upscale,
+                       paste_mask=args.paste_mask, colour_fix=args.colour_fix)
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    from runtime.evaluate import __doc__ as doc
+    from training.data.degradations import PRESETS
+
+    p = sub.add_parser("evaluate", help="degrade clean photos, restore them, measure PSNR/SSIM/colour",
+                       description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", type=Path, help="clean photo files or folders (or aligned faces with --aligned)")
+    p.add_argument("--out", "-o", type=Path, default=Path("out/evaluation"), help="report folder (default: %(default)s)")
+    p.add_argument("--preset", default="blur2-x4-jpeg60", choices=sorted(PRESETS),
+                   help="degradation (training/data/degradations.py; default: %(default)s)")
+    p.add_argument("--copies", type=int, default=1, help="degraded copies per photo, each its own seed (default: 1)")
+    _add_restorer_options(p)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from runtime.engines import EngineMismatch
+    from runtime.evaluate import evaluate_folder
+    from runtime.face import torch_face_pipeline
+    from runtime.sessions import SessionError
+
+    try:
+        restorer = _make_restorer(args)
+        result = evaluate_folder(args.inputs, args.out, torch_face_pipeline(_face_options(args), args.device),
+                                 restorer, args.preset, args.copies)
+    except (FileNotFoundError, ValueError, SessionError, EngineMismatch) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print((args.out / "evaluation.md").read_text())
+    return 0 if result["faces"] else 1
 
 
 def _run_restore(args: argparse.Namespace) -> int:
-    from runtime.face import FaceOptions, torch_face_pipeline
+    from runtime.face import torch_face_pipeline
     from runtime.restore import restore_files
     from runtime.samples import FACE_PHOTOS
     from runtime.engines import EngineMismatch
@@ -90,8 +150,7 @@ def _run_restore(args: argparse.Namespace) -> int:
     if args.size < 64 or args.upscale <= 0 or args.upscale > 8:
         print("error: --size must be >= 64 and --upscale in (0, 8]", file=sys.stderr)
         return 2
-    options = FaceOptions(size=args.size, min_score=args.min_score, min_face_size=args.min_face_size,
-                          only_center_face=args.only_center_face, aligned=args.aligned, upscale=args.upscale)
+    options = _face_options(args, args.upscale)
     inputs = args.inputs or FACE_PHOTOS
     try:
         restorer = _make_restorer(args)
@@ -102,7 +161,8 @@ def _run_restore(args: argparse.Namespace) -> int:
         return 2
     done = [r for r in results if r.error is None]
     faces = sum(r.faces for r in done)
-    print(f"{len(done)}/{len(results)} photos written to {args.out} ({faces} faces restored, "
+    verb = "passed through unchanged (identity)" if restorer.name == "identity" else "restored"
+    print(f"{len(done)}/{len(results)} photos written to {args.out} ({faces} faces {verb}, "
           f"{sum(1 for r in done if not r.faces)} without faces, {len(results) - len(done)} errors)")
     if not results:
         print("error: no image files found in the inputs", file=sys.stderr)
@@ -241,7 +301,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repo", type=Path, default=None,
                    help="model repository (default: out/triton_repo_cpu with --render cpu, else triton_repo)")
     p.add_argument("--engines", type=Path, default=Path("engines"), help="ONNX/plan folder for --render")
-    p.add_argument("--checkpoint", type=Path, default=None, help="--render: SaFM weights (default: random safm-tiny)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="--render: SaFM weights (default: the shipped demo weights, training/weights/safm/)")
     p.add_argument("--authface-checkpoint", type=Path, default=None, help="--render: AuthFace checkpoint folder")
     p.add_argument("--restorers", nargs="+", default=None, help="--render: ensembles to serve (default: all)")
     p.add_argument("--server", default="auto", help="auto, bundled, or a tritonserver path (default: %(default)s)")
@@ -289,6 +349,7 @@ def _add_client(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--upscale", type=float, default=None, help="output photo scale factor (server default 1)")
     p.add_argument("--only-center-face", action="store_true", default=None, help="restore only the centre face")
     p.add_argument("--fidelity", type=float, default=None, help="safm: fidelity weight in [0, 1]")
+    _add_paste_options(p, None, None)
     p.add_argument("--steps", type=int, default=None, help="authface: denoising steps")
     p.add_argument("--seed", type=int, default=None, help="authface: noise seed")
     p.add_argument("--strength", type=float, default=None, help="authface: img2img strength in (0, 1]")
@@ -298,7 +359,8 @@ def _run_client(args: argparse.Namespace) -> int:
     from runtime.client import restore_files
     from runtime.samples import FACE_PHOTOS
 
-    options = {"only_center_face": args.only_center_face, "upscale": args.upscale}
+    options = {"only_center_face": args.only_center_face, "upscale": args.upscale,
+               **{k: v.encode() for k in ("paste_mask", "colour_fix") if (v := getattr(args, k)) is not None}}
     if args.restorer == "safm":
         options["fidelity"] = args.fidelity
     else:
@@ -316,7 +378,7 @@ def _run_client(args: argparse.Namespace) -> int:
     return 0 if any(r.error is None for r in run.results) else 1
 
 
-COMMANDS = {"restore": (_add_restore, _run_restore), "bench": (_add_bench, _run_bench),
+COMMANDS = {"restore": (_add_restore, _run_restore), "evaluate": (_add_evaluate, _run_evaluate), "bench": (_add_bench, _run_bench),
             "export": (_add_export, _run_export), "curate": (_add_curate, _run_curate),
             "serve": (_add_serve, _run_serve), "client": (_add_client, _run_client)}
 

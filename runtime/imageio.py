@@ -6,6 +6,7 @@ its own form: grayscale stays grayscale, alpha is kept, 16-bit PNG keeps 16 bits
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,7 +66,8 @@ def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_M
     try:
         pil = Image.open(io.BytesIO(data))
     except Exception as exc:  # PIL raises several types for non-images
-        raise ImageError(f"{name}: not a readable image ({type(exc).__name__}: {exc})") from None
+        reason = re.sub(r" ?<[^<>]* at 0x[0-9a-fA-F]+>", "", str(exc))  # no Python object addresses
+        raise ImageError(f"{name}: not a readable image ({type(exc).__name__}: {reason})") from None
     width, height = pil.size
     if width * height > max_pixels:
         raise ImageError(f"{name}: {width}x{height} = {width * height} pixels exceeds the cap of "

@@ -108,6 +108,10 @@ def tensorrt_session(contract: NetworkContract, engines_dir: Path, checkpoint: P
     plan = Path(engines_dir) / f"{contract.name}.plan"
     hint = f"run `python -m export build-engines --model {contract.name} --out {engines_dir}`"
     if not plan.is_file():
+        if not torch.cuda.is_available():
+            raise EngineMismatch(f"{plan}: not found, and this machine has no CUDA GPU to build or run a TensorRT "
+                                 "engine on; use --backend onnxruntime here, or build the engine on the serving GPU "
+                                 f"(`python -m export build-engines --model {contract.name}`)")
         raise EngineMismatch(f"{plan}: not found; {hint}")
     if read_manifest(plan).source_weights != contract.source_id(checkpoint):
         raise EngineMismatch(f"{plan}: built from other weights than {checkpoint or 'the default'}; {hint}")

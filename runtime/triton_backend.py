@@ -99,6 +99,14 @@ def output_suffix(value) -> str:
     return ENCODERS[suffix]
 
 
+def choice(value, name: str, allowed: tuple[str, ...]) -> str:
+    """A TYPE_STRING option that must be one of `allowed`; ValueError naming the input otherwise."""
+    text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+    if text not in allowed:
+        raise ValueError(f"{name} '{text}' is not one of {', '.join(allowed)}")
+    return text
+
+
 class BlsNet:
     """A network served as its own Triton model, called from a python model through BLS with
     the session interface of runtime.sessions (inputs in contract order -> tuple of outputs).

@@ -20,3 +20,15 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     var_a, var_b, cov = blur(a * a) - mu_a ** 2, blur(b * b) - mu_b ** 2, blur(a * b) - mu_a * mu_b
     s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
     return float(s[5:-5, 5:-5].mean())
+
+
+def delta_e76(a: np.ndarray, b: np.ndarray, sigma: float = 0.0) -> float:
+    """Mean CIE76 colour difference (Euclidean distance in CIELAB, D65) of two uint8 RGB images;
+    with `sigma` > 0 both are low-passed first (a Gaussian of that sigma): the colour cast,
+    without the detail a restorer is meant to change."""
+    def lab(x: np.ndarray) -> np.ndarray:
+        x = x.astype(np.float32) / 255.0
+        if sigma > 0:
+            x = cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT101)
+        return cv2.cvtColor(x, cv2.COLOR_RGB2LAB)
+    return float(np.linalg.norm(lab(a) - lab(b), axis=-1).mean())

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from runtime.contracts import MODEL_GROUPS
 from runtime.contracts.base import BATCH, TensorSpec
+from runtime.face.paste import COLOUR_FIXES, PASTE_MASKS
 from runtime.face.pipeline import FaceOptions
 from runtime.imageio import DEFAULT_MAX_PIXELS
 
@@ -57,6 +58,11 @@ OUTPUT_FORMAT = ServiceTensor("OUTPUT_FORMAT", "bytes", (1,), True,
                               "format of the restored photo: png (default), jpg, webp, bmp, tiff")
 ONLY_CENTER_FACE = ServiceTensor("ONLY_CENTER_FACE", "bool", (1,), True, "restore only the face nearest the centre")
 UPSCALE = ServiceTensor("UPSCALE", "float32", (1,), True, f"output scale factor in (0, {MAX_UPSCALE:g}] (default 1)")
+PASTE_MASK = ServiceTensor("PASTE_MASK", "bytes", (1,), True,
+                           f"paste-back mask: {' or '.join(PASTE_MASKS)} (default {FaceOptions().paste_mask})")
+COLOUR_FIX = ServiceTensor("COLOUR_FIX", "bytes", (1,), True,
+                           f"restored faces keep the input's colours: {', '.join(COLOUR_FIXES)} "
+                           f"(default {FaceOptions().colour_fix})")
 FIDELITY = ServiceTensor("FIDELITY", "float32", (1,), True, "safm: fidelity weight in [0, 1] (default 0.5)")
 STEPS = ServiceTensor("STEPS", "int32", (1,), True, "authface: denoising steps (default: the model's config)")
 SEED = ServiceTensor("SEED", "int64", (1,), True, "authface: noise seed (default 0)")
@@ -89,7 +95,8 @@ class PythonModel:
 
 PREPROCESS = PythonModel("face_preprocess", (IMAGE, ONLY_CENTER_FACE), (CROPS, LABEL_MAPS, AFFINES, FACE_COUNT, BOXES),
                          networks=tuple(MODEL_GROUPS["face"]), parameters=(("max_pixels", str(DEFAULT_MAX_PIXELS)),))
-POSTPROCESS = PythonModel("face_postprocess", (IMAGE, AFFINES, RESTORED_CROPS, UPSCALE, OUTPUT_FORMAT), (RESTORED,),
+POSTPROCESS = PythonModel("face_postprocess", (IMAGE, AFFINES, LABEL_MAPS, RESTORED_CROPS, UPSCALE, OUTPUT_FORMAT,
+                                              PASTE_MASK, COLOUR_FIX), (RESTORED,),
                           parameters=(("max_pixels", str(DEFAULT_MAX_PIXELS)),))
 
 
@@ -120,7 +127,7 @@ class RestorerService:
 
     @property
     def inputs(self) -> tuple[ServiceTensor, ...]:
-        return (IMAGE, ONLY_CENTER_FACE, UPSCALE, OUTPUT_FORMAT) + self.options
+        return (IMAGE, ONLY_CENTER_FACE, UPSCALE, OUTPUT_FORMAT, PASTE_MASK, COLOUR_FIX) + self.options
 
     @property
     def outputs(self) -> tuple[ServiceTensor, ...]:

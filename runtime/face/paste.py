@@ -1,4 +1,5 @@
-"""Paste restored faces back: inverse affine over each face's own photo region, soft mask."""
+"""Paste restored faces back: colour fix against the input face, then an inverse affine over
+each face's own photo region through a soft mask shaped like the face (or the crop square)."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -7,6 +8,12 @@ import cv2
 import numpy as np
 
 from runtime.face.align import source_box
+
+PASTE_MASKS = ("face", "square")
+COLOUR_FIXES = ("wavelet", "adain", "none")
+MASK_MARGIN = 0.06   # the face oval grown by this share of the crop side (forehead, jaw) ...
+MASK_FEATHER = 0.03  # ... then feathered outwards with a Gaussian of this sigma (share of the side)
+LOW_PASS = 1 / 32    # colour fix: sigma of the low band, share of the crop side (16 px at 512)
 
 
 @lru_cache(maxsize=8)
@@ -18,23 +25,65 @@ def feather_mask(size: int, feather: float = 0.06) -> np.ndarray:
     return np.minimum.outer(ramp, ramp).astype(np.float32)
 
 
-def paste_faces(image: np.ndarray, faces: np.ndarray, affines: np.ndarray) -> np.ndarray:
+def face_mask(label_map: np.ndarray) -> np.ndarray:
+    """Soft float32 mask of one aligned face from its region map (everything but background is
+    inside the mesh's face oval): grown by MASK_MARGIN to cover forehead and jaw, feathered
+    outwards, exactly 0 far from the face and at the crop's edges. An empty map (no mesh: the
+    face could not be shaped) gives the square mask."""
+    size = label_map.shape[0]
+    inside = (label_map > 0).astype(np.uint8)
+    if not inside.any():
+        return feather_mask(size)
+    r = max(1, round(MASK_MARGIN * size))
+    grown = cv2.dilate(inside, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    sigma = MASK_FEATHER * size
+    soft = cv2.GaussianBlur(grown.astype(np.float32), (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
+    soft = np.clip(soft * 2.0, 0.0, 1.0)  # the grown edge (0.5 after the blur) is fully inside
+    return np.minimum(soft, feather_mask(size))
+
+
+def _low(x: np.ndarray, sigma: float) -> np.ndarray:
+    return cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT101)
+
+
+def colour_fix(restored: np.ndarray, reference: np.ndarray, method: str = "wavelet") -> np.ndarray:
+    """Restored crop [S, S, 3] float [0, 1] with the colours of the input crop `reference`:
+    `wavelet` keeps the restored high frequencies over the reference's low band (a Gaussian
+    low-pass of sigma S/32, as StableSR/DiffBIR's wavelet colour fix); `adain` matches each
+    channel's mean and standard deviation; `none` returns it as it is."""
+    if method == "none":
+        return restored
+    if method == "adain":
+        mu_r, sd_r = restored.mean((0, 1)), restored.std((0, 1)) + 1e-6
+        out = (restored - mu_r) / sd_r * reference.std((0, 1)) + reference.mean((0, 1))
+    elif method == "wavelet":
+        sigma = LOW_PASS * restored.shape[0]
+        out = restored - _low(restored, sigma) + _low(reference, sigma)
+    else:
+        raise ValueError(f"colour fix must be one of {', '.join(COLOUR_FIXES)}, got {method!r}")
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def paste_faces(image: np.ndarray, faces: np.ndarray, affines: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
     """Blend restored faces [N, S, S, C] (float, same range as `image`) into an HxWxC float image
-    (in place, and returned). `affines` [N, 2, 3] map photo -> crop. Only each face's own region
-    of the photo is warped and blended, never the whole frame."""
+    (in place, and returned) through `masks` [N, S, S] (default: the square). `affines` [N, 2, 3]
+    map photo -> crop. Only each face's own region of the photo is touched; where the mask is 0
+    the photo's pixels stay exactly as they were."""
     h, w = image.shape[:2]
     size = faces.shape[1]
-    mask = feather_mask(size)
-    for face, affine in zip(faces, affines):
+    for i, (face, affine) in enumerate(zip(faces, affines)):
         x0, y0, x1, y1 = source_box(affine, size, w, h)
         if x1 <= x0 or y1 <= y0:
             continue
         inv = cv2.invertAffineTransform(affine)
         inv[:, 2] -= (x0, y0)
         dsize = (x1 - x0, y1 - y0)
+        mask = feather_mask(size) if masks is None else masks[i]
         warped = cv2.warpAffine(face, inv, dsize, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         alpha = cv2.warpAffine(mask, inv, dsize, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         region = image[y0:y1, x0:x1]
         alpha = alpha[..., None] if region.ndim == 3 else alpha
-        region += alpha * (warped.reshape(region.shape) - region)
+        inside = alpha > 0
+        blended = region + alpha * (warped.reshape(region.shape) - region)
+        np.copyto(region, blended, where=np.broadcast_to(inside, region.shape))
     return image

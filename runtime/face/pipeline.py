@@ -12,7 +12,7 @@ import numpy as np
 from runtime.face.align import template, similarity, transform_points, warp_face
 from runtime.face.detect import Detection, Net, detect_faces
 from runtime.face.mesh import PRESENCE_THRESHOLD, mesh_faces
-from runtime.face.paste import paste_faces
+from runtime.face.paste import colour_fix, face_mask, paste_faces
 from runtime.face.regions import five_points, label_map, region_boxes
 from runtime.imageio import Photo
 
@@ -27,6 +27,8 @@ class FaceOptions:
     only_center_face: bool = False  # keep only the face nearest the photo centre
     aligned: bool = False           # input photos are already aligned faces: skip detection
     upscale: float = 1.0            # output photo is this many times larger
+    paste_mask: str = "face"        # "face": a soft mask shaped from the mesh's face oval; "square": the crop
+    colour_fix: str = "wavelet"     # restored faces keep the input's colours: "wavelet", "adain" or "none"
 
 
 @dataclass
@@ -134,8 +136,15 @@ class FacePipeline:
 
     def paste(self, photo: Photo, batch: FaceBatch, restored: np.ndarray) -> Photo:
         """The photo with restored faces [N, S, S, 3] (float [0, 1]) blended back, upscaled by
-        the options' factor; grayscale, alpha and bit depth of the input are kept."""
-        up = self.options.upscale
+        the options' factor; grayscale, alpha and bit depth of the input are kept. Each face is
+        first colour-fixed against the photo's own aligned face, then pasted through the face
+        mask (from batch.label_maps) or the square. Outside the masks the photo is untouched."""
+        opts = self.options
+        size = restored.shape[1] if len(restored) else opts.size
+        fixed = np.stack([colour_fix(face, warp_face(photo.rgb, affine, size), opts.colour_fix)
+                          for face, affine in zip(restored.astype(np.float32), batch.affines)]) if len(restored) else restored
+        masks = np.stack([face_mask(m) for m in batch.label_maps]) if opts.paste_mask == "face" and len(restored) else None
+        up = opts.upscale
         rgb, alpha = photo.rgb, photo.alpha
         if up != 1:
             w, h = photo.size
@@ -144,7 +153,7 @@ class FacePipeline:
             alpha = None if alpha is None else np.clip(cv2.resize(alpha, dsize, interpolation=cv2.INTER_LINEAR), 0, 1)
         affines = batch.affines.copy()
         affines[:, :, :2] /= up
-        out = paste_faces(np.array(rgb, np.float32, copy=True), restored.astype(np.float32), affines)
+        out = paste_faces(np.array(rgb, np.float32, copy=True), fixed, affines, masks)
         return Photo(rgb=np.clip(out, 0, 1), alpha=alpha, grayscale=photo.grayscale, bit_depth=photo.bit_depth)
 
 
