@@ -74,6 +74,9 @@ def _add_triton_repo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--authface-checkpoint", type=Path, default=None,
                    help="AuthFace checkpoint folder (default: random-init tiny)")
     p.add_argument("--configs-only", action="store_true", help="write the configs and model.py files only")
+    p.add_argument("--gpu", default=None, help="gpu target: the serving GPU's name as TensorRT reports it (e.g. "
+                   "'NVIDIA H100 80GB HBM3'); plans built on another GPU, or for another TensorRT than the NGC "
+                   "server image's (deploy/docker/ngc.env), are refused (default: the GPU of the plans)")
 
 
 def _verify(names: list[str], out: Path, checkpoint: Path | None) -> int:
@@ -134,7 +137,8 @@ def _triton_repo(args: argparse.Namespace) -> int:
 
     checkpoints = {"safm": args.safm_checkpoint, "authface": args.authface_checkpoint}
     try:
-        models = render_repo(args.target, args.out, args.engines, args.restorers, checkpoints, args.configs_only)
+        models = render_repo(args.target, args.out, args.engines, args.restorers, checkpoints, args.configs_only,
+                             gpu=args.gpu)
     except (RepoError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -10,13 +10,15 @@ from runtime.contracts.service import MAX_OUTPUT_PIXELS, MAX_UPLOAD_BYTES, MAX_U
     AFFINES, RESTORED_CROPS, UPSCALE, OUTPUT_FORMAT, RESTORED
 from runtime.face.pipeline import FaceOptions, FacePipeline
 from runtime.imageio import ImageError, decode_image, encode_image
-from runtime.triton_backend import face_batch, fail, image_bytes, image_suffix, output_suffix, respond, scalar, tensor
+from runtime.triton_backend import face_batch, fail, image_bytes, image_suffix, output_suffix, respond, scalar, tensor, \
+    warm_up
 
 
 class TritonPythonModel:
     def initialize(self, args):
         params = json.loads(args["model_config"]).get("parameters", {})
         self.max_pixels = int(params["max_pixels"]["string_value"])
+        warm_up()
 
     def execute(self, requests):
         return [self._one(r) for r in requests]
