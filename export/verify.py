@@ -42,8 +42,7 @@ def verify_onnx(contract: NetworkContract, onnx_path: Path, checkpoint: Path | N
     from polygraphy.comparator import Comparator
     from polygraphy.logger import G_LOGGER
 
-    G_LOGGER.severity = G_LOGGER.WARNING
-    runners = [OnnxrtRunner(SessionFromOnnx(str(onnx_path), providers=["cpu"]), name="onnxruntime")]
+    runners: list = [OnnxrtRunner(SessionFromOnnx(str(onnx_path), providers=["cpu"]), name="onnxruntime")]
     tolerance = {"onnxruntime": contract.parity_tolerance}
     if plan is not None:
         from polygraphy.backend.trt import EngineFromBytes, TrtRunner
@@ -51,7 +50,8 @@ def verify_onnx(contract: NetworkContract, onnx_path: Path, checkpoint: Path | N
         runners.append(TrtRunner(EngineFromBytes(Path(plan).read_bytes()), name="tensorrt"))
         tolerance["tensorrt"] = ENGINE_TOLERANCE[precision]
     feeds = [dict(zip(contract.input_names, contract.sample_inputs(batch))) for batch in batches]
-    results = Comparator.run(runners, data_loader=feeds)
+    with G_LOGGER.verbosity(G_LOGGER.WARNING):   # not one log block per inference
+        results = Comparator.run(runners, data_loader=feeds)
     torch_run = TorchSession(contract.build_module(checkpoint))
     references = [dict(zip(contract.output_names, torch_run(*feed.values()))) for feed in feeds]
     rows = []
