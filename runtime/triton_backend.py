@@ -214,9 +214,11 @@ class BlsNet:
         n, device = len(inputs[0]), inputs[0].device
         if n == 0:
             return tuple(torch.zeros(s.concrete(0), device=device) for s in c.outputs)
-        tensors = dict(zip(c.input_names, inputs))
+        # contiguous in the wire dtype now: the chunks below are views, no kernel runs after the sync
+        tensors = {s.name: x.to(getattr(torch, s.dtype)).contiguous() for s, x in zip(c.inputs, inputs)}
+        if device.type == "cuda":   # the server reads the inputs on its own stream: finish torch's work first
+            torch.cuda.current_stream(device).synchronize()
         requests = self._requests(n, lambda s, start, count, dims: pb_utils.Tensor.from_dlpack(
-            s.name, tensors[s.name][start:start + count].to(getattr(torch, s.dtype)).reshape(count, *dims).contiguous()),
-            device)
+            s.name, tensors[s.name][start:start + count].reshape(count, *dims)), device)
         parts = self._outputs(requests, lambda t, s: from_dlpack(t.to_dlpack()).reshape((-1,) + s.concrete(1)[1:]))
         return tuple(p[0] if len(p) == 1 else torch.cat(p) for p in zip(*parts))

@@ -239,3 +239,76 @@ def test_hadolint(dockerfile):
     result = subprocess.run([hadolint, "--ignore", "DL3006", "--ignore", "DL3013", str(DOCKER / dockerfile)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- BlsNet on a real server: chunks over max_batch through async_exec, numpy and DLPack ----------
+
+BLS_PROBE = '''
+import dataclasses
+
+import torch
+import triton_python_backend_utils as pb_utils
+
+from runtime.contracts import CONTRACTS
+from runtime.triton_backend import BlsNet
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.net = BlsNet(dataclasses.replace(CONTRACTS["face_mesh"], max_batch=4))
+
+    def execute(self, requests):
+        responses = []
+        for r in requests:
+            faces = pb_utils.get_input_tensor_by_name(r, "FACES").as_numpy()
+            host = self.net(faces)[0]                                  # numpy, host memory asked for
+            dlpack = self.net.run_torch(torch.from_numpy(faces))[0]    # torch through DLPack
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("HOST", host),
+                                                         pb_utils.Tensor("DLPACK", dlpack.numpy())]))
+        return responses
+'''
+
+
+def test_bls_net_chunks_concurrently_and_reads_its_memory(tmp_path):
+    """A python model calls the cpu-rendered face_mesh (max_batch_size 4 here) with 11 real faces:
+    three chunks sent together with async_exec, once through numpy and once through DLPack; both
+    equal ONNX Runtime on the same file."""
+    import dataclasses
+
+    import numpy as np
+    import tritonclient.http as http
+    from google.protobuf import text_format
+
+    from export.onnx_export import export_onnx
+    from export.triton_repo import network_config
+    from runtime.contracts.face import FACE_MESH
+    from runtime.serve import TritonServer
+    from runtime.sessions import onnx_session
+
+    small = dataclasses.replace(FACE_MESH, max_batch=4)
+    onnx = export_onnx(FACE_MESH, tmp_path / "engines", slim=False).path
+    repo = tmp_path / "repo"
+    (repo / "face_mesh" / "1").mkdir(parents=True)
+    (repo / "face_mesh" / "config.pbtxt").write_text(text_format.MessageToString(network_config(small, "cpu")))
+    shutil.copy(onnx, repo / "face_mesh" / "1" / "model.onnx")
+    shutil.copy(ONNXRUNTIME_MODEL, repo / "face_mesh" / "1" / "model.py")
+    (repo / "probe" / "1").mkdir(parents=True)
+    (repo / "probe" / "1" / "model.py").write_text(BLS_PROBE)
+    out_dims = f"-1, {FACE_MESH.outputs[0].shape[1]}"
+    (repo / "probe" / "config.pbtxt").write_text(
+        'name: "probe"\nbackend: "python"\nmax_batch_size: 0\n'
+        'input { name: "FACES" data_type: TYPE_FP32 dims: [-1, 3, 192, 192] }\n'
+        f'output {{ name: "HOST" data_type: TYPE_FP32 dims: [{out_dims}] }}\n'
+        f'output {{ name: "DLPACK" data_type: TYPE_FP32 dims: [{out_dims}] }}\n'
+        'instance_group { kind: KIND_CPU count: 1 }\n')
+    faces = FACE_MESH.sample_inputs(11)[0]
+    expected = onnx_session(FACE_MESH, tmp_path / "engines")(faces)[0]
+    with TritonServer(repo, server="bundled", log=tmp_path / "log.txt", exit_timeout=5, ready_timeout=180) as server:
+        client = http.InferenceServerClient(server.http_url)
+        request = http.InferInput("FACES", list(faces.shape), "FP32")
+        request.set_data_from_numpy(faces)
+        result = client.infer("probe", [request])
+    for name in ("HOST", "DLPACK"):
+        got = result.as_numpy(name)
+        assert got.shape == expected.shape == (11, FACE_MESH.outputs[0].shape[1])
+        assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max(), name
