@@ -63,8 +63,9 @@ def polygraphy_build(onnx_path: Path, wanted: Manifest, cache_path: Path, monito
     profile = Profile()
     for name, (low, opt, high) in wanted.profiles.items():
         profile.add(name, min=low, opt=opt, max=high)
-    config = CreateConfig(fp16=wanted.precision == "fp16", tf32=wanted.build_flags.get("tf32", True),
-                          profiles=[profile], builder_optimization_level=wanted.build_flags["builder_optimization_level"],
+    flags = wanted.build_flags
+    config = CreateConfig(fp16=wanted.precision == "fp16", tf32=flags.get("tf32", True), profiles=[profile],
+                          builder_optimization_level=flags["builder_optimization_level"],
                           progress_monitor=monitor, load_timing_cache=str(cache_path) if cache_path.is_file() else None)
     return EngineBytesFromNetwork(NetworkFromOnnxPath(str(onnx_path)), config, save_timing_cache=str(cache_path))
 

@@ -180,8 +180,9 @@ class BlsNet:
     def _requests(self, n: int, wrap, device) -> list:
         """One BLS request per chunk of at most max_batch; `wrap(spec, start, count, dims)` makes an input."""
         c = self.contract
+        memory = preferred_memory(device)
         return [pb_utils.InferenceRequest(
-                    model_name=c.name, requested_output_names=c.output_names, preferred_memory=preferred_memory(device),
+                    model_name=c.name, requested_output_names=c.output_names, preferred_memory=memory,
                     inputs=[wrap(s, start, min(c.max_batch, n - start), dims) for s, dims in zip(c.inputs, self.wire_shapes)])
                 for start in range(0, n, c.max_batch)]
 

@@ -56,13 +56,25 @@ def _backend_folder() -> Path:
     return Path(pytriton.__file__).parent / "tritonserver" / "backends" / "python"
 
 
+def docker_context(out: Path, dockerfile: Path) -> Path:
+    """What the Dockerfile's COPY lines put in its WORKDIR, copied from the checkout into `out`."""
+    for line in dockerfile.read_text().splitlines():
+        if line.startswith("COPY "):
+            *sources, dest = line.split()[1:]
+            for source in sources:
+                to = out / (Path(source).name if dest.endswith("/") else dest)
+                to.parent.mkdir(parents=True, exist_ok=True)
+                (shutil.copytree if (ROOT / source).is_dir() else shutil.copy)(ROOT / source, to)
+    return out
+
+
 def test_python_models_import_the_installed_project_as_the_stub_does(tmp_path):
-    """Install the project with the images' own script (deps from this venv), then import every
+    """Install what the image copies with the image's own script (deps from this venv), then import every
     python model of both renderings with only <model>/1, <model> and the backend folder on
     sys.path: no PYTHONPATH, no checkout, no editable finder (-S: .pth files are not read)."""
-    target = tmp_path / "site"
+    target, src = tmp_path / "site", docker_context(tmp_path / "src", DOCKER / "Dockerfile")
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
-    subprocess.run(["sh", str(INSTALL), str(ROOT), "--no-deps", "--no-build-isolation", "--quiet",
+    subprocess.run(["sh", str(INSTALL), str(src), "--no-deps", "--no-build-isolation", "--quiet",
                     "--target", str(target)], check=True, env=env, cwd=tmp_path, timeout=300)
     assert (target / "runtime" / "samples" / "astronaut.png").is_file()
     gpu, cpu = tmp_path / "gpu", tmp_path / "cpu"
@@ -73,6 +85,7 @@ def test_python_models_import_the_installed_project_as_the_stub_does(tmp_path):
     models = [str(gpu / n) for n in PYTHON_MODELS] + [str(cpu / n) for n in ("face_detector", "unet_controlnet")]
     deps = sysconfig.get_paths()["purelib"]
     code = f"import sys; sys.path[:] = [p for p in sys.path if 'site-packages' not in p] + [{str(target)!r}, {deps!r}]\n"
+
     result = subprocess.run([sys.executable, "-I", "-S", "-c", code + STUB_IMPORT, json.dumps(models),
                              str(_backend_folder()), str(target)], cwd=tmp_path, env=env, capture_output=True,
                             text=True, timeout=300)
@@ -206,7 +219,8 @@ TAG = re.compile(r"nvcr\.io/nvidia/(tritonserver|tensorrt):(\d\d\.\d\d)")
 
 def test_the_ngc_release_is_named_once():
     env = read_env(NGC_ENV)
-    assert re.fullmatch(r"\d\d\.\d\d", env["NGC_RELEASE"]) and re.fullmatch(r"\d+\.\d+\.\d+\.\d+", env["TENSORRT_VERSION"])
+    assert re.fullmatch(r"\d\d\.\d\d", env["NGC_RELEASE"])
+    assert re.fullmatch(r"\d+\.\d+\.\d+\.\d+", env["TENSORRT_VERSION"])
     texts = {p: p.read_text() for p in [*DOCKERFILES, ROOT / "Makefile", ROOT / "README.md",
                                         *(ROOT / "deploy").rglob("*.md")] if p.is_file()}
     assert {str(p): TAG.findall(t) for p, t in texts.items() if TAG.search(t)} == {}   # no yy.mm tag written out

@@ -153,7 +153,8 @@ def test_onnxruntime_gpu_providers():
     gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     tmp = Path("/tmp/ort-cache")
     trt, cuda, cpu = ort_providers("tensorrt", gpu, tmp)
-    assert trt[0] == "TensorrtExecutionProvider" and trt[1]["trt_fp16_enable"] and trt[1]["trt_engine_cache_path"] == str(tmp)
+    assert trt[0] == "TensorrtExecutionProvider" and trt[1]["trt_fp16_enable"]
+    assert trt[1]["trt_engine_cache_path"] == str(tmp)
     assert cuda == ("CUDAExecutionProvider", {"device_id": 0}) and cpu == "CPUExecutionProvider"
     assert ort_providers("cuda:1", gpu, tmp) == [("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]
     assert ort_providers("tensorrt", ["CPUExecutionProvider"], tmp) == ["CPUExecutionProvider"]   # the CPU wheel
