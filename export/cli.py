@@ -74,6 +74,9 @@ def _add_triton_repo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--authface-checkpoint", type=Path, default=None,
                    help="AuthFace checkpoint folder (default: random-init tiny)")
     p.add_argument("--configs-only", action="store_true", help="write the configs and model.py files only")
+    p.add_argument("--gpu", default=None, help="gpu target: the serving GPU's name as TensorRT reports it (e.g. "
+                   "'NVIDIA H100 80GB HBM3'); plans built on another GPU, or for another TensorRT than the NGC "
+                   "server image's (deploy/docker/ngc.env), are refused (default: the GPU of the plans)")
 
 
 def _verify(names: list[str], out: Path, checkpoint: Path | None) -> int:
@@ -115,18 +118,29 @@ def _export(names: list[str], out: Path, checkpoint: Path | None, force: bool) -
 
 
 def _build_engines(args: argparse.Namespace, names: list[str]) -> int:
-    from export.tensorrt_build import build_engine
+    from export.tensorrt_build import build_engine, engine_precision
+    from export.verify import parity_table, verify_onnx
     from runtime.tensorrt_session import TensorRTUnavailable
 
+    rows = []
     try:
         for name in names:
-            build_engine(CONTRACTS[name], args.out / f"{name}.onnx", args.out / f"{name}.plan",
-                         args.checkpoint, args.max_batch, args.opt_level, args.fp16_vae, args.force)
+            contract, onnx_path = CONTRACTS[name], args.out / f"{name}.onnx"
+            plan = build_engine(contract, onnx_path, args.out / f"{name}.plan",
+                                args.checkpoint, args.max_batch, args.opt_level, args.fp16_vae, args.force)
+            if not args.no_verify:   # the engine against PyTorch, next to ONNX Runtime (polygraphy Comparator)
+                rows += verify_onnx(contract, onnx_path, args.checkpoint, plan=plan,
+                                    precision=engine_precision(contract, args.fp16_vae))
     except TensorRTUnavailable as exc:
         print(f"error: cannot build TensorRT engines here: {exc}. The ONNX files in {args.out} are ready; "
               f"build on a CUDA machine with TensorRT, or pass --onnx-only.", file=sys.stderr)
         return 3
-    return 0
+    if rows:
+        print(parity_table(rows))
+    bad = [r for r in rows if not r.ok]
+    if bad:
+        print(f"error: {len(bad)} engine outputs over tolerance", file=sys.stderr)
+    return 1 if bad else 0
 
 
 def _triton_repo(args: argparse.Namespace) -> int:
@@ -134,7 +148,8 @@ def _triton_repo(args: argparse.Namespace) -> int:
 
     checkpoints = {"safm": args.safm_checkpoint, "authface": args.authface_checkpoint}
     try:
-        models = render_repo(args.target, args.out, args.engines, args.restorers, checkpoints, args.configs_only)
+        models = render_repo(args.target, args.out, args.engines, args.restorers, checkpoints, args.configs_only,
+                             gpu=args.gpu)
     except (RepoError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,5 +1,8 @@
-"""TensorRT engine build from an exported ONNX graph and its contract. Thin and isolated: the only
-module of `export` that touches TensorRT, and only after a CUDA device is confirmed."""
+"""TensorRT engine build from an exported ONNX graph and its contract, through polygraphy
+(NetworkFromOnnxPath, CreateConfig with the contract's precision and profile, a timing cache on
+disk, EngineBytesFromNetwork). Thin and isolated: the only module of `export` that builds with
+TensorRT, and only after a CUDA device is confirmed. `make typecheck` checks these calls
+against polygraphy's real signatures."""
 from __future__ import annotations
 
 import sys
@@ -38,34 +41,33 @@ def build_engine(contract: NetworkContract, onnx_path: Path, plan: Path, checkpo
     if not force and is_up_to_date(plan, wanted):
         print(f"{contract.name}: {plan} is up to date (manifest matches); --force rebuilds", file=sys.stderr)
         return plan
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network(0)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise RuntimeError(f"{onnx_path}: TensorRT could not parse it: {errors}")
-    config = builder.create_builder_config()
-    config.builder_optimization_level = opt_level
-    if wanted.precision == "fp16":
-        config.set_flag(trt.BuilderFlag.FP16)
-    profile = builder.create_optimization_profile()
-    for name, (low, opt, high) in wanted.profiles.items():
-        profile.set_shape(name, low, opt, high)
-    config.add_optimization_profile(profile)
     cache_path = plan.parent / TIMING_CACHE
-    cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
-    config.set_timing_cache(cache, ignore_mismatch=False)
-    if hasattr(trt, "IProgressMonitor"):
-        config.progress_monitor = _ProgressMonitor(trt, contract.name)
+    monitor = _ProgressMonitor(trt, contract.name) if hasattr(trt, "IProgressMonitor") else None
     print(f"{contract.name}: building {wanted.precision} engine (minutes)...", file=sys.stderr)
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise RuntimeError(f"{onnx_path}: TensorRT engine build failed (see the log above)")
-    write_atomic(cache_path, bytes(config.get_timing_cache().serialize()))
+    try:
+        serialized = polygraphy_build(onnx_path, wanted, cache_path, monitor)()
+    except Exception as exc:   # polygraphy raises PolygraphyException after TensorRT's log
+        raise RuntimeError(f"{onnx_path}: TensorRT engine build failed: {exc}") from None
     write_atomic(plan, bytes(serialized))
     wanted.write(plan.with_suffix(".manifest.json"))
     return plan
+
+
+def polygraphy_build(onnx_path: Path, wanted: Manifest, cache_path: Path, monitor=None):
+    """The engine build as polygraphy loaders, not run yet (constructing them needs no TensorRT,
+    so a test checks every argument on any machine): parse the ONNX file, a builder config with
+    the manifest's precision, TF32, optimization profile and level, the timing cache read from
+    and merged back into `cache_path`. Calling the result returns the serialized engine."""
+    from polygraphy.backend.trt import CreateConfig, EngineBytesFromNetwork, NetworkFromOnnxPath, Profile
+
+    profile = Profile()
+    for name, (low, opt, high) in wanted.profiles.items():
+        profile.add(name, min=low, opt=opt, max=high)
+    flags = wanted.build_flags
+    config = CreateConfig(fp16=wanted.precision == "fp16", tf32=flags.get("tf32", True), profiles=[profile],
+                          builder_optimization_level=flags["builder_optimization_level"],
+                          progress_monitor=monitor, load_timing_cache=str(cache_path) if cache_path.is_file() else None)
+    return EngineBytesFromNetwork(NetworkFromOnnxPath(str(onnx_path)), config, save_timing_cache=str(cache_path))
 
 
 def _ProgressMonitor(trt, name: str):

@@ -3,11 +3,16 @@
 Both renderings have the same models, tensors and ensembles (runtime/contracts/service.py):
 
 - ``face_restore_<restorer>`` (ensemble): face_preprocess -> <restorer>_faces -> face_postprocess
-- ``face_preprocess``, ``face_postprocess``, ``<restorer>_faces``: python backend, KIND_CPU;
-  sources committed under triton_repo/<name>/1/model.py (they import ``runtime``)
+- ``face_preprocess``, ``face_postprocess``, ``<restorer>_faces``: python backend, KIND_CPU
+  (``authface_faces`` KIND_GPU in the gpu rendering: its denoising loop stays on the device);
+  sources committed under triton_repo/<name>/1/model.py (they import ``runtime``, installed in
+  the image: deploy/docker/)
 - one model per network (face_detector, face_mesh, safm, vae_encoder, unet_controlnet,
-  vae_decoder): max_batch_size, dims and names from its NetworkContract, dynamic batching:
-    gpu  platform tensorrt_plan, KIND_GPU, <name>/1/model.plan (the NGC container's tritonserver)
+  vae_decoder): max_batch_size, dims and names from its NetworkContract, dynamic batching
+  (preferred batches never 1, so concurrent photos merge):
+    gpu  platform tensorrt_plan, KIND_GPU, <name>/1/model.plan (the NGC container's tritonserver),
+         model_warmup, CUDA graphs for the UNet+ControlNet; plans refused unless built for the
+         image's TensorRT (deploy/docker/ngc.env) and one GPU
     cpu  python backend running ONNX Runtime on <name>/1/model.onnx (nvidia-pytriton's CPU
          tritonserver has only the python backend); model.py = triton_repo/onnxruntime_model.py
 
@@ -24,7 +29,9 @@ import sys
 from pathlib import Path
 
 from runtime.contracts import CONTRACTS, MODEL_GROUPS
+from export.ngc import ngc_release
 from runtime.contracts.base import NetworkContract
+from runtime.engines import BuildTarget
 from runtime.contracts.service import PYTHON_MODELS, SERVICES, TRITON_TYPES, PythonModel, RestorerService, \
     ServiceTensor, triton_dims
 from runtime.files import write_atomic
@@ -42,6 +49,8 @@ HEADER = ("# Rendered by `python -m export triton-repo --target {target}` from r
 # (faces of concurrent photos batch up)
 INSTANCES = {"cpu": {"python": 1, "network": 1}, "gpu": {"python": 4, "network": 1}}
 QUEUE_DELAY_US = {"cpu": 1000, "gpu": 2000}
+CUDA_GRAPH_NETWORKS = ("unet_controlnet",)   # runs every step with the same shapes: graphs pay off
+WARMUP_COUNT = 2
 
 
 class RepoError(RuntimeError):
@@ -94,9 +103,34 @@ def network_config(contract: NetworkContract, target: str):
                 t.reshape.shape.extend(reshape)
     kind = mc.ModelInstanceGroup.KIND_GPU if target == "gpu" else mc.ModelInstanceGroup.KIND_CPU
     config.instance_group.add(kind=kind, count=INSTANCES[target]["network"])
-    config.dynamic_batching.preferred_batch_size.extend(sorted({contract.opt_batch, contract.max_batch}))
+    config.dynamic_batching.preferred_batch_size.extend(preferred_batch_sizes(contract))
     config.dynamic_batching.max_queue_delay_microseconds = QUEUE_DELAY_US[target]
+    if target == "gpu":
+        if contract.name in CUDA_GRAPH_NETWORKS:
+            config.optimization.cuda.graphs = True
+            for batch in range(1, contract.max_batch + 1):   # every batch the batcher can form
+                config.optimization.cuda.graph_spec.add(batch_size=batch)
+        _add_warmup(config, contract)
     return config
+
+
+def preferred_batch_sizes(contract: NetworkContract) -> list[int]:
+    """The batches the dynamic batcher waits (up to max_queue_delay) to form: never 1, which it
+    would send at once, so that faces of concurrent photos merge."""
+    return sorted({contract.opt_batch, contract.max_batch} - {1}) or [contract.max_batch]
+
+
+def _add_warmup(config, contract: NetworkContract) -> None:
+    """model_warmup at batch 1 and max_batch: the engine's first requests do not pay for CUDA
+    context, memory pools and graph capture."""
+    mc = _mc()
+    for batch in sorted({1, contract.max_batch}):
+        warmup = config.model_warmup.add(name=f"batch{batch}", batch_size=batch, count=WARMUP_COUNT)
+        for spec in contract.inputs:
+            dims, _ = triton_dims(spec)
+            warmup.inputs[spec.name].data_type = getattr(mc, TRITON_TYPES[spec.dtype])
+            warmup.inputs[spec.name].dims.extend(dims)
+            warmup.inputs[spec.name].random_data = True
 
 
 def python_config(model: PythonModel, target: str):
@@ -104,9 +138,13 @@ def python_config(model: PythonModel, target: str):
     mc = _mc()
     config = mc.ModelConfig(name=model.name, backend="python", max_batch_size=0)
     _add_service_io(config, model.inputs, model.outputs)
-    config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=INSTANCES[target]["python"])
+    on_gpu = target == "gpu" and model.gpu
+    kind = mc.ModelInstanceGroup.KIND_GPU if on_gpu else mc.ModelInstanceGroup.KIND_CPU
+    config.instance_group.add(kind=kind, count=INSTANCES[target]["python"])
     for key, value in model.parameters:
         config.parameters[key].string_value = value
+    if on_gpu:   # inputs stay where they are (a GPU tensor is read through DLPack)
+        config.parameters["FORCE_CPU_ONLY_INPUT_TENSORS"].string_value = "no"
     return config
 
 
@@ -180,15 +218,17 @@ def _onnx_file(contract: NetworkContract, engines: Path, checkpoint: Path | None
     return path
 
 
-def _check_engine(contract: NetworkContract, plan: Path, checkpoint: Path | None) -> None:
-    """An engine serves its model only if built from the same weights with a profile reaching
-    the config's max_batch_size (the contract's max_batch)."""
-    from runtime.engines import EngineMismatch, read_manifest
+def _check_engine(contract: NetworkContract, plan: Path, checkpoint: Path | None, server: BuildTarget) -> None:
+    """An engine serves its model only if built for the server's TensorRT and GPU
+    (runtime.engines.check_loadable), from the same weights, with a profile reaching the
+    config's max_batch_size (the contract's max_batch)."""
+    from runtime.engines import EngineMismatch, check_loadable
 
     try:
-        manifest = read_manifest(plan)
+        manifest = check_loadable(plan, server)
     except EngineMismatch as exc:
-        raise RepoError(str(exc)) from None
+        raise RepoError(f"{exc} (the server image is {ngc_release().server_image}: build engines in "
+                        f"{ngc_release().tensorrt_image}, `make docker-engines`)") from None
     if manifest.source_weights != contract.source_id(checkpoint):
         raise RepoError(f"{plan}: built from other weights ({manifest.source_weights}) than "
                         f"{checkpoint or 'the default'}; rebuild with `python -m export build-engines`")
@@ -198,12 +238,31 @@ def _check_engine(contract: NetworkContract, plan: Path, checkpoint: Path | None
                         f"{contract.max_batch}; rebuild without --max-batch")
 
 
+def server_target(plans: list[Path], gpu: str | None = None) -> BuildTarget:
+    """What the engines must be built for: the TensorRT of the NGC server image
+    (deploy/docker/ngc.env) and one GPU, `gpu` when given (the name TensorRT reports, e.g.
+    'NVIDIA H100 80GB HBM3'), else the GPU of the first plan (then all must agree)."""
+    from runtime.engines import EngineMismatch, read_manifest
+
+    tensorrt = ngc_release().tensorrt
+    if not plans:
+        return BuildTarget(tensorrt=tensorrt, gpu=gpu or "", compute_capability="")
+    try:
+        first = read_manifest(plans[0]).target
+    except EngineMismatch as exc:
+        raise RepoError(str(exc)) from None
+    if gpu is not None and gpu != first.gpu:
+        raise RepoError(f"{plans[0]}: built for GPU {first.gpu}, the server runs on {gpu}; rebuild on that GPU")
+    return BuildTarget(tensorrt=tensorrt, gpu=first.gpu, compute_capability=first.compute_capability)
+
+
 def _group(network: str) -> str:
     return next(g for g, names in MODEL_GROUPS.items() if network in names)
 
 
 def render_repo(target: str, out: Path, engines: Path | None = None, restorers: list[str] | None = None,
-                checkpoints: dict[str, Path | None] | None = None, configs_only: bool = False) -> list[str]:
+                checkpoints: dict[str, Path | None] | None = None, configs_only: bool = False,
+                gpu: str | None = None) -> list[str]:
     """Write the model repository for `target` ('cpu' or 'gpu') into `out`.
 
     engines: folder of <network>.onnx (cpu; missing ones are exported from `checkpoints`) or
@@ -211,6 +270,8 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
     restorers: which ensembles (default: all of runtime.contracts.service.SERVICES).
     checkpoints: weights per model group ('face', 'safm', 'authface'); None = the default
         (committed MediaPipe ports, demo safm-tiny, random-init tiny AuthFace).
+    gpu: the serving GPU's name (gpu target): plans built on another are refused; None = the
+        GPU of the first plan, all plans must agree.
     Returns the model names written."""
     out, checkpoints = Path(out), dict(checkpoints or {})
     configs = model_configs(target, restorers)
@@ -222,6 +283,8 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
     if not in_source:
         _remove_stale(out, set(configs))
     missing = []
+    plans = [Path(engines) / f"{n}.plan" for n in configs if n in CONTRACTS] if target == "gpu" and engines else []
+    server = server_target([p for p in plans if p.is_file()], gpu) if target == "gpu" and not configs_only else None
     for name, config in configs.items():
         folder = out / name
         write_atomic(folder / "config.pbtxt", _text(config, target).encode())
@@ -235,7 +298,7 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
         if name in CONTRACTS and target == "gpu" and not configs_only:
             plan = Path(engines) / f"{name}.plan"
             if plan.is_file():
-                _check_engine(CONTRACTS[name], plan, checkpoints.get(_group(name)))
+                _check_engine(CONTRACTS[name], plan, checkpoints.get(_group(name)), server)
                 _link_or_copy(plan, folder / "1" / "model.plan")
             else:
                 missing.append(str(plan))

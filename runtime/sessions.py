@@ -39,16 +39,31 @@ class TorchSession:
         return tuple(o.float().cpu().numpy() for o in out)
 
 
+def ort_providers(device: str, available: list[str], cache_dir: Path) -> list:
+    """ONNX Runtime execution providers for `device`, best first, among those `available`
+    (the onnxruntime-gpu wheel, extra ``ort-gpu``, has the GPU ones): 'tensorrt' = the TensorRT
+    provider (fp16, engines and timing cache kept in `cache_dir`) then CUDA; 'cuda[:N]' = CUDA;
+    the CPU provider always last."""
+    providers: list = []
+    if device == "tensorrt" and "TensorrtExecutionProvider" in available:
+        providers.append(("TensorrtExecutionProvider", {
+            "trt_fp16_enable": True, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir),
+            "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache_dir)}))
+    if device.startswith(("cuda", "tensorrt")) and "CUDAExecutionProvider" in available:
+        index = device.split(":", 1)[1] if device.startswith("cuda:") else "0"
+        providers.append(("CUDAExecutionProvider", {"device_id": int(index)}))
+    return providers + ["CPUExecutionProvider"]
+
+
 class OnnxRuntimeSession:
     """Runs an ONNX file with ONNX Runtime, binding inputs and outputs by the contract's names.
-    Uses the CUDA execution provider when `device` is 'cuda' and it is available."""
+    device: 'cpu', 'cuda[:N]' (CUDA provider) or 'tensorrt' (TensorRT provider, CUDA fallback),
+    each used when the installed onnxruntime has it (ort_providers)."""
 
     def __init__(self, path: str, input_names: list[str], output_names: list[str], device: str = "cpu") -> None:
         import onnxruntime as ort
 
-        providers = ["CPUExecutionProvider"]
-        if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
+        providers = ort_providers(device, ort.get_available_providers(), Path(path).parent / "ort_trt_cache")
         self.session = ort.InferenceSession(str(path), providers=providers)
         self.input_names, self.output_names = input_names, output_names
 

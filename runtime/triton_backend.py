@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import sys
 import traceback
+from typing import TYPE_CHECKING
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -19,11 +20,20 @@ from runtime.contracts.service import ServiceTensor, triton_dims
 from runtime.face.pipeline import FaceBatch
 from runtime.imageio import ENCODERS, ImageError
 
+if TYPE_CHECKING:
+    import torch
+
 
 def tensor(request, spec: ServiceTensor) -> np.ndarray | None:
     """The request's input named by `spec`, or None when an optional input was not sent."""
     t = pb_utils.get_input_tensor_by_name(request, spec.name)
-    return None if t is None else t.as_numpy()
+    if t is None:
+        return None
+    if t.is_cpu():
+        return t.as_numpy()
+    from torch.utils.dlpack import from_dlpack   # a GPU input (FORCE_CPU_ONLY_INPUT_TENSORS "no")
+
+    return from_dlpack(t.to_dlpack()).cpu().numpy()
 
 
 def scalar(request, spec: ServiceTensor, default=None):
@@ -77,6 +87,20 @@ def face_batch(crops: np.ndarray, label_maps: np.ndarray | None = None,
                      boxes=zeros((n, 3, 4), np.float32))
 
 
+def warm_up(device: "torch.device | None" = None) -> None:
+    """Pay a model's first-request costs in ``initialize`` (BLS is not allowed there): decode
+    and encode a sample photo (codecs, OpenCV, PIL plugins) and, on a GPU instance, create the
+    CUDA context."""
+    from runtime.imageio import decode_image, encode_image
+    from runtime.samples import ASTRONAUT
+
+    encode_image(decode_image(ASTRONAUT.read_bytes(), str(ASTRONAUT)), ".png")
+    if device is not None and device.type == "cuda":
+        import torch
+
+        torch.ones(1, device=device).sum().item()
+
+
 _FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tiff"}
 
 
@@ -107,32 +131,103 @@ def choice(value, name: str, allowed: tuple[str, ...]) -> str:
     return text
 
 
+def preferred_memory(device: "torch.device | None" = None):
+    """The memory a BLS request asks its outputs in: the host (numpy readers) or the CUDA device
+    a DLPack reader works on. Without it a TensorRT model's outputs stay on the GPU and
+    ``as_numpy()`` raises."""
+    if device is not None and device.type == "cuda":
+        return pb_utils.PreferredMemory(pb_utils.TRITONSERVER_MEMORY_GPU, device.index or 0)
+    return pb_utils.PreferredMemory(pb_utils.TRITONSERVER_MEMORY_CPU, 0)
+
+
+def model_device(args: dict) -> "torch.device":
+    """The device of a python model instance: ``cuda:<id>`` for a KIND_GPU instance, else the CPU."""
+    import torch
+
+    if args.get("model_instance_kind") == "GPU":
+        return torch.device("cuda", int(args["model_instance_device_id"]))
+    return torch.device("cpu")
+
+
+_LOOP: list = []   # this stub's private event loop for async_exec (created on first use, kept)
+
+
+def exec_all(requests: list) -> list:
+    """Responses of BLS requests, in order; several run concurrently through ``async_exec``
+    (the stub runs each in its loop's executor), so the chunks of one batch overlap on the
+    server. For the synchronous ``execute`` of our models: a private loop, never the stub's."""
+    if len(requests) == 1:
+        return [requests[0].exec()]
+    import asyncio
+
+    if not _LOOP:
+        _LOOP.append(asyncio.new_event_loop())
+
+    async def gather():
+        return await asyncio.gather(*(r.async_exec() for r in requests))
+
+    return list(_LOOP[0].run_until_complete(gather()))
+
+
 class BlsNet:
     """A network served as its own Triton model, called from a python model through BLS with
     the session interface of runtime.sessions (inputs in contract order -> tuple of outputs).
 
+    ``__call__`` takes and returns numpy arrays (outputs asked for in host memory);
+    ``run_torch`` takes and returns torch tensors through DLPack, outputs asked for on the
+    inputs' device, so a loop on the GPU (AuthFace) never copies to the host between steps.
+
     Batched Triton models refuse batch size 0 and batches over their max_batch_size (the
     contract's max_batch): an empty batch is answered here with empty outputs without a call,
-    a larger one goes in chunks of max_batch."""
+    a larger one goes in chunks of max_batch, sent concurrently."""
 
     def __init__(self, contract: NetworkContract) -> None:
         self.contract = contract
         self.wire_shapes = [triton_dims(s)[0] for s in contract.inputs]
+
+    def _requests(self, n: int, wrap, device) -> list:
+        """One BLS request per chunk of at most max_batch; `wrap(spec, start, count, dims)` makes an input."""
+        c = self.contract
+        memory = preferred_memory(device)
+        return [pb_utils.InferenceRequest(
+                    model_name=c.name, requested_output_names=c.output_names, preferred_memory=memory,
+                    inputs=[wrap(s, start, min(c.max_batch, n - start), dims) for s, dims in zip(c.inputs, self.wire_shapes)])
+                for start in range(0, n, c.max_batch)]
+
+    def _outputs(self, requests: list, read) -> list[list]:
+        """Per chunk, the outputs in contract order, read by `read(tensor, spec)`."""
+        parts = []
+        for response in exec_all(requests):
+            if response.has_error():
+                raise RuntimeError(f"model {self.contract.name}: {response.error().message()}")
+            parts.append([read(pb_utils.get_output_tensor_by_name(response, s.name), s) for s in self.contract.outputs])
+        return parts
 
     def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
         c = self.contract
         n = len(inputs[0])
         if n == 0:
             return tuple(np.zeros(s.concrete(0), s.dtype) for s in c.outputs)
-        parts = []
-        for start in range(0, n, c.max_batch):
-            count = min(c.max_batch, n - start)
-            tensors = [pb_utils.Tensor(s.name, np.ascontiguousarray(x[start:start + count], s.dtype).reshape(count, *dims))
-                       for s, x, dims in zip(c.inputs, inputs, self.wire_shapes)]
-            response = pb_utils.InferenceRequest(model_name=c.name, inputs=tensors,
-                                                 requested_output_names=c.output_names).exec()
-            if response.has_error():
-                raise RuntimeError(f"model {c.name}: {response.error().message()}")
-            parts.append([pb_utils.get_output_tensor_by_name(response, s.name).as_numpy().reshape(s.concrete(count))
-                          for s in c.outputs])
+        arrays = dict(zip(c.input_names, inputs))
+        requests = self._requests(n, lambda s, start, count, dims: pb_utils.Tensor(
+            s.name, np.ascontiguousarray(arrays[s.name][start:start + count], s.dtype).reshape(count, *dims)), None)
+        parts = self._outputs(requests, lambda t, s: t.as_numpy().reshape((-1,) + s.concrete(1)[1:]))
         return tuple(np.concatenate(p) for p in zip(*parts))
+
+    def run_torch(self, *inputs: "torch.Tensor") -> tuple["torch.Tensor", ...]:
+        """Torch tensors in (all on one device), torch tensors out on that device, through DLPack."""
+        import torch
+        from torch.utils.dlpack import from_dlpack
+
+        c = self.contract
+        n, device = len(inputs[0]), inputs[0].device
+        if n == 0:
+            return tuple(torch.zeros(s.concrete(0), device=device) for s in c.outputs)
+        # contiguous in the wire dtype now: the chunks below are views, no kernel runs after the sync
+        tensors = {s.name: x.to(getattr(torch, s.dtype)).contiguous() for s, x in zip(c.inputs, inputs)}
+        if device.type == "cuda":   # the server reads the inputs on its own stream: finish torch's work first
+            torch.cuda.current_stream(device).synchronize()
+        requests = self._requests(n, lambda s, start, count, dims: pb_utils.Tensor.from_dlpack(
+            s.name, tensors[s.name][start:start + count].reshape(count, *dims)), device)
+        parts = self._outputs(requests, lambda t, s: from_dlpack(t.to_dlpack()).reshape((-1,) + s.concrete(1)[1:]))
+        return tuple(p[0] if len(p) == 1 else torch.cat(p) for p in zip(*parts))

@@ -3,6 +3,7 @@ runs only where a CUDA GPU and TensorRT exist (skipped here with the reason)."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import onnxruntime as ort
 import pytest
@@ -113,3 +114,48 @@ def test_build_and_run_engine(mesh_onnx, tmp_path):
     ref = ort.InferenceSession(str(mesh_onnx)).run(FACE_MESH.output_names, {"image": x[0]})
     for a, b in zip(session(*x), ref):
         assert abs(a - b).max() / abs(b).max() < 1e-2  # fp16 engine vs fp32 ONNX Runtime
+
+
+def test_polygraphy_build_arguments(mesh_onnx, tmp_path):
+    """The engine build's polygraphy loaders are constructed without TensorRT or a GPU, so a
+    misspelled argument fails here; the config carries the manifest's precision, profile, level
+    and the timing cache beside the engines."""
+    from export.tensorrt_build import TIMING_CACHE, polygraphy_build
+
+    m = wanted_manifest(FACE_MESH, mesh_onnx, None, H100, max_batch=8, opt_level=4, fp16_vae=False)
+    cache = tmp_path / TIMING_CACHE
+    build = polygraphy_build(mesh_onnx, m, cache)
+    config = build._config
+    assert config.fp16 and config.tf32 and config.builder_optimization_level == 4
+    assert config.timing_cache_path is None and build.timing_cache_path == str(cache)   # loaded, saved
+    assert [list(s) for s in config.profiles[0]["image"]] == m.profiles["image"]
+    cache.write_bytes(b"cache")
+    fp32 = wanted_manifest(SAFM, mesh_onnx, None, H100, None, 3, False)
+    fp32.precision = "fp32"
+    config = polygraphy_build(mesh_onnx, fp32, cache)._config
+    assert not config.fp16 and config.timing_cache_path == str(cache)
+
+
+def test_parity_through_polygraphy_comparator(mesh_onnx):
+    """polygraphy's ONNX Runtime runner against PyTorch on the real sample faces (the TensorRT
+    runner joins with an engine, on a GPU)."""
+    from export.verify import parity_table, verify_onnx
+
+    rows = verify_onnx(FACE_MESH, mesh_onnx, batches=(2,))
+    assert [(r.runner, r.output, r.batch) for r in rows] == [("onnxruntime", n, 2) for n in FACE_MESH.output_names]
+    assert all(r.ok for r in rows)
+    assert "| onnxruntime |" in parity_table(rows)
+
+
+def test_onnxruntime_gpu_providers():
+    from runtime.sessions import ort_providers
+
+    gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    tmp = Path("/tmp/ort-cache")
+    trt, cuda, cpu = ort_providers("tensorrt", gpu, tmp)
+    assert trt[0] == "TensorrtExecutionProvider" and trt[1]["trt_fp16_enable"]
+    assert trt[1]["trt_engine_cache_path"] == str(tmp)
+    assert cuda == ("CUDAExecutionProvider", {"device_id": 0}) and cpu == "CPUExecutionProvider"
+    assert ort_providers("cuda:1", gpu, tmp) == [("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]
+    assert ort_providers("tensorrt", ["CPUExecutionProvider"], tmp) == ["CPUExecutionProvider"]   # the CPU wheel
+    assert ort_providers("cpu", gpu, tmp) == ["CPUExecutionProvider"]

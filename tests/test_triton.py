@@ -285,7 +285,9 @@ def test_gpu_rendering_configs_follow_the_contracts(gpu_repo):
                     assert (tuple(t.reshape.shape) if t.HasField("reshape") else None) == reshape
         elif name in PYTHON_MODELS:
             assert config.backend == "python" and config.max_batch_size == 0
-            assert [g.kind for g in config.instance_group] == [mc.ModelInstanceGroup.KIND_CPU]
+            kind = mc.ModelInstanceGroup.KIND_GPU if PYTHON_MODELS[name].gpu else mc.ModelInstanceGroup.KIND_CPU
+            assert [g.kind for g in config.instance_group] == [kind]
+            assert (config.parameters["FORCE_CPU_ONLY_INPUT_TENSORS"].string_value == "no") == PYTHON_MODELS[name].gpu
             assert (SOURCE_REPO / name / "1" / "model.py").is_file()
         else:   # ensembles: every step is a model of the repository, every tensor produced before use
             assert config.platform == "ensemble"

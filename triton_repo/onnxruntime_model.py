@@ -21,6 +21,7 @@ class TritonPythonModel:
         self.contract = CONTRACTS[args["model_name"]]
         path = Path(args["model_repository"]) / args["model_version"] / "model.onnx"
         self.session = OnnxRuntimeSession(str(path), self.contract.input_names, self.contract.output_names)
+        self.session(*(np.zeros(s.concrete(1), s.dtype) for s in self.contract.inputs))   # warm-up: one batch of 1
 
     def execute(self, requests):
         c = self.contract

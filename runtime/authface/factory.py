@@ -85,7 +85,9 @@ def make_authface_restorer(checkpoint: Path | None = None, backend: str = "torch
         # the UNet runs every step with the same shapes: CUDA graphs pay off there
         stages = [tensorrt_session(c, onnx_dir, checkpoint, use_cuda_graph=c is UNET_CONTROLNET)
                   for c in (VAE_ENCODER, UNET_CONTROLNET, VAE_DECODER)]
-    return AuthFaceRestorer(*stages, scheduler_config(checkpoint), **settings)
+    # TensorRT stages take CUDA tensors (run_torch): the loop then stays on the GPU between steps
+    return AuthFaceRestorer(*stages, scheduler_config(checkpoint), device="cuda" if backend == "tensorrt" else "cpu",
+                            **settings)
 
 
 def scheduler_config(checkpoint: Path | None) -> dict:

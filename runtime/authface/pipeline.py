@@ -2,7 +2,10 @@
 
 The three stages are callables with the session interface (numpy arrays in, tuple of numpy
 arrays out), so PyTorch, ONNX Runtime and TensorRT plug in the same way. The denoising loop
-and the scheduler (diffusers, swappable by name) run here, on the host, in fp32.
+and the scheduler (diffusers, swappable by name) run here in fp32, on ``device``: latents,
+scheduler state and the control image (uploaded once) stay there between steps. A stage with
+a ``run_torch`` method (TensorRTSession, the BLS nets of the GPU Triton model) is called with
+torch tensors on that device; any other stage gets numpy arrays.
 """
 from __future__ import annotations
 
@@ -54,7 +57,7 @@ class AuthFaceRestorer:
     def __init__(self, vae_encoder: Net, unet_controlnet: Net, vae_decoder: Net, scheduler_config: dict,
                  scheduler: str = "ddim", steps: int = 20, seed: int = 0, conditioning_scale: float = 1.0,
                  strength: float | None = None, latent_channels: int = 4, vae_scale: int = 8,
-                 progress: bool = True) -> None:
+                 progress: bool = True, device: str | torch.device = "cpu") -> None:
         make_scheduler(scheduler, scheduler_config)  # validates the name early
         if steps < 1:
             raise ValueError(f"steps must be >= 1, not {steps}")
@@ -64,6 +67,7 @@ class AuthFaceRestorer:
         self.scheduler_config, self.scheduler = dict(scheduler_config), scheduler
         self.steps, self.seed, self.conditioning_scale, self.strength = steps, seed, float(conditioning_scale), strength
         self.latent_channels, self.vae_scale, self.progress = latent_channels, vae_scale, progress
+        self.device = torch.device(device)
 
     def __call__(self, batch: FaceBatch) -> np.ndarray:
         """Aligned crops [N, S, S, 3] in [0, 1] -> restored crops, same shape and range."""
@@ -73,7 +77,7 @@ class AuthFaceRestorer:
     def schedule(self):
         """(scheduler, timesteps to run): all steps, or the last int(steps * strength) of them."""
         sched = make_scheduler(self.scheduler, self.scheduler_config)
-        sched.set_timesteps(self.steps)
+        sched.set_timesteps(self.steps, device=self.device)
         timesteps = sched.timesteps
         if self.strength is not None:
             run = min(max(int(self.steps * self.strength), 1), self.steps)
@@ -83,23 +87,31 @@ class AuthFaceRestorer:
                 sched.set_begin_index(begin)
         return sched, timesteps
 
+    def _run(self, net: Net, *inputs: torch.Tensor) -> torch.Tensor:
+        """A stage's first output on the loop's device: torch tensors straight through a
+        ``run_torch`` stage, a host round trip through numpy for any other."""
+        if hasattr(net, "run_torch"):
+            return net.run_torch(*inputs)[0].float()
+        out = net(*(x.cpu().numpy() for x in inputs))[0]
+        return torch.from_numpy(np.asarray(out, np.float32)).to(self.device)
+
     def restore(self, images: np.ndarray) -> np.ndarray:
         """Degraded faces NCHW in [-1, 1] -> restored faces NCHW in about [-1, 1]."""
         n, _, h, w = images.shape
         sched, timesteps = self.schedule()
         shape = (1, self.latent_channels, h // self.vae_scale, w // self.vae_scale)
         generators = [torch.Generator("cpu").manual_seed(self.seed) for _ in range(n)]
-        noise = torch.cat([torch.randn(shape, generator=g) for g in generators])
+        noise = torch.cat([torch.randn(shape, generator=g) for g in generators]).to(self.device)
+        control = torch.from_numpy(np.ascontiguousarray(images, np.float32)).to(self.device)   # uploaded once
         if self.strength is None:
             latents = noise * sched.init_noise_sigma
         else:
-            z0 = torch.from_numpy(np.asarray(self.vae_encoder(images)[0], np.float32))
+            z0 = self._run(self.vae_encoder, control)
             latents = sched.add_noise(z0, noise, timesteps[:1].repeat(n))
         step_kwargs = {"generator": generators} if "generator" in inspect.signature(sched.step).parameters else {}
-        scale = np.full(n, self.conditioning_scale, np.float32)
+        scale = torch.full((n,), self.conditioning_scale, dtype=torch.float32, device=self.device)
         for t in tqdm(timesteps, desc="authface", unit="step", leave=False, disable=None if self.progress else True):
-            model_in = sched.scale_model_input(latents, t).float().numpy()
-            noise_pred = self.unet_controlnet(model_in, np.full(n, float(t), np.float32), images, scale)[0]
-            latents = sched.step(torch.from_numpy(np.asarray(noise_pred, np.float32)), t, latents,
-                                 return_dict=False, **step_kwargs)[0]
-        return np.asarray(self.vae_decoder(latents.float().numpy())[0], np.float32)
+            model_in = sched.scale_model_input(latents, t).float()
+            noise_pred = self._run(self.unet_controlnet, model_in, t.float().expand(n).contiguous(), control, scale)
+            latents = sched.step(noise_pred, t, latents, return_dict=False, **step_kwargs)[0]
+        return self._run(self.vae_decoder, latents.float()).cpu().numpy()

@@ -91,6 +91,7 @@ class PythonModel:
     outputs: tuple[ServiceTensor, ...]
     networks: tuple[str, ...] = ()         # network models it calls through BLS
     parameters: tuple[tuple[str, str], ...] = ()   # config.pbtxt parameters (string values)
+    gpu: bool = False   # a KIND_GPU instance in the gpu rendering (its loop keeps tensors on the device)
 
 
 PREPROCESS = PythonModel("face_preprocess", (IMAGE, ONLY_CENTER_FACE), (CROPS, LABEL_MAPS, AFFINES, FACE_COUNT, BOXES),
@@ -139,7 +140,7 @@ SERVICES: dict[str, RestorerService] = {
                                                 networks=tuple(MODEL_GROUPS["safm"]))),
     "authface": RestorerService("authface", PythonModel(
         "authface_faces", (CROPS, STEPS, SEED, STRENGTH), (RESTORED_CROPS,), networks=tuple(MODEL_GROUPS["authface"]),
-        parameters=(("scheduler", "ddim"), ("steps", "20")))),
+        parameters=(("scheduler", "ddim"), ("steps", "20")), gpu=True)),
 }
 PYTHON_MODELS: dict[str, PythonModel] = {m.name: m for s in SERVICES.values() for m in s.steps}
 

@@ -11,13 +11,15 @@ from runtime.contracts.service import MAX_OUTPUT_PIXELS, MAX_UPLOAD_BYTES, MAX_U
 from runtime.face.paste import COLOUR_FIXES, PASTE_MASKS
 from runtime.face.pipeline import FaceOptions, FacePipeline
 from runtime.imageio import ImageError, decode_image, encode_image
-from runtime.triton_backend import choice, face_batch, fail, image_bytes, image_suffix, output_suffix, respond, scalar, tensor
+from runtime.triton_backend import choice, face_batch, fail, image_bytes, image_suffix, output_suffix, respond, \
+    scalar, tensor, warm_up
 
 
 class TritonPythonModel:
     def initialize(self, args):
         params = json.loads(args["model_config"]).get("parameters", {})
         self.max_pixels = int(params["max_pixels"]["string_value"])
+        warm_up()
 
     def execute(self, requests):
         return [self._one(r) for r in requests]

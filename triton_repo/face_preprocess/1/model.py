@@ -13,7 +13,7 @@ from runtime.contracts.service import MAX_UPLOAD_BYTES, PREPROCESS, IMAGE, ONLY_
     AFFINES, FACE_COUNT, BOXES
 from runtime.face.pipeline import FaceOptions, FacePipeline
 from runtime.imageio import decode_image
-from runtime.triton_backend import BlsNet, fail, image_bytes, respond, scalar
+from runtime.triton_backend import BlsNet, fail, image_bytes, respond, scalar, warm_up
 
 DETECTOR, MESH = PREPROCESS.networks
 
@@ -23,6 +23,7 @@ class TritonPythonModel:
         params = json.loads(args["model_config"]).get("parameters", {})
         self.max_pixels = int(params["max_pixels"]["string_value"])
         self.detector, self.mesh = BlsNet(CONTRACTS[DETECTOR]), BlsNet(CONTRACTS[MESH])
+        warm_up()
 
     def execute(self, requests):
         return [self._one(r) for r in requests]

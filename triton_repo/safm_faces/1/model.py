@@ -5,7 +5,7 @@ from runtime.contracts import CONTRACTS
 from runtime.contracts.safm import DEFAULT_FIDELITY
 from runtime.contracts.service import SERVICES, CROPS, LABEL_MAPS, FIDELITY, RESTORED_CROPS
 from runtime.restorers import SaFMRestorer
-from runtime.triton_backend import BlsNet, face_batch, fail, respond, scalar, tensor
+from runtime.triton_backend import BlsNet, face_batch, fail, respond, scalar, tensor, warm_up
 
 SERVICE = SERVICES["safm"]
 
@@ -14,6 +14,7 @@ class TritonPythonModel:
     def initialize(self, args):
         (network,) = SERVICE.faces.networks
         self.net = BlsNet(CONTRACTS[network])
+        warm_up()
 
     def execute(self, requests):
         return [self._one(r) for r in requests]
