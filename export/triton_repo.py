@@ -287,6 +287,9 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
     server = server_target([p for p in plans if p.is_file()], gpu) if target == "gpu" and not configs_only else None
     for name, config in configs.items():
         folder = out / name
+        if name in PROVENANCE and not configs_only:  # the client reads it and warns about untrained weights
+            origin = PROVENANCE[name](checkpoints.get(name.removesuffix("_faces")))
+            config.parameters["provenance"].string_value = json.dumps(origin.to_dict())
         write_atomic(folder / "config.pbtxt", _text(config, target).encode())
         (folder / "1").mkdir(parents=True, exist_ok=True)
         if name in PYTHON_MODELS and not in_source:
@@ -313,6 +316,22 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
         raise RepoError(f"TensorRT engines missing: {', '.join(missing)}; build them (`python -m export "
                         f"build-engines`) on the GPU, or pass --configs-only")
     return sorted(configs)
+
+
+def _safm_provenance(checkpoint: Path | None):
+    from training.safm.checkpoint import provenance
+
+    return provenance(checkpoint)
+
+
+def _authface_provenance(checkpoint: Path | None):
+    from runtime.authface.factory import checkpoint_provenance
+
+    return checkpoint_provenance(checkpoint)
+
+
+# the restorer models of the served job -> what their weights are (a config parameter)
+PROVENANCE = {SERVICES["safm"].faces.name: _safm_provenance, SERVICES["authface"].faces.name: _authface_provenance}
 
 
 def _remove_stale(out: Path, keep: set[str]) -> None:

@@ -356,7 +356,7 @@ def _add_client(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_client(args: argparse.Namespace) -> int:
-    from runtime.client import restore_files
+    from runtime.client import RestoreClient, restore_files
     from runtime.samples import FACE_PHOTOS
 
     options = {"only_center_face": args.only_center_face, "upscale": args.upscale,
@@ -366,6 +366,10 @@ def _run_client(args: argparse.Namespace) -> int:
     else:
         options.update(steps=args.steps, seed=args.seed, strength=args.strength)
     try:
+        with RestoreClient(args.url, args.protocol, args.restorer) as probe:
+            origin = probe.provenance()
+        if origin is not None and (warning := origin.warning(args.restorer)):
+            print(warning.replace("warning: ", "warning: served "), file=sys.stderr)
         run = restore_files(args.inputs or FACE_PHOTOS, args.out, args.url, args.protocol, args.restorer,
                             args.concurrency, **options)
     except (FileNotFoundError, ValueError) as exc:

@@ -13,6 +13,8 @@ HTTP client sends tensors as binary data (no JSON/base64 blow-up).
 """
 from __future__ import annotations
 
+import json
+
 import statistics
 import sys
 import threading
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from training.provenance import Provenance
 from runtime.contracts.service import BOXES, FACE_COUNT, IMAGE, MAX_UPLOAD_BYTES, OUTPUT_FORMAT, RESTORED, SERVICES, \
     ServiceTensor
 from runtime.files import write_atomic
@@ -87,6 +90,21 @@ class RestoreClient:
             return bool(self._client.is_server_ready() and self._client.is_model_ready(self.service.ensemble))
         except (InferenceServerException, OSError):
             return False
+
+    def provenance(self) -> Provenance | None:
+        """What the served restorer's weights are (its model config's 'provenance' parameter, written
+        by the renderer); None when the server does not say or cannot be asked."""
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            config = self._client.get_model_config(self.service.faces.name)
+        except (InferenceServerException, OSError):
+            return None
+        params = config["parameters"] if isinstance(config, dict) else config.config.parameters
+        if "provenance" not in params:
+            return None
+        value = params["provenance"]
+        return Provenance.from_dict(json.loads(value["string_value"] if isinstance(value, dict) else value.string_value))
 
     def _input(self, spec: ServiceTensor, value):
         from tritonclient.utils import np_to_triton_dtype

@@ -74,6 +74,9 @@ def restore_files(inputs: list[Path], out_dir: Path, pipeline: FacePipeline, res
     files = collect_inputs(inputs)
     input_set = {f.resolve() for f, _ in files}
     results = []
+    origin = restorer.provenance
+    if origin is not None and (warning := origin.warning(restorer.name)):
+        tqdm.write(warning, file=sys.stderr)
     for path, rel in tqdm(files, desc=f"restore ({restorer.name})", unit="photo", disable=None):
         result = PhotoResult(input=str(path))
         results.append(result)
@@ -100,7 +103,8 @@ def restore_files(inputs: list[Path], out_dir: Path, pipeline: FacePipeline, res
         except ImageError as exc:
             result.error = str(exc)
             tqdm.write(f"error: {exc}", file=sys.stderr)
-    report = {"restorer": restorer.name, "photos": [r.__dict__ for r in results]}
+    report = {"restorer": restorer.name, "provenance": None if origin is None else origin.to_dict(),
+              "photos": [r.__dict__ for r in results]}
     write_atomic(out_dir / "report.json", json.dumps(report, indent=2).encode())
     return results
 

@@ -11,14 +11,18 @@ import torch
 from runtime.contracts.safm import FACE, SAFM, safm_inputs
 from runtime.face.pipeline import FaceBatch, to_crops
 from runtime.sessions import DTYPES, TorchSession, onnx_session
+from training.provenance import Provenance
+from training.safm.checkpoint import provenance as safm_provenance
 
 Net = Callable[..., tuple[np.ndarray, ...]]
 
 
 class Restorer(Protocol):
-    """What the restore job calls: all faces of one photo as one batch."""
+    """What the restore job calls: all faces of one photo as one batch. `provenance` says what
+    its weights are (None: not recorded, e.g. inside a served BLS model)."""
 
     name: str
+    provenance: Provenance | None
 
     def __call__(self, batch: FaceBatch) -> np.ndarray: ...
 
@@ -28,6 +32,7 @@ class IdentityRestorer:
     paste back), not a restorer."""
 
     name = "identity"
+    provenance = Provenance("identity: no network, the aligned crops unchanged", True)
 
     def __call__(self, batch: FaceBatch) -> np.ndarray:
         return batch.crops
@@ -39,8 +44,8 @@ class SaFMRestorer:
 
     name = "safm"
 
-    def __init__(self, net: Net, fidelity: float = 0.5) -> None:
-        self.net, self.fidelity = net, fidelity
+    def __init__(self, net: Net, fidelity: float = 0.5, provenance: Provenance | None = None) -> None:
+        self.net, self.fidelity, self.provenance = net, fidelity, provenance
 
     def __call__(self, batch: FaceBatch) -> np.ndarray:
         batch.require_size(FACE, "SaFM")
@@ -61,15 +66,16 @@ def make_safm_restorer(checkpoint: Path | None = None, backend: str = "torch", o
     """SaFM on the torch, onnxruntime or tensorrt backend (ONNX / engine files in `onnx_dir`).
     Without a checkpoint it runs the shipped demo weights and says what they are."""
     if checkpoint is None:
-        print("note: no --checkpoint given: SaFM runs the shipped DEMO weights (safm-tiny trained on 3 faces; "
-              "they denoise but blur, see training/weights/safm/README.md). Pass --checkpoint PATH.safetensors.",
+        print("note: no --checkpoint given: SaFM runs the shipped DEMO weights (a small model trained on a CPU on "
+              "photographs and one face; see training/weights/safm/README.md). Pass --checkpoint PATH.safetensors.",
               file=sys.stderr)
+    origin = safm_provenance(checkpoint)
     if not 0.0 <= fidelity <= 1.0:
         raise ValueError(f"--fidelity must be in [0, 1], got {fidelity}")
     if backend == "onnxruntime":
-        return SaFMRestorer(onnx_session(SAFM, onnx_dir, checkpoint, device), fidelity)
+        return SaFMRestorer(onnx_session(SAFM, onnx_dir, checkpoint, device), fidelity, origin)
     if backend == "tensorrt":
         from runtime.tensorrt_session import tensorrt_session
 
-        return SaFMRestorer(tensorrt_session(SAFM, onnx_dir, checkpoint, use_cuda_graph=True), fidelity)
-    return SaFMRestorer(torch_session(SAFM.build_module(checkpoint), device, precision), fidelity)
+        return SaFMRestorer(tensorrt_session(SAFM, onnx_dir, checkpoint, use_cuda_graph=True), fidelity, origin)
+    return SaFMRestorer(torch_session(SAFM.build_module(checkpoint), device, precision), fidelity, origin)

@@ -10,6 +10,7 @@ import torch
 from runtime.authface.pipeline import SCHEDULERS, AuthFaceRestorer
 from runtime.contracts.authface import UNET_CONTROLNET, VAE_DECODER, VAE_ENCODER
 from runtime.sessions import DTYPES, TorchSession
+from training.provenance import Provenance
 
 def make_authface_restorer(checkpoint: Path | None = None, backend: str = "torch", onnx_dir: Path | None = None,
                            device: str = "cpu", precision: str = "fp32", scheduler: str = "ddim", steps: int = 20,
@@ -50,13 +51,11 @@ def make_authface_restorer(checkpoint: Path | None = None, backend: str = "torch
                     strength=strength, progress=progress)
     if backend not in ("torch", "onnxruntime", "tensorrt"):
         raise ValueError(f"unknown backend '{backend}'; choose torch, onnxruntime or tensorrt")
-    if checkpoint is None:
-        print("WARNING: no AuthFace checkpoint given: running the RANDOM-init tiny model; its faces are NOT "
-              "restorations. Make one with `python -m training.authface make-checkpoint`.", file=sys.stderr)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if backend == "torch":
         from training.authface import load_or_default
+        from training.authface.checkpoint import provenance
 
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {device!r}: no CUDA device here; use device='cpu'")
@@ -73,7 +72,8 @@ def make_authface_restorer(checkpoint: Path | None = None, backend: str = "torch
                                 TorchSession(ckpt.unet_controlnet(), device, dtype, UNET_CONTROLNET.fp32_inputs,
                                              channels_last),
                                 TorchSession(ckpt.vae_decoder(), device, vae_dtype, channels_last=channels_last),
-                                ckpt.scheduler, latent_channels=int(ckpt.vae.config.latent_channels), **settings)
+                                ckpt.scheduler, latent_channels=int(ckpt.vae.config.latent_channels),
+                                provenance=provenance(ckpt.notes), **settings)
     onnx_dir = Path("engines") if onnx_dir is None else Path(onnx_dir)
     if backend == "onnxruntime":
         from runtime.sessions import onnx_session
@@ -87,7 +87,19 @@ def make_authface_restorer(checkpoint: Path | None = None, backend: str = "torch
                   for c in (VAE_ENCODER, UNET_CONTROLNET, VAE_DECODER)]
     # TensorRT stages take CUDA tensors (run_torch): the loop then stays on the GPU between steps
     return AuthFaceRestorer(*stages, scheduler_config(checkpoint), device="cuda" if backend == "tensorrt" else "cpu",
-                            **settings)
+                            provenance=checkpoint_provenance(checkpoint), **settings)
+
+
+def checkpoint_provenance(checkpoint: Path | None) -> Provenance:
+    """What an AuthFace checkpoint folder's weights are (its config.json notes); None = random tiny."""
+    from training.authface.checkpoint import provenance
+
+    if checkpoint is None:
+        return provenance({"weights": "random init, seed 0 (tiny)", "null_prompt": "random (not a text encoding)"})
+    path = Path(checkpoint) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing; not an AuthFace checkpoint folder")
+    return provenance(json.loads(path.read_text()).get("notes", {}))
 
 
 def scheduler_config(checkpoint: Path | None) -> dict:

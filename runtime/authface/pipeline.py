@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from runtime.contracts.authface import IMAGE_SIZE
 from runtime.face.pipeline import FaceBatch, to_crops
+from training.provenance import Provenance
 
 Net = Callable[..., tuple[np.ndarray, ...]]
 
@@ -57,7 +58,7 @@ class AuthFaceRestorer:
     def __init__(self, vae_encoder: Net, unet_controlnet: Net, vae_decoder: Net, scheduler_config: dict,
                  scheduler: str = "ddim", steps: int = 20, seed: int = 0, conditioning_scale: float = 1.0,
                  strength: float | None = None, latent_channels: int = 4, vae_scale: int = 8,
-                 progress: bool = True, device: str | torch.device = "cpu") -> None:
+                 progress: bool = True, device: str | torch.device = "cpu", provenance: Provenance | None = None) -> None:
         make_scheduler(scheduler, scheduler_config)  # validates the name early
         if steps < 1:
             raise ValueError(f"steps must be >= 1, not {steps}")
@@ -68,6 +69,7 @@ class AuthFaceRestorer:
         self.steps, self.seed, self.conditioning_scale, self.strength = steps, seed, float(conditioning_scale), strength
         self.latent_channels, self.vae_scale, self.progress = latent_channels, vae_scale, progress
         self.device = torch.device(device)
+        self.provenance = provenance
 
     def __call__(self, batch: FaceBatch) -> np.ndarray:
         """Aligned crops [N, S, S, 3] in [0, 1] -> restored crops, same shape and range."""

@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from training.authface.configs import AuthFaceConfig, get_config
 from training.authface.model import UNetControlNet, VaeDecoder, VaeEncoder
+from training.provenance import Provenance
 
 FORMAT = "authface-checkpoint"
 COMPONENTS = ("unet", "controlnet", "vae", "null_prompt")
@@ -186,6 +187,24 @@ def load_checkpoint(path: Path) -> AuthFaceCheckpoint:
                               prompt["time_ids"].float(), cfg.scheduler, meta.get("notes", {}))
 
 
+def provenance(notes: dict) -> Provenance:
+    """Provenance of an AuthFace checkpoint from its notes: trained when a stage II run (the
+    ControlNet, which carries the degraded face) wrote them or a trained ControlNet was imported;
+    untrained for random init and for a ControlNet made from_unet (its zero convs ignore the face)."""
+    prompt = f"null prompt: {notes.get('null_prompt', '?')}"
+    stage2 = notes.get("stage2")
+    if isinstance(stage2, dict):
+        return Provenance(f"ControlNet trained {stage2.get('step', '?')} steps (stage II) on {notes.get('weights', '?')}; "
+                          f"{prompt}", True)
+    weights = str(notes.get("weights", "?"))
+    controlnet = str(notes.get("controlnet", ""))
+    if weights.startswith("random init"):
+        return Provenance(f"{weights}; {prompt}", False)
+    if "from_unet" in controlnet:
+        return Provenance(f"UNet from {weights}, ControlNet from_unet and not trained; {prompt}", False)
+    return Provenance(f"UNet from {weights}, ControlNet from {controlnet}; {prompt}", True)
+
+
 def load_or_default(checkpoint: Path | None) -> AuthFaceCheckpoint:
     """``load_checkpoint(checkpoint)``, or the seeded random-init ``tiny`` model when None."""
     return make_random_checkpoint("tiny", seed=0) if checkpoint is None else load_checkpoint(checkpoint)
@@ -287,9 +306,11 @@ def _null_prompt(root: Path, cfg: AuthFaceConfig, mode: str) -> tuple[torch.Tens
     zeros = (torch.zeros(cfg.prompt_tokens, cfg.cross_attention_dim), torch.zeros(cfg.pooled_dim))
     if mode == "zeros" or (mode == "auto" and not present):
         if mode == "auto":
-            print(f"note: {root} has no text encoders ({', '.join(parts)}); storing zero null-prompt embeddings, "
-                f"as SDXL's force_zeros_for_empty_prompt does", file=sys.stderr)
-        return *zeros, "zeros (force_zeros_for_empty_prompt)"
+            print(f"note: {root} has no text encoders ({', '.join(parts)}); storing ZERO null-prompt embeddings. "
+                  "This is not what diffusers feeds for the prompt \"\" (it encodes \"\"; "
+                  "force_zeros_for_empty_prompt zeros only the negative prompt under guidance), so images differ "
+                  "from an encoded \"\"; give a folder with text encoders for the real null prompt", file=sys.stderr)
+        return *zeros, "zeros (not an encoding of \"\": the folder had no text encoders)"
     missing = [p for p in parts if p not in present]
     if missing:
         raise CheckpointError(f"{root}: text encoder parts missing: {missing} (all of {parts} are needed to encode \"\")")

@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from training.provenance import Provenance
 from training.safm.checkpoint import (CheckpointError, load_codeformer_weights, random_init, read_state_dict,
                                       save_checkpoint)
 from training.safm.config import CONFIGS
@@ -39,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         return _evaluate(args)
     out = args.out.with_suffix(".safetensors")
     model = random_init(args.config, args.seed)
-    meta = {"made_by": f"python -m training.safm {args.command}", "seed": args.seed}
+    meta = {"made_by": f"python -m training.safm {args.command}", "seed": args.seed,
+            "provenance": Provenance(f"{args.config} random init, seed {args.seed}", False).to_dict()}
     if args.command == "import-codeformer":
         if out.resolve() == args.codeformer.resolve():
             print(f"error: --out {out} would overwrite the input", file=sys.stderr)
@@ -55,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"loaded {len(report['loaded'])} tensors; {len(report['shape_mismatch'])} of another shape "
               f"{report['shape_mismatch'][:3]}; {len(report['not_in_checkpoint'])} VQGAN tensors not in the file")
         meta["codeformer_source"] = str(args.codeformer)
+        meta["provenance"] = Provenance(f"{args.config}: CodeFormer encoder, codebook and generator imported from "
+                                        f"{args.codeformer}; the fusion (SaFM) and LDE are random", False).to_dict()
     save_checkpoint(model, out, meta)
     print(f"wrote {out} and {out.with_suffix('.json')} ({args.config})")
     return 0

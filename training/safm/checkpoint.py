@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from training.files import atomic_write
+from training.provenance import Provenance
 from training.safm.config import CONFIGS, SaFMConfig
 from training.safm.model import SaFMRestorer
 
@@ -47,13 +48,18 @@ def save_checkpoint(model: SaFMRestorer, path: Path, meta: dict | None = None) -
     return path
 
 
-def load_checkpoint(path: Path) -> SaFMRestorer:
-    """Load a SaFM checkpoint (`.safetensors` with its `.json` beside it), eval mode, fp32."""
+def _files(path: Path) -> tuple[Path, Path]:
+    """The .safetensors and .json of a checkpoint; CheckpointError naming the one missing."""
     weights = Path(path).with_suffix(".safetensors")
-    config_path = weights.with_suffix(".json")
-    for f in (weights, config_path):
+    for f in (weights, weights.with_suffix(".json")):
         if not f.is_file():
             raise CheckpointError(f"{f}: not found (a SaFM checkpoint is <stem>.safetensors + <stem>.json)")
+    return weights, weights.with_suffix(".json")
+
+
+def load_checkpoint(path: Path) -> SaFMRestorer:
+    """Load a SaFM checkpoint (`.safetensors` with its `.json` beside it), eval mode, fp32."""
+    weights, config_path = _files(path)
     try:
         meta = json.loads(config_path.read_text())
         cfg = SaFMConfig.from_dict(meta["config"])
@@ -68,6 +74,22 @@ def load_checkpoint(path: Path) -> SaFMRestorer:
     if missing or unexpected:
         raise CheckpointError(f"{weights}: does not fit {cfg.name}: missing {missing[:4]}, unexpected {unexpected[:4]}")
     return model.eval()
+
+
+def provenance(path: Path | None) -> Provenance:
+    """The provenance of a SaFM checkpoint (the shipped demo when None), from its .json: the
+    'provenance' entry it was written with, or inferred from older metadata."""
+    meta = json.loads(_files(path if path is not None else DEMO_CHECKPOINT)[1].read_text())
+    if "provenance" in meta:
+        return Provenance.from_dict(meta["provenance"])
+    name = meta.get("config", {}).get("name", "safm")
+    if meta.get("step"):
+        data = meta.get("train", {}).get("data", "?")
+        return Provenance(f"{name} trained {meta['step']} steps on {data}", True)
+    if "codeformer_source" in meta:
+        return Provenance(f"{name}: CodeFormer encoder, codebook and generator imported from {meta['codeformer_source']}; "
+                          "the fusion (SaFM) and LDE are random", False)
+    return Provenance(f"{name} random init, seed {meta.get('seed', '?')}", False)
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -18,6 +18,7 @@ from training.data.photos import FacesAndPhotos, PhotoCrops
 from training.losses.adversarial import ComponentDiscriminators, Discriminator, d_loss, g_loss
 from training.losses.identity import IdentityLoss
 from training.losses.perceptual import PerceptualLoss
+from training.provenance import Provenance
 from training.safm.checkpoint import load_checkpoint, random_init, save_checkpoint
 from training.train_state import end_step, jsonable, load_train_state, save_train_state
 
@@ -168,6 +169,9 @@ class SaFMTrainer:
 
     def save(self) -> Path:
         """The runtime checkpoint and the resumable state."""
-        path = save_checkpoint(self.model, self.cfg.out / "safm", {"step": self.step, "train": jsonable(asdict(self.cfg))})
+        data = f"{self.cfg.data}" + (f" + photographs {self.cfg.photos}" if self.cfg.photos else "")
+        origin = Provenance(f"{self.model.config.name} trained {self.step} steps on {data}", self.step > 0)
+        path = save_checkpoint(self.model, self.cfg.out / "safm", {"step": self.step, "train": jsonable(asdict(self.cfg)),
+                                                                  "provenance": origin.to_dict()})
         save_train_state(self.state_dir, self._models(), self._optimizers(), self.step)
         return path

@@ -1,0 +1,50 @@
+"""Labels that tell the truth: every checkpoint says where its weights came from, and restore
+says loudly when faces come from an untrained model (random init, imported VQGAN only)."""
+from __future__ import annotations
+
+import json
+
+from runtime.cli import main
+from runtime.samples import GRACE_HOPPER
+from training.authface.checkpoint import provenance as authface_provenance
+from training.safm import provenance as safm_provenance
+from training.safm.__main__ import main as safm_main
+
+
+def test_random_safm_checkpoint_is_labelled_untrained(tmp_path, capsys):
+    assert safm_main(["init", "--config", "safm-tiny", "--seed", "5", "--out", str(tmp_path / "rand")]) == 0
+    origin = safm_provenance(tmp_path / "rand.safetensors")
+    assert not origin.trained and "random init, seed 5" in origin.text
+    out = tmp_path / "out"
+    assert main(["restore", str(GRACE_HOPPER), "--checkpoint", str(tmp_path / "rand.safetensors"), "--out", str(out)]) == 0
+    assert "warning: safm weights are UNTRAINED (safm-tiny random init, seed 5)" in capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    assert report["provenance"] == {"text": "safm-tiny random init, seed 5", "trained": False}
+
+
+def test_shipped_demo_is_labelled_trained(tmp_path, capsys):
+    origin = safm_provenance(None)
+    assert origin.trained and "trained" in origin.text
+    assert main(["restore", str(GRACE_HOPPER), "--out", str(tmp_path)]) == 0
+    assert "UNTRAINED" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "report.json").read_text())["provenance"]["trained"] is True
+
+
+def test_authface_provenance_rules():
+    """Random init and a ControlNet made from_unet (zero convs: it ignores the face) are untrained;
+    a stage II run trains it; the null prompt's origin is part of the text."""
+    random = authface_provenance({"weights": "random init, seed 0", "null_prompt": "random (not a text encoding)"})
+    assert not random.trained and "null prompt: random" in random.text
+    imported = authface_provenance({"weights": "/sdxl", "controlnet": "ControlNetModel.from_unet (zero convs at zero)",
+                                    "null_prompt": "zeros (not an encoding of \"\")"})
+    assert not imported.trained and "from_unet and not trained" in imported.text and "zeros" in imported.text
+    trained = authface_provenance({"weights": "/sdxl", "controlnet": "from_unet", "stage2": {"step": 1200},
+                                   "null_prompt": "encoded"})
+    assert trained.trained and "1200 steps (stage II)" in trained.text
+
+
+def test_random_authface_restore_warns_and_reports(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["restore", str(GRACE_HOPPER), "--model", "authface", "--steps", "2", "--out", str(out)]) == 0
+    assert "warning: authface weights are UNTRAINED (random init" in capsys.readouterr().err
+    assert json.loads((out / "report.json").read_text())["provenance"]["trained"] is False
