@@ -357,7 +357,7 @@ def _run_ui(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        if not backend.is_ready():
+        if not backend.ready():
             print(f"warning: no ready Triton server at {backend.url} ({backend.protocol}) yet; the page will "
                   "report each failed request", file=sys.stderr)
     else:

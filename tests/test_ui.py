@@ -162,7 +162,7 @@ def restore_on_page(driver, url: str, photo: Path) -> str:
     WebDriverWait(driver, 60).until(ec.presence_of_element_located((By.CSS_SELECTOR, "#photos input[type=file]")))
     driver.find_element(By.CSS_SELECTOR, "#photos input[type=file]").send_keys(str(photo))
     WebDriverWait(driver, 60).until(lambda d: photo.stem in d.find_element(By.ID, "photos").text)
-    driver.find_element(By.ID, "restore").click()
+    WebDriverWait(driver, 60).until(ec.element_to_be_clickable((By.ID, "restore"))).click()
     WebDriverWait(driver, PAGE_TIMEOUT).until(lambda d: "photos restored" in d.find_element(By.ID, "status").text)
     return driver.find_element(By.ID, "status").text
 
@@ -236,6 +236,10 @@ def triton_server(tmp_path_factory):
 
 
 def test_page_restores_a_photo_through_triton(browser, triton_server, tmp_path):
+    from selenium.webdriver.common.by import By
+
     with ui_process(tmp_path / "ui.log", "--triton", f"grpc://{triton_server.grpc_url}") as url:
         status = check_restored_on_page(browser, url, ASTRONAUT, 2, tmp_path / "ui-triton.png")
+        restorers = browser.find_element(By.ID, "restorer").text
     assert "round trip" in status and triton_server.grpc_url in status
+    assert "safm" in restorers and "authface" not in restorers   # only the ensembles the server has ready

@@ -24,8 +24,8 @@ from runtime.ui.backends import Backend, PhotoOutcome, RestoreFailed  # noqa: E4
 
 INTRO = """# Face restoration
 Upload one or more photos, choose a restorer, press **Restore**. Every face is detected, aligned,
-restored and pasted back. Drag the slider to compare; the faces below show the aligned crop, the
-restored crop and the paste-back mask. Back end: **{backend}**."""
+restored and pasted back. Drag the slider to compare; below it, each face before and after (in-process
+also the paste-back mask). Back end: **{backend}**."""
 
 
 def option_control(option: RestorerOption, restorer: str) -> gr.components.Component:

@@ -216,14 +216,19 @@ class TritonBackend:
         self.description = f"Triton server {url} ({protocol})"
 
     def restorers(self) -> list[str]:
-        return list(SERVICES)
+        """The restorers whose ensembles the server has ready (all of them when it answers for none)."""
+        return self.ready() or list(SERVICES)
 
-    def is_ready(self) -> bool:
-        """The server and the default restorer's ensemble answer as ready."""
+    def ready(self) -> list[str]:
+        """The restorers whose ensemble face_restore_<restorer> is ready on the server now."""
         from runtime.client import RestoreClient
 
-        with RestoreClient(self.url, self.protocol, self.restorers()[0], timeout=5) as client:
-            return client.is_ready()
+        ready = []
+        for restorer in SERVICES:
+            with RestoreClient(self.url, self.protocol, restorer, timeout=5) as client:
+                if client.is_ready():
+                    ready.append(restorer)
+        return ready
 
     def options(self, restorer: str) -> tuple[RestorerOption, ...]:
         served = {t.name.lower() for t in SERVICES[restorer].options}
