@@ -186,7 +186,7 @@ def build_app(backend: Backend, work_dir: Path | None = None) -> gr.Blocks:
                 choice = gr.Dropdown([], label="Photo", elem_id="photo-choice")
                 compare = gr.ImageSlider(label="Before / after", type="numpy", format="png", interactive=False,
                                          elem_id="compare")
-                faces = gr.Gallery(label="Faces", columns=3, format="png", elem_id="faces")
+                faces = gr.Gallery(label="Faces", columns=3, format="png", object_fit="contain", elem_id="faces")
                 downloads = gr.File(label="Download: restored photos and report.json", file_count="multiple",
                                     interactive=False, elem_id="downloads")
         outcomes = gr.State([])

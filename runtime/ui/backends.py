@@ -64,6 +64,11 @@ class Backend(Protocol):
                 progress: Progress) -> PhotoOutcome: ...
 
 
+def failed(name: str, exc: Exception) -> RestoreFailed:
+    """A one-line page message for `exc`, naming the uploaded file once."""
+    return RestoreFailed(str(exc) if name in str(exc) else f"{name}: {exc}")
+
+
 def check_upload(name: str, data: bytes) -> None:
     """The CLI's and the server's upload byte cap."""
     if len(data) > MAX_UPLOAD_BYTES:
@@ -155,7 +160,7 @@ class LocalBackend:
             with step_progress(model, lambda i, n: progress(0.1 + 0.85 * i / n, f"{name}: {restorer} step {i}/{n}")):
                 out, batch, restored, skipped = restore_photo(photo, pipeline, model)
         except (ImageError, ValueError, FileNotFoundError, SessionError, EngineMismatch, TensorRTUnavailable) as exc:
-            raise RestoreFailed(str(exc) if name in str(exc) else f"{name}: {exc}") from None
+            raise failed(name, exc) from None
         filename = output_path(Path(), Path(name)).name
         result = PhotoResult(input=name, output=filename, faces=len(batch), skipped=[s.reason for s in skipped])
         views = [FaceView(tile(to_uint8(batch.crops[i])), tile(to_uint8(restored[i])),
@@ -248,7 +253,7 @@ class TritonBackend:
                                         only_center_face=face.only_center_face, **settings)
             after = decode_image(answer.image, f"{name} (restored by the server)", MAX_OUTPUT_PIXELS).rgb8()
         except (ImageError, ClientError, ValueError) as exc:
-            raise RestoreFailed(str(exc) if name in str(exc) else f"{name}: {exc}") from None
+            raise failed(name, exc) from None
         before = photo.rgb8()
         scale = after.shape[1] / before.shape[1]
         views = [FaceView(tile(box_crop(before, box)), tile(box_crop(after, box * scale))) for box in answer.boxes]
