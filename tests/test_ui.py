@@ -7,13 +7,14 @@ group) even when a test fails. Screenshots go to the test's tmp folder."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,7 +22,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from runtime.bench.serving import png_bytes
 from runtime.cli import build_parser
+from runtime.contracts.service import MAX_UPLOAD_BYTES
 from runtime.face import FaceOptions
 from runtime.imageio import decode_image
 from runtime.restorer_options import AUTHFACE_SCHEDULERS, RESTORER_OPTIONS
@@ -98,6 +101,11 @@ def test_authface_steps_are_reported(local):
 def test_bad_uploads_are_one_line_errors(local):
     with pytest.raises(RestoreFailed, match=r"^notes\.png: not a readable image"):
         local.restore("notes.png", b"not a photo", "identity", {}, FaceOptions(), lambda *a: None)
+    with pytest.raises(RestoreFailed, match=r"^big\.png: .* exceeds the upload limit of 64 MiB"):
+        local.restore("big.png", bytes(MAX_UPLOAD_BYTES + 1), "identity", {}, FaceOptions(), lambda *a: None)
+    with pytest.raises(RestoreFailed, match=r"^wide\.png: 300x200 = 60000 pixels exceeds the cap of 50000"):
+        LocalBackend(max_pixels=50_000).restore("wide.png", png_bytes(np.zeros((200, 300, 3), np.uint8)), "identity",
+                                                {}, FaceOptions(), lambda *a: None)
     outcome = local.restore(NO_FACE.name, NO_FACE.read_bytes(), "identity", {}, FaceOptions(), lambda *a: None)
     assert outcome.result.faces == 0 and np.array_equal(outcome.after, outcome.before)
 
@@ -152,18 +160,30 @@ def browser():
     driver.quit()
 
 
-def restore_on_page(driver, url: str, photo: Path) -> str:
-    """Open the page, upload `photo`, press Restore; the status text once the run is over."""
+def restore_on_page(driver, url: str, photo: Path, setup: Callable | None = None,
+                    progress: set[str] | None = None) -> str:
+    """Open the page, upload `photo`, call `setup(driver)` (to set options), press Restore; the
+    status text once the run is over. Progress lines seen meanwhile are added to `progress`."""
+    from selenium.common.exceptions import ElementClickInterceptedException, NoSuchElementException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
+
+    def finished(d) -> bool:
+        if progress is not None:
+            progress.update(line for line in d.find_element(By.TAG_NAME, "body").text.splitlines() if " step " in line)
+        return "photos restored" in d.find_element(By.ID, "status").text
 
     driver.get(url)
     WebDriverWait(driver, 60).until(ec.presence_of_element_located((By.CSS_SELECTOR, "#photos input[type=file]")))
     driver.find_element(By.CSS_SELECTOR, "#photos input[type=file]").send_keys(str(photo))
     WebDriverWait(driver, 60).until(lambda d: photo.stem in d.find_element(By.ID, "photos").text)
-    WebDriverWait(driver, 60).until(ec.element_to_be_clickable((By.ID, "restore"))).click()
-    WebDriverWait(driver, PAGE_TIMEOUT).until(lambda d: "photos restored" in d.find_element(By.ID, "status").text)
+    if setup:
+        setup(driver)
+    # retried while the page's loading overlay still covers the button
+    WebDriverWait(driver, 60, ignored_exceptions=[ElementClickInterceptedException, NoSuchElementException]).until(
+        lambda d: d.find_element(By.ID, "restore").click() or True)
+    WebDriverWait(driver, PAGE_TIMEOUT, poll_frequency=0.1).until(finished)
     return driver.find_element(By.ID, "status").text
 
 
@@ -196,7 +216,9 @@ def check_restored_on_page(driver, url: str, photo: Path, faces_shown: int, scre
 
 @pytest.fixture(scope="module")
 def local_page(tmp_path_factory) -> Iterator[str]:
-    with ui_process(tmp_path_factory.mktemp("ui") / "ui.log") as url:
+    log = tmp_path_factory.mktemp("ui") / "ui.log"
+    with ui_process(log) as url:
+        assert "Running on local URL:  http://127.0.0.1:" in log.read_text()   # loopback by default
         yield url
 
 
@@ -214,6 +236,25 @@ def test_page_shows_an_error_for_a_non_image(browser, local_page, tmp_path):
     assert "0/1 photos restored" in status
     assert "notes.png: not a readable image" in status
     assert "Traceback" not in browser.page_source
+
+
+def test_page_shows_authface_steps_while_they_run(browser, local_page, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def authface_12_steps(driver) -> None:
+        next(b for b in driver.find_elements(By.CSS_SELECTOR, "#restorer label") if b.text == "authface").click()
+        steps = WebDriverWait(driver, 30).until(  # the option group appears once the server answers the change
+            ec.visibility_of_element_located((By.CSS_SELECTOR, "#authface-steps input")))
+        steps.clear()
+        steps.send_keys("12")
+
+    seen: set[str] = set()
+    status = restore_on_page(browser, local_page, ASTRONAUT, authface_12_steps, seen)
+    browser.save_screenshot(str(tmp_path / "ui-authface.png"))
+    assert "1/1 photos restored with authface" in status and "RANDOM-init" in status, status
+    assert seen and all(re.match(r"astronaut\.png: authface step \d+/12", line) for line in seen), seen
 
 
 @pytest.fixture(scope="module")

@@ -36,6 +36,8 @@ def option_control(option: RestorerOption, restorer: str) -> gr.components.Compo
     if option.type is float and option.minimum is not None and option.maximum is not None and option.default is not None:
         return gr.Slider(option.minimum, option.maximum, value=option.default, step=0.05, label=label,
                          info=option.help, elem_id=elem_id)
+    if option.default is None:   # optional: an empty box means "not set" (a Number box cannot be empty)
+        return gr.Textbox("", label=label, info=option.help, placeholder="empty = not set", elem_id=elem_id)
     return gr.Number(value=option.default, label=label, info=option.help, minimum=option.minimum,
                      maximum=option.maximum, precision=0 if option.type is int else None, elem_id=elem_id)
 
@@ -44,10 +46,15 @@ def read_settings(options: tuple[RestorerOption, ...], values: list[Any]) -> dic
     """The page's values as typed, checked restorer settings; ValueError names a bad one."""
     settings = {}
     for option, value in zip(options, values):
-        if value is not None and value != "":
-            value = option.type(value)
-        else:
+        if isinstance(value, str):
+            value = value.strip()
+        if value is None or value == "":
             value = None
+        else:
+            try:
+                value = option.type(value)
+            except ValueError:
+                raise ValueError(f"{option.name} must be a {option.type.__name__}, not {value!r}") from None
         option.check(value)
         settings[option.name] = value
     return settings
