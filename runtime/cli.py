@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from runtime.imageio import DEFAULT_MAX_PIXELS
+from runtime.restorer_options import RESTORER_OPTIONS
 
 RESTORE_HELP = """\
 Restore every face of every photo: detect faces (MediaPipe BlazeFace full-range), find 468
@@ -59,7 +60,7 @@ def _add_restorer_options(p: argparse.ArgumentParser) -> None:
     """The options that choose and configure a restorer and the face pipeline (restore, evaluate)."""
     from runtime.face.pipeline import FaceOptions
 
-    p.add_argument("--model", "--restorer", dest="model", default="safm", choices=["identity", "safm", "authface"],
+    p.add_argument("--model", "--restorer", dest="model", default="safm", choices=list(RESTORER_OPTIONS),
                    help="restorer (default: %(default)s)")
     p.add_argument("--checkpoint", type=Path, default=None, help="restorer weights (see Restorers above)")
     p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"], help="(default: %(default)s)")
@@ -67,15 +68,13 @@ def _add_restorer_options(p: argparse.ArgumentParser) -> None:
                    help="where onnxruntime / tensorrt find <network>.onnx / .plan (default: %(default)s)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"],
                    help="torch backend precision; fp16/bf16 need --device cuda (default: %(default)s)")
-    p.add_argument("--fidelity", type=float, default=0.5, help="safm: fidelity weight in [0, 1] (default: %(default)s)")
-    a = p.add_argument_group("authface")
-    a.add_argument("--scheduler", default="ddim", choices=["ddim", "dpmpp", "euler", "euler_a", "unipc"],
-                   help="(default: %(default)s)")
-    a.add_argument("--steps", type=int, default=20, help="denoising steps (default: %(default)s)")
-    a.add_argument("--seed", type=int, default=0, help="noise seed (default: %(default)s)")
-    a.add_argument("--conditioning-scale", type=float, default=1.0, help="ControlNet weight (default: %(default)s)")
-    a.add_argument("--strength", type=float, default=None, help="start from the noised input latent (our extension)")
-    a.add_argument("--fp16-vae", action="store_true", help="run the VAE in --precision too (fp16-safe VAEs only)")
+    groups = {name: p.add_argument_group(name) for name, opts in RESTORER_OPTIONS.items() if opts}
+    for name, group in groups.items():
+        for o in RESTORER_OPTIONS[name]:
+            group.add_argument(o.flag, type=o.type, default=o.default, choices=o.choices or None,
+                               help=f"{o.help} (default: %(default)s)")
+    groups["authface"].add_argument("--fp16-vae", action="store_true",
+                                    help="run the VAE in --precision too (fp16-safe VAEs only)")
     p.add_argument("--aligned", action="store_true", help="inputs are already aligned faces: skip detection")
     p.add_argument("--size", type=int, default=512, help="aligned crop side in pixels (default: %(default)s)")
     p.add_argument("--only-center-face", action="store_true", help="restore only the face nearest the centre")
@@ -382,9 +381,62 @@ def _run_client(args: argparse.Namespace) -> int:
     return 0 if any(r.error is None for r in run.results) else 1
 
 
-COMMANDS = {"restore": (_add_restore, _run_restore), "evaluate": (_add_evaluate, _run_evaluate), "bench": (_add_bench, _run_bench),
+UI_HELP = """\
+A web page (Gradio) for restoring photos by hand: upload one or many photos, choose the restorer
+and its options, compare before/after for the whole photo (slider) and per face (aligned crop,
+restored crop, paste mask), download the restored photos and report.json.
+
+Back end: in-process by default (--checkpoint / --authface-checkpoint, --backend, --engines,
+--device as for `restore`), or a running `facerestore serve` with --triton URL (the options shown
+are those its ensembles take). Listens on 127.0.0.1 unless --host says otherwise; uploads are
+capped at 64 MiB and --max-pixels, as in `restore` and the server."""
+
+
+def _add_ui(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ui", help="web page: upload, compare, download", description=UI_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=7860, help="0 = a free port (default: %(default)s)")
+    p.add_argument("--triton", metavar="URL", default=None, help="use this Triton server instead of in-process")
+    p.add_argument("--protocol", choices=["grpc", "http"], default="grpc", help="--triton protocol (default: %(default)s)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="SaFM weights (default: the shipped demo weights)")
+    p.add_argument("--authface-checkpoint", type=Path, default=None, help="AuthFace checkpoint folder")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"], help="(default: %(default)s)")
+    p.add_argument("--engines", type=Path, default=Path("engines"), help="ONNX/plan folder (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help="refuse photos with more pixels (default: %(default)s)")
+
+
+def _run_ui(args: argparse.Namespace) -> int:
+    try:
+        from runtime.ui.app import launch
+    except ImportError as exc:
+        print(f"error: the web page needs gradio ({exc}); pip install 'face-restore-runtime[ui]'", file=sys.stderr)
+        return 2
+    from runtime.serve import free_port
+    from runtime.ui.backends import LocalBackend, TritonBackend
+
+    if args.triton:
+        try:
+            backend = TritonBackend(args.triton, args.protocol, args.max_pixels)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if not backend.ready():
+            print(f"warning: no ready Triton server at {backend.url} ({backend.protocol}) yet; the page will "
+                  "report each failed request", file=sys.stderr)
+    else:
+        backend = LocalBackend({"safm": args.checkpoint, "authface": args.authface_checkpoint}, args.backend,
+                               args.engines, args.device, args.max_pixels)
+    launch(backend, args.host, args.port or free_port())
+    return 0
+
+
+COMMANDS = {"restore": (_add_restore, _run_restore), "evaluate": (_add_evaluate, _run_evaluate),
+            "bench": (_add_bench, _run_bench),
             "export": (_add_export, _run_export), "curate": (_add_curate, _run_curate),
-            "serve": (_add_serve, _run_serve), "client": (_add_client, _run_client)}
+            "serve": (_add_serve, _run_serve), "client": (_add_client, _run_client), "ui": (_add_ui, _run_ui)}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,272 @@
+"""The two back ends behind the web page: in-process (the runtime's restore_photo) and a running
+Triton server (runtime.client). Both take one uploaded photo's bytes and give a PhotoOutcome:
+the before/after images, the encoded result, per-face views and the report entry."""
+from __future__ import annotations
+
+import contextlib
+import io
+from collections import OrderedDict
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import cv2
+import numpy as np
+
+from runtime.contracts.service import MAX_OUTPUT_PIXELS, MAX_UPLOAD_BYTES, SERVICES
+from runtime.face.pipeline import FaceBatch, FaceOptions
+from runtime.imageio import DEFAULT_MAX_PIXELS, ImageError, Photo, decode_image, encode_image, to_uint8
+from runtime.restore import PhotoResult, output_path
+from runtime.restorer_options import RESTORER_OPTIONS, RestorerOption
+
+Progress = Callable[[float, str], None]   # (fraction done, what is running)
+FACE_TILE = 256                           # side of the per-face images shown
+
+
+class RestoreFailed(ValueError):
+    """A photo the back end could not restore; the message (one line) names the file and the cause."""
+
+
+@dataclass
+class FaceView:
+    """One face as shown on the page: uint8 RGB images of one size; mask is None when the back
+    end does not return it (a Triton server keeps its crops)."""
+
+    before: np.ndarray
+    after: np.ndarray
+    mask: np.ndarray | None = None
+
+
+@dataclass
+class PhotoOutcome:
+    """One restored photo: before (resized to the result's size) and after as uint8 RGB, the
+    result encoded in the input's format, per-face views, the report entry and notes."""
+
+    before: np.ndarray
+    after: np.ndarray
+    encoded: bytes
+    filename: str
+    faces: list[FaceView]
+    result: PhotoResult
+    notes: list[str] = field(default_factory=list)
+
+
+class Backend(Protocol):
+    """What the page calls; `options(restorer)` lists the options the back end accepts."""
+
+    description: str
+
+    def restorers(self) -> list[str]: ...
+
+    def options(self, restorer: str) -> tuple[RestorerOption, ...]: ...
+
+    def restore(self, name: str, data: bytes, restorer: str, settings: dict[str, Any], face: FaceOptions,
+                progress: Progress) -> PhotoOutcome: ...
+
+
+def failed(name: str, exc: Exception) -> RestoreFailed:
+    """A one-line page message for `exc`, naming the uploaded file once."""
+    return RestoreFailed(str(exc) if name in str(exc) else f"{name}: {exc}")
+
+
+def check_upload(name: str, data: bytes) -> None:
+    """The CLI's and the server's upload byte cap."""
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise RestoreFailed(f"{name}: {len(data)} bytes exceeds the upload limit of {MAX_UPLOAD_BYTES // 2**20} MiB")
+
+
+def resized_to(rgb8: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """`rgb8` resized to the height and width of `like` (Lanczos; unchanged when equal)."""
+    if rgb8.shape[:2] == like.shape[:2]:
+        return rgb8
+    return cv2.resize(rgb8, (like.shape[1], like.shape[0]), interpolation=cv2.INTER_LANCZOS4)
+
+
+def tile(rgb8: np.ndarray) -> np.ndarray:
+    """A face image at the page's tile size."""
+    return cv2.resize(rgb8, (FACE_TILE, FACE_TILE), interpolation=cv2.INTER_AREA)
+
+
+def face_subset(batch: FaceBatch, i: int) -> FaceBatch:
+    """Face `i` of a batch as a batch of one."""
+    return FaceBatch(**{f.name: getattr(batch, f.name)[i:i + 1] for f in fields(batch)})
+
+
+class LocalBackend:
+    """In-process: the face pipeline and restorers of this runtime, built on first use and kept
+    (the last few restorer settings), run on `device` with `backend` (torch or onnxruntime)."""
+
+    def __init__(self, checkpoints: dict[str, Path | None] | None = None, backend: str = "torch",
+                 engines: Path = Path("engines"), device: str = "cpu", max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        self.checkpoints = checkpoints or {}
+        self.backend, self.engines, self.device, self.max_pixels = backend, engines, device, max_pixels
+        self.description = f"in-process ({backend} on {device})"
+        self._nets = None
+        self._restorers: OrderedDict[tuple, tuple[Any, list[str]]] = OrderedDict()
+
+    def restorers(self) -> list[str]:
+        return list(RESTORER_OPTIONS)
+
+    def options(self, restorer: str) -> tuple[RestorerOption, ...]:
+        return RESTORER_OPTIONS[restorer]
+
+    def _pipeline(self, face: FaceOptions):
+        from runtime.face import FacePipeline, torch_face_pipeline
+
+        if self._nets is None:
+            base = torch_face_pipeline(device=self.device)
+            self._nets = (base.detector, base.mesh)
+        return FacePipeline(*self._nets, face)
+
+    def _restorer(self, restorer: str, settings: dict[str, Any]):
+        """(restorer, notes it printed when built: demo or random weights)."""
+        key = (restorer, tuple(sorted(settings.items())))
+        if key not in self._restorers:
+            notes = io.StringIO()
+            with contextlib.redirect_stderr(notes):
+                built = self._build(restorer, settings)
+            self._restorers[key] = (built, [line for line in notes.getvalue().splitlines() if line.strip()])
+            while len(self._restorers) > 2:
+                self._restorers.popitem(last=False)
+        return self._restorers[key]
+
+    def _build(self, restorer: str, settings: dict[str, Any]):
+        from runtime.restorers import IdentityRestorer, make_safm_restorer
+
+        checkpoint = self.checkpoints.get(restorer)
+        if restorer == "safm":
+            return make_safm_restorer(checkpoint, self.backend, self.engines, self.device, **settings)
+        if restorer == "authface":
+            from runtime.authface import make_authface_restorer
+
+            return make_authface_restorer(checkpoint, self.backend, self.engines, self.device, progress=False,
+                                          **settings)
+        return IdentityRestorer()
+
+    def restore(self, name: str, data: bytes, restorer: str, settings: dict[str, Any], face: FaceOptions,
+                progress: Progress) -> PhotoOutcome:
+        from runtime.engines import EngineMismatch
+        from runtime.restore import restore_photo
+        from runtime.sessions import SessionError
+        from runtime.tensorrt_session import TensorRTUnavailable
+
+        check_upload(name, data)
+        try:
+            photo = decode_image(data, name, self.max_pixels)
+            progress(0.0, f"{name}: loading {restorer}")
+            model, notes = self._restorer(restorer, settings)
+            pipeline = self._pipeline(face)
+            progress(0.05, f"{name}: finding faces")
+            with step_progress(model, lambda i, n: progress(0.1 + 0.85 * i / n, f"{name}: {restorer} step {i}/{n}")):
+                out, batch, restored, skipped = restore_photo(photo, pipeline, model)
+        except (ImageError, ValueError, FileNotFoundError, SessionError, EngineMismatch, TensorRTUnavailable) as exc:
+            raise failed(name, exc) from None
+        filename = output_path(Path(), Path(name)).name
+        result = PhotoResult(input=name, output=filename, faces=len(batch), skipped=[s.reason for s in skipped])
+        views = [FaceView(tile(to_uint8(batch.crops[i])), tile(to_uint8(restored[i])),
+                          tile(paste_mask(photo, pipeline, face_subset(batch, i))))
+                 for i in range(len(batch))]
+        after = out.rgb8()
+        return PhotoOutcome(resized_to(photo.rgb8(), after), after, encode_image(out, Path(filename).suffix),
+                            filename, views, result, list(notes))
+
+
+def paste_mask(photo: Photo, pipeline, one: FaceBatch) -> np.ndarray:
+    """The blend weight the paste-back gives the restored face, in the face's crop frame (uint8
+    RGB): a white face pasted over a black photo by the pipeline's own paste, warped back."""
+    from runtime.face.align import warp_face
+
+    black = Photo(rgb=np.zeros_like(photo.rgb))
+    white = np.ones_like(one.crops)
+    pasted = pipeline.paste(black, one, white).rgb
+    affine = one.affines[0].copy()
+    affine[:, :2] /= pipeline.options.upscale
+    return to_uint8(warp_face(pasted, affine, one.crops.shape[1]))
+
+
+@contextlib.contextmanager
+def step_progress(restorer, report: Callable[[int, int], None]):
+    """While inside, report (step, steps) after each denoising step of an AuthFace restorer
+    (its UNet+ControlNet call); other restorers have no steps to report."""
+    net = getattr(restorer, "unet_controlnet", None)
+    if net is None:
+        yield
+        return
+    total, done = len(restorer.schedule()[1]), [0]
+
+    def counted(*args):
+        out = net(*args)
+        done[0] += 1
+        report(done[0], total)
+        return out
+
+    restorer.unet_controlnet = counted
+    try:
+        yield
+    finally:
+        restorer.unet_controlnet = net
+
+
+class TritonBackend:
+    """A running Triton server's ensembles face_restore_<restorer> (runtime.client); the options
+    shown are the restorer options the ensemble takes as inputs."""
+
+    def __init__(self, url: str, protocol: str = "grpc", max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        scheme, sep, address = url.partition("://")
+        if sep:   # http://host:port or grpc://host:port name the protocol; tritonclient takes host:port
+            if scheme not in ("http", "grpc"):
+                raise ValueError(f"--triton {url}: the scheme must be http:// or grpc://, not {scheme}://")
+            url, protocol = address.rstrip("/"), scheme
+        self.url, self.protocol, self.max_pixels = url, protocol, max_pixels
+        self.description = f"Triton server {url} ({protocol})"
+
+    def restorers(self) -> list[str]:
+        """The restorers whose ensembles the server has ready (all of them when it answers for none)."""
+        return self.ready() or list(SERVICES)
+
+    def ready(self) -> list[str]:
+        """The restorers whose ensemble face_restore_<restorer> is ready on the server now."""
+        from runtime.client import RestoreClient
+
+        ready = []
+        for restorer in SERVICES:
+            with RestoreClient(self.url, self.protocol, restorer, timeout=5) as client:
+                if client.is_ready():
+                    ready.append(restorer)
+        return ready
+
+    def options(self, restorer: str) -> tuple[RestorerOption, ...]:
+        served = {t.name.lower() for t in SERVICES[restorer].options}
+        return tuple(o for o in RESTORER_OPTIONS[restorer] if o.name in served)
+
+    def restore(self, name: str, data: bytes, restorer: str, settings: dict[str, Any], face: FaceOptions,
+                progress: Progress) -> PhotoOutcome:
+        from runtime.client import ClientError, RestoreClient
+
+        check_upload(name, data)
+        filename = output_path(Path(), Path(name)).name
+        try:
+            photo = decode_image(data, name, self.max_pixels)   # the page shows it; a bad file fails here
+            progress(0.1, f"{name}: sent to {self.url}, waiting for {restorer}")
+            with RestoreClient(self.url, self.protocol, restorer) as client:
+                answer = client.restore(data, name, Path(filename).suffix, upscale=face.upscale,
+                                        only_center_face=face.only_center_face, **settings)
+            after = decode_image(answer.image, f"{name} (restored by the server)", MAX_OUTPUT_PIXELS).rgb8()
+        except (ImageError, ClientError, ValueError) as exc:
+            raise failed(name, exc) from None
+        before = photo.rgb8()
+        scale = after.shape[1] / before.shape[1]
+        views = [FaceView(tile(box_crop(before, box)), tile(box_crop(after, box * scale))) for box in answer.boxes]
+        result = PhotoResult(input=name, output=filename, faces=answer.faces)
+        return PhotoOutcome(resized_to(before, after), after, answer.image, filename, views, result,
+                            [f"note: {name}: {answer.latency_s * 1000:.0f} ms round trip to {self.url}"])
+
+
+def box_crop(rgb8: np.ndarray, box: np.ndarray, margin: float = 0.25) -> np.ndarray:
+    """A square crop around a detection box (x0, y0, x1, y1), `margin` of its side added, clipped."""
+    h, w = rgb8.shape[:2]
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    half = max(box[2] - box[0], box[3] - box[1]) * (0.5 + margin)
+    x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
+    x1, y1 = min(w, int(cx + half) + 1), min(h, int(cy + half) + 1)
+    return rgb8[y0:y1, x0:x1]
