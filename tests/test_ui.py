@@ -95,7 +95,7 @@ def test_authface_steps_are_reported(local):
     steps = [d for _, d in reports if "step" in d]
     assert steps == ["astronaut.png: authface step 1/2", "astronaut.png: authface step 2/2"]
     assert [f for f, _ in reports] == sorted(f for f, _ in reports)
-    assert any("RANDOM-init" in n for n in outcome.notes)   # an untrained model is said so on the page
+    assert any("UNTRAINED" in n for n in outcome.notes)   # an untrained model is said so on the page
 
 
 def test_bad_uploads_are_one_line_errors(local):
@@ -253,7 +253,7 @@ def test_page_shows_authface_steps_while_they_run(browser, local_page, tmp_path)
     seen: set[str] = set()
     status = restore_on_page(browser, local_page, ASTRONAUT, authface_12_steps, seen)
     browser.save_screenshot(str(tmp_path / "ui-authface.png"))
-    assert "1/1 photos restored with authface" in status and "RANDOM-init" in status, status
+    assert "1/1 photos restored with authface" in status and "UNTRAINED" in status, status
     assert seen and all(re.match(r"astronaut\.png: authface step \d+/12", line) for line in seen), seen
 
 

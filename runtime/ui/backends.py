@@ -119,13 +119,17 @@ class LocalBackend:
         return FacePipeline(*self._nets, face)
 
     def _restorer(self, restorer: str, settings: dict[str, Any]):
-        """(restorer, notes it printed when built: demo or random weights)."""
+        """(restorer, notes: what it printed when built, and the untrained-weights warning)."""
         key = (restorer, tuple(sorted(settings.items())))
         if key not in self._restorers:
             notes = io.StringIO()
             with contextlib.redirect_stderr(notes):
                 built = self._build(restorer, settings)
-            self._restorers[key] = (built, [line for line in notes.getvalue().splitlines() if line.strip()])
+            lines = [line for line in notes.getvalue().splitlines() if line.strip()]
+            origin = getattr(built, "provenance", None)
+            if origin is not None and (warning := origin.warning(restorer)):
+                lines.append(warning)
+            self._restorers[key] = (built, lines)
             while len(self._restorers) > 2:
                 self._restorers.popitem(last=False)
         return self._restorers[key]
@@ -173,12 +177,17 @@ class LocalBackend:
 
 def paste_mask(photo: Photo, pipeline, one: FaceBatch) -> np.ndarray:
     """The blend weight the paste-back gives the restored face, in the face's crop frame (uint8
-    RGB): a white face pasted over a black photo by the pipeline's own paste, warped back."""
+    RGB): a white face pasted over a black photo by the pipeline's own paste (its mask, no
+    colour fix: that would turn white into the black photo's colours), warped back."""
+    from dataclasses import replace
+
     from runtime.face.align import warp_face
+    from runtime.face.pipeline import FacePipeline
 
     black = Photo(rgb=np.zeros_like(photo.rgb))
     white = np.ones_like(one.crops)
-    pasted = pipeline.paste(black, one, white).rgb
+    plain = FacePipeline(pipeline.detector, pipeline.mesh, replace(pipeline.options, colour_fix="none"))
+    pasted = plain.paste(black, one, white).rgb
     affine = one.affines[0].copy()
     affine[:, :2] /= pipeline.options.upscale
     return to_uint8(warp_face(pasted, affine, one.crops.shape[1]))

@@ -40,7 +40,7 @@ from training.authface.checkpoint import AuthFaceCheckpoint, load_checkpoint
 from training.authface.configs import AuthFaceConfig
 from training.authface.losses import LatentFacialLoss, normalized_timestep, predict_z0
 from training.authface.model import UNetControlNet
-from training.data.degradations import DegradationConfig
+from training.data.degradations import PRESETS, DegradationConfig
 from training.data.faces import AlignedFaces
 from training.train_state import end_step, jsonable, load_train_state, save_train_state
 
@@ -205,7 +205,9 @@ class Stage2Config(AuthFaceTrainConfig):
                                         # the cache's boxes (eyes ~100 px, mouth ~125 px at 512)
     mouth_size: int = 16
     d_channels: int = 32
-    degradation: DegradationConfig = field(default_factory=DegradationConfig)
+    # the AuthFace paper degrades as GFPGAN / BFRffusion do (iso- and anisotropic blur up to sigma
+    # 10, down-scale 0.8-8, noise 0-20, JPEG 60-100): the `bfr` preset, not SaFM's eq. 9
+    degradation: DegradationConfig = field(default_factory=lambda: PRESETS["bfr"])
 
 
 # ----------------------------------------------------------------------------- trainers

@@ -25,7 +25,8 @@ def to_tensor(rgb8: np.ndarray) -> torch.Tensor:
 
 
 class AlignedFaces(Dataset):
-    """Items: hq, lq (3x512x512 in [-1, 1]), label_map (1x512x512 float ids), boxes (3x4: left
+    """Items: hq, lq (3x512x512 in [-1, 1]), label_map (1x512x512 float ids; one of the maps the
+    mesh gave on degraded copies when the cache has them), boxes (3x4: left
     eye, right eye, mouth), points5 (5x2), caption (str, '' without one). LQ comes from the
     eq. 9 degradations, drawn from (seed, epoch, index) so a run is reproducible. Augmentation:
     horizontal flip (labels and boxes swapped accordingly) and, with `jitter`, a small random
@@ -49,6 +50,9 @@ class AlignedFaces(Dataset):
         meta = np.load(f"{stem}.npz")
         labels, boxes, points = meta["label_map"], meta["boxes"].copy(), meta["points5"].copy()
         rng = np.random.default_rng([self.seed, self.epoch, index])
+        found = meta["label_maps_degraded"] if "label_maps_degraded" in meta.files else ()
+        if len(found):  # a map the mesh found on a degraded copy: what inference sees
+            labels = found[rng.integers(len(found))]
         size = hq.shape[1]
         if self.jitter:
             s = 1 + rng.uniform(-self.jitter, self.jitter)

@@ -83,6 +83,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     for name in ("lr", "lambda_pix", "lambda_adv", "lambda_d", "lambda_s", "lambda_id", "jitter", "face_share"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
     p.add_argument("--lr-final", type=float, default=None, help="cosine-decay the lr to this value (default: constant)")
+    p.add_argument("--stage", choices=["restore", "codebook"], default=d.stage,
+                   help="codebook: pre-train encoder, codebook and decoder on the HQ faces (VQGAN reconstruction + "
+                        "codebook/commitment loss), the SaFM paper's pre-trained codebook; restore (default): "
+                        "restoration training, e.g. --init on the codebook run's checkpoint with --freeze-codebook")
+    p.add_argument("--freeze-codebook", action="store_true", help="keep the codebook fixed (after --stage codebook)")
     p.add_argument("--photos", type=Path, default=None,
                    help="folder of general photographs: random multi-scale crops mixed with the faces")
     p.add_argument("--crop", type=int, default=d.crop, help="training size (with --photos, crops of this size)")

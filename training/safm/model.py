@@ -3,6 +3,7 @@ local detail enhancement. Export-friendly: fixed control flow, no branches on te
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from training.safm.config import SaFMConfig
@@ -35,6 +36,18 @@ class SaFMRestorer(nn.Module):
         """f_m (the SaFM output at the latent size) and the encoder features f_n^e."""
         z_d, feats = self.encoder(image)
         return self.safm(z_d, self.quantize(z_d), self.semantic(label_map)), feats
+
+    def reconstruct(self, image: torch.Tensor, beta: float = 0.25) -> tuple[torch.Tensor, torch.Tensor]:
+        """Codebook pre-training (the SaFM paper III.A, as VQGAN): HQ image -> E -> nearest codes
+        (straight-through gradient) -> D, no fusion and no LDE. Returns the reconstruction and the
+        codebook + beta * commitment loss."""
+        z, _ = self.encoder(image)
+        q = self.quantize(z)
+        vq = F.mse_loss(q, z.detach()) + beta * F.mse_loss(z, q.detach())
+        x = z + (q - z).detach()
+        for block in self.generator.blocks:
+            x = block(x)
+        return x, vq
 
     def forward(self, image: torch.Tensor, label_map: torch.Tensor, fidelity: torch.Tensor) -> torch.Tensor:
         x, feats = self.fuse(image, label_map)

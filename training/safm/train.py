@@ -58,6 +58,8 @@ class SaFMTrainConfig:
     crop: int = 512                     # training size (< 512 with --photos: crops of faces and photos)
     face_share: float = 0.3             # share of faces among the items when --photos is given
     lr_final: float | None = None       # cosine decay of lr to this value over the steps (None: constant)
+    stage: str = "restore"              # "codebook": pre-train E, codebook and D on HQ images (VQGAN reconstruction)
+    freeze_codebook: bool = False       # restoration on a pre-trained codebook: keep it fixed
     log_every: int = 10
     save_every: int = 1000
     workers: int = 0
@@ -70,7 +72,13 @@ class SaFMTrainer:
     def __init__(self, cfg: SaFMTrainConfig) -> None:
         self.cfg, dev = cfg, torch.device(cfg.device)
         torch.manual_seed(cfg.seed)
+        if cfg.stage not in ("restore", "codebook"):
+            raise ValueError(f"stage must be restore or codebook, not {cfg.stage!r}")
         self.model = (load_checkpoint(cfg.init) if cfg.init else random_init(cfg.config, cfg.seed)).to(dev).train()
+        if cfg.stage == "codebook" and self.model.config.residual:
+            raise ValueError(f"{self.model.config.name} has a residual output: its decoder learns a correction, "
+                             "not an image, so there is no codebook to pre-train")
+        self.model.quantize.embedding.weight.requires_grad_(not cfg.freeze_codebook)
         self.perceptual = PerceptualLoss(cfg.vgg).to(dev) if cfg.perceptual else None
         self.identity = IdentityLoss(cfg.arcface, ARCFACE_LAYERS[cfg.arcface_arch]).to(dev) if cfg.identity else None
         self.d_global = Discriminator().to(dev) if cfg.adversarial else None
@@ -112,8 +120,14 @@ class SaFMTrainer:
         labels, boxes = batch["label_map"].to(dev), batch["boxes"].to(dev)
         w = torch.rand(len(hq), 1, device=dev)  # the fidelity knob, trained over its whole range
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.amp and dev.type == "cuda"):
-            restored = self.model(lq, labels, w).float()
+            if cfg.stage == "codebook":
+                restored, vq = self.model.reconstruct(hq)
+                restored = restored.float()
+            else:
+                restored = self.model(lq, labels, w).float()
         terms = {"l1": F.l1_loss(restored, hq)}
+        if cfg.stage == "codebook":
+            terms["vq"] = vq.float()
         if self.perceptual is not None:
             terms["perceptual"] = cfg.lambda_pix * self.perceptual(restored, hq)
         if cfg.adversarial:
