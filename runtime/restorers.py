@@ -3,14 +3,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import numpy as np
-import torch
 
 from runtime.contracts.safm import FACE, SAFM, safm_inputs
 from runtime.face.pipeline import FaceBatch, to_crops
-from runtime.sessions import DTYPES, TorchSession, onnx_session
+from runtime.sessions import onnx_session
+
+if TYPE_CHECKING:
+    import torch
+
+    from runtime.sessions import TorchSession
 
 Net = Callable[..., tuple[np.ndarray, ...]]
 
@@ -49,16 +53,25 @@ class SaFMRestorer:
 
 
 def torch_session(module: torch.nn.Module, device: str, precision: str) -> TorchSession:
-    """A torch session in the channels_last layout; fp16/bf16 only on CUDA (CPU half precision
-    is slow and inexact)."""
-    if precision != "fp32" and not device.startswith("cuda"):
-        raise ValueError(f"--precision {precision} needs a CUDA device (got --device {device})")
+    """A torch session in the channels_last layout; fp16 only on CUDA (CPU half precision is
+    slow), bf16 on CUDA or on a CPU that computes it natively (AVX512-BF16 or AMX)."""
+    from runtime.cpu import has_bf16
+    from runtime.sessions import DTYPES, TorchSession
+
+    if not device.startswith("cuda"):
+        if precision == "fp16":
+            raise ValueError(f"--precision fp16 needs a CUDA device (got --device {device}); on a CPU use bf16")
+        if precision == "bf16" and not has_bf16():
+            raise ValueError("--precision bf16 needs a CUDA device or a CPU with AVX512-BF16 or AMX; this CPU has "
+                             "neither (see /proc/cpuinfo flags)")
     return TorchSession(module, device, DTYPES[precision], channels_last=True)
 
 
 def make_safm_restorer(checkpoint: Path | None = None, backend: str = "torch", onnx_dir: Path = Path("engines"),
-                       device: str = "cpu", precision: str = "fp32", fidelity: float = 0.5) -> SaFMRestorer:
-    """SaFM on the torch, onnxruntime or tensorrt backend (ONNX / engine files in `onnx_dir`).
+                       device: str = "cpu", precision: str = "fp32", fidelity: float = 0.5,
+                       threads: int | None = None) -> SaFMRestorer:
+    """SaFM on the torch, onnxruntime or tensorrt backend (ONNX / engine files in `onnx_dir`;
+    `threads`: ONNX Runtime intra-op threads, None: one per physical core).
     Without a checkpoint it runs the shipped demo weights and says what they are."""
     if checkpoint is None:
         print("note: no --checkpoint given: SaFM runs the shipped DEMO weights (safm-tiny trained on 3 faces; "
@@ -67,7 +80,7 @@ def make_safm_restorer(checkpoint: Path | None = None, backend: str = "torch", o
     if not 0.0 <= fidelity <= 1.0:
         raise ValueError(f"--fidelity must be in [0, 1], got {fidelity}")
     if backend == "onnxruntime":
-        return SaFMRestorer(onnx_session(SAFM, onnx_dir, checkpoint, device), fidelity)
+        return SaFMRestorer(onnx_session(SAFM, onnx_dir, checkpoint, device, threads), fidelity)
     if backend == "tensorrt":
         from runtime.tensorrt_session import tensorrt_session
 

@@ -1,15 +1,33 @@
 """Whole-photo face pipeline: detect, mesh, align, region maps, paste back."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from runtime.face.pipeline import Face, FaceBatch, FaceOptions, FacePipeline, Skipped
-from runtime.sessions import TorchSession
+
+# Intra-op threads of the face networks on ONNX Runtime: small networks at batch 1-5, where a
+# second thread gained nothing or lost up to 1.2x on this project's 2-core machine (NOTES.md).
+FACE_NET_THREADS = 1
 
 
 def torch_face_pipeline(options: FaceOptions | None = None, device: str = "cpu") -> FacePipeline:
-    """The face pipeline with the committed MediaPipe ports running in PyTorch."""
+    """The face pipeline with the committed MediaPipe ports running in PyTorch (the reference)."""
+    from runtime.sessions import TorchSession
     from training.face_nets import load_face_detector, load_face_mesh
 
     return FacePipeline(TorchSession(load_face_detector(), device), TorchSession(load_face_mesh(), device), options)
 
 
-__all__ = ["Face", "FaceBatch", "FaceOptions", "FacePipeline", "Skipped", "torch_face_pipeline"]
+def onnx_face_pipeline(detector_dir: Path, mesh_dir: Path, options: FaceOptions | None = None,
+                       device: str = "cpu", threads: int | None = FACE_NET_THREADS) -> FacePipeline:
+    """The face pipeline on ONNX Runtime: <detector_dir>/face_detector.onnx and
+    <mesh_dir>/face_mesh.onnx, exported from the committed weights (SessionError otherwise).
+    Imports no torch."""
+    from runtime.contracts.face import FACE_DETECTOR, FACE_MESH
+    from runtime.sessions import onnx_session
+
+    return FacePipeline(onnx_session(FACE_DETECTOR, detector_dir, None, device, threads),
+                        onnx_session(FACE_MESH, mesh_dir, None, device, threads), options)
+
+
+__all__ = ["Face", "FaceBatch", "FaceOptions", "FacePipeline", "Skipped", "onnx_face_pipeline", "torch_face_pipeline"]
