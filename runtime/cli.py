@@ -215,6 +215,11 @@ def _run_bench(args: argparse.Namespace) -> int:
                      authface_steps=args.authface_steps, triton_repo=args.triton_repo, compile=args.compile,
                      nchw=args.nchw, command=command)
     try:
+        from export.onnx_cache import onnx_dir  # the face networks' ONNX (exported once): the ORT rows
+        from runtime.contracts.face import FACE_DETECTOR, FACE_MESH
+
+        plan.check()
+        plan.face_onnx = onnx_dir(FACE_DETECTOR), onnx_dir(FACE_MESH)
         run_bench(plan)
     except (ValueError, SessionError, FileNotFoundError, ServerError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -13,10 +13,11 @@ import numpy as np
 
 INPUT_SIZE = 192
 STRIDE = 4                      # full-range model: one SSD layer, stride 4, one anchor per cell
-# Narrowest face (box width, input pixels) the detector is relied on to find at 192x192: real
-# faces shrunk step by step on a grey canvas were found from 11-13 px on (benchmarks/NOTES.md).
-MIN_FACE_AT_INPUT = 16
-TILE_SIDE = 640                 # the finest tiling: a 640 px tile finds faces from ~53 px on
+# Narrowest face (box width, input pixels) the detector is relied on to find at 192x192: alone
+# on a grey canvas real faces were found from 11-13 px on, but in the 36-face crowd 4 faces of
+# 72 px were lost in 768 px tiles (18 px at the input) and none in 640 px tiles (21.6 px).
+MIN_FACE_AT_INPUT = 22
+TILE_SIDE = 640                 # the finest tiling: a 640 px tile finds faces from ~73 px on
 RAW_SCORE_LIMIT = 100.0         # MediaPipe clips logits to +-100 before the sigmoid
 NMS_IOU = 0.3
 
