@@ -5,10 +5,6 @@ from pathlib import Path
 
 from runtime.face.pipeline import Face, FaceBatch, FaceOptions, FacePipeline, Skipped
 
-# Intra-op threads of the face networks on ONNX Runtime: small networks at batch 1-5, where a
-# second thread gained nothing or lost up to 1.2x on this project's 2-core machine (NOTES.md).
-FACE_NET_THREADS = 1
-
 
 def torch_face_pipeline(options: FaceOptions | None = None, device: str = "cpu") -> FacePipeline:
     """The face pipeline with the committed MediaPipe ports running in PyTorch (the reference)."""
@@ -19,10 +15,12 @@ def torch_face_pipeline(options: FaceOptions | None = None, device: str = "cpu")
 
 
 def onnx_face_pipeline(detector_dir: Path, mesh_dir: Path, options: FaceOptions | None = None,
-                       device: str = "cpu", threads: int | None = FACE_NET_THREADS) -> FacePipeline:
+                       device: str = "cpu", threads: int | None = None) -> FacePipeline:
     """The face pipeline on ONNX Runtime: <detector_dir>/face_detector.onnx and
     <mesh_dir>/face_mesh.onnx, exported from the committed weights (SessionError otherwise).
-    Imports no torch."""
+    `threads`: intra-op threads, None: one per physical core (with spinning off, 2 threads ran
+    the 5-view detector batch 2.2x and a 3-face mesh batch 1.8x faster than 1 on a loaded
+    2-core machine, and tied at batch 1: benchmarks/NOTES.md). Imports no torch."""
     from runtime.contracts.face import FACE_DETECTOR, FACE_MESH
     from runtime.sessions import onnx_session
 
