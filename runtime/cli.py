@@ -37,7 +37,11 @@ Restorers:
             steps * S steps. The VAE stays fp32 (SDXL's VAE overflows to NaN in fp16) unless
             --fp16-vae says it is fp16-safe.
 
-Backends: --backend torch (eager; --precision fp16/bf16 on CUDA), onnxruntime (the ONNX file
+Backends: --backend auto (default) runs the face networks and SaFM in-process on ONNX Runtime on
+a CPU (files from --engines when they are there, else exported once into the cache
+$FACERESTORE_CACHE or ~/.cache/facerestore; later runs start without importing torch) and torch
+otherwise (--device cuda, --precision bf16, AuthFace). torch (eager, the reference; --precision
+fp16/bf16 on CUDA, bf16 also on CPUs with AVX512-BF16 or AMX), onnxruntime (the ONNX file
 <--engines>/<network>.onnx made by `python -m export onnx --model safm --checkpoint ...`) or
 tensorrt (<--engines>/<network>.plan from `python -m export build-engines`, on its GPU, with CUDA
 graphs). A file exported or built from other weights than --checkpoint is refused, and so is an
@@ -64,11 +68,13 @@ def _add_restorer_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", "--restorer", dest="model", default="safm", choices=list(RESTORER_OPTIONS),
                    help="restorer (default: %(default)s)")
     p.add_argument("--checkpoint", type=Path, default=None, help="restorer weights (see Restorers above)")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"], help="(default: %(default)s)")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime", "tensorrt"],
+                   help="(default: %(default)s, see Backends above)")
     p.add_argument("--engines", "--onnx-dir", dest="onnx_dir", type=Path, default=Path("engines"),
                    help="where onnxruntime / tensorrt find <network>.onnx / .plan (default: %(default)s)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"],
-                   help="torch backend precision; fp16/bf16 need --device cuda (default: %(default)s)")
+                   help="torch backend precision; fp16 needs --device cuda, bf16 CUDA or a CPU with "
+                        "AVX512-BF16/AMX (default: %(default)s)")
     groups = {name: p.add_argument_group(name) for name, opts in RESTORER_OPTIONS.items() if opts}
     for name, group in groups.items():
         for o in RESTORER_OPTIONS[name]:
@@ -126,12 +132,11 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     from runtime.engines import EngineMismatch
     from runtime.evaluate import evaluate_folder
-    from runtime.face import torch_face_pipeline
     from runtime.sessions import SessionError
 
     try:
         restorer = _make_restorer(args)
-        result = evaluate_folder(args.inputs, args.out, torch_face_pipeline(_face_options(args), args.device),
+        result = evaluate_folder(args.inputs, args.out, _face_pipeline(args, _face_options(args)),
                                  restorer, args.preset, args.copies)
     except (FileNotFoundError, ValueError, SessionError, EngineMismatch) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -140,14 +145,39 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0 if result["faces"] else 1
 
 
+def _resolve_backend(args: argparse.Namespace) -> str:
+    """--backend auto: ONNX Runtime for SaFM on a CPU in fp32, torch for everything else."""
+    if args.backend != "auto":
+        return args.backend
+    on_ort = args.device == "cpu" and args.precision == "fp32" and args.model != "authface"
+    return "onnxruntime" if on_ort else "torch"
+
+
+def _face_pipeline(args: argparse.Namespace, options):
+    """The face networks on ONNX Runtime (from --engines or the cache) on a CPU unless --backend
+    torch; on torch otherwise."""
+    from runtime.face import onnx_face_pipeline, torch_face_pipeline
+
+    if args.backend == "torch" or args.device != "cpu":
+        return torch_face_pipeline(options, args.device)
+    from export.onnx_cache import onnx_dir
+    from runtime.contracts.face import FACE_DETECTOR, FACE_MESH
+
+    return onnx_face_pipeline(onnx_dir(FACE_DETECTOR, None, args.onnx_dir), onnx_dir(FACE_MESH, None, args.onnx_dir),
+                              options)
+
+
 def _run_restore(args: argparse.Namespace) -> int:
-    from runtime.face import torch_face_pipeline
     from runtime.restore import restore_files
     from runtime.samples import FACE_PHOTOS
     from runtime.engines import EngineMismatch
     from runtime.sessions import SessionError
-    from runtime.tensorrt_session import TensorRTUnavailable
 
+    errors: tuple[type[Exception], ...] = (FileNotFoundError, ValueError, SessionError, EngineMismatch)
+    if args.backend == "tensorrt":  # that module imports torch: only for the backend that needs it
+        from runtime.tensorrt_session import TensorRTUnavailable
+
+        errors += (TensorRTUnavailable,)
     if args.size < 64 or args.upscale <= 0 or args.upscale > 8:
         print("error: --size must be >= 64 and --upscale in (0, 8]", file=sys.stderr)
         return 2
@@ -155,9 +185,9 @@ def _run_restore(args: argparse.Namespace) -> int:
     inputs = args.inputs or FACE_PHOTOS
     try:
         restorer = _make_restorer(args)
-        results = restore_files(inputs, args.out, torch_face_pipeline(options, args.device), restorer,
+        results = restore_files(inputs, args.out, _face_pipeline(args, options), restorer,
                                 save_crops=args.save_crops, compare=args.compare, max_pixels=args.max_pixels)
-    except (FileNotFoundError, ValueError, SessionError, EngineMismatch, TensorRTUnavailable) as exc:
+    except errors as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     done = [r for r in results if r.error is None]
@@ -175,13 +205,19 @@ def _make_restorer(args: argparse.Namespace):
     """The restorer the restore arguments ask for."""
     from runtime.restorers import IdentityRestorer, make_safm_restorer
 
+    backend = _resolve_backend(args)
     if args.model == "safm":
-        return make_safm_restorer(args.checkpoint, args.backend, args.onnx_dir, args.device, args.precision,
-                                  args.fidelity)
+        onnx_dir = args.onnx_dir
+        if args.backend == "auto" and backend == "onnxruntime":
+            from export.onnx_cache import onnx_dir as cached_onnx_dir
+            from runtime.contracts.safm import SAFM
+
+            onnx_dir = cached_onnx_dir(SAFM, args.checkpoint, args.onnx_dir)
+        return make_safm_restorer(args.checkpoint, backend, onnx_dir, args.device, args.precision, args.fidelity)
     if args.model == "authface":
         from runtime.authface import make_authface_restorer
 
-        return make_authface_restorer(args.checkpoint, args.backend, args.onnx_dir, args.device, args.precision,
+        return make_authface_restorer(args.checkpoint, backend, args.onnx_dir, args.device, args.precision,
                                       args.scheduler, args.steps, args.seed, args.conditioning_scale, args.strength,
                                       args.fp16_vae)
     return IdentityRestorer()
@@ -238,6 +274,11 @@ def _run_bench(args: argparse.Namespace) -> int:
                      authface_steps=args.authface_steps, triton_repo=args.triton_repo, compile=args.compile,
                      nchw=args.nchw, command=command)
     try:
+        from export.onnx_cache import onnx_dir  # the face networks' ONNX (exported once): the ORT rows
+        from runtime.contracts.face import FACE_DETECTOR, FACE_MESH
+
+        plan.check()
+        plan.face_onnx = onnx_dir(FACE_DETECTOR), onnx_dir(FACE_MESH)
         run_bench(plan)
     except (ValueError, SessionError, FileNotFoundError, ServerError) as exc:
         print(f"error: {exc}", file=sys.stderr)

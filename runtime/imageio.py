@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -36,6 +36,7 @@ class Photo:
     alpha: np.ndarray | None = None   # float32 HxW in [0, 1], or None
     grayscale: bool = False
     bit_depth: int = 8                # 8 or 16
+    pixels8: np.ndarray | None = field(default=None, repr=False, compare=False)  # rgb as uint8, when known
 
     @property
     def size(self) -> tuple[int, int]:
@@ -43,8 +44,11 @@ class Photo:
         return self.rgb.shape[1], self.rgb.shape[0]
 
     def rgb8(self) -> np.ndarray:
-        """uint8 RGB HxWx3, the form the face networks read."""
-        return to_uint8(self.rgb)
+        """uint8 RGB HxWx3, the form the face networks read: an 8-bit photo's decoded pixels
+        themselves, else converted from `rgb` once and kept (read-only: `rgb` is the master)."""
+        if self.pixels8 is None:
+            self.pixels8 = to_uint8(self.rgb)
+        return self.pixels8
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
@@ -91,15 +95,20 @@ def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_M
         bit_depth = 16
     else:
         target = ("LA" if has_alpha else "L") if grayscale else ("RGBA" if has_alpha else "RGB")
-        arr = np.asarray(pil.convert(target), dtype=np.float32) / 255.0
+        arr = np.asarray(pil.convert(target))
         if arr.ndim == 2:
             arr = arr[..., None]
         bit_depth = 8
     arr = _apply_orientation(arr, orientation)
-    color = arr[..., :1] if grayscale or arr.shape[2] in (1, 2) else arr[..., :3]
+    gray = grayscale or arr.shape[2] in (1, 2)
+    color = arr[..., :1] if gray else arr[..., :3]
+    color = np.ascontiguousarray(np.repeat(color, 3, axis=2) if gray else color)
     alpha = arr[..., -1] if arr.shape[2] in (2, 4) else None
-    rgb = np.ascontiguousarray(np.repeat(color, 3, axis=2) if color.shape[2] == 1 else color)
-    return Photo(rgb=rgb, alpha=alpha, grayscale=color.shape[2] == 1, bit_depth=bit_depth)
+    if bit_depth == 16:
+        return Photo(rgb=color, alpha=alpha, grayscale=gray, bit_depth=16)
+    # 8 bits: the uint8 pixels are kept for the face networks (no float round trip per use)
+    return Photo(rgb=color.astype(np.float32) / 255.0, alpha=None if alpha is None else alpha.astype(np.float32) / 255.0,
+                 grayscale=gray, bit_depth=8, pixels8=color)
 
 
 def _apply_orientation(arr: np.ndarray, orientation: int) -> np.ndarray:

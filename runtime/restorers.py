@@ -3,16 +3,19 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import numpy as np
-import torch
 
 from runtime.contracts.safm import FACE, SAFM, safm_inputs
 from runtime.face.pipeline import FaceBatch, to_crops
-from runtime.sessions import DTYPES, TorchSession, onnx_session
-from training.provenance import Provenance
-from training.safm.checkpoint import provenance as safm_provenance
+from runtime.sessions import onnx_session
+from training.provenance import Provenance, safm_provenance
+
+if TYPE_CHECKING:
+    import torch
+
+    from runtime.sessions import TorchSession
 
 Net = Callable[..., tuple[np.ndarray, ...]]
 
@@ -54,26 +57,44 @@ class SaFMRestorer:
 
 
 def torch_session(module: torch.nn.Module, device: str, precision: str) -> TorchSession:
-    """A torch session in the channels_last layout; fp16/bf16 only on CUDA (CPU half precision
-    is slow and inexact)."""
-    if precision != "fp32" and not device.startswith("cuda"):
-        raise ValueError(f"--precision {precision} needs a CUDA device (got --device {device})")
+    """A torch session in the channels_last layout; fp16 only on CUDA (CPU half precision is
+    slow), bf16 on CUDA or on a CPU that computes it natively (AVX512-BF16 or AMX)."""
+    from runtime.cpu import has_bf16
+    from runtime.sessions import DTYPES, TorchSession
+
+    if not device.startswith("cuda"):
+        if precision == "fp16":
+            raise ValueError(f"--precision fp16 needs a CUDA device (got --device {device}); on a CPU use bf16")
+        if precision == "bf16" and not has_bf16():
+            raise ValueError("--precision bf16 needs a CUDA device or a CPU with AVX512-BF16 or AMX; this CPU has "
+                             "neither (see /proc/cpuinfo flags)")
     return TorchSession(module, device, DTYPES[precision], channels_last=True)
 
 
+def checkpoint_provenance(checkpoint: Path | None) -> Provenance:
+    """What a SaFM checkpoint's weights are (the shipped demo when None), without loading torch."""
+    path = Path(checkpoint if checkpoint is not None else SAFM.default_weights)
+    for f in (path.with_suffix(".safetensors"), path.with_suffix(".json")):
+        if not f.is_file():
+            raise ValueError(f"{f}: not found (a SaFM checkpoint is <stem>.safetensors + <stem>.json)")
+    return safm_provenance(path.with_suffix(".json"))
+
+
 def make_safm_restorer(checkpoint: Path | None = None, backend: str = "torch", onnx_dir: Path = Path("engines"),
-                       device: str = "cpu", precision: str = "fp32", fidelity: float = 0.5) -> SaFMRestorer:
-    """SaFM on the torch, onnxruntime or tensorrt backend (ONNX / engine files in `onnx_dir`).
+                       device: str = "cpu", precision: str = "fp32", fidelity: float = 0.5,
+                       threads: int | None = None) -> SaFMRestorer:
+    """SaFM on the torch, onnxruntime or tensorrt backend (ONNX / engine files in `onnx_dir`;
+    `threads`: ONNX Runtime intra-op threads, None: one per physical core).
     Without a checkpoint it runs the shipped demo weights and says what they are."""
     if checkpoint is None:
         print("note: no --checkpoint given: SaFM runs the shipped DEMO weights (a small model trained on a CPU on "
               "photographs and one face; see training/weights/safm/README.md). Pass --checkpoint PATH.safetensors.",
               file=sys.stderr)
-    origin = safm_provenance(checkpoint)
+    origin = checkpoint_provenance(checkpoint)
     if not 0.0 <= fidelity <= 1.0:
         raise ValueError(f"--fidelity must be in [0, 1], got {fidelity}")
     if backend == "onnxruntime":
-        return SaFMRestorer(onnx_session(SAFM, onnx_dir, checkpoint, device), fidelity, origin)
+        return SaFMRestorer(onnx_session(SAFM, onnx_dir, checkpoint, device, threads), fidelity, origin)
     if backend == "tensorrt":
         from runtime.tensorrt_session import tensorrt_session
 

@@ -33,3 +33,12 @@ def group_photo(height: int = 600, gap: int = 24) -> np.ndarray:
         canvas[gap:gap + height, x:x + t.shape[1]] = t
         x += t.shape[1] + gap
     return canvas
+
+
+def crowd_photo() -> np.ndarray:
+    """A real 36-face photo (uint8 RGB, 1200x1380): the astronaut's and Grace Hopper's faces,
+    200x230 each, alternating in a 6x6 grid: the recall check of detection and tiling."""
+    faces = [cv2.resize(img[y0:y0 + 300, x0:x0 + 260], (200, 230)) for img, y0, x0 in
+             ((read_rgb8(ASTRONAUT), 0, 110), (read_rgb8(GRACE_HOPPER), 40, 120))]
+    rows = [np.concatenate([faces[(r + c) % 2] for c in range(6)], axis=1) for r in range(6)]
+    return np.concatenate(rows, axis=0)

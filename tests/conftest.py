@@ -1,7 +1,8 @@
 """Shared fixtures: real photos and the face pipeline on the committed MediaPipe ports."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import cv2
@@ -9,6 +10,20 @@ import numpy as np
 import pytest
 
 from runtime.samples import ASTRONAUT, GRACE_HOPPER, group_photo, read_rgb8
+
+
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory) -> Iterator[Path]:
+    """The ONNX cache of `restore --backend auto` ($FACERESTORE_CACHE) in a session folder, not
+    the user's ~/.cache."""
+    folder = tmp_path_factory.mktemp("facerestore-cache")
+    before = os.environ.get("FACERESTORE_CACHE")
+    os.environ["FACERESTORE_CACHE"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("FACERESTORE_CACHE", None)
+    else:
+        os.environ["FACERESTORE_CACHE"] = before
 
 
 @pytest.fixture(scope="session")

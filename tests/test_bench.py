@@ -88,10 +88,11 @@ def test_run_bench_writes_json_and_markdown(tmp_path):
     result = json.loads((folder / "face_pipeline.json").read_text())
     assert result["faces"] == 3 and result["command"] == "test"
     assert [r["stage"] for r in result["stages"]] == ["detect", "mesh", "align", "paste", "end_to_end"]
+    assert {r["backend"] for r in result["stages"]} == {"torch"}  # no ONNX folders in the plan: torch only
     assert all(r["runs"] == 2 and r["ms_per_face"] == pytest.approx(r["median_ms"] / 3, abs=0.01)
                for r in result["stages"])
     table = (folder / "face_pipeline.md").read_text()
-    assert "| end_to_end | 2 |" in table and folder.parent == tmp_path
+    assert "| end_to_end | torch | 2 |" in table and folder.parent == tmp_path
 
 
 @pytest.mark.parametrize("argv, message", [

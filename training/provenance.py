@@ -4,7 +4,9 @@ Every checkpoint carries its provenance in its metadata; `restore`, `serve`, `cl
 report.json repeat it, and say loudly when faces come from an untrained model."""
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -27,3 +29,18 @@ class Provenance:
             return None
         return (f"warning: {restorer} weights are UNTRAINED ({self.text}): its output is not a restored face; "
                 "train or import real weights (README: Training)")
+
+
+def safm_provenance(json_path: Path) -> Provenance:
+    """The provenance of a SaFM checkpoint from its .json (torch-free: `restore` on ONNX Runtime
+    reads it): the 'provenance' entry it was written with, or inferred from older metadata."""
+    meta = json.loads(Path(json_path).read_text())
+    if "provenance" in meta:
+        return Provenance.from_dict(meta["provenance"])
+    name = meta.get("config", {}).get("name", "safm")
+    if meta.get("step"):
+        return Provenance(f"{name} trained {meta['step']} steps on {meta.get('train', {}).get('data', '?')}", True)
+    if "codeformer_source" in meta:
+        return Provenance(f"{name}: CodeFormer encoder, codebook and generator imported from {meta['codeformer_source']}; "
+                          "the fusion (SaFM) and LDE are random", False)
+    return Provenance(f"{name} random init, seed {meta.get('seed', '?')}", False)

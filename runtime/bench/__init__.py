@@ -16,6 +16,7 @@ import torch
 from runtime.bench.face import bench_face_pipeline, face_table
 from runtime.bench.report import bar_chart, latency_table, save
 from runtime.bench.timing import device_name, device_slug, matmul_rate_gflops
+from runtime.cpu import reported_flags
 
 
 @dataclass
@@ -33,6 +34,7 @@ class BenchPlan:
     triton_repo: Path | None = None      # a cpu-rendered repository serving safm
     compile: bool = False
     nchw: bool = False                   # also time eager fp32 in the NCHW layout
+    face_onnx: tuple[Path, Path] | None = None  # folders of face_detector.onnx, face_mesh.onnx: ORT rows
     command: str = "facerestore bench"
 
     def check(self) -> None:
@@ -50,7 +52,7 @@ class BenchPlan:
 
 
 def _context(title: str, peak: float, weights: str) -> dict:
-    return {"title": title, "device": device_name(), "torch": torch.__version__,
+    return {"title": title, "device": device_name(), "cpu_flags": reported_flags(), "torch": torch.__version__,
             "onnxruntime": __import__("onnxruntime").__version__, "threads": torch.get_num_threads(),
             "matmul_peak_gflops": round(peak, 1), "weights": weights}
 
@@ -71,7 +73,7 @@ def run_bench(plan: BenchPlan) -> Path:
 
     plan.check()
     folder = plan.out_dir / device_slug()
-    result = {**bench_face_pipeline(plan.repeats, plan.max_seconds), "command": plan.command}
+    result = {**bench_face_pipeline(plan.repeats, plan.max_seconds, plan.face_onnx), "command": plan.command}
     save(folder, "face_pipeline", result, face_table(result))
     peak = matmul_rate_gflops() if plan.safm or plan.authface else 0.0
     if plan.safm:

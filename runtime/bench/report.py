@@ -12,9 +12,10 @@ from runtime.files import write_atomic
 
 def latency_table(result: dict) -> str:
     """Restorer rows (runtime.bench.restorers.measure) as a Markdown table under their context."""
-    lines = [f"{result['title']} on {result['device']}, torch {result['torch']}, onnxruntime {result['onnxruntime']}, "
+    flags = f" ({', '.join(result['cpu_flags'])})" if result.get("cpu_flags") else ""
+    lines = [f"{result['title']} on {result['device']}{flags}, torch {result['torch']}, onnxruntime {result['onnxruntime']}, "
              f"{result['threads']} threads; measured matmul peak {result['matmul_peak_gflops']} GFLOP/s; "
-             f"{result['weights']}; {result['inputs']}", "",
+             f"{result['weights']}; {result['inputs']}; paths timed in interleaved rounds", "",
              "| model | GFLOP/face | path | batch | runs | median ms | p90 ms | p99 ms | ms/face | faces/s | "
              "speed-up vs eager | % of peak | peak MB |",
              "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]

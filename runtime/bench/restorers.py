@@ -14,7 +14,8 @@ from typing import Callable
 
 import torch
 
-from runtime.bench.timing import peak_memory_mb, reset_peak_memory, stats, time_ms
+from runtime.bench.timing import interleaved_ms, peak_memory_mb, reset_peak_memory, stats
+from runtime.cpu import has_bf16, reported_flags
 from runtime.contracts.base import NetworkContract
 from runtime.engines import EngineMismatch
 from runtime.sessions import DTYPES, SessionError, TorchSession, onnx_session
@@ -53,11 +54,11 @@ def sample_tensors(contract: NetworkContract) -> tuple[torch.Tensor, ...]:
 
 
 def contract_paths(contract: NetworkContract, checkpoint: Path | None, onnx_dir: Path,
-                   compile_: bool = False, nchw: bool = False) -> dict[str, Factory]:
+                   compile_: bool = False, nchw: bool = False, cpu_bf16: bool = False) -> dict[str, Factory]:
     """Every path of one network that can exist here, as factories (each made, timed and
     dropped in turn, so only one copy of a large model is in memory). The torch paths run in
     the channels_last layout, as the restorers do; `nchw` adds eager fp32 in the layout the
-    modules were written in."""
+    modules were written in; `cpu_bf16` adds eager bf16 on a CPU that computes bf16 natively."""
     dev = _device()
     cuda = dev == "cuda"
 
@@ -77,6 +78,8 @@ def contract_paths(contract: NetworkContract, checkpoint: Path | None, onnx_dir:
     if half:
         paths["torch eager fp16"] = torch_path("fp16")
         paths["torch eager bf16"] = torch_path("bf16")
+    elif cpu_bf16 and not cuda and has_bf16():  # a CPU with AVX512-BF16 / AMX
+        paths["torch eager bf16"] = torch_path("bf16")
     if compile_:
         precision = "fp16" if half else "fp32"
         paths[f"torch.compile {precision}"] = torch_path(precision, compiled=True)
@@ -91,25 +94,35 @@ def contract_paths(contract: NetworkContract, checkpoint: Path | None, onnx_dir:
 def measure(model: str, paths: dict[str, Factory], inputs_for: Callable[[int], tuple], batches: tuple[int, ...],
             repeats: int, max_seconds: float | None, gflop: float, params_m: float, peak_gflops: float) -> list[dict]:
     """One row per (path, batch): median/p90/p99 ms, ms per face, faces/s, speed-up over the
-    eager path at that batch, fraction of the measured matmul peak, peak memory."""
-    rows = []
+    eager path at that batch, fraction of the measured matmul peak, peak memory. All paths are
+    made first and timed in interleaved rounds per batch (a drift of the machine hits them
+    alike); peak memory is that of one call, with every path of the model loaded."""
+    runs = {}
     for path, make in paths.items():
         try:
-            run = make()
+            runs[path] = make()
         except UNAVAILABLE as exc:
             print(f"note: {model}: {path} skipped: {exc}", file=sys.stderr)
-            continue
-        for batch in batches:
-            inputs = inputs_for(batch)
+    rows = []
+    for batch in batches:
+        inputs = inputs_for(batch)
+        memory = {}
+        for path, run in runs.items():
             reset_peak_memory()
-            s = stats(time_ms(lambda: run(*inputs), repeats, warmup=1, max_seconds=max_seconds))
+            run(*inputs)
+            memory[path] = peak_memory_mb()
+        times = interleaved_ms({path: (lambda run=run: run(*inputs)) for path, run in runs.items()}, repeats,
+                               warmup=1, max_seconds=max_seconds)
+        for path in runs:
+            s = stats(times[path])
             sec = s["median_ms"] / 1e3
             rows.append({"model": model, "params_m": round(params_m, 2), "gflop_per_face": round(gflop, 1),
                          "path": path, "batch": batch, **s, "ms_per_face": round(s["median_ms"] / batch, 1),
                          "faces_per_s": round(batch / sec, 2), "peak_fraction": round(gflop * batch / sec / peak_gflops, 4),
-                         "peak_memory_mb": peak_memory_mb()})
+                         "peak_memory_mb": memory[path], "cpu_flags": reported_flags()})
             print(f"{model} | {path} | batch {batch}: {s['median_ms']} ms ({s['runs']} runs)", file=sys.stderr)
-        del run
+    del runs
+    rows.sort(key=lambda r: list(paths).index(r["path"]))  # path by path, batches in order (a stable sort)
     eager = {r["batch"]: r["median_ms"] for r in rows if r["path"] == EAGER}
     for r in rows:
         r["speedup_vs_eager"] = round(eager[r["batch"]] / r["median_ms"], 2) if r["batch"] in eager else None
@@ -129,7 +142,7 @@ def bench_safm(checkpoints: list[Path], onnx_root: Path, repeats: int, max_secon
         heavy = module.config.nf >= 64 and not torch.cuda.is_available()
         name = module.config.name
         del module
-        rows += measure(name, contract_paths(SAFM, ckpt, onnx_root / Path(ckpt).stem, compile_, nchw),
+        rows += measure(name, contract_paths(SAFM, ckpt, onnx_root / Path(ckpt).stem, compile_, nchw, cpu_bf16=True),
                         SAFM.sample_inputs, (1,) if heavy else BATCHES, repeats, max_seconds, gflop, params, peak_gflops)
     return rows
 

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from runtime.contracts.base import BATCH, NetworkContract, TensorSpec
+
+if TYPE_CHECKING:
+    import torch
 
 IMAGE_SIZE = 512
 LATENT_SIZE = 64
@@ -44,6 +47,8 @@ def _faces(batch: int) -> np.ndarray:
 @lru_cache(maxsize=1)
 def _real_latents() -> np.ndarray:
     """The real faces through the tiny VAE encoder: latents as the UNet and decoder see them."""
+    import torch
+
     from training.authface import make_random_checkpoint
 
     with torch.inference_mode():
@@ -61,6 +66,7 @@ def _encoder_samples(batch: int) -> tuple[np.ndarray, ...]:
 
 def _unet_samples(batch: int) -> tuple[np.ndarray, ...]:
     """Real latents noised (seeded) to real timesteps, the real degraded faces as control."""
+    import torch
     from diffusers import DDPMScheduler
     from training.authface.configs import SDXL_SCHEDULER
 

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from runtime.contracts.base import BATCH, NetworkContract, TensorSpec
+from runtime.contracts.base import BATCH, WEIGHTS_DIR, NetworkContract, TensorSpec
+
+if TYPE_CHECKING:
+    import torch
 
 FACE = 512
 DEFAULT_FIDELITY = 0.5
@@ -54,6 +57,7 @@ SAFM = NetworkContract(
             TensorSpec("fidelity", (BATCH, 1))),
     outputs=(TensorSpec("restored", (BATCH, 3, FACE, FACE)),),
     build_module=build_safm, sample_inputs=_samples, opt_batch=4, max_batch=16,
+    default_weights=WEIGHTS_DIR / "safm" / "safm-tiny-demo.safetensors",
     # Measured 5e-5..2.2e-4 with random weights, whose activations grow to outputs of +-8 through
     # 70 layers; a nearest-code lookup can also flip on a near-tie. Trained scale: ~1e-4 absolute.
     parity_tolerance=5e-4,

@@ -93,7 +93,7 @@ class FacePipeline:
         if opts.aligned:
             detections = [_aligned_detection(*photo.size)]
         else:
-            detections = detect_faces(self.detector, rgb8, opts.min_score)
+            detections = detect_faces(self.detector, rgb8, opts.min_score, opts.min_face_size)
         skipped = [Skipped(d, f"face {d.width:.0f}px wide < --min-face-size {opts.min_face_size:g}")
                    for d in detections if d.width < opts.min_face_size and not opts.aligned]
         detections = [d for d in detections if d.width >= opts.min_face_size or opts.aligned]

@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--copies", type=int, default=4)
     ev.add_argument("--fidelity", type=float, default=0.5)
     ev.add_argument("--json", type=Path, default=None, help="also write the result here")
+    ev.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help="run the network in bf16 (as `restore --precision bf16`) to measure its quality cost")
     args = parser.parse_args(argv)
     if args.command == "train":
         return _train(args)
@@ -119,16 +121,20 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     import json
 
+    import torch
+
     from training.safm.checkpoint import load_checkpoint
     from training.safm.evaluate import evaluate
 
     try:
-        result = evaluate(load_checkpoint(args.checkpoint), args.data, args.copies, args.fidelity)
+        dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+        result = evaluate(load_checkpoint(args.checkpoint), args.data, args.copies, args.fidelity, dtype=dtype)
     except (CheckpointError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     m = result["mean"]
-    print(f"{result['faces']} faces x {result['copies']} held-out degradations (fidelity {args.fidelity}):\n"
+    print(f"{result['faces']} faces x {result['copies']} held-out degradations (fidelity {args.fidelity}, "
+          f"{args.precision}):\n"
           f"| | PSNR dB | SSIM |\n|---|---:|---:|\n| degraded input | {m['psnr_input']:.2f} | {m['ssim_input']:.4f} |\n"
           f"| restored | {m['psnr_restored']:.2f} | {m['ssim_restored']:.4f} |")
     if args.json:

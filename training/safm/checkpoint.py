@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from training.files import atomic_write
-from training.provenance import Provenance
+from training.provenance import Provenance, safm_provenance
 from training.safm.config import CONFIGS, SaFMConfig
 from training.safm.model import SaFMRestorer
 
@@ -77,19 +77,9 @@ def load_checkpoint(path: Path) -> SaFMRestorer:
 
 
 def provenance(path: Path | None) -> Provenance:
-    """The provenance of a SaFM checkpoint (the shipped demo when None), from its .json: the
-    'provenance' entry it was written with, or inferred from older metadata."""
-    meta = json.loads(_files(path if path is not None else DEMO_CHECKPOINT)[1].read_text())
-    if "provenance" in meta:
-        return Provenance.from_dict(meta["provenance"])
-    name = meta.get("config", {}).get("name", "safm")
-    if meta.get("step"):
-        data = meta.get("train", {}).get("data", "?")
-        return Provenance(f"{name} trained {meta['step']} steps on {data}", True)
-    if "codeformer_source" in meta:
-        return Provenance(f"{name}: CodeFormer encoder, codebook and generator imported from {meta['codeformer_source']}; "
-                          "the fusion (SaFM) and LDE are random", False)
-    return Provenance(f"{name} random init, seed {meta.get('seed', '?')}", False)
+    """The provenance of a SaFM checkpoint (the shipped demo when None); CheckpointError naming
+    a missing file."""
+    return safm_provenance(_files(path if path is not None else DEMO_CHECKPOINT)[1])
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
