@@ -23,12 +23,15 @@ A report.json in the output folder lists faces, skipped detections and errors pe
 Restorers:
   identity  gives the aligned crops back unchanged: a check of the face pipeline (detection,
             alignment, paste-back), not a restorer.
-  safm      (default) the Semantic-aware Fusion restorer (safm.txt): --checkpoint PATH.safetensors
-            (with its .json beside it); without one, the shipped demo weights (safm-tiny trained
-            on 3 faces: they denoise and deblock but blur; training/weights/safm/README.md).
-            --fidelity in [0, 1] weighs the local detail enhancement from the input's features.
-  authface  the AuthFace diffusion restorer (authface.txt): SDXL-architecture UNet + ControlNet
-            conditioned on the degraded face, null prompt. --checkpoint DIR from
+  safm      (default) the Semantic-aware Fusion restorer (Zhao et al., Semantic-Aware Detail
+            Enhancement for Blind Face Restoration): --checkpoint PATH.safetensors
+            (with its .json beside it); without one, the shipped demo weights (safm-demo, a small
+            model trained on a CPU on photographs and one face; training/weights/safm/README.md).
+            --fidelity in [0, 1] weighs the local detail enhancement from the input's features
+            (our addition to the paper). Untrained weights are announced with a warning.
+  authface  the AuthFace diffusion restorer (AuthFace: Towards Authentic Blind Face
+            Restoration with Face-Oriented Generative Diffusion Prior): SDXL-architecture UNet +
+            ControlNet conditioned on the degraded face, null prompt. --checkpoint DIR from
             `python -m training.authface make-checkpoint`; without one, random-init tiny (loud
             warning). --scheduler ddim|dpmpp|euler|euler_a|unipc, --steps, --seed (per face, so a
             face's result does not depend on the others), --conditioning-scale (ControlNet

@@ -1,4 +1,4 @@
-"""`facerestore curate`: quality-first curation of HQ face photos (authface.txt) into an aligned
+"""`facerestore curate`: quality-first curation of HQ face photos (the AuthFace paper) into an aligned
 face cache the trainers read: `<stem>_fNN.png` (aligned 512 crop), `<stem>_fNN.npz` (468 mesh
 points, 5 points, eye/mouth boxes, region label map, all in aligned pixels), `<stem>_fNN.txt`
 (the photo's caption, when a `<stem>.txt` lies beside it), and `report.json` saying what was

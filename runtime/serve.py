@@ -4,7 +4,7 @@ Which server:
 - ``server="auto"``: a ``tritonserver`` on PATH (production: the NGC container, which serves
   the ``gpu`` rendering's TensorRT plans), else the one bundled in nvidia-pytriton.
 - ``"bundled"``: nvidia-pytriton 0.7.0's tritonserver 2.51 (python backend only: serves the
-  ``cpu`` rendering). It runs here on CPU when (DESIGN.md section 5) its tree is copied to a
+  ``cpu`` rendering). It runs here on CPU when (docs/ARCHITECTURE.md) its tree is copied to a
   work dir, the python backend stub built for the running Python is put into
   ``backends/python/``, LD_LIBRARY_PATH holds the wheel's ``nvidia_pytriton.libs`` and the
   interpreter's libpython dir, and this venv's ``bin`` leads PATH (the stub runs the models

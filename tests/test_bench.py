@@ -1,6 +1,6 @@
 """The benchmark machinery on real networks and photos: timing rules, rows per path and batch,
 speed-ups measured against the eager path, saved JSON + Markdown, the CLI's refusals, and the
-SDXL FLOP floor against the numbers in DESIGN.md. (Speed itself is never asserted.)"""
+SDXL FLOP floor against the numbers in docs/ARCHITECTURE.md. (Speed itself is never asserted.)"""
 from __future__ import annotations
 
 import json
@@ -72,7 +72,7 @@ def test_unet_controlnet_rows_on_real_latents():
 
 
 def test_sdxl_floor_matches_design():
-    """The real SDXL-architecture FLOPs (DESIGN.md section 5: UNet 1.59 + ControlNet 0.71 TF per
+    """The real SDXL-architecture FLOPs (docs/ARCHITECTURE.md: UNet 1.59 + ControlNet 0.71 TF per
     step, VAE encoder 1.12 TF, decoder 2.52 TF) and their floor at a given rate."""
     rows = {r["network"]: r for r in sdxl_floor(peak_gflops=1000.0)}
     assert rows["unet_controlnet"]["tflop_per_face"] == pytest.approx(1.59 + 0.71, rel=0.01)

@@ -1,4 +1,4 @@
-"""AuthFace training (authface.txt section 3): eq. 2 against diffusers' schedulers, eq. 3's peak
+"""AuthFace training (the AuthFace paper section 3): eq. 2 against diffusers' schedulers, eq. 3's peak
 (as written, and the appendix's 0.37), the latent facial loss of eq. 4 (patch positions, lambda
 and time weighting), both trainers on a real face cache with the tiny config (finite losses,
 what is frozen, overfitting one batch, resuming) and the CLI's errors."""

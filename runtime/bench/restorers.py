@@ -186,7 +186,7 @@ def bench_authface(checkpoint: Path | None, onnx_dir: Path, steps: int, repeats:
 def sdxl_floor(peak_gflops: float, h100_tflops: float = 800.0) -> list[dict]:
     """FLOPs per 512x512 face of the real SDXL-architecture networks (built on the meta device:
     no memory, no weights) and the time they take at this device's measured matmul rate and at
-    an H100's dense fp16 rate (DESIGN.md section 5): the floor any path can reach."""
+    an H100's dense fp16 rate (docs/ARCHITECTURE.md): the floor any path can reach."""
     from training.authface import make_random_checkpoint
 
     from runtime.contracts.authface import AUTHFACE_CONTRACTS

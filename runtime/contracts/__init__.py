@@ -1,4 +1,4 @@
-"""One contract per exported network (DESIGN.md section 3): tensor names, shapes, dynamic
+"""One contract per exported network (docs/ARCHITECTURE.md): tensor names, shapes, dynamic
 axes, sample inputs, TensorRT profile and precision, read by export, engine builds, Triton
 configs and runtime sessions alike. No tensor name is typed anywhere else."""
 from runtime.contracts.authface import AUTHFACE_CONTRACTS

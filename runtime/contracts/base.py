@@ -1,4 +1,4 @@
-"""The contract type: one per exported network (DESIGN.md section 3).
+"""The contract type: one per exported network (docs/ARCHITECTURE.md).
 
 Each contract names the network's tensors once (names, dtypes, shapes with the dynamic batch
 axis), says how to build its torch module and real sample inputs, the TensorRT optimization

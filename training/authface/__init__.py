@@ -1,4 +1,4 @@
-"""AuthFace (papers/authface.txt): SDXL-architecture UNet as a frozen face prior, a ControlNet
+"""AuthFace (the AuthFace paper): SDXL-architecture UNet as a frozen face prior, a ControlNet
 initialised from its encoder and conditioned on the degraded face, null prompt, 512x512 faces.
 Built from diffusers' UNet2DConditionModel, ControlNetModel and AutoencoderKL."""
 from training.authface.checkpoint import (AuthFaceCheckpoint, CheckpointError, load_checkpoint, load_or_default,

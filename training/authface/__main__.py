@@ -57,10 +57,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     from training.authface.train import Stage1Config, Stage2Config
 
     for name, cls, text in (
-            ("train-stage1", Stage1Config, "Stage I (authface.txt 3.1): fine-tune the whole UNet on captioned HQ faces "
+            ("train-stage1", Stage1Config, "Stage I (the AuthFace paper 3.1): fine-tune the whole UNet on captioned HQ faces "
              "(MSE on epsilon, AdamW lr 5e-7). Captions: <face>.txt beside each cached face; an empty caption uses the "
              "checkpoint's null prompt. The saved ControlNet is re-initialised from the fine-tuned UNet."),
-            ("train-stage2", Stage2Config, "Stage II (authface.txt 3.2): train the ControlNet only (UNet and VAE frozen, "
+            ("train-stage2", Stage2Config, "Stage II (the AuthFace paper 3.2): train the ControlNet only (UNet and VAE frozen, "
              "null prompt, control image = degraded face) with L_noise + the time-aware latent facial loss L_facial "
              "(AdamW lr 2e-5).")):
         d = cls(checkpoint=Path(), data=Path(), out=Path())

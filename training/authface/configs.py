@@ -1,4 +1,4 @@
-"""AuthFace architecture configs, written out in our code (DESIGN.md: checkpoint configs live
+"""AuthFace architecture configs, written out in our code (docs/ARCHITECTURE.md: checkpoint configs live
 beside the weights, but the architectures we support are named here).
 
 - ``sdxl``: the real SDXL-base 1.0 UNet and VAE (diffusers format), ControlNet initialised from

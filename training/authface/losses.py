@@ -1,4 +1,4 @@
-"""AuthFace stage II losses (authface.txt section 3.2): the DDIM closed form for the predicted
+"""AuthFace stage II losses (the AuthFace paper section 3.2): the DDIM closed form for the predicted
 clean latent (eq. 2), the logit-normal time weight (eq. 3) and the time-aware latent facial
 feature loss L_facial (eq. 4): eye and mouth patches cropped in LATENT space at the ground-truth
 box positions / 8, one discriminator for the eyes and one for the mouth on those 4-channel

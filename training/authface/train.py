@@ -1,4 +1,4 @@
-"""The AuthFace trainers (authface.txt section 3 and 4.1), resumable, on a face cache made by
+"""The AuthFace trainers (the AuthFace paper section 3 and 4.1), resumable, on a face cache made by
 `facerestore curate`:
 
 - Stage I (sec. 3.1), ``Stage1Trainer``: fine-tune the whole UNet on captioned HQ faces at a fixed

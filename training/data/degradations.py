@@ -1,4 +1,4 @@
-"""The degradation model of safm.txt eq. 9, used to make LQ/HQ training pairs and evaluation sets:
+"""The degradation model of the SaFM paper eq. 9, used to make LQ/HQ training pairs and evaluation sets:
 
     I_l = { JPEG_q( (I_h * k_sigma) downarrow_r + n_delta ) } uparrow_r
 
@@ -22,7 +22,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class DegradationConfig:
-    """Sampling ranges of eq. 9 (safm.txt section IV.B) and the extras around it."""
+    """Sampling ranges of eq. 9 (the SaFM paper section IV.B) and the extras around it."""
 
     blur_sigma: tuple[float, float] = (0.1, 5.0)
     downscale: tuple[float, float] = (0.1, 8.0)

@@ -1,4 +1,4 @@
-"""Adversarial losses (safm.txt eqs. 5-6): a global discriminator on whole faces and one per facial
+"""Adversarial losses (the SaFM paper eqs. 5-6): a global discriminator on whole faces and one per facial
 component (left eye, right eye, mouth) on ROI-aligned crops, with the Gram-matrix feature style
 loss on each component discriminator's multi-resolution features."""
 from __future__ import annotations

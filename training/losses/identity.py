@@ -1,4 +1,4 @@
-"""Identity-preserving loss (safm.txt eq. 7) on ArcFace embeddings. The network is insightface's
+"""Identity-preserving loss (the SaFM paper eq. 7) on ArcFace embeddings. The network is insightface's
 IResNet (`iresnet18`/`iresnet50` layout, 112x112 RGB in [-1, 1], 512-d), so its converted
 weights load by name."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Perceptual loss on VGG-19 conv1..conv5 features (safm.txt eq. 4). The layer layout is
+"""Perceptual loss on VGG-19 conv1..conv5 features (the SaFM paper eq. 4). The layer layout is
 torchvision's `vgg19().features`, so its converted weights load by name (`features.N.weight`)."""
 from __future__ import annotations
 

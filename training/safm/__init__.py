@@ -1,4 +1,4 @@
-"""SaFM restorer (safm.txt): encoder, VQ codebook, semantic-aware fusion, local detail enhancement."""
+"""SaFM restorer (the SaFM paper): encoder, VQ codebook, semantic-aware fusion, local detail enhancement."""
 from training.safm.checkpoint import (DEMO_CHECKPOINT, CheckpointError, load_checkpoint, load_codeformer_weights,
                                       provenance, random_init, read_state_dict, save_checkpoint)
 from training.safm.config import CONFIGS, SaFMConfig

@@ -71,7 +71,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     from training.safm.train import ARCFACE_LAYERS, SaFMTrainConfig
 
     d = SaFMTrainConfig(data=Path(), out=Path())
-    p = sub.add_parser("train", help="train SaFM on a face cache (safm.txt III.D losses; resumable)",
+    p = sub.add_parser("train", help="train SaFM on a face cache (the SaFM paper III.D losses; resumable)",
                        description="Train SaFM. Losses: L1 + lambda_pix * perceptual (VGG-19, needs --vgg) + "
                                    "lambda_adv * global adversarial + lambda_d * component adversarial (eyes, mouth) + "
                                    "lambda_s * Gram style + lambda_id * identity (ArcFace, needs --arcface). "

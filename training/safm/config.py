@@ -1,4 +1,4 @@
-"""Named SaFM configurations (safm.txt section III): `safm-base` at the paper's scale,
+"""Named SaFM configurations (the SaFM paper section III): `safm-base` at the paper's scale,
 `safm-tiny` the same code with small widths, fast on CPU for tests and the demo."""
 from __future__ import annotations
 

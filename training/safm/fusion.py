@@ -1,4 +1,4 @@
-"""The Semantic-aware Fusion Module (safm.txt III.B, Fig. 3, eqs. 1-3)."""
+"""The Semantic-aware Fusion Module (the SaFM paper III.B, Fig. 3, eqs. 1-3)."""
 from __future__ import annotations
 
 import torch

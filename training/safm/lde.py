@@ -1,4 +1,4 @@
-"""Local Detail Enhancement (safm.txt III.C) at one decoder resolution."""
+"""Local Detail Enhancement (the SaFM paper III.C) at one decoder resolution."""
 from __future__ import annotations
 
 import torch

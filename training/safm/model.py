@@ -1,4 +1,4 @@
-"""The SaFM restorer (safm.txt Fig. 2): encoder, codebook, semantic-aware fusion, decoder with
+"""The SaFM restorer (the SaFM paper Fig. 2): encoder, codebook, semantic-aware fusion, decoder with
 local detail enhancement. Export-friendly: fixed control flow, no branches on tensor values."""
 from __future__ import annotations
 

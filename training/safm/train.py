@@ -1,4 +1,4 @@
-"""The SaFM trainer (safm.txt section III.D): L1 + perceptual (VGG-19) + global and per-component
+"""The SaFM trainer (the SaFM paper section III.D): L1 + perceptual (VGG-19) + global and per-component
 adversarial losses with the Gram style loss + ArcFace identity loss, Adam, resumable."""
 from __future__ import annotations
 
