@@ -89,6 +89,7 @@ train-demo: $(STAMP)
 	test -f $(DEMO)/faces-heldout/report.json || $(BIN)/facerestore curate runtime/samples/astronaut.png \
 	  runtime/samples/grace_hopper.jpg --out $(DEMO)/faces-heldout --min-face 60 --min-sharpness 5
 	OMP_NUM_THREADS=1 $(DEMO_TRAIN)
+	$(BIN)/python -m training.safm plot-losses $(DEMO)/run --out $(DEMO)/run/losses.png
 	$(BIN)/facerestore evaluate $(DEMO)/faces-heldout/*.png --aligned --checkpoint $(DEMO)/run/safm.safetensors \
 	  --out $(DEMO)/evaluation
 

@@ -11,7 +11,7 @@ evaluation.json, evaluation.md and contact_sheet.png (clean | degraded | restore
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -60,7 +60,7 @@ def evaluate_photo(clean: np.ndarray, name: str, copy: int, preset: str, pipelin
     """Degrade one clean uint8 RGB photo, restore it, score it. Returns the face scores, the
     photo row and the contact-sheet tiles (clean, degraded, restored per face)."""
     seed = EVAL_SEED + 7919 * copy + sum(name.encode())
-    degraded, _ = degrade(clean, seed, PRESETS[preset])
+    degraded, _ = degrade(clean, seed, replace(PRESETS[preset], clean_fraction=0.0))  # never an undegraded copy
     photo = Photo(rgb=degraded.astype(np.float32) / 255.0)
     out, batch, _, _ = restore_photo(photo, pipeline, restorer)
     restored = to_uint8(out.rgb)

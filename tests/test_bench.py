@@ -22,8 +22,10 @@ def test_time_ms_stops_on_repeats_or_time_budget():
     assert len(time_ms(lambda: None, repeats=7, warmup=0)) == 7
     calls = []
     ms = time_ms(lambda: (calls.append(1), time.sleep(0.03)), repeats=50, warmup=2, max_seconds=0.1)
-    assert 4 <= len(ms) <= 6 and len(calls) == len(ms) + 2        # 0.1 s of 30 ms calls, warm-up not timed
-    assert all(25 < m < 200 for m in ms)
+    # the rule, whatever the machine's load makes of 30 ms sleeps: runs stop with the first one that
+    # takes the timed total past 0.1 s (at least 3 runs), and the 2 warm-up calls are not timed
+    assert len(ms) >= 3 and (len(ms) == 3 or sum(ms[:-1]) <= 100) and 100 < sum(ms) and len(calls) == len(ms) + 2
+    assert all(m > 25 for m in ms)
     assert len(time_ms(lambda: time.sleep(0.05), repeats=50, max_seconds=0.01, min_runs=3)) == 3
     s = stats([1.0, 2.0, 3.0, 4.0, 100.0])
     assert (s["runs"], s["median_ms"], s["mean_ms"]) == (5, 3.0, 22.0) and s["p90_ms"] > s["median_ms"]

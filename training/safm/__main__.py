@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     imp.add_argument("--codeformer", type=Path, required=True,
                      help="CodeFormer or VQGAN weights (.safetensors, or .pth read by torch's weights-only loader)")
     _add_train(sub)
+    pl = sub.add_parser("plot-losses", help="a training run's loss curve as a PNG")
+    pl.add_argument("run", type=Path, help="run folder (with losses.csv)")
+    pl.add_argument("--out", type=Path, required=True, help="PNG to write")
     ev = sub.add_parser("evaluate", help="PSNR/SSIM on held-out degraded copies of a face cache")
     ev.add_argument("--checkpoint", type=Path, required=True)
     ev.add_argument("--data", type=Path, required=True, help="face cache (facerestore curate)")
@@ -38,6 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "train":
         return _train(args)
+    if args.command == "plot-losses":
+        from training.loss_curve import loss_curve
+
+        try:
+            print(loss_curve(args.run / "losses.csv", args.out))
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"error: {args.run / 'losses.csv'}: {exc}", file=sys.stderr)
+            return 2
+        return 0
     if args.command == "evaluate":
         return _evaluate(args)
     out = args.out.with_suffix(".safetensors")
