@@ -115,15 +115,20 @@ def ensemble_config(service: RestorerService):
     mc = _mc()
     config = mc.ModelConfig(name=service.ensemble, platform="ensemble", max_batch_size=0)
     _add_service_io(config, service.inputs, service.outputs)
+    for spec in service.inputs + service.outputs:   # what each tensor holds, in GET /v2/models/<ensemble>/config
+        config.parameters[spec.name].string_value = spec.help
     wanted = {t.name for t in service.outputs}
+    available = {t.name for t in service.inputs}   # a step's optional input this ensemble lacks stays unmapped
     for i, model in enumerate(service.steps):
         step = config.ensemble_scheduling.step.add(model_name=model.name, model_version=-1)
         for spec in model.inputs:
-            step.input_map[spec.name] = spec.name
+            if spec.name in available:
+                step.input_map[spec.name] = spec.name
         later = {t.name for m in service.steps[i + 1:] for t in m.inputs}
         for spec in model.outputs:   # Triton refuses an ensemble with an unused tensor
             if spec.name in wanted | later:
                 step.output_map[spec.name] = spec.name
+                available.add(spec.name)
     return config
 
 

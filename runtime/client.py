@@ -57,7 +57,8 @@ class RestoreClient:
             raise ValueError(f"unknown restorer '{restorer}'; choose from {sorted(SERVICES)}")
         self.url, self.protocol, self.timeout = url or DEFAULT_URLS[protocol], protocol, timeout
         self.service = SERVICES[restorer]
-        self.options: dict[str, ServiceTensor] = {t.name.lower(): t for t in self.service.inputs if t.optional}
+        self.options: dict[str, ServiceTensor] = {t.name.lower(): t for t in self.service.inputs
+                                                if t.optional and t is not IMAGE}
         if protocol == "grpc":
             import tritonclient.grpc as client
 

@@ -1,16 +1,21 @@
 """authface_faces: the aligned faces of one photo through AuthFace. The denoising loop and the
 diffusers scheduler run here (runtime.authface.AuthFaceRestorer, the in-process code); the VAE
 encoder, the fused UNet+ControlNet (once per step) and the VAE decoder are their own Triton
-models, called through BLS. An iterative loop cannot be a static ensemble, hence BLS.
+models, called through BLS. An iterative loop cannot be a static ensemble, hence BLS. The loop
+stops at its next network call once the request is cancelled (runtime/triton_cancel.py).
 
 The scheduler config comes from 1/scheduler_config.json, written by `python -m export
 triton-repo` from the AuthFace checkpoint (SDXL's without one)."""
 import json
 from pathlib import Path
 
+import numpy as np
+
 from runtime.authface import AuthFaceRestorer, scheduler_config
 from runtime.contracts import CONTRACTS
 from runtime.contracts.service import SERVICES, CROPS, STEPS, SEED, STRENGTH, RESTORED_CROPS
+from runtime.request_checks import check_number
+from runtime.triton_cancel import RequestCancelled, StopWhenCancelled, cancelled_response
 from runtime.triton_backend import BlsNet, face_batch, fail, respond, scalar, tensor
 
 SERVICE = SERVICES["authface"]
@@ -25,6 +30,7 @@ class TritonPythonModel:
         self.scheduler_config = json.loads(path.read_text()) if path.is_file() else scheduler_config(None)
         encoder, unet, decoder = (BlsNet(CONTRACTS[n]) for n in SERVICE.faces.networks)
         self.nets = (encoder, unet, decoder)
+        self.chunk = min(CONTRACTS[n].max_batch for n in SERVICE.faces.networks)
 
     def execute(self, requests):
         return [self._one(r) for r in requests]
@@ -32,11 +38,18 @@ class TritonPythonModel:
     def _one(self, request):
         try:
             strength = scalar(request, STRENGTH)
-            restorer = AuthFaceRestorer(*self.nets, self.scheduler_config, scheduler=self.scheduler,
-                                        steps=int(scalar(request, STEPS, self.steps)), seed=int(scalar(request, SEED, 0)),
-                                        strength=None if strength is None else float(strength), progress=False)
-            batch = face_batch(tensor(request, CROPS))
-            restored = restorer(batch) if len(batch) else batch.crops
+            nets = [StopWhenCancelled(net, request) for net in self.nets]   # the loop ends on cancellation
+            restorer = AuthFaceRestorer(*nets, self.scheduler_config, scheduler=self.scheduler,
+                                        steps=int(check_number(STEPS.name, scalar(request, STEPS, self.steps))),
+                                        seed=int(scalar(request, SEED, 0)),
+                                        strength=None if strength is None else check_number(STRENGTH.name, strength),
+                                        progress=False)
+            crops = tensor(request, CROPS)
+            restored = np.empty_like(crops)
+            for i in range(0, len(crops), self.chunk):   # bounded micro-batches (each face has its own noise)
+                restored[i:i + self.chunk] = restorer(face_batch(crops[i:i + self.chunk]))
             return respond({RESTORED_CROPS: restored})
+        except RequestCancelled as exc:
+            return cancelled_response(SERVICE.faces.name, exc)
         except Exception as exc:
             return fail(SERVICE.faces.name, exc)
