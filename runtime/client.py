@@ -33,7 +33,30 @@ INT32_MAX = 2**31 - 1
 
 
 class ClientError(RuntimeError):
-    """A photo the server could not restore (or that was not sent); the message says why."""
+    """A photo the server could not restore (or that was not sent); the message says why.
+    unavailable: the server could not take it (down, restarting, overloaded); worth another try."""
+
+    def __init__(self, message: str, unavailable: bool = False) -> None:
+        super().__init__(message)
+        self.unavailable = unavailable
+
+
+# answers meaning "not now" rather than "not this request": the server is down or restarting
+# (connection refused, gRPC UNAVAILABLE, HTTP 503), overloaded (queue full), or a python stub
+# died (Triton's 500 "Stub process ... is not healthy", until the supervisor restarts it)
+UNAVAILABLE = ("StatusCode.UNAVAILABLE", "503", "not healthy", "Exceeds maximum queue size", "failed to connect",
+               "Socket closed", "Connection reset", "Connection refused")
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True for an error of the server's state, not of the request (retrying is safe: a
+    restoration has no side effect)."""
+    from tritonclient.utils import InferenceServerException
+
+    if isinstance(exc, InferenceServerException):
+        text = f"{exc.status()} {exc.message()}"
+        return any(u in text for u in UNAVAILABLE)
+    return isinstance(exc, OSError) or type(exc).__module__.startswith(("geventhttpclient", "gevent"))
 
 
 @dataclass
@@ -50,16 +73,20 @@ class RestoreClient:
     """One connection to the server; not thread-safe (use one per thread)."""
 
     def __init__(self, url: str | None = None, protocol: str = "grpc", restorer: str = "safm",
-                 timeout: float = 600.0) -> None:
+                 timeout: float = 600.0, retry_s: float = 0.0) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
         if restorer not in SERVICES:
             raise ValueError(f"unknown restorer '{restorer}'; choose from {sorted(SERVICES)}")
         self.url, self.protocol, self.timeout = url or DEFAULT_URLS[protocol], protocol, timeout
+        self.retry_s, self.retries = retry_s, 0   # keep retrying an unavailable server this long; retries made
         self.service = SERVICES[restorer]
         self.options: dict[str, ServiceTensor] = {t.name.lower(): t for t in self.service.inputs
                                                 if t.optional and t is not IMAGE}
-        if protocol == "grpc":
+        self._connect()
+
+    def _connect(self) -> None:
+        if self.protocol == "grpc":
             import tritonclient.grpc as client
 
             self._client = client.InferenceServerClient(self.url, channel_args=[
@@ -68,7 +95,8 @@ class RestoreClient:
         else:
             import tritonclient.http as client
 
-            self._client = client.InferenceServerClient(self.url, connection_timeout=timeout, network_timeout=timeout)
+            self._client = client.InferenceServerClient(self.url, connection_timeout=self.timeout,
+                                                        network_timeout=self.timeout)
         self._module = client
 
     def __enter__(self) -> "RestoreClient":
@@ -100,9 +128,8 @@ class RestoreClient:
     def restore(self, data: bytes, name: str = "<bytes>", output_format: str = "png", **options) -> Restored:
         """Restore the faces of one encoded photo. Options (None = the server's default):
         only_center_face, upscale, and the restorer's own (safm: fidelity; authface: steps,
-        seed, strength). Raises ClientError on a refused or failed request."""
-        from tritonclient.utils import InferenceServerException
-
+        seed, strength). An unavailable server is retried for up to retry_s seconds. Raises
+        ClientError on a refused or failed request."""
         if len(data) > MAX_UPLOAD_BYTES:
             raise ClientError(f"{name}: {len(data)} bytes exceeds the upload limit of {MAX_UPLOAD_BYTES} bytes "
                               f"({MAX_UPLOAD_BYTES // 2**20} MiB)")
@@ -114,10 +141,23 @@ class RestoreClient:
         outputs = [self._module.InferRequestedOutput(t.name) for t in self.service.outputs]
         kwargs = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
         start = time.perf_counter()
-        try:
-            result = self._client.infer(self.service.ensemble, inputs, outputs=outputs, **kwargs)
-        except InferenceServerException as exc:
-            raise ClientError(f"{name}: {exc.message() or exc}") from None
+        deadline, pause = time.monotonic() + self.retry_s, 0.25
+        while True:
+            try:
+                result = self._client.infer(self.service.ensemble, inputs, outputs=outputs, **kwargs)
+                break
+            except Exception as exc:   # noqa: BLE001 - transport errors differ per protocol; sorted below
+                unavailable = is_unavailable(exc)
+                if not unavailable and not hasattr(exc, "message"):
+                    raise
+                if not unavailable or time.monotonic() + pause > deadline:
+                    text = exc.message() if hasattr(exc, "message") and exc.message() else str(exc)
+                    raise ClientError(f"{name}: {text or type(exc).__name__}", unavailable) from None
+                time.sleep(pause)
+                pause, self.retries = min(pause * 2, 2.0), self.retries + 1
+                if self.protocol == "http":   # a fresh connection pool after the server restarted
+                    self._client.close()
+                    self._connect()
         latency = time.perf_counter() - start
         return Restored(image=bytes(result.as_numpy(RESTORED.name).reshape(-1)[0]),
                         faces=int(result.as_numpy(FACE_COUNT.name).reshape(-1)[0]),

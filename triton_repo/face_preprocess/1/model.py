@@ -38,7 +38,9 @@ class TritonPythonModel:
             options = {t.name: v for t in OPTIONS if (v := scalar(request, t)) is not None}
             check_options(options)
             data, _ = photo_bytes(scalar(request, IMAGE))
-            check_output_size(image_size(data), float(options.get(UPSCALE.name, 1.0)))
+            upscale = float(options.get(UPSCALE.name, 1.0))
+            if upscale != 1:   # at scale 1 the output cap is the decoder's input cap
+                check_output_size(image_size(data), upscale)
             photo = decode_image(data, "IMAGE", self.max_pixels)
             pipeline = FacePipeline(self.detector, self.mesh,
                                     FaceOptions(only_center_face=bool(options.get(ONLY_CENTER_FACE.name, False))))
