@@ -249,6 +249,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grpc-port", type=int, default=8001, help="0 = a free port (default: %(default)s)")
     p.add_argument("--metrics-port", type=int, default=8002, help="0 = a free port (default: %(default)s)")
     p.add_argument("--log", type=Path, default=None, help="write the server log here (default: stderr)")
+    p.add_argument("--no-supervise", dest="supervise", action="store_false",
+                   help="do not restart the server when a python stub or the server dies")
 
 
 def _run_serve(args: argparse.Namespace) -> int:
@@ -267,7 +269,7 @@ def _run_serve(args: argparse.Namespace) -> int:
             return 2
     try:
         server = TritonServer(repo, args.http_port, args.grpc_port, args.metrics_port, args.server, args.log)
-        return serve_forever(server)
+        return serve_forever(server, args.supervise)
     except ServerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -281,7 +283,11 @@ def _add_client(sub: argparse._SubParsersAction) -> None:
                                    "the latency of each request and a summary. Photos over 64 MiB are refused.")
     p.add_argument("inputs", nargs="*", type=Path, help="photo files or folders (default: shipped samples)")
     p.add_argument("--out", "-o", type=Path, default=Path("out/served"), help="output folder (default: %(default)s)")
-    p.add_argument("--url", default=None, help="server address (default: 127.0.0.1:8001 grpc, 127.0.0.1:8000 http)")
+    p.add_argument("--url", nargs="+", default=None,
+                   help="server address(es); several = replicas the photos are spread over "
+                        "(default: 127.0.0.1:8001 grpc, 127.0.0.1:8000 http)")
+    p.add_argument("--retry-s", type=float, default=60.0,
+                   help="keep retrying an unavailable server (restarting, overloaded) this long (default: %(default)s)")
     p.add_argument("--protocol", choices=["grpc", "http"], default="grpc", help="(default: %(default)s)")
     p.add_argument("--restorer", "--model", dest="restorer", choices=["safm", "authface"], default="safm",
                    help="(default: %(default)s)")
@@ -305,7 +311,7 @@ def _run_client(args: argparse.Namespace) -> int:
         options.update(steps=args.steps, seed=args.seed, strength=args.strength)
     try:
         run = restore_files(args.inputs or FACE_PHOTOS, args.out, args.url, args.protocol, args.restorer,
-                            args.concurrency, **options)
+                            args.concurrency, retry_s=args.retry_s, **options)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ HTTP client sends tensors as binary data (no JSON/base64 blow-up).
 """
 from __future__ import annotations
 
+import itertools
 import statistics
 import sys
 import threading
@@ -184,6 +185,8 @@ class ClientRun:
         done = [r for r in self.results if r.error is None]
         lat = sorted(r.latency_s * 1000 for r in done)
         text = f"{len(done)}/{len(self.results)} photos restored in {self.wall_s:.2f} s"
+        if done and self.wall_s > 0:
+            text += f" ({len(done) / self.wall_s:.2f} photos/s)"
         if lat:
             p95 = lat[min(len(lat) - 1, round(0.95 * (len(lat) - 1)))]
             text += (f"; latency ms: mean {statistics.fmean(lat):.0f}, p50 {statistics.median(lat):.0f}, "
@@ -191,26 +194,47 @@ class ClientRun:
         return text
 
 
-def restore_files(inputs: list[Path], out_dir: Path, url: str | None = None, protocol: str = "grpc",
-                  restorer: str = "safm", concurrency: int = 1, verbose: bool = True, **options) -> ClientRun:
-    """Send every photo of `inputs` (files/folders, as `facerestore restore`) to the server with
-    `concurrency` parallel connections; write each restored photo atomically under `out_dir`
-    (same relative path and format, PNG when the format can't be written, never over an input).
-    A failed photo is reported on stderr and the rest go on."""
+def restore_files(inputs: list[Path], out_dir: Path, url: str | list[str] | None = None, protocol: str = "grpc",
+                  restorer: str = "safm", concurrency: int = 1, verbose: bool = True, retry_s: float = 60.0,
+                  **options) -> ClientRun:
+    """Send every photo of `inputs` (files/folders, as `facerestore restore`) to the server(s)
+    with `concurrency` parallel connections; write each restored photo atomically under
+    `out_dir` (same relative path and format, PNG when the format can't be written, never over
+    an input). Several URLs (replicas of a fleet): the connections are spread over them, and a
+    photo one replica cannot take (unavailable for retry_s) goes to the next. A failed photo is
+    reported on stderr and the rest go on; a progress bar runs on a terminal."""
+    from tqdm import tqdm
+
     from runtime.restore import collect_inputs, output_path
 
+    urls = [url] if isinstance(url, str) or url is None else list(url)
     files = collect_inputs(inputs)
     input_set = {f.resolve() for f, _ in files}
     local = threading.local()
     clients: list[RestoreClient] = []
     lock = threading.Lock()
+    threads = itertools.count()
+    bar = tqdm(total=len(files), unit="photo", desc="restoring", disable=None, file=sys.stderr)
 
-    def client() -> RestoreClient:
-        if not hasattr(local, "client"):
-            local.client = RestoreClient(url, protocol, restorer)
+    def client(index: int) -> RestoreClient:
+        """This thread's connection to urls[index] (threads start on different replicas)."""
+        if not hasattr(local, "clients"):
+            local.first, local.clients = next(threads), {}
+        i = (local.first + index) % len(urls)
+        if i not in local.clients:
+            local.clients[i] = RestoreClient(urls[i], protocol, restorer, retry_s=retry_s)
             with lock:
-                clients.append(local.client)
-        return local.client
+                clients.append(local.clients[i])
+        return local.clients[i]
+
+    def send(data: bytes, path: Path, suffix: str) -> Restored:
+        for attempt in range(len(urls)):
+            try:
+                return client(attempt).restore(data, str(path), suffix, **options)
+            except ClientError as exc:
+                if not exc.unavailable or attempt == len(urls) - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def one(item: tuple[Path, Path]) -> FileResult:
         path, rel = item
@@ -223,14 +247,16 @@ def restore_files(inputs: list[Path], out_dir: Path, url: str | None = None, pro
                 data = path.read_bytes()
             except OSError as exc:
                 raise ClientError(f"{path}: cannot read ({exc.strerror or exc})") from None
-            restored = client().restore(data, str(path), target.suffix, **options)
+            restored = send(data, path, target.suffix)
             write_atomic(target, restored.image)
             result.output, result.faces, result.latency_s = str(target), restored.faces, restored.latency_s
             if verbose:
-                print(f"{path} -> {target}: {restored.faces} faces, {restored.latency_s * 1000:.0f} ms", flush=True)
+                bar.write(f"{path} -> {target}: {restored.faces} faces, {restored.latency_s * 1000:.0f} ms",
+                          file=sys.stdout)
         except ClientError as exc:
             result.error = str(exc)
-            print(f"error: {exc}", file=sys.stderr, flush=True)
+            bar.write(f"error: {exc}", file=sys.stderr)
+        bar.update(1)
         return result
 
     run = ClientRun()
@@ -239,6 +265,7 @@ def restore_files(inputs: list[Path], out_dir: Path, url: str | None = None, pro
         with ThreadPoolExecutor(max(1, concurrency)) as pool:
             run.results = list(pool.map(one, files))
     finally:
+        bar.close()
         for c in clients:
             c.close()
     run.wall_s = time.perf_counter() - start

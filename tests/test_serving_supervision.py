@@ -90,3 +90,23 @@ def test_killed_stub_under_load_recovers_and_loses_nothing(supervised):
     assert not (SHM_DIR / region).exists()          # the dead stub's shared memory is gone
     assert victim not in server.stubs and "safm_faces" in {m for m, _ in server.stubs.values()}
     assert server.is_ready()
+
+
+def test_probe_tells_the_truth_where_triton_health_does_not(supervised):
+    """Unsupervised, a dead stub leaves Triton's readiness at 200 while runtime/probe.py (the
+    Kubernetes probes of deploy/k8s) reports the ensemble broken; after a restart both agree."""
+    from runtime.probe import main as probe_main, probe
+
+    server, supervisor = supervised
+    supervisor.stop()
+    assert probe(server.http_url) is None
+    (victim,) = [pid for pid, (model, _) in server.stubs.items() if model == "face_postprocess"]
+    os.kill(victim, signal.SIGKILL)
+    time.sleep(1)
+    assert server.is_ready()                               # Triton: still "ready"
+    problem = probe(server.http_url, timeout=30)
+    assert problem is not None and "not healthy" in problem, problem
+    assert probe_main(["--url", server.http_url, "--timeout", "30"]) == 1
+    assert server.dead_models() == ["face_postprocess"]
+    server.restart()
+    assert probe(server.http_url) is None and server.dead_models() == []
