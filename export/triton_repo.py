@@ -99,12 +99,13 @@ def network_config(contract: NetworkContract, target: str):
     return config
 
 
-def python_config(model: PythonModel, target: str):
-    """config.pbtxt of a python-backend model of the served job (not batched: one photo per request)."""
+def python_config(model: PythonModel, target: str, instances: int | None = None):
+    """config.pbtxt of a python-backend model of the served job (not batched: one photo per
+    request); `instances` (default: INSTANCES) photos at a time."""
     mc = _mc()
     config = mc.ModelConfig(name=model.name, backend="python", max_batch_size=0)
     _add_service_io(config, model.inputs, model.outputs)
-    config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=INSTANCES[target]["python"])
+    config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=instances or INSTANCES[target]["python"])
     for key, value in model.parameters:
         config.parameters[key].string_value = value
     return config
@@ -132,8 +133,9 @@ def ensemble_config(service: RestorerService):
     return config
 
 
-def model_configs(target: str, restorers: list[str] | None = None) -> dict[str, object]:
-    """Every model of a rendering: name -> ModelConfig (networks, python models, ensembles)."""
+def model_configs(target: str, restorers: list[str] | None = None, python_instances: int | None = None) -> dict[str, object]:
+    """Every model of a rendering: name -> ModelConfig (networks, python models, ensembles);
+    python_instances: instances of each python step model (default: INSTANCES)."""
     if target not in TARGETS:
         raise RepoError(f"unknown target '{target}'; choose one of {TARGETS}")
     services = [_service(r) for r in (restorers or list(SERVICES))]
@@ -142,7 +144,7 @@ def model_configs(target: str, restorers: list[str] | None = None) -> dict[str, 
         for name in service.networks:
             configs[name] = network_config(CONTRACTS[name], target)
         for model in service.steps:
-            configs[model.name] = python_config(model, target)
+            configs[model.name] = python_config(model, target, python_instances)
         configs[service.ensemble] = ensemble_config(service)
     return configs
 
@@ -208,7 +210,8 @@ def _group(network: str) -> str:
 
 
 def render_repo(target: str, out: Path, engines: Path | None = None, restorers: list[str] | None = None,
-                checkpoints: dict[str, Path | None] | None = None, configs_only: bool = False) -> list[str]:
+                checkpoints: dict[str, Path | None] | None = None, configs_only: bool = False,
+                python_instances: int | None = None) -> list[str]:
     """Write the model repository for `target` ('cpu' or 'gpu') into `out`.
 
     engines: folder of <network>.onnx (cpu; missing ones are exported from `checkpoints`) or
@@ -216,9 +219,10 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
     restorers: which ensembles (default: all of runtime.contracts.service.SERVICES).
     checkpoints: weights per model group ('face', 'safm', 'authface'); None = the default
         (committed MediaPipe ports, demo safm-tiny, random-init tiny AuthFace).
+    python_instances: instances of each python step model (photos in flight per step).
     Returns the model names written."""
     out, checkpoints = Path(out), dict(checkpoints or {})
-    configs = model_configs(target, restorers)
+    configs = model_configs(target, restorers, python_instances)
     in_source = out.resolve() == SOURCE_REPO.resolve()
     if in_source and target != "gpu":
         raise RepoError(f"{out} holds the committed gpu rendering; render --target {target} into another folder")

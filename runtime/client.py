@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.contracts.service import BOXES, FACE_COUNT, IMAGE, MAX_UPLOAD_BYTES, OUTPUT_FORMAT, RESTORED, SERVICES, \
-    ServiceTensor
+from runtime.contracts.service import BOXES, FACE_COUNT, IMAGE, MAX_TIMEOUT_S, MAX_UPLOAD_BYTES, OUTPUT_FORMAT, \
+    RESTORED, SERVICES, TIMEOUT, ServiceTensor
 from runtime.files import write_atomic
 
 PROTOCOLS = ("grpc", "http")
@@ -83,7 +83,7 @@ class RestoreClient:
         self.retry_s, self.retries = retry_s, 0   # keep retrying an unavailable server this long; retries made
         self.service = SERVICES[restorer]
         self.options: dict[str, ServiceTensor] = {t.name.lower(): t for t in self.service.inputs
-                                                if t.optional and t is not IMAGE}
+                                                if t.optional and t not in (IMAGE, TIMEOUT)}
         self._connect()
 
     def _connect(self) -> None:
@@ -137,7 +137,8 @@ class RestoreClient:
         unknown = set(options) - set(self.options)
         if unknown:
             raise ValueError(f"{self.service.ensemble} has no option {sorted(unknown)}; it takes {sorted(self.options)}")
-        inputs = [self._input(IMAGE, data), self._input(OUTPUT_FORMAT, output_format.lstrip(".").encode())]
+        inputs = [self._input(IMAGE, data), self._input(OUTPUT_FORMAT, output_format.lstrip(".").encode()),
+                  self._input(TIMEOUT, min(self.timeout, MAX_TIMEOUT_S))]   # the server stops when we stop waiting
         inputs += [self._input(self.options[k], v) for k, v in options.items() if v is not None]
         outputs = [self._module.InferRequestedOutput(t.name) for t in self.service.outputs]
         kwargs = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}

@@ -16,8 +16,8 @@ import math
 import re
 from dataclasses import dataclass
 
-from runtime.contracts.service import FIDELITY, MAX_OUTPUT_PIXELS, MAX_STEPS, MAX_UPLOAD_BYTES, MAX_UPSCALE, \
-    MIN_UPSCALE, OUTPUT_FORMAT, STEPS, STRENGTH, UPSCALE
+from runtime.contracts.service import FIDELITY, MAX_OUTPUT_PIXELS, MAX_STEPS, MAX_TIMEOUT_S, MAX_UPLOAD_BYTES, \
+    MAX_UPSCALE, MIN_UPSCALE, OUTPUT_FORMAT, STEPS, STRENGTH, TIMEOUT, UPSCALE
 from runtime.imageio import ENCODERS, ImageError
 
 _BASE64 = re.compile(rb"^[A-Za-z0-9+/\s]*={0,2}\s*$")
@@ -41,7 +41,8 @@ class Range:
 
 
 RANGES = {UPSCALE.name: Range(MIN_UPSCALE, MAX_UPSCALE), FIDELITY.name: Range(0.0, 1.0),
-          STEPS.name: Range(1, MAX_STEPS), STRENGTH.name: Range(0.0, 1.0, low_open=True)}
+          STEPS.name: Range(1, MAX_STEPS), STRENGTH.name: Range(0.0, 1.0, low_open=True),
+          TIMEOUT.name: Range(0.0, MAX_TIMEOUT_S, low_open=True)}
 
 
 def check_number(name: str, value) -> float:

@@ -12,6 +12,7 @@ import base64
 import io
 import json
 import struct
+import time
 import urllib.request
 import zlib
 from pathlib import Path
@@ -32,6 +33,7 @@ from tests.test_triton import engines, server  # noqa: F401  (the session's one 
 SAFM, AUTHFACE = SERVICES["safm"].ensemble, SERVICES["authface"].ensemble
 OUTPUTS = ("RESTORED", "FACE_COUNT", "BOXES")
 ASTRONAUT_PNG = png_bytes(read_rgb8(ASTRONAUT))
+STOPPED_WITHIN_S = 15.0   # a TIMEOUT of 2 s: the loop stops at its next UNet call
 REPEAT_GROWTH = 0.05   # memory (PSS) growth allowed when the heaviest requests come again
 HEAVIEST = ("256 MiB upload", "48 MP", "36 faces", "just under the pixel cap")
 
@@ -106,6 +108,8 @@ MISTAKES = {
        for v in (0, -5, 1000, 100000)},
     **{f"STRENGTH {v}": (*with_option("STRENGTH", "FP32", v, AUTHFACE), "STRENGTH must be in (0, 1]")
        for v in (0.0, 5.0)},
+    **{f"TIMEOUT {v}": (*with_option("TIMEOUT", "FP32", v), "TIMEOUT must be in (0, 600]")
+       for v in (0.0, -1.0, 1e9, float("nan"))},
     "header length larger than the body": (SAFM, [photo()], "inference header size"),
     "element length prefix larger than the data": (
         SAFM, [("IMAGE", "BYTES", [1], struct.pack("<I", len(ASTRONAUT_PNG) + 100) + ASTRONAUT_PNG)],
@@ -224,6 +228,23 @@ def test_json_client_sends_and_gets_base64(server, memory_at_start):
     with urllib.request.urlopen(f"http://{server.http_url}/v2/models/{SAFM}/config", timeout=10) as r:
         described = json.loads(r.read())["parameters"]
     assert "base64" in described["IMAGE"]["string_value"] and "binary" in described["RESTORED"]["string_value"]
+
+
+def test_work_nobody_waits_for_is_stopped(server, memory_at_start):
+    """A request's TIMEOUT stops the AuthFace loop (200 steps take about a minute here), and a
+    gRPC client that gives up leaves no work behind: the next request is served at once."""
+    from runtime.client import ClientError, RestoreClient
+
+    start = time.monotonic()
+    answer = infer(server.http_url, AUTHFACE, [photo(), tensor("STEPS", "INT32", 200), tensor("TIMEOUT", "FP32", 2.0)],
+                   OUTPUTS)
+    assert 400 <= answer.status < 500 and "TIMEOUT passed" in answer.error, answer.error
+    assert time.monotonic() - start < STOPPED_WITHIN_S
+    with RestoreClient(server.grpc_url, "grpc", "authface", timeout=2) as impatient:
+        with pytest.raises(ClientError, match="Deadline Exceeded"):
+            impatient.restore(ASTRONAUT_PNG, steps=200)
+    with RestoreClient(server.grpc_url, "grpc", "authface") as client:
+        assert client.restore(ASTRONAUT_PNG, steps=2).latency_s < STOPPED_WITHIN_S
 
 
 def test_server_healthy_and_memory_bounded_after_the_suite(server: TritonServer, memory_at_start):

@@ -29,6 +29,7 @@ MAX_OUTPUT_PIXELS = DEFAULT_MAX_PIXELS  # largest restored photo (after --upscal
 MAX_UPSCALE = 8.0
 MIN_UPSCALE = 0.125
 MAX_FACES = 64                     # most faces restored in one photo (face_preprocess parameter max_faces)
+MAX_TIMEOUT_S = 600.0              # longest a request may run (its TIMEOUT, and the default)
 MAX_STEPS = 200                    # authface: most denoising steps one request may ask (each is a UNet call)
 
 # numpy dtype name -> Triton config data type; "bytes" is TYPE_STRING (the wire's BYTES)
@@ -72,6 +73,10 @@ STRENGTH = ServiceTensor("STRENGTH", "float32", (1,), True,
                          "authface: start from the degraded face noised to this strength in (0, 1] "
                          "(default: faithful mode, pure noise)")
 
+TIMEOUT = ServiceTensor("TIMEOUT", "float32", (1,), True,
+                        f"seconds the client waits for the answer, in (0, {MAX_TIMEOUT_S:g}] (default: the most); "
+                        "the server stops restoring the faces once they have passed")
+
 # --- ensemble outputs ---------------------------------------------------------------------------
 RESTORED = ServiceTensor("RESTORED", "bytes", (1,), help="the encoded restored photo: ask for it as a binary "
                                                       "tensor (binary_data), or send IMAGE base64 to get it base64")
@@ -83,6 +88,7 @@ CROPS = ServiceTensor("CROPS", "float32", (-1, FACE, FACE, 3), help="aligned fac
 LABEL_MAPS = ServiceTensor("LABEL_MAPS", "uint8", (-1, FACE, FACE), help="region label maps")
 AFFINES = ServiceTensor("AFFINES", "float64", (-1, 2, 3), help="photo -> crop affines")
 RESTORED_CROPS = ServiceTensor("RESTORED_CROPS", "float32", (-1, FACE, FACE, 3), help="restored faces in [0, 1]")
+DEADLINE = ServiceTensor("DEADLINE", "float64", (1,), help="when the request's TIMEOUT passes (UNIX time, s)")
 
 
 @dataclass(frozen=True)
@@ -98,8 +104,9 @@ class PythonModel:
 
 # face_preprocess also reads every option (those of all restorers; an ensemble maps only its
 # own): it checks them all before any decode or network call (runtime/request_checks.py)
-PREPROCESS = PythonModel("face_preprocess", (IMAGE, ONLY_CENTER_FACE, UPSCALE, OUTPUT_FORMAT, FIDELITY, STEPS, STRENGTH),
-                         (CROPS, LABEL_MAPS, AFFINES, FACE_COUNT, BOXES),
+PREPROCESS = PythonModel("face_preprocess",
+                         (IMAGE, ONLY_CENTER_FACE, UPSCALE, OUTPUT_FORMAT, TIMEOUT, FIDELITY, STEPS, STRENGTH),
+                         (CROPS, LABEL_MAPS, AFFINES, FACE_COUNT, BOXES, DEADLINE),
                          networks=tuple(MODEL_GROUPS["face"]),
                          parameters=(("max_pixels", str(DEFAULT_MAX_PIXELS)), ("max_faces", str(MAX_FACES))))
 POSTPROCESS = PythonModel("face_postprocess", (IMAGE, AFFINES, RESTORED_CROPS, UPSCALE, OUTPUT_FORMAT), (RESTORED,),
@@ -133,7 +140,7 @@ class RestorerService:
 
     @property
     def inputs(self) -> tuple[ServiceTensor, ...]:
-        return (IMAGE, ONLY_CENTER_FACE, UPSCALE, OUTPUT_FORMAT) + self.options
+        return (IMAGE, ONLY_CENTER_FACE, UPSCALE, OUTPUT_FORMAT, TIMEOUT) + self.options
 
     @property
     def outputs(self) -> tuple[ServiceTensor, ...]:
@@ -141,10 +148,10 @@ class RestorerService:
 
 
 SERVICES: dict[str, RestorerService] = {
-    "safm": RestorerService("safm", PythonModel("safm_faces", (CROPS, LABEL_MAPS, FIDELITY), (RESTORED_CROPS,),
+    "safm": RestorerService("safm", PythonModel("safm_faces", (CROPS, LABEL_MAPS, DEADLINE, FIDELITY), (RESTORED_CROPS,),
                                                 networks=tuple(MODEL_GROUPS["safm"]))),
     "authface": RestorerService("authface", PythonModel(
-        "authface_faces", (CROPS, STEPS, SEED, STRENGTH), (RESTORED_CROPS,), networks=tuple(MODEL_GROUPS["authface"]),
+        "authface_faces", (CROPS, DEADLINE, STEPS, SEED, STRENGTH), (RESTORED_CROPS,), networks=tuple(MODEL_GROUPS["authface"]),
         parameters=(("scheduler", "ddim"), ("steps", "20")))),
 }
 PYTHON_MODELS: dict[str, PythonModel] = {m.name: m for s in SERVICES.values() for m in s.steps}

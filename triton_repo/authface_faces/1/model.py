@@ -13,7 +13,7 @@ import numpy as np
 
 from runtime.authface import AuthFaceRestorer, scheduler_config
 from runtime.contracts import CONTRACTS
-from runtime.contracts.service import SERVICES, CROPS, STEPS, SEED, STRENGTH, RESTORED_CROPS
+from runtime.contracts.service import SERVICES, CROPS, DEADLINE, STEPS, SEED, STRENGTH, RESTORED_CROPS
 from runtime.request_checks import check_number
 from runtime.triton_cancel import RequestCancelled, StopWhenCancelled, cancelled_response
 from runtime.triton_backend import BlsNet, face_batch, fail, respond, scalar, tensor
@@ -37,8 +37,9 @@ class TritonPythonModel:
 
     def _one(self, request):
         try:
+            deadline = float(scalar(request, DEADLINE))
             strength = scalar(request, STRENGTH)
-            nets = [StopWhenCancelled(net, request) for net in self.nets]   # the loop ends on cancellation
+            nets = [StopWhenCancelled(net, request, deadline) for net in self.nets]   # the loop ends on cancellation or timeout
             restorer = AuthFaceRestorer(*nets, self.scheduler_config, scheduler=self.scheduler,
                                         steps=int(check_number(STEPS.name, scalar(request, STEPS, self.steps))),
                                         seed=int(scalar(request, SEED, 0)),

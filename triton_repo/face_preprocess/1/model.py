@@ -5,15 +5,17 @@ format, output size from the photo's header) so a client mistake costs no decode
 network call. Then decode (runtime.imageio), FacePipeline.find + align, the in-process code,
 with the face detector and face mesh called as their own Triton models (BLS). A photo without
 faces gives empty (0-face) tensors; the next steps handle them. A photo with more than
-``max_faces`` faces (config parameter) is refused.
+``max_faces`` faces (config parameter) is refused. DEADLINE = now + the request's TIMEOUT
+(runtime/triton_cancel.py: the next steps stop once it passed).
 """
 import json
+import time
 
 import numpy as np
 
 from runtime.contracts import CONTRACTS
-from runtime.contracts.service import PREPROCESS, IMAGE, ONLY_CENTER_FACE, UPSCALE, CROPS, LABEL_MAPS, AFFINES, \
-    FACE_COUNT, BOXES
+from runtime.contracts.service import MAX_TIMEOUT_S, PREPROCESS, IMAGE, ONLY_CENTER_FACE, UPSCALE, TIMEOUT, CROPS, \
+    LABEL_MAPS, AFFINES, FACE_COUNT, BOXES, DEADLINE
 from runtime.face.pipeline import FaceOptions, FacePipeline
 from runtime.imageio import ImageError, decode_image
 from runtime.request_checks import check_options, check_output_size, image_size, photo_bytes
@@ -37,6 +39,7 @@ class TritonPythonModel:
         try:
             options = {t.name: v for t in OPTIONS if (v := scalar(request, t)) is not None}
             check_options(options)
+            deadline = time.time() + float(options.get(TIMEOUT.name, MAX_TIMEOUT_S))
             data, _ = photo_bytes(scalar(request, IMAGE))
             upscale = float(options.get(UPSCALE.name, 1.0))
             if upscale != 1:   # at scale 1 the output cap is the decoder's input cap
@@ -52,6 +55,6 @@ class TritonPythonModel:
             del photo
             boxes = np.array([f.detection.box for f in faces], np.float32).reshape(-1, 4)
             return respond({CROPS: batch.crops, LABEL_MAPS: batch.label_maps, AFFINES: batch.affines,
-                            FACE_COUNT: [len(batch)], BOXES: boxes})
+                            FACE_COUNT: [len(batch)], BOXES: boxes, DEADLINE: [deadline]})
         except Exception as exc:  # one bad photo fails its own request, never the model
             return fail(PREPROCESS.name, exc)
