@@ -231,7 +231,9 @@ gRPC and a metrics port. Ctrl-C or SIGTERM stops the server and its python model
               python-backend ONNX Runtime models; ONNX files from --engines, exported when missing)
 --render gpu  renders it for the NGC container's tritonserver (TensorRT plans from --engines)
 without --render the repository (--repo) is served as it is.
---server auto uses a `tritonserver` on PATH, else the bundled one (nvidia-pytriton)."""
+--server auto uses a `tritonserver` on PATH, else the bundled one (nvidia-pytriton).
+A python model whose process died (or the server itself) makes it restart the server on the same
+ports within seconds (--no-supervise: exit instead)."""
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
@@ -290,8 +292,8 @@ def _add_client(sub: argparse._SubParsersAction) -> None:
                                    "the latency of each request and a summary. Photos over 64 MiB are refused.")
     p.add_argument("inputs", nargs="*", type=Path, help="photo files or folders (default: shipped samples)")
     p.add_argument("--out", "-o", type=Path, default=Path("out/served"), help="output folder (default: %(default)s)")
-    p.add_argument("--url", nargs="+", default=None,
-                   help="server address(es); several = replicas the photos are spread over "
+    p.add_argument("--url", type=lambda text: [u for u in text.split(",") if u], default=None,
+                   help="server address; several, comma-separated = replicas the photos are spread over "
                         "(default: 127.0.0.1:8001 grpc, 127.0.0.1:8000 http)")
     p.add_argument("--retry-s", type=float, default=60.0,
                    help="keep retrying an unavailable server (restarting, overloaded) this long (default: %(default)s)")

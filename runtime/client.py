@@ -208,7 +208,7 @@ def restore_files(inputs: list[Path], out_dir: Path, url: str | list[str] | None
 
     from runtime.restore import collect_inputs, output_path
 
-    urls = [url] if isinstance(url, str) or url is None else list(url)
+    urls = list(url) if isinstance(url, (list, tuple)) and url else [url or None]
     files = collect_inputs(inputs)
     input_set = {f.resolve() for f, _ in files}
     local = threading.local()

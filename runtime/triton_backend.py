@@ -7,7 +7,6 @@ restorers, decode/encode); this module only moves tensors in and out of Triton.
 """
 from __future__ import annotations
 
-import io
 import sys
 import traceback
 
@@ -17,7 +16,7 @@ import triton_python_backend_utils as pb_utils
 from runtime.contracts.base import NetworkContract
 from runtime.contracts.service import ServiceTensor, triton_dims
 from runtime.face.pipeline import FaceBatch
-from runtime.imageio import ENCODERS, ImageError
+from runtime.imageio import ImageError
 
 
 def tensor(request, spec: ServiceTensor) -> np.ndarray | None:
@@ -35,15 +34,6 @@ def scalar(request, spec: ServiceTensor, default=None):
         raise ValueError(f"input {spec.name} must hold one value, got shape {list(arr.shape)}")
     value = arr.reshape(-1)[0]
     return value if spec.dtype == "bytes" else value.item()
-
-
-def image_bytes(request, spec: ServiceTensor, limit: int) -> bytes:
-    """The encoded photo of a TYPE_STRING input, refused (ImageError) past `limit` bytes."""
-    data = scalar(request, spec)
-    data = data.encode() if isinstance(data, str) else bytes(data)
-    if len(data) > limit:
-        raise ImageError(f"upload of {len(data)} bytes exceeds the limit of {limit} bytes")
-    return data
 
 
 def respond(outputs: dict[ServiceTensor, object]):
@@ -75,28 +65,6 @@ def face_batch(crops: np.ndarray, label_maps: np.ndarray | None = None,
                      points5=zeros((n, 5, 2), np.float32), landmarks=zeros((n, 468, 2), np.float32),
                      label_maps=label_maps if label_maps is not None else zeros((n, size, size), np.uint8),
                      boxes=zeros((n, 3, 4), np.float32))
-
-
-_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tiff"}
-
-
-def image_suffix(data: bytes) -> str | None:
-    """The file suffix of encoded photo bytes ('.png', '.jpg', ...), None if unknown."""
-    from PIL import Image
-
-    try:
-        return _FORMATS.get(Image.open(io.BytesIO(data)).format)
-    except Exception:
-        return None
-
-
-def output_suffix(value) -> str:
-    """OUTPUT_FORMAT ('png', '.JPG', b'webp', ...) -> an encoder suffix; ValueError if unknown."""
-    text = value.decode() if isinstance(value, bytes) else str(value)
-    suffix = "." + text.strip().lower().lstrip(".")
-    if suffix not in ENCODERS:
-        raise ValueError(f"OUTPUT_FORMAT '{text}' is not one of {sorted(s[1:] for s in ENCODERS)}")
-    return ENCODERS[suffix]
 
 
 class BlsNet:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from runtime.bench.load import load_table, load_test, percentile
 from runtime.bench.serving import png_bytes
-from runtime.samples import ASTRONAUT, read_rgb8
+from runtime.cli import main
+from runtime.imageio import decode_image
+from runtime.samples import ASTRONAUT, GRACE_HOPPER, read_rgb8
+from runtime.serve import free_port
 from tests.test_triton import engines, server  # noqa: F401  (the session's one server)
 
 
@@ -21,3 +24,18 @@ def test_load_of_8_clients_loses_nothing(server):
     assert 0 < result["p50_ms"] <= result["p95_ms"]
     assert result["throughput_per_s"] > 0 and result["in_process_per_s"] > 0
     assert "| 24 | 0 |" in load_table(result)
+
+
+def test_client_spreads_over_replicas_and_skips_a_dead_one(server, tmp_path, capsys):
+    """Two replicas, one of them down: every photo is restored by the live one."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for path in (ASTRONAUT, GRACE_HOPPER, ASTRONAUT):
+        (src / f"{len(list(src.iterdir()))}{path.suffix}").write_bytes(path.read_bytes())
+    dead = f"127.0.0.1:{free_port()}"
+    assert main(["client", str(src), "--out", str(out), "--url", f"{dead},{server.grpc_url}",
+                 "--concurrency", "2", "--retry-s", "1"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["0.png", "1.jpg", "2.png"]
+    assert all(decode_image(p.read_bytes()).size[0] == 512 for p in out.iterdir())
+    text = capsys.readouterr().out
+    assert "3/3 photos restored" in text and "photos/s" in text
