@@ -133,14 +133,15 @@ def _add_warmup(config, contract: NetworkContract) -> None:
             warmup.inputs[spec.name].random_data = True
 
 
-def python_config(model: PythonModel, target: str):
-    """config.pbtxt of a python-backend model of the served job (not batched: one photo per request)."""
+def python_config(model: PythonModel, target: str, instances: int | None = None):
+    """config.pbtxt of a python-backend model of the served job (not batched: one photo per
+    request); `instances` (default: INSTANCES) photos at a time."""
     mc = _mc()
     config = mc.ModelConfig(name=model.name, backend="python", max_batch_size=0)
     _add_service_io(config, model.inputs, model.outputs)
     on_gpu = target == "gpu" and model.gpu
     kind = mc.ModelInstanceGroup.KIND_GPU if on_gpu else mc.ModelInstanceGroup.KIND_CPU
-    config.instance_group.add(kind=kind, count=INSTANCES[target]["python"])
+    config.instance_group.add(kind=kind, count=instances or INSTANCES[target]["python"])
     for key, value in model.parameters:
         config.parameters[key].string_value = value
     if on_gpu:   # inputs stay where they are (a GPU tensor is read through DLPack)
@@ -153,20 +154,26 @@ def ensemble_config(service: RestorerService):
     mc = _mc()
     config = mc.ModelConfig(name=service.ensemble, platform="ensemble", max_batch_size=0)
     _add_service_io(config, service.inputs, service.outputs)
+    for spec in service.inputs + service.outputs:   # what each tensor holds, in GET /v2/models/<ensemble>/config
+        config.parameters[spec.name].string_value = spec.help
     wanted = {t.name for t in service.outputs}
+    available = {t.name for t in service.inputs}   # a step's optional input this ensemble lacks stays unmapped
     for i, model in enumerate(service.steps):
         step = config.ensemble_scheduling.step.add(model_name=model.name, model_version=-1)
         for spec in model.inputs:
-            step.input_map[spec.name] = spec.name
+            if spec.name in available:
+                step.input_map[spec.name] = spec.name
         later = {t.name for m in service.steps[i + 1:] for t in m.inputs}
         for spec in model.outputs:   # Triton refuses an ensemble with an unused tensor
             if spec.name in wanted | later:
                 step.output_map[spec.name] = spec.name
+                available.add(spec.name)
     return config
 
 
-def model_configs(target: str, restorers: list[str] | None = None) -> dict[str, object]:
-    """Every model of a rendering: name -> ModelConfig (networks, python models, ensembles)."""
+def model_configs(target: str, restorers: list[str] | None = None, python_instances: int | None = None) -> dict[str, object]:
+    """Every model of a rendering: name -> ModelConfig (networks, python models, ensembles);
+    python_instances: instances of each python step model (default: INSTANCES)."""
     if target not in TARGETS:
         raise RepoError(f"unknown target '{target}'; choose one of {TARGETS}")
     services = [_service(r) for r in (restorers or list(SERVICES))]
@@ -175,7 +182,7 @@ def model_configs(target: str, restorers: list[str] | None = None) -> dict[str, 
         for name in service.networks:
             configs[name] = network_config(CONTRACTS[name], target)
         for model in service.steps:
-            configs[model.name] = python_config(model, target)
+            configs[model.name] = python_config(model, target, python_instances)
         configs[service.ensemble] = ensemble_config(service)
     return configs
 
@@ -262,7 +269,7 @@ def _group(network: str) -> str:
 
 def render_repo(target: str, out: Path, engines: Path | None = None, restorers: list[str] | None = None,
                 checkpoints: dict[str, Path | None] | None = None, configs_only: bool = False,
-                gpu: str | None = None) -> list[str]:
+                gpu: str | None = None, python_instances: int | None = None) -> list[str]:
     """Write the model repository for `target` ('cpu' or 'gpu') into `out`.
 
     engines: folder of <network>.onnx (cpu; missing ones are exported from `checkpoints`) or
@@ -272,9 +279,10 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
         (committed MediaPipe ports, demo safm-tiny, random-init tiny AuthFace).
     gpu: the serving GPU's name (gpu target): plans built on another are refused; None = the
         GPU of the first plan, all plans must agree.
+    python_instances: instances of each python step model (photos in flight per step).
     Returns the model names written."""
     out, checkpoints = Path(out), dict(checkpoints or {})
-    configs = model_configs(target, restorers)
+    configs = model_configs(target, restorers, python_instances)
     in_source = out.resolve() == SOURCE_REPO.resolve()
     if in_source and target != "gpu":
         raise RepoError(f"{out} holds the committed gpu rendering; render --target {target} into another folder")

@@ -339,7 +339,9 @@ gRPC and a metrics port. Ctrl-C or SIGTERM stops the server and its python model
               python-backend ONNX Runtime models; ONNX files from --engines, exported when missing)
 --render gpu  renders it for the NGC container's tritonserver (TensorRT plans from --engines)
 without --render the repository (--repo) is served as it is.
---server auto uses a `tritonserver` on PATH, else the bundled one (nvidia-pytriton)."""
+--server auto uses a `tritonserver` on PATH, else the bundled one (nvidia-pytriton).
+A python model whose process died (or the server itself) makes it restart the server on the same
+ports within seconds (--no-supervise: exit instead)."""
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
@@ -352,11 +354,16 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", type=Path, default=None, help="--render: SaFM weights (default: the shipped demo weights, training/weights/safm/)")
     p.add_argument("--authface-checkpoint", type=Path, default=None, help="--render: AuthFace checkpoint folder")
     p.add_argument("--restorers", nargs="+", default=None, help="--render: ensembles to serve (default: all)")
+    p.add_argument("--python-instances", type=int, default=None,
+                   help="--render: instances of each python step model, i.e. photos in flight per step "
+                        "(default: 1 cpu, 4 gpu)")
     p.add_argument("--server", default="auto", help="auto, bundled, or a tritonserver path (default: %(default)s)")
     p.add_argument("--http-port", type=int, default=8000, help="0 = a free port (default: %(default)s)")
     p.add_argument("--grpc-port", type=int, default=8001, help="0 = a free port (default: %(default)s)")
     p.add_argument("--metrics-port", type=int, default=8002, help="0 = a free port (default: %(default)s)")
     p.add_argument("--log", type=Path, default=None, help="write the server log here (default: stderr)")
+    p.add_argument("--no-supervise", dest="supervise", action="store_false",
+                   help="do not restart the server when a python stub or the server dies")
 
 
 def _run_serve(args: argparse.Namespace) -> int:
@@ -365,17 +372,21 @@ def _run_serve(args: argparse.Namespace) -> int:
     from runtime.serve import ServerError, TritonServer, serve_forever
 
     repo = args.repo or Path("out/triton_repo_cpu" if args.render == "cpu" else "triton_repo")
+    if args.python_instances is not None and args.python_instances < 1:
+        print(f"error: --python-instances must be >= 1, got {args.python_instances}", file=sys.stderr)
+        return 2
     if args.render:  # console-script wiring only: rendering is export's job, loaded on demand
         triton_repo = importlib.import_module("export.triton_repo")
         try:
             triton_repo.render_repo(args.render, repo, args.engines, args.restorers,
-                                    {"safm": args.checkpoint, "authface": args.authface_checkpoint})
+                                    {"safm": args.checkpoint, "authface": args.authface_checkpoint},
+                                    python_instances=args.python_instances)
         except (triton_repo.RepoError, FileNotFoundError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     try:
         server = TritonServer(repo, args.http_port, args.grpc_port, args.metrics_port, args.server, args.log)
-        return serve_forever(server)
+        return serve_forever(server, args.supervise)
     except ServerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -389,7 +400,11 @@ def _add_client(sub: argparse._SubParsersAction) -> None:
                                    "the latency of each request and a summary. Photos over 64 MiB are refused.")
     p.add_argument("inputs", nargs="*", type=Path, help="photo files or folders (default: shipped samples)")
     p.add_argument("--out", "-o", type=Path, default=Path("out/served"), help="output folder (default: %(default)s)")
-    p.add_argument("--url", default=None, help="server address (default: 127.0.0.1:8001 grpc, 127.0.0.1:8000 http)")
+    p.add_argument("--url", type=lambda text: [u for u in text.split(",") if u], default=None,
+                   help="server address; several, comma-separated = replicas the photos are spread over "
+                        "(default: 127.0.0.1:8001 grpc, 127.0.0.1:8000 http)")
+    p.add_argument("--retry-s", type=float, default=60.0,
+                   help="keep retrying an unavailable server (restarting, overloaded) this long (default: %(default)s)")
     p.add_argument("--protocol", choices=["grpc", "http"], default="grpc", help="(default: %(default)s)")
     p.add_argument("--restorer", "--model", dest="restorer", choices=["safm", "authface"], default="safm",
                    help="(default: %(default)s)")
@@ -419,7 +434,7 @@ def _run_client(args: argparse.Namespace) -> int:
         if origin is not None and (warning := origin.warning(args.restorer)):
             print(warning.replace("warning: ", "warning: served "), file=sys.stderr)
         run = restore_files(args.inputs or FACE_PHOTOS, args.out, args.url, args.protocol, args.restorer,
-                            args.concurrency, **options)
+                            args.concurrency, retry_s=args.retry_s, **options)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -13,8 +13,8 @@ HTTP client sends tensors as binary data (no JSON/base64 blow-up).
 """
 from __future__ import annotations
 
+import itertools
 import json
-
 import statistics
 import sys
 import threading
@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from training.provenance import Provenance
-from runtime.contracts.service import BOXES, FACE_COUNT, IMAGE, MAX_UPLOAD_BYTES, OUTPUT_FORMAT, RESTORED, SERVICES, \
-    ServiceTensor
+from runtime.contracts.service import BOXES, FACE_COUNT, IMAGE, MAX_TIMEOUT_S, MAX_UPLOAD_BYTES, OUTPUT_FORMAT, \
+    RESTORED, SERVICES, TIMEOUT, ServiceTensor
 from runtime.files import write_atomic
 
 PROTOCOLS = ("grpc", "http")
@@ -36,7 +36,30 @@ INT32_MAX = 2**31 - 1
 
 
 class ClientError(RuntimeError):
-    """A photo the server could not restore (or that was not sent); the message says why."""
+    """A photo the server could not restore (or that was not sent); the message says why.
+    unavailable: the server could not take it (down, restarting, overloaded); worth another try."""
+
+    def __init__(self, message: str, unavailable: bool = False) -> None:
+        super().__init__(message)
+        self.unavailable = unavailable
+
+
+# answers meaning "not now" rather than "not this request": the server is down or restarting
+# (connection refused, gRPC UNAVAILABLE, HTTP 503), overloaded (queue full), or a python stub
+# died (Triton's 500 "Stub process ... is not healthy", until the supervisor restarts it)
+UNAVAILABLE = ("StatusCode.UNAVAILABLE", "503", "not healthy", "Exceeds maximum queue size", "failed to connect",
+               "Socket closed", "Connection reset", "Connection refused")
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True for an error of the server's state, not of the request (retrying is safe: a
+    restoration has no side effect)."""
+    from tritonclient.utils import InferenceServerException
+
+    if isinstance(exc, InferenceServerException):
+        text = f"{exc.status()} {exc.message()}"
+        return any(u in text for u in UNAVAILABLE)
+    return isinstance(exc, OSError) or type(exc).__module__.startswith(("geventhttpclient", "gevent"))
 
 
 @dataclass
@@ -53,15 +76,20 @@ class RestoreClient:
     """One connection to the server; not thread-safe (use one per thread)."""
 
     def __init__(self, url: str | None = None, protocol: str = "grpc", restorer: str = "safm",
-                 timeout: float = 600.0) -> None:
+                 timeout: float = 600.0, retry_s: float = 0.0) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
         if restorer not in SERVICES:
             raise ValueError(f"unknown restorer '{restorer}'; choose from {sorted(SERVICES)}")
         self.url, self.protocol, self.timeout = url or DEFAULT_URLS[protocol], protocol, timeout
+        self.retry_s, self.retries = retry_s, 0   # keep retrying an unavailable server this long; retries made
         self.service = SERVICES[restorer]
-        self.options: dict[str, ServiceTensor] = {t.name.lower(): t for t in self.service.inputs if t.optional}
-        if protocol == "grpc":
+        self.options: dict[str, ServiceTensor] = {t.name.lower(): t for t in self.service.inputs
+                                                if t.optional and t not in (IMAGE, TIMEOUT)}
+        self._connect()
+
+    def _connect(self) -> None:
+        if self.protocol == "grpc":
             import tritonclient.grpc as client
 
             self._client = client.InferenceServerClient(self.url, channel_args=[
@@ -70,7 +98,8 @@ class RestoreClient:
         else:
             import tritonclient.http as client
 
-            self._client = client.InferenceServerClient(self.url, connection_timeout=timeout, network_timeout=timeout)
+            self._client = client.InferenceServerClient(self.url, connection_timeout=self.timeout,
+                                                        network_timeout=self.timeout)
         self._module = client
 
     def __enter__(self) -> "RestoreClient":
@@ -117,24 +146,37 @@ class RestoreClient:
     def restore(self, data: bytes, name: str = "<bytes>", output_format: str = "png", **options) -> Restored:
         """Restore the faces of one encoded photo. Options (None = the server's default):
         only_center_face, upscale, and the restorer's own (safm: fidelity; authface: steps,
-        seed, strength). Raises ClientError on a refused or failed request."""
-        from tritonclient.utils import InferenceServerException
-
+        seed, strength). An unavailable server is retried for up to retry_s seconds. Raises
+        ClientError on a refused or failed request."""
         if len(data) > MAX_UPLOAD_BYTES:
             raise ClientError(f"{name}: {len(data)} bytes exceeds the upload limit of {MAX_UPLOAD_BYTES} bytes "
                               f"({MAX_UPLOAD_BYTES // 2**20} MiB)")
         unknown = set(options) - set(self.options)
         if unknown:
             raise ValueError(f"{self.service.ensemble} has no option {sorted(unknown)}; it takes {sorted(self.options)}")
-        inputs = [self._input(IMAGE, data), self._input(OUTPUT_FORMAT, output_format.lstrip(".").encode())]
+        inputs = [self._input(IMAGE, data), self._input(OUTPUT_FORMAT, output_format.lstrip(".").encode()),
+                  self._input(TIMEOUT, min(self.timeout, MAX_TIMEOUT_S))]   # the server stops when we stop waiting
         inputs += [self._input(self.options[k], v) for k, v in options.items() if v is not None]
         outputs = [self._module.InferRequestedOutput(t.name) for t in self.service.outputs]
         kwargs = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
         start = time.perf_counter()
-        try:
-            result = self._client.infer(self.service.ensemble, inputs, outputs=outputs, **kwargs)
-        except InferenceServerException as exc:
-            raise ClientError(f"{name}: {exc.message() or exc}") from None
+        deadline, pause = time.monotonic() + self.retry_s, 0.25
+        while True:
+            try:
+                result = self._client.infer(self.service.ensemble, inputs, outputs=outputs, **kwargs)
+                break
+            except Exception as exc:   # noqa: BLE001 - transport errors differ per protocol; sorted below
+                unavailable = is_unavailable(exc)
+                if not unavailable and not hasattr(exc, "message"):
+                    raise
+                if not unavailable or time.monotonic() + pause > deadline:
+                    text = exc.message() if hasattr(exc, "message") and exc.message() else str(exc)
+                    raise ClientError(f"{name}: {text or type(exc).__name__}", unavailable) from None
+                time.sleep(pause)
+                pause, self.retries = min(pause * 2, 2.0), self.retries + 1
+                if self.protocol == "http":   # a fresh connection pool after the server restarted
+                    self._client.close()
+                    self._connect()
         latency = time.perf_counter() - start
         return Restored(image=bytes(result.as_numpy(RESTORED.name).reshape(-1)[0]),
                         faces=int(result.as_numpy(FACE_COUNT.name).reshape(-1)[0]),
@@ -161,6 +203,8 @@ class ClientRun:
         done = [r for r in self.results if r.error is None]
         lat = sorted(r.latency_s * 1000 for r in done)
         text = f"{len(done)}/{len(self.results)} photos restored in {self.wall_s:.2f} s"
+        if done and self.wall_s > 0:
+            text += f" ({len(done) / self.wall_s:.2f} photos/s)"
         if lat:
             p95 = lat[min(len(lat) - 1, round(0.95 * (len(lat) - 1)))]
             text += (f"; latency ms: mean {statistics.fmean(lat):.0f}, p50 {statistics.median(lat):.0f}, "
@@ -168,26 +212,47 @@ class ClientRun:
         return text
 
 
-def restore_files(inputs: list[Path], out_dir: Path, url: str | None = None, protocol: str = "grpc",
-                  restorer: str = "safm", concurrency: int = 1, verbose: bool = True, **options) -> ClientRun:
-    """Send every photo of `inputs` (files/folders, as `facerestore restore`) to the server with
-    `concurrency` parallel connections; write each restored photo atomically under `out_dir`
-    (same relative path and format, PNG when the format can't be written, never over an input).
-    A failed photo is reported on stderr and the rest go on."""
+def restore_files(inputs: list[Path], out_dir: Path, url: str | list[str] | None = None, protocol: str = "grpc",
+                  restorer: str = "safm", concurrency: int = 1, verbose: bool = True, retry_s: float = 60.0,
+                  **options) -> ClientRun:
+    """Send every photo of `inputs` (files/folders, as `facerestore restore`) to the server(s)
+    with `concurrency` parallel connections; write each restored photo atomically under
+    `out_dir` (same relative path and format, PNG when the format can't be written, never over
+    an input). Several URLs (replicas of a fleet): the connections are spread over them, and a
+    photo one replica cannot take (unavailable for retry_s) goes to the next. A failed photo is
+    reported on stderr and the rest go on; a progress bar runs on a terminal."""
+    from tqdm import tqdm
+
     from runtime.restore import collect_inputs, output_path
 
+    urls = list(url) if isinstance(url, (list, tuple)) and url else [url or None]
     files = collect_inputs(inputs)
     input_set = {f.resolve() for f, _ in files}
     local = threading.local()
     clients: list[RestoreClient] = []
     lock = threading.Lock()
+    threads = itertools.count()
+    bar = tqdm(total=len(files), unit="photo", desc="restoring", disable=None, file=sys.stderr)
 
-    def client() -> RestoreClient:
-        if not hasattr(local, "client"):
-            local.client = RestoreClient(url, protocol, restorer)
+    def client(index: int) -> RestoreClient:
+        """This thread's connection to urls[index] (threads start on different replicas)."""
+        if not hasattr(local, "clients"):
+            local.first, local.clients = next(threads), {}
+        i = (local.first + index) % len(urls)
+        if i not in local.clients:
+            local.clients[i] = RestoreClient(urls[i], protocol, restorer, retry_s=retry_s)
             with lock:
-                clients.append(local.client)
-        return local.client
+                clients.append(local.clients[i])
+        return local.clients[i]
+
+    def send(data: bytes, path: Path, suffix: str) -> Restored:
+        for attempt in range(len(urls)):
+            try:
+                return client(attempt).restore(data, str(path), suffix, **options)
+            except ClientError as exc:
+                if not exc.unavailable or attempt == len(urls) - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def one(item: tuple[Path, Path]) -> FileResult:
         path, rel = item
@@ -200,14 +265,16 @@ def restore_files(inputs: list[Path], out_dir: Path, url: str | None = None, pro
                 data = path.read_bytes()
             except OSError as exc:
                 raise ClientError(f"{path}: cannot read ({exc.strerror or exc})") from None
-            restored = client().restore(data, str(path), target.suffix, **options)
+            restored = send(data, path, target.suffix)
             write_atomic(target, restored.image)
             result.output, result.faces, result.latency_s = str(target), restored.faces, restored.latency_s
             if verbose:
-                print(f"{path} -> {target}: {restored.faces} faces, {restored.latency_s * 1000:.0f} ms", flush=True)
+                bar.write(f"{path} -> {target}: {restored.faces} faces, {restored.latency_s * 1000:.0f} ms",
+                          file=sys.stdout)
         except ClientError as exc:
             result.error = str(exc)
-            print(f"error: {exc}", file=sys.stderr, flush=True)
+            bar.write(f"error: {exc}", file=sys.stderr)
+        bar.update(1)
         return result
 
     run = ClientRun()
@@ -216,6 +283,7 @@ def restore_files(inputs: list[Path], out_dir: Path, url: str | None = None, pro
         with ThreadPoolExecutor(max(1, concurrency)) as pool:
             run.results = list(pool.map(one, files))
     finally:
+        bar.close()
         for c in clients:
             c.close()
     run.wall_s = time.perf_counter() - start

@@ -12,6 +12,13 @@ Which server:
   on a machine without a GPU: they are harmless.
 - a path: that tritonserver binary.
 
+Supervision (``serve_forever``, i.e. `facerestore serve`): tritonserver 2.51 never restarts a
+python backend stub that died and keeps reporting its model ready while every request fails
+with "Stub process is not healthy". A Supervisor thread checks the stubs and the server every
+second and restarts the server on the same ports when one died, removing the dead stubs'
+shared-memory regions; readiness fails only while it restarts, and a client that retries on
+"unavailable" (runtime/client.py) loses no request.
+
 Every address is 127.0.0.1; a port of 0 is replaced by a free one. The server runs in its own
 process group; stop() (also on leaving the ``with`` block, on garbage collection and at
 interpreter exit) sends SIGTERM to the server, waits, then SIGKILL to its group, so the python
@@ -36,6 +43,10 @@ import weakref
 from pathlib import Path
 from typing import TextIO
 
+# glibc malloc of the server and its stubs: every block over 1 MiB (photos, uploads, face
+# batches) is its own mapping, returned to the system when freed, so memory comes back after a
+# peak instead of staying in the heap (a fixed threshold also stops glibc raising it to 32 MiB)
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(2**20), "MALLOC_TRIM_THRESHOLD_": str(8 * 2**20), "MALLOC_ARENA_MAX": "4"}
 HARMLESS = ("NVML", "CUDA", "DCGM", "cuda", "pinned memory")   # log lines of a GPU-less machine
 
 
@@ -105,6 +116,40 @@ def live_group_members(pgid: int) -> list[int]:
     return members
 
 
+def group_memory(pgid: int) -> int:
+    """Memory in bytes of the live processes of a process group (the server and its python
+    backend stubs): the sum of their proportional set sizes, i.e. resident memory with each
+    shared page (the stubs' shared-memory regions are mapped by the server too) counted once.
+    Linux /proc."""
+    total = 0
+    for pid in live_group_members(pgid):
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return total
+
+
+STUB = "triton_python_backend_stub"
+SHM_DIR = Path("/dev/shm")
+
+
+def python_stubs(pgid: int) -> dict[int, tuple[str, str]]:
+    """The python backend stubs of a server's process group: pid -> (model name, shared-memory
+    region name), read from their command lines (stub, model.py path, region, ...)."""
+    stubs = {}
+    for pid in live_group_members(pgid):
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if args and args[0].endswith(STUB) and len(args) > 2:
+            stubs[pid] = (Path(args[1]).parent.parent.name, args[2])
+    return stubs
+
+
 def _kill_group(pgid: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
@@ -139,6 +184,9 @@ class TritonServer:
         self._work: tempfile.TemporaryDirectory | None = None
         self._finalizer = None
         self._pump: threading.Thread | None = None
+        self._spec: tuple[Path, dict[str, str], list[str]] | None = None
+        self.stubs: dict[int, tuple[str, str]] = {}   # pid -> (model, shm region) once ready
+        self.restarts = 0
 
     # --- addresses ---------------------------------------------------------------------------
     @property
@@ -185,9 +233,12 @@ class TritonServer:
         """Start the server and wait until it and every model are ready (ServerError if not)."""
         if self.process is not None:
             raise ServerError("already started")
-        binary, env_extra, extra = self._binary()
+        if self._spec is None:   # kept across restarts (the bundled server's work dir is made once)
+            self._spec = self._binary()
+        binary, env_extra, extra = self._spec
         env = {**os.environ, **env_extra}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_project_root(), os.environ.get("PYTHONPATH")) if p)
+        env.update({k: v for k, v in MALLOC_ENV.items() if k not in os.environ})
         for attempt in range(3):   # a free port can be taken between the check and the bind
             ports = [p or free_port() for p in self.requested]
             while len(set(ports)) < 3:
@@ -196,6 +247,7 @@ class TritonServer:
             self._launch(binary, env, extra)
             try:
                 self.wait_ready()
+                self.stubs = python_stubs(self.process.pid)
                 return self
             except ServerError:
                 text = "\n".join(self.tail)
@@ -260,20 +312,22 @@ class TritonServer:
     def stop(self) -> None:
         """SIGTERM the server, wait for it, then SIGKILL its process group (stubs left behind); idempotent."""
         self._terminate()
+        self._spec = None
         if self._work is not None:
             self._work.cleanup()
             self._work = None
 
-    def _terminate(self) -> None:
+    def _terminate(self, graceful: bool = True) -> None:
         if self.process is None:
             return
         pgid = self.process.pid
         try:   # the server first: it unloads its models and stops its python stubs itself
-            self.process.send_signal(signal.SIGTERM)
+            if graceful:
+                self.process.send_signal(signal.SIGTERM)
         except ProcessLookupError:
             pass
         try:
-            self.process.wait(timeout=self.exit_timeout + 5)
+            self.process.wait(timeout=self.exit_timeout + 5 if graceful else 0)
         except subprocess.TimeoutExpired:
             pass
         _kill_group(pgid)  # the server if it hung, and any python stub left behind
@@ -286,25 +340,108 @@ class TritonServer:
         if self._pump is not None:
             self._pump.join(timeout=5)
         self.process = None
+        for _, region in self.stubs.values():   # a killed stub leaves its region behind
+            (SHM_DIR / region).unlink(missing_ok=True)
+        self.stubs = {}
+
+    def dead_models(self) -> list[str]:
+        """Models whose python stub died since the server was ready (Triton keeps reporting them
+        ready and fails each request with 'Stub process is not healthy'); ['tritonserver'] when
+        the server itself exited."""
+        if not self.alive():
+            return ["tritonserver"]
+        live = set(live_group_members(self.process.pid))
+        return sorted({model for pid, (model, _) in self.stubs.items() if pid not in live})
+
+    def restart(self) -> float:
+        """Stop the server (its stubs and their shared memory) and start it again on the same
+        ports; the seconds it took (ServerError if it does not come back)."""
+        start = time.monotonic()
+        ports = (self.http_port, self.grpc_port, self.metrics_port)
+        # no graceful stop: Triton waits its whole exit timeout on a model whose stub is dead,
+        # and the requests in flight are retried by the clients anyway
+        self._terminate(graceful=False)
+        requested, self.requested = self.requested, ports
+        try:
+            self.process = None
+            self.start()
+        finally:
+            self.requested = requested
+        self.restarts += 1
+        return time.monotonic() - start
 
     def wait(self) -> int:
         """Block until the server exits (for `facerestore serve`); its exit status."""
         return self.process.wait() if self.process else 0
 
 
-def serve_forever(server: TritonServer) -> int:
-    """Run until Ctrl-C / SIGTERM (then stop the server cleanly) or until the server dies."""
+class Supervisor(threading.Thread):
+    """Watches a started server every `interval` seconds: when a python stub or the server
+    itself died, it restarts the server on the same ports (stubs and their shared memory
+    cleaned up), so readiness fails only for the restart and clients that retry lose nothing.
+    Gives up (sets `error`, ends) after `max_restarts` restarts within `window` seconds."""
+
+    def __init__(self, server: TritonServer, interval: float = 1.0, max_restarts: int = 5, window: float = 600.0,
+                 log: TextIO | None = None) -> None:
+        super().__init__(name="triton-supervisor", daemon=True)
+        self.server, self.interval, self.max_restarts, self.window = server, interval, max_restarts, window
+        self.log = log or sys.stderr
+        self.error: str | None = None
+        self.recoveries: list[float] = []   # seconds each restart took
+        self._restart_times: collections.deque[float] = collections.deque()
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.wait(self.interval):
+            dead = self.server.dead_models()
+            if not dead or self._halt.is_set():
+                continue
+            now = time.monotonic()
+            while self._restart_times and now - self._restart_times[0] > self.window:
+                self._restart_times.popleft()
+            if len(self._restart_times) >= self.max_restarts:
+                self.error = f"{len(self._restart_times)} restarts in {self.window:.0f} s, last for {', '.join(dead)}"
+                return
+            self._restart_times.append(now)
+            print(f"supervisor: {', '.join(dead)} died; restarting tritonserver", file=self.log, flush=True)
+            try:
+                self.recoveries.append(self.server.restart())
+            except ServerError as exc:
+                self.error = f"restart failed: {exc}"
+                return
+            print(f"supervisor: serving again after {self.recoveries[-1]:.1f} s", file=self.log, flush=True)
+
+    def stop(self) -> None:
+        """Stop watching (the server keeps running); waits for a restart under way."""
+        self._halt.set()
+        if self.is_alive():
+            self.join()
+
+
+def serve_forever(server: TritonServer, supervise: bool = True) -> int:
+    """Run until Ctrl-C / SIGTERM (then stop the server cleanly). With `supervise`, a dead stub
+    or server is restarted (Supervisor); without, or when the supervisor gives up, return 1."""
     def on_term(signum, frame):
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_term)
+    supervisor = Supervisor(server) if supervise else None
     try:
         with server:
             print(f"serving {server.repository}: HTTP {server.http_url}, gRPC {server.grpc_url}, "
                   f"metrics {server.metrics_url} (Ctrl-C stops)", file=sys.stderr, flush=True)
-            code = server.wait()
-            print(f"error: tritonserver exited with {code}", file=sys.stderr)
-            return 1
+            if supervisor is None:
+                code = server.wait()
+                print(f"error: tritonserver exited with {code}", file=sys.stderr)
+                return 1
+            try:   # the supervisor stops before the server does
+                supervisor.start()
+                while supervisor.is_alive():
+                    supervisor.join(1.0)
+                print(f"error: supervisor gave up: {supervisor.error}", file=sys.stderr)
+                return 1
+            finally:
+                supervisor.stop()
     except KeyboardInterrupt:
         print("stopping tritonserver", file=sys.stderr)
         return 0

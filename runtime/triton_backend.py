@@ -7,7 +7,6 @@ restorers, decode/encode); this module only moves tensors in and out of Triton.
 """
 from __future__ import annotations
 
-import io
 import sys
 import traceback
 from typing import TYPE_CHECKING
@@ -18,7 +17,7 @@ import triton_python_backend_utils as pb_utils
 from runtime.contracts.base import NetworkContract
 from runtime.contracts.service import ServiceTensor, triton_dims
 from runtime.face.pipeline import FaceBatch
-from runtime.imageio import ENCODERS, ImageError
+from runtime.imageio import ImageError
 
 if TYPE_CHECKING:
     import torch
@@ -45,15 +44,6 @@ def scalar(request, spec: ServiceTensor, default=None):
         raise ValueError(f"input {spec.name} must hold one value, got shape {list(arr.shape)}")
     value = arr.reshape(-1)[0]
     return value if spec.dtype == "bytes" else value.item()
-
-
-def image_bytes(request, spec: ServiceTensor, limit: int) -> bytes:
-    """The encoded photo of a TYPE_STRING input, refused (ImageError) past `limit` bytes."""
-    data = scalar(request, spec)
-    data = data.encode() if isinstance(data, str) else bytes(data)
-    if len(data) > limit:
-        raise ImageError(f"upload of {len(data)} bytes exceeds the limit of {limit} bytes")
-    return data
 
 
 def respond(outputs: dict[ServiceTensor, object]):
@@ -99,36 +89,6 @@ def warm_up(device: "torch.device | None" = None) -> None:
         import torch
 
         torch.ones(1, device=device).sum().item()
-
-
-_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tiff"}
-
-
-def image_suffix(data: bytes) -> str | None:
-    """The file suffix of encoded photo bytes ('.png', '.jpg', ...), None if unknown."""
-    from PIL import Image
-
-    try:
-        return _FORMATS.get(Image.open(io.BytesIO(data)).format)
-    except Exception:
-        return None
-
-
-def output_suffix(value) -> str:
-    """OUTPUT_FORMAT ('png', '.JPG', b'webp', ...) -> an encoder suffix; ValueError if unknown."""
-    text = value.decode() if isinstance(value, bytes) else str(value)
-    suffix = "." + text.strip().lower().lstrip(".")
-    if suffix not in ENCODERS:
-        raise ValueError(f"OUTPUT_FORMAT '{text}' is not one of {sorted(s[1:] for s in ENCODERS)}")
-    return ENCODERS[suffix]
-
-
-def choice(value, name: str, allowed: tuple[str, ...]) -> str:
-    """A TYPE_STRING option that must be one of `allowed`; ValueError naming the input otherwise."""
-    text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-    if text not in allowed:
-        raise ValueError(f"{name} '{text}' is not one of {', '.join(allowed)}")
-    return text
 
 
 def preferred_memory(device: "torch.device | None" = None):

@@ -28,6 +28,10 @@ FACE = FaceOptions().size          # aligned crop side served (512)
 MAX_UPLOAD_BYTES = 64 * 2**20      # largest encoded photo accepted, both protocols (client and server check)
 MAX_OUTPUT_PIXELS = DEFAULT_MAX_PIXELS  # largest restored photo (after --upscale) the server encodes
 MAX_UPSCALE = 8.0
+MIN_UPSCALE = 0.125
+MAX_FACES = 64                     # most faces restored in one photo (face_preprocess parameter max_faces)
+MAX_TIMEOUT_S = 600.0              # longest a request may run (its TIMEOUT, and the default)
+MAX_STEPS = 200                    # authface: most denoising steps one request may ask (each is a UNet call)
 
 # numpy dtype name -> Triton config data type; "bytes" is TYPE_STRING (the wire's BYTES)
 TRITON_TYPES = {"bytes": "TYPE_STRING", "bool": "TYPE_BOOL", "uint8": "TYPE_UINT8", "int32": "TYPE_INT32",
@@ -52,26 +56,36 @@ class ServiceTensor:
 
 
 # --- ensemble inputs (IMAGE required, the rest optional) ----------------------------------------
-IMAGE = ServiceTensor("IMAGE", "bytes", (1,), help="the encoded photo (PNG, JPEG, WebP, BMP, TIFF), "
-                                                   f"at most {MAX_UPLOAD_BYTES // 2**20} MiB")
+# IMAGE is required; it is declared optional so that a request without it reaches
+# face_preprocess and gets "input IMAGE is required" (Triton 2.51 answers an ensemble request
+# missing a required input with "unexpected deadlock")
+IMAGE = ServiceTensor("IMAGE", "bytes", (1,), True,
+                      help="required: the encoded photo (PNG, JPEG, WebP, BMP, TIFF), at most "
+                           f"{MAX_UPLOAD_BYTES // 2**20} MiB; JSON clients may send it base64 (RESTORED then "
+                           "comes back base64)")
 OUTPUT_FORMAT = ServiceTensor("OUTPUT_FORMAT", "bytes", (1,), True,
                               "format of the restored photo: png (default), jpg, webp, bmp, tiff")
 ONLY_CENTER_FACE = ServiceTensor("ONLY_CENTER_FACE", "bool", (1,), True, "restore only the face nearest the centre")
-UPSCALE = ServiceTensor("UPSCALE", "float32", (1,), True, f"output scale factor in (0, {MAX_UPSCALE:g}] (default 1)")
+UPSCALE = ServiceTensor("UPSCALE", "float32", (1,), True, f"output scale factor in [{MIN_UPSCALE:g}, {MAX_UPSCALE:g}] (default 1)")
 PASTE_MASK = ServiceTensor("PASTE_MASK", "bytes", (1,), True,
                            f"paste-back mask: {' or '.join(PASTE_MASKS)} (default {FaceOptions().paste_mask})")
 COLOUR_FIX = ServiceTensor("COLOUR_FIX", "bytes", (1,), True,
                            f"restored faces keep the input's colours: {', '.join(COLOUR_FIXES)} "
                            f"(default {FaceOptions().colour_fix})")
 FIDELITY = ServiceTensor("FIDELITY", "float32", (1,), True, "safm: fidelity weight in [0, 1] (default 0.5)")
-STEPS = ServiceTensor("STEPS", "int32", (1,), True, "authface: denoising steps (default: the model's config)")
+STEPS = ServiceTensor("STEPS", "int32", (1,), True, f"authface: denoising steps in [1, {MAX_STEPS}] (default: the model's config)")
 SEED = ServiceTensor("SEED", "int64", (1,), True, "authface: noise seed (default 0)")
 STRENGTH = ServiceTensor("STRENGTH", "float32", (1,), True,
                          "authface: start from the degraded face noised to this strength in (0, 1] "
                          "(default: faithful mode, pure noise)")
 
+TIMEOUT = ServiceTensor("TIMEOUT", "float32", (1,), True,
+                        f"seconds the client waits for the answer, in (0, {MAX_TIMEOUT_S:g}] (default: the most); "
+                        "the server stops restoring the faces once they have passed")
+
 # --- ensemble outputs ---------------------------------------------------------------------------
-RESTORED = ServiceTensor("RESTORED", "bytes", (1,), help="the encoded restored photo")
+RESTORED = ServiceTensor("RESTORED", "bytes", (1,), help="the encoded restored photo: ask for it as a binary "
+                                                      "tensor (binary_data), or send IMAGE base64 to get it base64")
 FACE_COUNT = ServiceTensor("FACE_COUNT", "int32", (1,), help="faces restored")
 BOXES = ServiceTensor("BOXES", "float32", (-1, 4), help="their detection boxes x0, y0, x1, y1 (input photo pixels)")
 
@@ -80,6 +94,7 @@ CROPS = ServiceTensor("CROPS", "float32", (-1, FACE, FACE, 3), help="aligned fac
 LABEL_MAPS = ServiceTensor("LABEL_MAPS", "uint8", (-1, FACE, FACE), help="region label maps")
 AFFINES = ServiceTensor("AFFINES", "float64", (-1, 2, 3), help="photo -> crop affines")
 RESTORED_CROPS = ServiceTensor("RESTORED_CROPS", "float32", (-1, FACE, FACE, 3), help="restored faces in [0, 1]")
+DEADLINE = ServiceTensor("DEADLINE", "float64", (1,), help="when the request's TIMEOUT passes (UNIX time, s)")
 
 
 @dataclass(frozen=True)
@@ -94,8 +109,14 @@ class PythonModel:
     gpu: bool = False   # a KIND_GPU instance in the gpu rendering (its loop keeps tensors on the device)
 
 
-PREPROCESS = PythonModel("face_preprocess", (IMAGE, ONLY_CENTER_FACE), (CROPS, LABEL_MAPS, AFFINES, FACE_COUNT, BOXES),
-                         networks=tuple(MODEL_GROUPS["face"]), parameters=(("max_pixels", str(DEFAULT_MAX_PIXELS)),))
+# face_preprocess also reads every option (those of all restorers; an ensemble maps only its
+# own): it checks them all before any decode or network call (runtime/request_checks.py)
+PREPROCESS = PythonModel("face_preprocess",
+                         (IMAGE, ONLY_CENTER_FACE, UPSCALE, OUTPUT_FORMAT, PASTE_MASK, COLOUR_FIX, TIMEOUT, FIDELITY, STEPS,
+                          STRENGTH),
+                         (CROPS, LABEL_MAPS, AFFINES, FACE_COUNT, BOXES, DEADLINE),
+                         networks=tuple(MODEL_GROUPS["face"]),
+                         parameters=(("max_pixels", str(DEFAULT_MAX_PIXELS)), ("max_faces", str(MAX_FACES))))
 POSTPROCESS = PythonModel("face_postprocess", (IMAGE, AFFINES, LABEL_MAPS, RESTORED_CROPS, UPSCALE, OUTPUT_FORMAT,
                                               PASTE_MASK, COLOUR_FIX), (RESTORED,),
                           parameters=(("max_pixels", str(DEFAULT_MAX_PIXELS)),))
@@ -128,7 +149,7 @@ class RestorerService:
 
     @property
     def inputs(self) -> tuple[ServiceTensor, ...]:
-        return (IMAGE, ONLY_CENTER_FACE, UPSCALE, OUTPUT_FORMAT, PASTE_MASK, COLOUR_FIX) + self.options
+        return (IMAGE, ONLY_CENTER_FACE, UPSCALE, OUTPUT_FORMAT, PASTE_MASK, COLOUR_FIX, TIMEOUT) + self.options
 
     @property
     def outputs(self) -> tuple[ServiceTensor, ...]:
@@ -136,10 +157,10 @@ class RestorerService:
 
 
 SERVICES: dict[str, RestorerService] = {
-    "safm": RestorerService("safm", PythonModel("safm_faces", (CROPS, LABEL_MAPS, FIDELITY), (RESTORED_CROPS,),
+    "safm": RestorerService("safm", PythonModel("safm_faces", (CROPS, LABEL_MAPS, DEADLINE, FIDELITY), (RESTORED_CROPS,),
                                                 networks=tuple(MODEL_GROUPS["safm"]))),
     "authface": RestorerService("authface", PythonModel(
-        "authface_faces", (CROPS, STEPS, SEED, STRENGTH), (RESTORED_CROPS,), networks=tuple(MODEL_GROUPS["authface"]),
+        "authface_faces", (CROPS, DEADLINE, STEPS, SEED, STRENGTH), (RESTORED_CROPS,), networks=tuple(MODEL_GROUPS["authface"]),
         parameters=(("scheduler", "ddim"), ("steps", "20")), gpu=True)),
 }
 PYTHON_MODELS: dict[str, PythonModel] = {m.name: m for s in SERVICES.values() for m in s.steps}

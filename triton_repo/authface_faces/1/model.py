@@ -1,7 +1,8 @@
 """authface_faces: the aligned faces of one photo through AuthFace. The denoising loop and the
 diffusers scheduler run here (runtime.authface.AuthFaceRestorer, the in-process code); the VAE
 encoder, the fused UNet+ControlNet (once per step) and the VAE decoder are their own Triton
-models, called through BLS. An iterative loop cannot be a static ensemble, hence BLS.
+models, called through BLS. An iterative loop cannot be a static ensemble, hence BLS. The loop
+stops at its next network call once the request is cancelled (runtime/triton_cancel.py).
 
 On a GPU instance (the gpu rendering: KIND_GPU) the loop runs on that device: latents,
 scheduler state and the control image (uploaded once) stay there, and the networks get and
@@ -13,9 +14,13 @@ triton-repo` from the AuthFace checkpoint (SDXL's without one)."""
 import json
 from pathlib import Path
 
+import numpy as np
+
 from runtime.authface import AuthFaceRestorer, scheduler_config
 from runtime.contracts import CONTRACTS
-from runtime.contracts.service import SERVICES, CROPS, STEPS, SEED, STRENGTH, RESTORED_CROPS
+from runtime.contracts.service import SERVICES, CROPS, DEADLINE, STEPS, SEED, STRENGTH, RESTORED_CROPS
+from runtime.request_checks import check_number
+from runtime.triton_cancel import RequestCancelled, StopWhenCancelled, cancelled_response
 from runtime.triton_backend import BlsNet, face_batch, fail, model_device, respond, scalar, tensor, warm_up
 
 SERVICE = SERVICES["authface"]
@@ -32,22 +37,30 @@ class TritonPythonModel:
         self.nets = (encoder, unet, decoder)
         self.device = model_device(args)
         warm_up(self.device)
-        self._restorer().schedule()   # diffusers import and a scheduler on the device
+        self._restorer(self.nets).schedule()   # diffusers import and a scheduler on the device
+        self.chunk = min(CONTRACTS[n].max_batch for n in SERVICE.faces.networks)
 
     def execute(self, requests):
         return [self._one(r) for r in requests]
 
-    def _restorer(self, steps: int | None = None, seed: int = 0, strength: float | None = None) -> AuthFaceRestorer:
-        return AuthFaceRestorer(*self.nets, self.scheduler_config, scheduler=self.scheduler, steps=steps or self.steps,
+    def _restorer(self, nets, steps: int | None = None, seed: int = 0, strength: float | None = None) -> AuthFaceRestorer:
+        return AuthFaceRestorer(*nets, self.scheduler_config, scheduler=self.scheduler, steps=steps or self.steps,
                                 seed=seed, strength=strength, progress=False, device=self.device)
 
     def _one(self, request):
         try:
+            deadline = float(scalar(request, DEADLINE))
             strength = scalar(request, STRENGTH)
-            restorer = self._restorer(steps=int(scalar(request, STEPS, self.steps)), seed=int(scalar(request, SEED, 0)),
-                                      strength=None if strength is None else float(strength))
-            batch = face_batch(tensor(request, CROPS))
-            restored = restorer(batch) if len(batch) else batch.crops
+            nets = [StopWhenCancelled(net, request, deadline) for net in self.nets]   # the loop ends on cancellation or timeout
+            restorer = self._restorer(nets, steps=int(check_number(STEPS.name, scalar(request, STEPS, self.steps))),
+                                      seed=int(scalar(request, SEED, 0)),
+                                      strength=None if strength is None else check_number(STRENGTH.name, strength))
+            crops = tensor(request, CROPS)
+            restored = np.empty_like(crops)
+            for i in range(0, len(crops), self.chunk):   # bounded micro-batches (each face has its own noise)
+                restored[i:i + self.chunk] = restorer(face_batch(crops[i:i + self.chunk]))
             return respond({RESTORED_CROPS: restored})
+        except RequestCancelled as exc:
+            return cancelled_response(SERVICE.faces.name, exc)
         except Exception as exc:
             return fail(SERVICE.faces.name, exc)

@@ -2,17 +2,19 @@
 
 FacePipeline.paste (the in-process code: colour fix, face-shaped soft mask, --upscale, alpha,
 grayscale and 16 bits kept) and runtime.imageio.encode_image. A photo without faces at scale 1
-asked for in its own format comes back byte for byte, as `facerestore restore` copies it.
+asked for in its own format comes back byte for byte, as `facerestore restore` copies it. A
+photo sent base64 (JSON clients) comes back base64. The options were checked by face_preprocess.
 """
 import json
 
-from runtime.contracts.service import MAX_OUTPUT_PIXELS, MAX_UPLOAD_BYTES, MAX_UPSCALE, POSTPROCESS, IMAGE, \
-    AFFINES, LABEL_MAPS, RESTORED_CROPS, UPSCALE, OUTPUT_FORMAT, PASTE_MASK, COLOUR_FIX, RESTORED
+from runtime.contracts.service import POSTPROCESS, IMAGE, AFFINES, LABEL_MAPS, RESTORED_CROPS, UPSCALE, OUTPUT_FORMAT, \
+    PASTE_MASK, COLOUR_FIX, RESTORED
 from runtime.face.paste import COLOUR_FIXES, PASTE_MASKS
 from runtime.face.pipeline import FaceOptions, FacePipeline
-from runtime.imageio import ImageError, decode_image, encode_image
-from runtime.triton_backend import choice, face_batch, fail, image_bytes, image_suffix, output_suffix, respond, \
-    scalar, tensor, warm_up
+from runtime.imageio import decode_image, encode_image
+from runtime.request_checks import answer_bytes, check_number, check_output_size, choice, image_suffix, output_suffix, \
+    photo_bytes
+from runtime.triton_backend import face_batch, fail, respond, scalar, tensor, warm_up
 
 
 class TritonPythonModel:
@@ -26,23 +28,20 @@ class TritonPythonModel:
 
     def _one(self, request):
         try:
-            data = image_bytes(request, IMAGE, MAX_UPLOAD_BYTES)
-            upscale = float(scalar(request, UPSCALE, 1.0))
-            if not 0 < upscale <= MAX_UPSCALE:
-                raise ValueError(f"UPSCALE must be in (0, {MAX_UPSCALE:g}], got {upscale}")
+            data, as_base64 = photo_bytes(scalar(request, IMAGE))
+            upscale = check_number(UPSCALE.name, scalar(request, UPSCALE, 1.0))
             suffix = output_suffix(scalar(request, OUTPUT_FORMAT, b"png"))
             defaults = FaceOptions()
             mask = choice(scalar(request, PASTE_MASK, defaults.paste_mask.encode()), PASTE_MASK.name, PASTE_MASKS)
             fix = choice(scalar(request, COLOUR_FIX, defaults.colour_fix.encode()), COLOUR_FIX.name, COLOUR_FIXES)
             affines, restored = tensor(request, AFFINES), tensor(request, RESTORED_CROPS)
             if len(affines) == 0 and upscale == 1 and image_suffix(data) == suffix:
-                return respond({RESTORED: [data]})  # no face: the photo comes back unchanged
+                return respond({RESTORED: [answer_bytes(data, as_base64)]})  # no face: the photo comes back unchanged
             photo = decode_image(data, "IMAGE", self.max_pixels)
-            w, h = photo.size
-            if round(w * upscale) * round(h * upscale) > MAX_OUTPUT_PIXELS:
-                raise ImageError(f"{w}x{h} upscaled {upscale:g}x exceeds {MAX_OUTPUT_PIXELS} output pixels")
+            check_output_size(photo.size, upscale)
             pipeline = FacePipeline(None, None, FaceOptions(upscale=upscale, paste_mask=mask, colour_fix=fix))
             out = pipeline.paste(photo, face_batch(restored, tensor(request, LABEL_MAPS), affines), restored)
-            return respond({RESTORED: [encode_image(out, suffix)]})
+            del photo
+            return respond({RESTORED: [answer_bytes(encode_image(out, suffix), as_base64)]})
         except Exception as exc:
             return fail(POSTPROCESS.name, exc)

@@ -1,27 +1,35 @@
 """face_preprocess: encoded photo -> its aligned faces, region maps, affines and boxes.
 
-Decode (runtime.imageio), then FacePipeline.find + align, the in-process code, with the face
-detector and face mesh called as their own Triton models (BLS). A photo without faces gives
-empty (0-face) tensors; the next steps handle them.
+First every option of the request is checked (runtime/request_checks.py: ranges, output
+format, output size from the photo's header) so a client mistake costs no decode and no
+network call. Then decode (runtime.imageio), FacePipeline.find + align, the in-process code,
+with the face detector and face mesh called as their own Triton models (BLS). A photo without
+faces gives empty (0-face) tensors; the next steps handle them. A photo with more than
+``max_faces`` faces (config parameter) is refused. DEADLINE = now + the request's TIMEOUT
+(runtime/triton_cancel.py: the next steps stop once it passed).
 """
 import json
+import time
 
 import numpy as np
 
 from runtime.contracts import CONTRACTS
-from runtime.contracts.service import MAX_UPLOAD_BYTES, PREPROCESS, IMAGE, ONLY_CENTER_FACE, CROPS, LABEL_MAPS, \
-    AFFINES, FACE_COUNT, BOXES
+from runtime.contracts.service import MAX_TIMEOUT_S, PREPROCESS, IMAGE, ONLY_CENTER_FACE, UPSCALE, TIMEOUT, CROPS, \
+    LABEL_MAPS, AFFINES, FACE_COUNT, BOXES, DEADLINE
 from runtime.face.pipeline import FaceOptions, FacePipeline
-from runtime.imageio import decode_image
-from runtime.triton_backend import BlsNet, fail, image_bytes, respond, scalar, warm_up
+from runtime.imageio import ImageError, decode_image
+from runtime.request_checks import check_options, check_output_size, image_size, photo_bytes
+from runtime.triton_backend import BlsNet, fail, respond, scalar, warm_up
 
 DETECTOR, MESH = PREPROCESS.networks
+OPTIONS = [t for t in PREPROCESS.inputs if t.optional and t is not IMAGE]
 
 
 class TritonPythonModel:
     def initialize(self, args):
         params = json.loads(args["model_config"]).get("parameters", {})
         self.max_pixels = int(params["max_pixels"]["string_value"])
+        self.max_faces = int(params["max_faces"]["string_value"])
         self.detector, self.mesh = BlsNet(CONTRACTS[DETECTOR]), BlsNet(CONTRACTS[MESH])
         warm_up()
 
@@ -30,13 +38,24 @@ class TritonPythonModel:
 
     def _one(self, request):
         try:
-            photo = decode_image(image_bytes(request, IMAGE, MAX_UPLOAD_BYTES), "IMAGE", self.max_pixels)
-            options = FaceOptions(only_center_face=bool(scalar(request, ONLY_CENTER_FACE, False)))
-            pipeline = FacePipeline(self.detector, self.mesh, options)
+            options = {t.name: v for t in OPTIONS if (v := scalar(request, t)) is not None}
+            check_options(options)
+            deadline = time.time() + float(options.get(TIMEOUT.name, MAX_TIMEOUT_S))
+            data, _ = photo_bytes(scalar(request, IMAGE))
+            upscale = float(options.get(UPSCALE.name, 1.0))
+            if upscale != 1:   # at scale 1 the output cap is the decoder's input cap
+                check_output_size(image_size(data), upscale)
+            photo = decode_image(data, "IMAGE", self.max_pixels)
+            pipeline = FacePipeline(self.detector, self.mesh,
+                                    FaceOptions(only_center_face=bool(options.get(ONLY_CENTER_FACE.name, False))))
             faces, _ = pipeline.find(photo)
+            if len(faces) > self.max_faces:
+                raise ImageError(f"IMAGE: {len(faces)} faces, more than this server restores in one photo "
+                                 f"({self.max_faces})")
             batch = pipeline.align(photo, faces)
+            del photo
             boxes = np.array([f.detection.box for f in faces], np.float32).reshape(-1, 4)
             return respond({CROPS: batch.crops, LABEL_MAPS: batch.label_maps, AFFINES: batch.affines,
-                            FACE_COUNT: [len(batch)], BOXES: boxes})
+                            FACE_COUNT: [len(batch)], BOXES: boxes, DEADLINE: [deadline]})
         except Exception as exc:  # one bad photo fails its own request, never the model
             return fail(PREPROCESS.name, exc)

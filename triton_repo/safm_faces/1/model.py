@@ -1,10 +1,14 @@
 """safm_faces: the aligned faces of one photo through SaFM (runtime.restorers.SaFMRestorer),
-with the `safm` network called as its own Triton model (BLS). Zero faces never reach it; more
-than its max_batch go in chunks (runtime.triton_backend.BlsNet)."""
+with the `safm` network called as its own Triton model (BLS). The faces go in micro-batches of
+its max_batch, and stop when the request is cancelled."""
+import numpy as np
+
 from runtime.contracts import CONTRACTS
 from runtime.contracts.safm import DEFAULT_FIDELITY
-from runtime.contracts.service import SERVICES, CROPS, LABEL_MAPS, FIDELITY, RESTORED_CROPS
+from runtime.contracts.service import SERVICES, CROPS, DEADLINE, LABEL_MAPS, FIDELITY, RESTORED_CROPS
+from runtime.request_checks import check_number
 from runtime.restorers import SaFMRestorer
+from runtime.triton_cancel import RequestCancelled, StopWhenCancelled, cancelled_response
 from runtime.triton_backend import BlsNet, face_batch, fail, respond, scalar, tensor, warm_up
 
 SERVICE = SERVICES["safm"]
@@ -15,17 +19,22 @@ class TritonPythonModel:
         (network,) = SERVICE.faces.networks
         self.net = BlsNet(CONTRACTS[network])
         warm_up()
+        self.chunk = CONTRACTS[network].max_batch
 
     def execute(self, requests):
         return [self._one(r) for r in requests]
 
     def _one(self, request):
         try:
-            fidelity = float(scalar(request, FIDELITY, DEFAULT_FIDELITY))
-            if not 0.0 <= fidelity <= 1.0:
-                raise ValueError(f"FIDELITY must be in [0, 1], got {fidelity}")
-            batch = face_batch(tensor(request, CROPS), tensor(request, LABEL_MAPS))
-            restored = SaFMRestorer(self.net, fidelity)(batch) if len(batch) else batch.crops
+            deadline = float(scalar(request, DEADLINE))
+            fidelity = check_number(FIDELITY.name, scalar(request, FIDELITY, DEFAULT_FIDELITY))
+            crops, maps = tensor(request, CROPS), tensor(request, LABEL_MAPS)
+            restorer = SaFMRestorer(StopWhenCancelled(self.net, request, deadline), fidelity)   # stops on cancellation or timeout
+            restored = np.empty_like(crops)
+            for i in range(0, len(crops), self.chunk):   # bounded micro-batches: memory independent of faces
+                restored[i:i + self.chunk] = restorer(face_batch(crops[i:i + self.chunk], maps[i:i + self.chunk]))
             return respond({RESTORED_CROPS: restored})
+        except RequestCancelled as exc:
+            return cancelled_response(SERVICE.faces.name, exc)
         except Exception as exc:
             return fail(SERVICE.faces.name, exc)

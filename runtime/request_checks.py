@@ -1,0 +1,141 @@
+"""Checks of a served request, run by face_preprocess before any decode or network call, so a
+client mistake is a 400 naming the input and the problem, and no work is spent on a request
+that a later step would refuse. Pure Python (no Triton import): the python models, the client
+and the tests share it.
+
+A JSON client (KServe v2 JSON without binary tensors) can send the photo as a base64 string
+(optionally a ``data:image/...;base64,`` URL); the restored photo then comes back base64 too,
+so it is valid UTF-8 inside the JSON answer. Binary photo in, binary photo out.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import math
+import re
+from dataclasses import dataclass
+
+from runtime.contracts.service import COLOUR_FIX, FIDELITY, MAX_OUTPUT_PIXELS, MAX_STEPS, MAX_TIMEOUT_S, \
+    MAX_UPLOAD_BYTES, MAX_UPSCALE, MIN_UPSCALE, OUTPUT_FORMAT, PASTE_MASK, STEPS, STRENGTH, TIMEOUT, UPSCALE
+from runtime.face.paste import COLOUR_FIXES, PASTE_MASKS
+from runtime.imageio import ENCODERS, ImageError
+
+_BASE64 = re.compile(rb"^[A-Za-z0-9+/\s]*={0,2}\s*$")
+_DATA_URL = re.compile(rb"^data:[\w/+.-]*;base64,")
+_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tiff"}
+
+
+@dataclass(frozen=True)
+class Range:
+    """Allowed values of a numeric option: low < x (low_open) or low <= x, and x <= high."""
+
+    low: float
+    high: float
+    low_open: bool = False
+
+    def text(self) -> str:
+        return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
+
+    def holds(self, x: float) -> bool:
+        return math.isfinite(x) and (x > self.low if self.low_open else x >= self.low) and x <= self.high
+
+
+RANGES = {UPSCALE.name: Range(MIN_UPSCALE, MAX_UPSCALE), FIDELITY.name: Range(0.0, 1.0),
+          STEPS.name: Range(1, MAX_STEPS), STRENGTH.name: Range(0.0, 1.0, low_open=True),
+          TIMEOUT.name: Range(0.0, MAX_TIMEOUT_S, low_open=True)}
+
+
+def check_number(name: str, value) -> float:
+    """A numeric option inside its range (RANGES), else ValueError naming it."""
+    x = float(value)
+    if not RANGES[name].holds(x):
+        raise ValueError(f"{name} must be in {RANGES[name].text()}, got {value}")
+    return x
+
+
+def output_suffix(value) -> str:
+    """OUTPUT_FORMAT ('png', '.JPG', b'webp', ...) -> an encoder suffix; ValueError if unknown."""
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    suffix = "." + text.strip().lower().lstrip(".")
+    if suffix not in ENCODERS:
+        raise ValueError(f"{OUTPUT_FORMAT.name} '{text}' is not one of {sorted(s[1:] for s in ENCODERS)}")
+    return ENCODERS[suffix]
+
+
+def choice(value, name: str, allowed: tuple[str, ...]) -> str:
+    """A TYPE_STRING option that must be one of `allowed`; ValueError naming the input otherwise."""
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    if text not in allowed:
+        raise ValueError(f"{name} '{text}' is not one of {', '.join(allowed)}")
+    return text
+
+
+CHOICES = {PASTE_MASK.name: PASTE_MASKS, COLOUR_FIX.name: COLOUR_FIXES}
+
+
+def check_options(options: dict[str, object]) -> None:
+    """Every option a request sent (tensor name -> value; absent ones left out), checked at once."""
+    for name, value in options.items():
+        if name in RANGES:
+            check_number(name, value)
+        elif name == OUTPUT_FORMAT.name:
+            output_suffix(value)
+        elif name in CHOICES:
+            choice(value, name, CHOICES[name])
+
+
+def photo_bytes(raw: bytes | str | None, limit: int = MAX_UPLOAD_BYTES) -> tuple[bytes, bool]:
+    """The encoded photo of an IMAGE element and whether it came base64 (JSON clients).
+    ImageError when missing, or larger than `limit` bytes once decoded."""
+    if raw is None:
+        raise ImageError("input IMAGE is required (the encoded photo)")
+    data = raw.encode() if isinstance(raw, str) else bytes(raw)
+    if len(data) > limit * 4 // 3 + 4096:   # room for base64 of a photo at the limit
+        raise ImageError(f"IMAGE: upload of {len(data)} bytes exceeds the limit of {limit} bytes")
+    encoded = data and image_suffix(data) is None and (_DATA_URL.match(data[:100]) or _BASE64.match(data))
+    if encoded:
+        try:
+            data = base64.b64decode(_DATA_URL.sub(b"", data, count=1), validate=False)
+        except (binascii.Error, ValueError):
+            raise ImageError("IMAGE: not a readable image, nor valid base64") from None
+    if len(data) > limit:
+        raise ImageError(f"IMAGE: upload of {len(data)} bytes exceeds the limit of {limit} bytes")
+    return data, bool(encoded)
+
+
+def image_suffix(data: bytes) -> str | None:
+    """The file suffix of encoded photo bytes ('.png', '.jpg', ...), None if unknown."""
+    from PIL import Image
+
+    try:
+        return _FORMATS.get(Image.open(io.BytesIO(data)).format)
+    except Exception:
+        return None
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the photo's header, without decoding pixels; None if unreadable."""
+    from PIL import Image
+
+    try:
+        return Image.open(io.BytesIO(data)).size
+    except Exception:
+        return None
+
+
+def check_output_size(size: tuple[int, int] | None, upscale: float) -> None:
+    """ImageError when the photo `size` scaled by `upscale` is empty or over MAX_OUTPUT_PIXELS."""
+    if size is None:
+        return
+    w, h = size
+    out_w, out_h = round(w * upscale), round(h * upscale)
+    if out_w < 1 or out_h < 1:
+        raise ImageError(f"{w}x{h} scaled by UPSCALE {upscale:g} is an empty photo")
+    if out_w * out_h > MAX_OUTPUT_PIXELS:
+        raise ImageError(f"{w}x{h} upscaled {upscale:g}x exceeds {MAX_OUTPUT_PIXELS} output pixels")
+
+
+def answer_bytes(encoded: bytes, as_base64: bool) -> bytes:
+    """The restored photo in the form the photo came in (base64 text for a base64 upload)."""
+    return base64.b64encode(encoded) if as_base64 else encoded

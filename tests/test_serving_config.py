@@ -1,0 +1,73 @@
+"""The served job's request checks and rendering, without a server: option ranges, base64
+photos, the output format, what face_preprocess is given to check, instance counts and the
+tensor descriptions of the ensembles."""
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from export.triton_repo import model_configs
+from runtime.contracts.service import PREPROCESS, PYTHON_MODELS, SERVICES, TIMEOUT
+from runtime.imageio import ImageError
+from runtime.request_checks import RANGES, answer_bytes, check_options, check_output_size, output_suffix, photo_bytes
+from runtime.samples import ASTRONAUT
+from runtime.cli import main
+
+
+@pytest.mark.parametrize("name,good,bad", [("UPSCALE", [0.125, 1, 8], [0, -1, 0.001, 100, float("nan"), float("inf")]),
+                                           ("FIDELITY", [0, 0.5, 1], [-5, 1e30, float("nan")]),
+                                           ("STEPS", [1, 200], [0, -5, 1000, 100000]),
+                                           ("STRENGTH", [1e-3, 1], [0, 5]),
+                                           ("TIMEOUT", [0.5, 600], [0, -1, 1e9])])
+def test_option_ranges(name, good, bad):
+    for value in good:
+        check_options({name: value})
+    for value in bad:
+        with pytest.raises(ValueError, match=f"{name} must be in"):
+            check_options({name: value})
+    assert set(RANGES) <= {t.name for t in PREPROCESS.inputs}
+
+
+def test_output_format_and_size():
+    assert output_suffix(b"JPG") == ".jpg" and output_suffix(".webp") == ".webp"
+    for bad in (b"exe", b"../../x", b""):
+        with pytest.raises(ValueError, match="OUTPUT_FORMAT"):
+            output_suffix(bad)
+    check_output_size((512, 512), 8.0)
+    with pytest.raises(ImageError, match="exceeds"):
+        check_output_size((8000, 8000), 2.0)
+    with pytest.raises(ImageError, match="empty photo"):
+        check_output_size((4, 4), 0.125)
+
+
+def test_photo_bytes_binary_base64_and_limits():
+    data = ASTRONAUT.read_bytes()
+    assert photo_bytes(data) == (data, False)
+    assert photo_bytes(base64.b64encode(data)) == (data, True)
+    assert photo_bytes(b"data:image/png;base64," + base64.b64encode(data)) == (data, True)
+    assert answer_bytes(data, True) == base64.b64encode(data) and answer_bytes(data, False) == data
+    with pytest.raises(ImageError, match="IMAGE is required"):
+        photo_bytes(None)
+    with pytest.raises(ImageError, match="exceeds the limit"):
+        photo_bytes(data, limit=len(data) - 1)
+    with pytest.raises(ImageError, match="exceeds the limit"):
+        photo_bytes(base64.b64encode(data), limit=len(data) - 1)
+
+
+def test_preprocess_is_given_every_option_and_ensembles_describe_their_tensors():
+    for service in SERVICES.values():
+        config = model_configs("cpu", [service.restorer])[service.ensemble]
+        (preprocess,) = [s for s in config.ensemble_scheduling.step if s.model_name == PREPROCESS.name]
+        checked = {t.name for t in service.inputs if t.name in RANGES or t.name == "OUTPUT_FORMAT"}
+        assert checked <= set(preprocess.input_map) and TIMEOUT.name in checked   # all checked up front
+        assert set(preprocess.input_map) <= {t.name for t in service.inputs}   # nothing the ensemble lacks
+        for spec in service.inputs + service.outputs:
+            assert config.parameters[spec.name].string_value == spec.help
+
+
+def test_python_instances_are_configurable(capsys):
+    configs = model_configs("cpu", python_instances=3)
+    assert all(configs[name].instance_group[0].count == 3 for name in PYTHON_MODELS)
+    assert main(["serve", "--render", "cpu", "--python-instances", "0"]) == 2
+    assert "--python-instances must be >= 1" in capsys.readouterr().err
