@@ -19,7 +19,6 @@ if TYPE_CHECKING:  # torch only for the type of build_module: importing a contra
 BATCH = "batch"  # the one dynamic axis: faces (or photos) per call
 SOURCE_KEY = "source_weights"  # ONNX metadata key: which weights an exported graph came from
 # the committed weights (training/weights/), read here by path only: naming them imports no torch
-WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "training" / "weights"
 
 
 @dataclass(frozen=True)

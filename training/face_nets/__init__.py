@@ -15,10 +15,11 @@ from torch import nn
 
 from .blazeface import BlazeFaceFullRange
 from .face_mesh import FaceMesh
+from training.shipped import MEDIAPIPE
 
 __all__ = ["BlazeFaceFullRange", "FaceMesh", "WEIGHTS_DIR", "load_face_detector", "load_face_mesh"]
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights" / "mediapipe"
+WEIGHTS_DIR = MEDIAPIPE
 
 M = TypeVar("M", bound=nn.Module)
 

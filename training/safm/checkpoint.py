@@ -10,12 +10,13 @@ from safetensors.torch import load_file, save_file
 
 from training.files import atomic_write
 from training.provenance import Provenance, safm_provenance
+from training.shipped import DEMO_SAFM
 from training.safm.config import CONFIGS, SaFMConfig
 from training.safm.model import SaFMRestorer
 
 
 # The default weights of `restore --model safm`: a demonstration (see weights/safm/README.md).
-DEMO_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "safm" / "safm-tiny-demo.safetensors"
+DEMO_CHECKPOINT = DEMO_SAFM
 
 
 class CheckpointError(ValueError):
