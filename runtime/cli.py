@@ -429,8 +429,11 @@ def _run_client(args: argparse.Namespace) -> int:
     else:
         options.update(steps=args.steps, seed=args.seed, strength=args.strength)
     try:
-        with RestoreClient(args.url, args.protocol, args.restorer) as probe:
-            origin = probe.provenance()
+        origin = None
+        for url in args.url or [None]:   # the first replica that answers says what it serves
+            with RestoreClient(url, args.protocol, args.restorer) as probe:
+                if (origin := probe.provenance()) is not None:
+                    break
         if origin is not None and (warning := origin.warning(args.restorer)):
             print(warning.replace("warning: ", "warning: served "), file=sys.stderr)
         run = restore_files(args.inputs or FACE_PHOTOS, args.out, args.url, args.protocol, args.restorer,
