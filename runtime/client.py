@@ -171,7 +171,9 @@ class RestoreClient:
                     raise
                 if not unavailable or time.monotonic() + pause > deadline:
                     text = exc.message() if hasattr(exc, "message") and exc.message() else str(exc)
-                    raise ClientError(f"{name}: {text or type(exc).__name__}", unavailable) from None
+                    where = f" (no server answers at {self.url}, {self.protocol}; start one with `facerestore serve` " \
+                            "or pass --url)" if unavailable else ""
+                    raise ClientError(f"{name}: {text or type(exc).__name__}{where}", unavailable) from None
                 time.sleep(pause)
                 pause, self.retries = min(pause * 2, 2.0), self.retries + 1
                 if self.protocol == "http":   # a fresh connection pool after the server restarted

@@ -47,7 +47,7 @@ from typing import TextIO
 # batches) is its own mapping, returned to the system when freed, so memory comes back after a
 # peak instead of staying in the heap (a fixed threshold also stops glibc raising it to 32 MiB)
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(2**20), "MALLOC_TRIM_THRESHOLD_": str(8 * 2**20), "MALLOC_ARENA_MAX": "4"}
-HARMLESS = ("NVML", "CUDA", "DCGM", "cuda", "pinned memory")   # log lines of a GPU-less machine
+HARMLESS = ("NVML", "CUDA", "Cuda", "cuda", "DCGM", "pinned memory")   # log lines of a GPU-less machine
 
 
 class ServerError(RuntimeError):
@@ -268,13 +268,20 @@ class TritonServer:
         self._pump.start()
 
     def _forward(self, stream) -> None:
-        """Copy the server's log lines to the log sink, keeping the last ones for error messages."""
+        """Copy the server's log lines to the log sink, keeping the last ones for error messages.
+        On a machine without an NVIDIA GPU the server's CUDA/NVML/DCGM errors are expected: one
+        line says so and they are left out."""
         own = isinstance(self.log, (str, Path))
         sink = open(self.log, "a", encoding="utf-8") if own else (self.log or sys.stderr)
+        gpu_less, noted = not Path("/dev/nvidia0").exists(), False
         try:
             for raw in iter(stream.readline, b""):
                 line = raw.decode("utf-8", "replace").rstrip()
                 self.tail.append(line)
+                if gpu_less and any(h in line for h in HARMLESS):
+                    if noted:
+                        continue
+                    noted, line = True, "(no NVIDIA GPU here: its CUDA/NVML/DCGM errors are expected and not shown)"
                 try:
                     sink.write(f"[tritonserver] {line}\n")
                     sink.flush()

@@ -144,3 +144,15 @@ def test_help_explains(argv, capsys):
 def test_grayscale_camera_photo(tmp_path):
     assert main(["restore", "--model", "identity", str(CAMERA), "--out", str(tmp_path)]) == 0
     assert Image.open(tmp_path / "camera.png").mode == "L"
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_client_without_a_server_says_so_in_one_line(protocol, tmp_path, capsys):
+    """No server at the URL: one line per photo naming the URL and what to do, no traceback, exit 1."""
+    from runtime.serve import free_port
+
+    url = f"127.0.0.1:{free_port()}"
+    assert main(["client", str(ASTRONAUT), "--out", str(tmp_path), "--url", url, "--protocol", protocol,
+                 "--retry-s", "0.5"]) == 1
+    err = capsys.readouterr().err
+    assert f"no server answers at {url}, {protocol}" in err and "Traceback" not in err

@@ -329,3 +329,12 @@ def test_rendering_refusals(tmp_path, engines):
     (tmp_path / "busy" / "mine.txt").write_text("x")
     with pytest.raises(RepoError, match="not empty"):
         render_repo("cpu", tmp_path / "busy", engines)
+
+
+@pytest.mark.skipif(Path("/dev/nvidia0").exists(), reason="this machine has an NVIDIA GPU: its CUDA lines are real")
+def test_cpu_server_log_has_one_line_about_gpu_errors(server):
+    """On a GPU-less machine the server's CUDA/NVML/DCGM errors are expected: the forwarded log
+    says so once instead of printing error-level CUDA lines."""
+    text = Path(server.log).read_text()
+    assert text.count("no NVIDIA GPU here: its CUDA/NVML/DCGM errors are expected") >= 1
+    assert "CudaDriverHelper" not in text and "CUDA driver version is insufficient" not in text
