@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from runtime.face.align import warp_face
-from runtime.face.paste import LOW_PASS, face_mask, feather_mask, paste_faces
+from runtime.face.paste import LOW_PASS, paste_faces
 from runtime.face.pipeline import FacePipeline
 from runtime.files import write_atomic
 from runtime.imageio import Photo, read_image, to_uint8
@@ -48,13 +48,6 @@ class FaceScore:
     colour_shift: float
 
 
-def _masks(pipeline: FacePipeline, batch) -> np.ndarray:
-    """The paste masks of a face batch (as FacePipeline.paste uses them)."""
-    if pipeline.options.paste_mask == "face":
-        return np.stack([face_mask(m) for m in batch.label_maps])
-    return np.stack([feather_mask(batch.crops.shape[1])] * len(batch))
-
-
 def evaluate_photo(clean: np.ndarray, name: str, copy: int, preset: str, pipeline: FacePipeline,
                    restorer: Restorer) -> tuple[list[FaceScore], dict, list[np.ndarray]]:
     """Degrade one clean uint8 RGB photo, restore it, score it. Returns the face scores, the
@@ -75,7 +68,7 @@ def evaluate_photo(clean: np.ndarray, name: str, copy: int, preset: str, pipelin
     touched = np.zeros(clean.shape[:2], np.float32)
     if len(batch):
         touched = paste_faces(touched[..., None], np.ones((len(batch), size, size, 1), np.float32), batch.affines,
-                              _masks(pipeline, batch))[..., 0]
+                              pipeline.paste_masks(batch))[..., 0]
     outside = touched == 0
     changed = np.abs(restored.astype(np.int16) - degraded.astype(np.int16)).max(axis=2)
     row = {"photo": name, "copy": copy, "faces": len(batch), "psnr_photo_degraded": psnr(degraded, clean),

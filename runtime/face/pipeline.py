@@ -134,6 +134,11 @@ class FacePipeline:
             boxes[i] = region_boxes(landmarks[i])
         return FaceBatch(crops, affines, points5, landmarks, label_maps, boxes, faces)
 
+    def paste_masks(self, batch: FaceBatch) -> np.ndarray | None:
+        """The soft masks [N, S, S] the faces are pasted through (face-shaped, from the region
+        maps); None for the square (paste_faces' default)."""
+        return np.stack([face_mask(m) for m in batch.label_maps]) if self.options.paste_mask == "face" else None
+
     def paste(self, photo: Photo, batch: FaceBatch, restored: np.ndarray) -> Photo:
         """The photo with restored faces [N, S, S, 3] (float [0, 1]) blended back, upscaled by
         the options' factor; grayscale, alpha and bit depth of the input are kept. Each face is
@@ -143,7 +148,7 @@ class FacePipeline:
         size = restored.shape[1] if len(restored) else opts.size
         fixed = np.stack([colour_fix(face, warp_face(photo.rgb, affine, size), opts.colour_fix)
                           for face, affine in zip(restored.astype(np.float32), batch.affines)]) if len(restored) else restored
-        masks = np.stack([face_mask(m) for m in batch.label_maps]) if opts.paste_mask == "face" and len(restored) else None
+        masks = self.paste_masks(batch) if len(restored) else None
         up = opts.upscale
         rgb, alpha = photo.rgb, photo.alpha
         if up != 1:
