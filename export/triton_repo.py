@@ -32,6 +32,8 @@ from runtime.contracts import CONTRACTS, MODEL_GROUPS
 from export.ngc import ngc_release
 from runtime.contracts.base import NetworkContract
 from runtime.engines import BuildTarget
+from training.provenance import safm_provenance
+from training.shipped import DEMO_SAFM
 from runtime.contracts.service import PYTHON_MODELS, SERVICES, TRITON_TYPES, PythonModel, RestorerService, \
     ServiceTensor, triton_dims
 from runtime.files import write_atomic
@@ -326,12 +328,6 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
     return sorted(configs)
 
 
-def _safm_provenance(checkpoint: Path | None):
-    from training.safm.checkpoint import provenance
-
-    return provenance(checkpoint)
-
-
 def _authface_provenance(checkpoint: Path | None):
     from runtime.authface.factory import checkpoint_provenance
 
@@ -339,7 +335,8 @@ def _authface_provenance(checkpoint: Path | None):
 
 
 # the restorer models of the served job -> what their weights are (a config parameter)
-PROVENANCE = {SERVICES["safm"].faces.name: _safm_provenance, SERVICES["authface"].faces.name: _authface_provenance}
+PROVENANCE = {SERVICES["safm"].faces.name: lambda checkpoint: safm_provenance(checkpoint or DEMO_SAFM),
+              SERVICES["authface"].faces.name: _authface_provenance}
 
 
 def _remove_stale(out: Path, keep: set[str]) -> None:

@@ -71,15 +71,6 @@ def torch_session(module: torch.nn.Module, device: str, precision: str) -> Torch
     return TorchSession(module, device, DTYPES[precision], channels_last=True)
 
 
-def checkpoint_provenance(checkpoint: Path | None) -> Provenance:
-    """What a SaFM checkpoint's weights are (the shipped demo when None), without loading torch."""
-    path = Path(checkpoint if checkpoint is not None else SAFM.default_weights)
-    for f in (path.with_suffix(".safetensors"), path.with_suffix(".json")):
-        if not f.is_file():
-            raise ValueError(f"{f}: not found (a SaFM checkpoint is <stem>.safetensors + <stem>.json)")
-    return safm_provenance(path.with_suffix(".json"))
-
-
 def make_safm_restorer(checkpoint: Path | None = None, backend: str = "torch", onnx_dir: Path = Path("engines"),
                        device: str = "cpu", precision: str = "fp32", fidelity: float = 0.5,
                        threads: int | None = None) -> SaFMRestorer:
@@ -90,7 +81,7 @@ def make_safm_restorer(checkpoint: Path | None = None, backend: str = "torch", o
         print("note: no --checkpoint given: SaFM runs the shipped DEMO weights (a small model trained on a CPU on "
               "photographs and one face; see training/weights/safm/README.md). Pass --checkpoint PATH.safetensors.",
               file=sys.stderr)
-    origin = checkpoint_provenance(checkpoint)
+    origin = safm_provenance(checkpoint if checkpoint is not None else SAFM.default_weights)
     if not 0.0 <= fidelity <= 1.0:
         raise ValueError(f"--fidelity must be in [0, 1], got {fidelity}")
     if backend == "onnxruntime":

@@ -7,7 +7,8 @@ import json
 from runtime.cli import main
 from runtime.samples import GRACE_HOPPER
 from training.authface.checkpoint import provenance as authface_provenance
-from training.safm import provenance as safm_provenance
+from training.provenance import safm_provenance
+from training.shipped import DEMO_SAFM
 from training.safm.__main__ import main as safm_main
 
 
@@ -23,7 +24,7 @@ def test_random_safm_checkpoint_is_labelled_untrained(tmp_path, capsys):
 
 
 def test_shipped_demo_is_labelled_trained(tmp_path, capsys):
-    origin = safm_provenance(None)
+    origin = safm_provenance(DEMO_SAFM)
     assert origin.trained and "trained" in origin.text
     assert main(["restore", str(GRACE_HOPPER), "--out", str(tmp_path)]) == 0
     assert "UNTRAINED" not in capsys.readouterr().err

@@ -31,10 +31,15 @@ class Provenance:
                 "train or import real weights (README: Training)")
 
 
-def safm_provenance(json_path: Path) -> Provenance:
-    """The provenance of a SaFM checkpoint from its .json (torch-free: `restore` on ONNX Runtime
-    reads it): the 'provenance' entry it was written with, or inferred from older metadata."""
-    meta = json.loads(Path(json_path).read_text())
+def safm_provenance(checkpoint: Path) -> Provenance:
+    """The provenance of a SaFM checkpoint (`<stem>.safetensors` + `<stem>.json`) from its .json,
+    without torch (`restore` on ONNX Runtime reads it): the 'provenance' entry it was written
+    with, or inferred from older metadata. ValueError naming a missing file."""
+    checkpoint = Path(checkpoint)
+    for f in (checkpoint.with_suffix(".safetensors"), checkpoint.with_suffix(".json")):
+        if not f.is_file():
+            raise ValueError(f"{f}: not found (a SaFM checkpoint is <stem>.safetensors + <stem>.json)")
+    meta = json.loads(checkpoint.with_suffix(".json").read_text())
     if "provenance" in meta:
         return Provenance.from_dict(meta["provenance"])
     name = meta.get("config", {}).get("name", "safm")

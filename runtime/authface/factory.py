@@ -55,7 +55,6 @@ def make_authface_restorer(checkpoint: Path | None = None, backend: str = "torch
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if backend == "torch":
         from training.authface import load_or_default
-        from training.authface.checkpoint import provenance
 
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {device!r}: no CUDA device here; use device='cpu'")
@@ -73,7 +72,7 @@ def make_authface_restorer(checkpoint: Path | None = None, backend: str = "torch
                                              channels_last),
                                 TorchSession(ckpt.vae_decoder(), device, vae_dtype, channels_last=channels_last),
                                 ckpt.scheduler, latent_channels=int(ckpt.vae.config.latent_channels),
-                                provenance=provenance(ckpt.notes), **settings)
+                                provenance=checkpoint_provenance(checkpoint), **settings)
     onnx_dir = Path("engines") if onnx_dir is None else Path(onnx_dir)
     if backend == "onnxruntime":
         from runtime.sessions import onnx_session

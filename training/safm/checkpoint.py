@@ -9,7 +9,6 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from training.files import atomic_write
-from training.provenance import Provenance, safm_provenance
 from training.shipped import DEMO_SAFM
 from training.safm.config import CONFIGS, SaFMConfig
 from training.safm.model import SaFMRestorer
@@ -75,12 +74,6 @@ def load_checkpoint(path: Path) -> SaFMRestorer:
     if missing or unexpected:
         raise CheckpointError(f"{weights}: does not fit {cfg.name}: missing {missing[:4]}, unexpected {unexpected[:4]}")
     return model.eval()
-
-
-def provenance(path: Path | None) -> Provenance:
-    """The provenance of a SaFM checkpoint (the shipped demo when None); CheckpointError naming
-    a missing file."""
-    return safm_provenance(_files(path if path is not None else DEMO_CHECKPOINT)[1])
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
