@@ -3,7 +3,8 @@ with any restorer/backend through the whole-photo pipeline, and measure against 
 
 Per face (the aligned crop, warped by the same affine from the clean, degraded and restored
 photos): PSNR, SSIM and colour difference (CIE76 in CIELAB, D65) of degraded vs clean and
-restored vs clean; the colour shift (CIE76 between the low-passed degraded input and the
+restored vs clean, over the whole crop; PSNR and SSIM over the face itself (the crop's pixels
+where the face-shaped paste mask is at least 1/2, whichever mask pastes); the colour shift (CIE76 between the low-passed degraded input and the
 low-passed restored face, sigma = crop/32: what the colour fix keeps small). Per photo: PSNR
 of the whole photo, and the largest change outside the paste masks (0: untouched). Writes
 evaluation.json, evaluation.md and contact_sheet.png (clean | degraded | restored per face).
@@ -19,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from runtime.face.align import warp_face
-from runtime.face.paste import LOW_PASS, paste_faces
+from runtime.face.paste import LOW_PASS, face_mask, paste_faces
 from runtime.face.pipeline import FacePipeline
 from runtime.files import write_atomic
 from runtime.imageio import Photo, read_image, to_uint8
@@ -46,6 +47,10 @@ class FaceScore:
     delta_e_degraded: float
     delta_e_restored: float
     colour_shift: float
+    psnr_face_degraded: float
+    psnr_face_restored: float
+    ssim_face_degraded: float
+    ssim_face_restored: float
 
 
 def evaluate_photo(clean: np.ndarray, name: str, copy: int, preset: str, pipeline: FacePipeline,
@@ -58,17 +63,20 @@ def evaluate_photo(clean: np.ndarray, name: str, copy: int, preset: str, pipelin
     out, batch, _, _ = restore_photo(photo, pipeline, restorer)
     restored = to_uint8(out.rgb)
     size = pipeline.options.size
+    masks = pipeline.paste_masks(batch) if len(batch) else None
     faces, tiles = [], []
     for i, affine in enumerate(batch.affines):
         c, d, r = (to_uint8(warp_face(x.astype(np.float32) / 255.0, affine, size)) for x in (clean, degraded, restored))
+        face = face_mask(batch.label_maps[i]) >= 0.5
         faces.append(FaceScore(name, copy, i, psnr(d, c), psnr(r, c), ssim(d, c), ssim(r, c), delta_e76(d, c),
-                               delta_e76(r, c), delta_e76(r, d, LOW_PASS * size)))
+                               delta_e76(r, c), delta_e76(r, d, LOW_PASS * size), psnr(d, c, face), psnr(r, c, face),
+                               ssim(d, c, face), ssim(r, c, face)))
         tiles.append(np.concatenate([cv2.resize(x, (SHEET_SIDE, SHEET_SIDE), interpolation=cv2.INTER_AREA)
                                      for x in (c, d, r)], axis=1))
     touched = np.zeros(clean.shape[:2], np.float32)
     if len(batch):
         touched = paste_faces(touched[..., None], np.ones((len(batch), size, size, 1), np.float32), batch.affines,
-                              pipeline.paste_masks(batch))[..., 0]
+                              masks)[..., 0]
     outside = touched == 0
     changed = np.abs(restored.astype(np.int16) - degraded.astype(np.int16)).max(axis=2)
     row = {"photo": name, "copy": copy, "faces": len(batch), "psnr_photo_degraded": psnr(degraded, clean),
@@ -112,8 +120,10 @@ def markdown(result: dict) -> str:
              f"{result['faces']} faces in {result['photos']} photos x {result['copies']} degraded copies.", ""]
     if m:
         lines += ["| mean over faces | degraded | restored |", "|---|---:|---:|",
-                  f"| PSNR dB | {m['psnr_degraded']:.2f} | {m['psnr_restored']:.2f} |",
-                  f"| SSIM | {m['ssim_degraded']:.4f} | {m['ssim_restored']:.4f} |",
+                  f"| PSNR dB, face (inside the face-shaped mask) | {m['psnr_face_degraded']:.2f} | {m['psnr_face_restored']:.2f} |",
+                  f"| SSIM, face | {m['ssim_face_degraded']:.4f} | {m['ssim_face_restored']:.4f} |",
+                  f"| PSNR dB, whole aligned crop | {m['psnr_degraded']:.2f} | {m['psnr_restored']:.2f} |",
+                  f"| SSIM, whole aligned crop | {m['ssim_degraded']:.4f} | {m['ssim_restored']:.4f} |",
                   f"| colour difference vs clean (CIE76) | {m['delta_e_degraded']:.2f} | {m['delta_e_restored']:.2f} |",
                   f"| colour shift vs input, low-passed (CIE76) | | {m['colour_shift']:.2f} |", ""]
     lines += ["| photo | copy | faces | PSNR photo degraded | PSNR photo restored | max change outside faces |",

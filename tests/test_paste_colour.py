@@ -83,8 +83,11 @@ def test_evaluate_scores_a_known_degradation(pipeline, tmp_path, capsys):
     assert result["faces"] == 1 and result["preset"] == "blur2-x4-jpeg60"
     assert 18 < m["psnr_degraded"] < 30 and m["ssim_degraded"] < 0.9  # the degradation is real
     assert m["psnr_restored"] == pytest.approx(m["psnr_degraded"], abs=0.05)
+    assert m["psnr_face_restored"] == pytest.approx(m["psnr_face_degraded"], abs=0.05)
+    assert m["psnr_face_degraded"] != m["psnr_degraded"]  # the face is a part of the crop, not all of it
     assert m["colour_shift"] < 0.2 and result["per_photo"][0]["max_change_outside_faces"] == 0
     sheet = cv2.imread(str(out / "contact_sheet.png"))
     assert sheet.shape == (192, 3 * 192, 3)
-    assert "| PSNR dB |" in (out / "evaluation.md").read_text() and "| PSNR dB |" in capsys.readouterr().out
+    row = "| PSNR dB, face (inside the face-shaped mask) |"
+    assert row in (out / "evaluation.md").read_text() and row in capsys.readouterr().out
     assert main(["evaluate", str(tmp_path / "missing"), "--model", "identity", "--out", str(out)]) == 2

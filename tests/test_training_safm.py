@@ -166,3 +166,21 @@ def test_codebook_pretraining_then_restoration_on_the_frozen_codebook(cache, tmp
     assert torch.equal(restore.model.quantize.embedding.weight.detach(), codes1)  # kept fixed
     with pytest.raises(ValueError, match="residual output"):
         _trainer(cache, tmp_path / "bad", config="safm-demo", stage="codebook")
+
+
+def test_photo_crops_above_scale_one_are_enlarged(tmp_path):
+    """Photo crops drawn at scales above 1 are enlarged (smoother, as aligned faces of small
+    faces are), those below 1 shrunk (denser detail): the scale range reaches the pixels."""
+    import cv2
+
+    from training.data.photos import PhotoCrops
+
+    shutil.copy(NO_FACE, tmp_path / NO_FACE.name)
+    no_noise = DegradationConfig(clean_fraction=1.0, color_jitter_prob=0.0)
+
+    def detail(lo: float, hi: float) -> float:
+        crops = PhotoCrops(tmp_path, 96, no_noise, seed=3, min_scale=lo, max_scale=hi)
+        return float(np.mean([np.abs(cv2.Laplacian(crops[i]["hq"].numpy().mean(0), cv2.CV_32F)).mean()
+                              for i in range(8)]))
+
+    assert detail(1.8, 2.0) < 0.7 * detail(0.3, 0.5)

@@ -5,21 +5,24 @@ import cv2
 import numpy as np
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of two uint8 images."""
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """PSNR in dB of two uint8 images; with a boolean `mask` [H, W], over its pixels only."""
+    err = (a.astype(np.float64) - b.astype(np.float64)) ** 2
+    mse = np.mean(err if mask is None else err[mask])
     return float("inf") if mse == 0 else float(10 * np.log10(255.0 ** 2 / mse))
 
 
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean SSIM of two uint8 images (per channel, 11x11 Gaussian window, sigma 1.5)."""
+def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Mean SSIM of two uint8 images (per channel, 11x11 Gaussian window, sigma 1.5); with a
+    boolean `mask` [H, W], the mean over its pixels (5-pixel border excluded either way)."""
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     a, b = a.astype(np.float64), b.astype(np.float64)
     blur = lambda x: cv2.GaussianBlur(x, (11, 11), 1.5)  # noqa: E731
     mu_a, mu_b = blur(a), blur(b)
     var_a, var_b, cov = blur(a * a) - mu_a ** 2, blur(b * b) - mu_b ** 2, blur(a * b) - mu_a * mu_b
     s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
-    return float(s[5:-5, 5:-5].mean())
+    inner = s[5:-5, 5:-5]
+    return float(inner.mean() if mask is None else inner[mask[5:-5, 5:-5]].mean())
 
 
 def delta_e76(a: np.ndarray, b: np.ndarray, sigma: float = 0.0) -> float:

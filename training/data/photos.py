@@ -34,14 +34,17 @@ def read_photos(folder: Path, max_side: int) -> list[np.ndarray]:
 
 
 class PhotoCrops(Dataset):
-    """Square `crop` pairs from photographs: a random scale in [min_scale, 1] (so content is seen
-    at many sizes), a random position, a flip, then the degradation. Items have the keys of
+    """Square `crop` pairs from photographs: a random scale in [min_scale, max_scale] (so content
+    is seen at many sizes; above 1 the crop is enlarged, as most aligned faces are: a face
+    smaller than the 512 crop is upsampled by the alignment), a random position, a flip, then
+    the degradation. Items have the keys of
     AlignedFaces; the region map is all background (no face) and the boxes are zero."""
 
     def __init__(self, folder: Path, crop: int, degradation: DegradationConfig = DegradationConfig(), seed: int = 0,
-                 length: int = 4096, min_scale: float = 0.3, max_side: int = 1600) -> None:
+                 length: int = 4096, min_scale: float = 0.3, max_scale: float = 1.0, max_side: int = 1600) -> None:
         self.photos = read_photos(folder, max_side)
-        self.crop, self.degradation, self.seed, self.length, self.min_scale = crop, degradation, seed, length, min_scale
+        self.crop, self.degradation, self.seed, self.length = crop, degradation, seed, length
+        self.min_scale, self.max_scale = min_scale, max_scale
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -51,9 +54,10 @@ class PhotoCrops(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index, 1])
         photo = self.photos[int(rng.integers(len(self.photos)))]
         h, w = photo.shape[:2]
-        side = int(min(h, w, self.crop / rng.uniform(self.min_scale, 1.0)))
+        side = int(min(h, w, self.crop / rng.uniform(self.min_scale, self.max_scale)))
         y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-        hq = cv2.resize(photo[y:y + side, x:x + side], (self.crop, self.crop), interpolation=cv2.INTER_AREA)
+        hq = cv2.resize(photo[y:y + side, x:x + side], (self.crop, self.crop),
+                        interpolation=cv2.INTER_AREA if side >= self.crop else cv2.INTER_CUBIC)
         if rng.random() < 0.5:
             hq = hq[:, ::-1]
         hq = np.ascontiguousarray(hq)

@@ -105,6 +105,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--photos", type=Path, default=None,
                    help="folder of general photographs: random multi-scale crops mixed with the faces")
     p.add_argument("--crop", type=int, default=d.crop, help="training size (with --photos, crops of this size)")
+    p.add_argument("--photo-scale", type=float, nargs=2, default=d.photo_scale, metavar=("MIN", "MAX"),
+                   help="scale range of the photo crops (default: %(default)s); above 1 a crop is enlarged, "
+                        "as aligned faces from small faces are")
     p.add_argument("--degradation", default="safm", choices=sorted(PRESETS),
                    help="degradation preset: safm = eq. 9; bfr = GFPGAN/BFRffusion; demo; blur2-x4-jpeg60")
     p.add_argument("--d-lr", type=float, default=None)

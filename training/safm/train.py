@@ -56,6 +56,7 @@ class SaFMTrainConfig:
     jitter: float = 0.0                 # scale/shift augmentation, for training on few photos
     photos: Path | None = None          # general photographs: random crops mixed with the faces
     crop: int = 512                     # training size (< 512 with --photos: crops of faces and photos)
+    photo_scale: tuple[float, float] = (0.3, 1.0)  # range of the photo crops' scale (> 1: enlarged)
     face_share: float = 0.3             # share of faces among the items when --photos is given
     lr_final: float | None = None       # cosine decay of lr to this value over the steps (None: constant)
     stage: str = "restore"              # "codebook": pre-train E, codebook and D on HQ images (VQGAN reconstruction)
@@ -89,7 +90,9 @@ class SaFMTrainer:
         degradation = PRESETS[cfg.degradation] if isinstance(cfg.degradation, str) else cfg.degradation
         self.data = AlignedFaces(cfg.data, degradation, cfg.seed, flip=True, jitter=cfg.jitter)
         if cfg.photos is not None:
-            self.data = FacesAndPhotos(self.data, PhotoCrops(cfg.photos, cfg.crop, degradation, cfg.seed), cfg.face_share)
+            self.data = FacesAndPhotos(self.data, PhotoCrops(cfg.photos, cfg.crop, degradation, cfg.seed,
+                                                                 min_scale=cfg.photo_scale[0],
+                                                                 max_scale=cfg.photo_scale[1]), cfg.face_share)
         self.step = 0
         self.state_dir = cfg.out / "train_state"
         if (self.state_dir / "train_state.json").is_file():
