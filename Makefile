@@ -79,7 +79,7 @@ bench-gpu: $(STAMP) $(foreach c,$(SAFM_CONFIGS),$(BENCH)/$(c)/safm.onnx) $(BENCH
 # then the held-out evaluation on faces it never saw. Needs apt-get (root) for `apt-get download`.
 DEMO := .cache/demo-data
 DEMO_TRAIN := $(BIN)/python -m training.safm train --data $(DEMO)/faces-train --photos $(DEMO)/photos \
-  --out $(DEMO)/run --config safm-demo --steps 8000 --batch 4 --crop 192 --photo-scale 0.3 2.0 --face-share 0.15 --lr 3e-4 \
+  --out $(DEMO)/run --config safm-demo --steps 6500 --batch 4 --crop 192 --photo-scale 0.3 2.0 --face-share 0.15 --lr 3e-4 \
   --lr-final 1e-5 --degradation demo --jitter 0.05 --no-perceptual --no-identity --no-adversarial \
   --save-every 250 --log-every 25
 train-demo: $(STAMP)
