@@ -65,10 +65,10 @@ def colour_fix(restored: np.ndarray, reference: np.ndarray, method: str = "wavel
 
 
 def paste_faces(image: np.ndarray, faces: np.ndarray, affines: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
-    """Blend restored faces [N, S, S, C] (float, same range as `image`) into an HxWxC float image
-    (in place, and returned) through `masks` [N, S, S] (default: the square). `affines` [N, 2, 3]
-    map photo -> crop. Only each face's own region of the photo is touched; where the mask is 0
-    the photo's pixels stay exactly as they were."""
+    """Blend restored faces [N, S, S, C] (float [0, 1]) into an HxWxC float image in [0, 1] (in
+    place, and returned) through `masks` [N, S, S] (default: the square). `affines` [N, 2, 3]
+    map photo -> crop. Only each face's own region of the photo is touched (blended and clipped
+    there, never the whole frame); where the mask is 0 the photo's pixels stay exactly as they were."""
     h, w = image.shape[:2]
     size = faces.shape[1]
     for i, (face, affine) in enumerate(zip(faces, affines)):
@@ -85,5 +85,6 @@ def paste_faces(image: np.ndarray, faces: np.ndarray, affines: np.ndarray, masks
         alpha = alpha[..., None] if region.ndim == 3 else alpha
         inside = alpha > 0
         blended = region + alpha * (warped.reshape(region.shape) - region)
+        np.clip(blended, 0.0, 1.0, out=blended)
         np.copyto(region, blended, where=np.broadcast_to(inside, region.shape))
     return image
