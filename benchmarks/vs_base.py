@@ -7,12 +7,14 @@
   base_runtime / base_training (imports rewritten in a temporary copy) beside this checkout's,
   and both pipelines run on the same photos in interleaved rounds: find + align + paste-back
   (identity restorer) of a photo each side decoded its own way. Base: its default (torch face
-  networks); new: its default (ONNX Runtime), and with --min-face-size 64 (single view when
-  that is enough; on the one-face photo only). Faces found by each are in the rows (recall).
-- CLI end to end: `python -m runtime restore PHOTO` as a fresh process, base and new in
-  interleaved rounds (default restorer SaFM with the demo weights, and --model identity).
-Base also runs with torch on one thread: on a loaded machine its default (one thread per core)
-is much slower, so the ratio against that row is the fair floor.
+  networks, or ONNX Runtime from the commit that made it the default on); new: its default
+  (ONNX Runtime), and with --min-face-size 150 (single view when that is enough; on the
+  one-face photo only). Faces found by each are in the rows (recall).
+- CLI end to end (left out with --face-only): `python -m runtime restore PHOTO` as a fresh
+  process, base and new in interleaved rounds (default restorer SaFM with the demo weights, and
+  --model identity).
+A torch base also runs with torch on one thread: on a loaded machine its default (one thread per
+core) is much slower, so the ratio against that row is the fair floor.
 """
 from __future__ import annotations
 
@@ -38,8 +40,12 @@ from runtime.cpu import reported_flags
 
 _IMPORT = re.compile(r"\b(from|import) (runtime|training)\b")
 SINGLE_VIEW = "new (onnxruntime, --min-face-size 150)"
-BASE_1T = "base (3d4d67e), torch on 1 thread"
 ONE_FACE = {"grace_hopper x2"}
+
+
+def one_thread_label(commit: str) -> str:
+    """The row of a torch base with torch on one thread."""
+    return f"base ({commit}), torch on 1 thread"
 
 
 def load_base(base: Path, tmp: Path) -> Callable[[str], object]:
@@ -53,7 +59,8 @@ def load_base(base: Path, tmp: Path) -> Callable[[str], object]:
     return lambda name: importlib.import_module(f"base_{name}")
 
 
-def bench_face(base: Callable[[str], object], photos: dict[str, Path], repeats: int, max_seconds: float) -> list[dict]:
+def bench_face(base: Callable[[str], object], commit: str, photos: dict[str, Path], repeats: int,
+               max_seconds: float) -> list[dict]:
     """find + align + paste per photo: base default vs new default (and, on a one-face photo,
     new with --min-face-size 150: one detector view), interleaved."""
     import torch
@@ -68,9 +75,11 @@ def bench_face(base: Callable[[str], object], photos: dict[str, Path], repeats: 
     b_face, b_io, b_restore = base("runtime.face"), base("runtime.imageio"), base("runtime.restore")
     b_restorer = base("runtime.restorers").IdentityRestorer()
     dirs = onnx_dir(FACE_DETECTOR), onnx_dir(FACE_MESH)
-    pipelines = {"base (3d4d67e, torch)": None, "new (onnxruntime)": onnx_face_pipeline(*dirs),
+    base_torch = not hasattr(b_face, "onnx_face_pipeline")   # before ONNX Runtime was the default
+    base_label = f"base ({commit}, {'torch' if base_torch else 'onnxruntime'})"
+    pipelines = {base_label: None, "new (onnxruntime)": onnx_face_pipeline(*dirs),
                  SINGLE_VIEW: onnx_face_pipeline(*dirs, FaceOptions(min_face_size=150))}
-    old = b_face.torch_face_pipeline()
+    old = b_face.torch_face_pipeline() if base_torch else b_face.onnx_face_pipeline(*dirs)
     rows = []
     for name, path in photos.items():
         data = path.read_bytes()
@@ -84,16 +93,18 @@ def bench_face(base: Callable[[str], object], photos: dict[str, Path], repeats: 
 
         calls = {k: (run_base if p is None else (lambda p=p: run_new(p))) for k, p in pipelines.items()
                  if k != SINGLE_VIEW or name in ONE_FACE}
-        calls[BASE_1T] = lambda: _one_thread(torch, run_base)
+        if base_torch:
+            calls[one_thread_label(commit)] = lambda: _one_thread(torch, run_base)
         faces = {k: fn() for k, fn in calls.items()}
         times = interleaved_ms(calls, repeats, warmup=1, max_seconds=max_seconds)
-        ref, ref1 = float(np.median(times["base (3d4d67e, torch)"])), float(np.median(times[BASE_1T]))
+        ref = float(np.median(times[base_label]))
+        ref1 = float(np.median(times[one_thread_label(commit)])) if base_torch else None
         h, w = cv2.imread(str(path)).shape[:2]
         for k, ms in times.items():
             s = stats(ms)
             rows.append({"photo": f"{name} {w}x{h}", "path": k, "faces": faces[k], **s,
                          "speedup_vs_base": round(ref / s["median_ms"], 2),
-                         "speedup_vs_base_1_thread": round(ref1 / s["median_ms"], 2)})
+                         "speedup_vs_base_1_thread": None if ref1 is None else round(ref1 / s["median_ms"], 2)})
             print(f"{name} | {k} | {s['median_ms']} ms | {faces[k]} faces", file=sys.stderr)
     return rows
 
@@ -108,7 +119,7 @@ def _one_thread(torch, fn: Callable[[], int]) -> int:
         torch.set_num_threads(threads)
 
 
-def bench_cli(base_dir: Path, photo: Path, repeats: int) -> list[dict]:
+def bench_cli(base_dir: Path, commit: str, photo: Path, repeats: int) -> list[dict]:
     """A one-photo `restore` as a fresh process, base vs new, interleaved rounds."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     new_dir = Path(__file__).resolve().parents[1]
@@ -119,10 +130,12 @@ def bench_cli(base_dir: Path, photo: Path, repeats: int) -> list[dict]:
                 cmd = [sys.executable, "-m", "runtime", "restore", str(photo), "--model", model, "--out", out]
                 return lambda: subprocess.run(cmd, cwd=cwd, env={**env, **(extra or {})}, check=True, capture_output=True)
 
-            calls = {"base (3d4d67e)": run(base_dir), BASE_1T: run(base_dir, {"OMP_NUM_THREADS": "1"}), "new": run(new_dir)}
+            one_thread = one_thread_label(commit)
+            calls = {f"base ({commit})": run(base_dir), one_thread: run(base_dir, {"OMP_NUM_THREADS": "1"}),
+                     "new": run(new_dir)}
             calls["new"]()  # the first run exports the ONNX cache: not timed
             times = interleaved_ms(calls, repeats, warmup=1)
-            ref, ref1 = float(np.median(times["base (3d4d67e)"])), float(np.median(times[BASE_1T]))
+            ref, ref1 = float(np.median(times[f"base ({commit})"])), float(np.median(times[one_thread]))
             for k, ms in times.items():
                 s = stats(ms)
                 rows.append({"command": f"restore {photo.name} --model {model}", "path": k, **s,
@@ -141,13 +154,19 @@ def table(result: dict) -> str:
              "| photo | path | faces | runs | median ms | p90 ms | speed-up vs base | vs base 1 thread |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['photo']} | {r['path']} | {r['faces']} | {r['runs']} | {r['median_ms']} | {r['p90_ms']} | "
-              f"{r['speedup_vs_base']}x | {r['speedup_vs_base_1_thread']}x |" for r in result["face_pipeline"]]
+              f"{r['speedup_vs_base']}x | {_ratio(r['speedup_vs_base_1_thread'])} |" for r in result["face_pipeline"]]
+    if not result["cli"]:
+        return "\n".join(lines) + "\n"
     lines += ["", "One-photo CLI restore, a fresh process each run (start-up included)", "",
               "| command | path | runs | median ms | p90 ms | speed-up vs base | vs base 1 thread |",
               "|---|---|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['command']} | {r['path']} | {r['runs']} | {r['median_ms']} | {r['p90_ms']} | "
               f"{r['speedup_vs_base']}x | {r['speedup_vs_base_1_thread']}x |" for r in result["cli"]]
     return "\n".join(lines) + "\n"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value}x"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--max-seconds", type=float, default=20.0)
     p.add_argument("--cli-repeats", type=int, default=7)
+    p.add_argument("--face-only", action="store_true", help="the face pipeline only, no CLI runs")
+    p.add_argument("--name", default="vs_base", help="results file name (default: %(default)s)")
     args = p.parse_args(argv)
     if not (args.base / "runtime" / "face" / "pipeline.py").is_file():
         print(f"error: {args.base}: not a checkout of this project", file=sys.stderr)
@@ -174,12 +195,12 @@ def main(argv: list[str] | None = None) -> int:
         cv2.imwrite(str(photos["group"]), group_photo()[..., ::-1])
         cv2.imwrite(str(photos["crowd (36 faces)"]), crowd_photo()[..., ::-1])
         t0 = time.perf_counter()
-        face_rows = bench_face(load_base(args.base, tmp), photos, args.repeats, args.max_seconds)
-        cli_rows = bench_cli(args.base, ASTRONAUT, args.cli_repeats)
+        face_rows = bench_face(load_base(args.base, tmp), commit, photos, args.repeats, args.max_seconds)
+        cli_rows = [] if args.face_only else bench_cli(args.base, commit, ASTRONAUT, args.cli_repeats)
     result = {"base": commit, "device": device_name(), "cpu_flags": reported_flags(), "load_average": os.getloadavg(),
               "command": "python -m benchmarks.vs_base " + " ".join(sys.argv[1:] if argv is None else argv),
               "seconds": round(time.perf_counter() - t0, 1), "face_pipeline": face_rows, "cli": cli_rows}
-    save(args.out, "vs_base", result, table(result))
+    save(args.out, args.name, result, table(result))
     return 0
 
 

@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runtime.contracts.base import NetworkContract
 from runtime.engines import BuildTarget, Manifest, is_up_to_date
 from runtime.files import sha256_file, write_atomic
 from runtime.tensorrt_session import current_target, require_tensorrt
+
+if TYPE_CHECKING:   # annotations only: neither is imported before a CUDA device is confirmed
+    import tensorrt as trt
+    from polygraphy.backend.trt import EngineBytesFromNetwork
 
 TIMING_CACHE = "timing.cache"
 
@@ -36,13 +41,13 @@ def build_engine(contract: NetworkContract, onnx_path: Path, plan: Path, checkpo
                  max_batch: int | None = None, opt_level: int = 3, fp16_vae: bool = False, force: bool = False) -> Path:
     """Build `plan` (+ manifest) from `onnx_path` unless an engine with the same manifest exists.
     The timing cache beside the engines is read and updated, so rebuilds are faster."""
-    trt = require_tensorrt()
+    require_tensorrt()
     wanted = wanted_manifest(contract, onnx_path, checkpoint, current_target(), max_batch, opt_level, fp16_vae)
     if not force and is_up_to_date(plan, wanted):
         print(f"{contract.name}: {plan} is up to date (manifest matches); --force rebuilds", file=sys.stderr)
         return plan
     cache_path = plan.parent / TIMING_CACHE
-    monitor = _ProgressMonitor(trt, contract.name) if hasattr(trt, "IProgressMonitor") else None
+    monitor = progress_monitor(contract.name)
     print(f"{contract.name}: building {wanted.precision} engine (minutes)...", file=sys.stderr)
     try:
         serialized = polygraphy_build(onnx_path, wanted, cache_path, monitor)()
@@ -53,7 +58,8 @@ def build_engine(contract: NetworkContract, onnx_path: Path, plan: Path, checkpo
     return plan
 
 
-def polygraphy_build(onnx_path: Path, wanted: Manifest, cache_path: Path, monitor=None):
+def polygraphy_build(onnx_path: Path, wanted: Manifest, cache_path: Path,
+                     monitor: trt.IProgressMonitor | None = None) -> EngineBytesFromNetwork:
     """The engine build as polygraphy loaders, not run yet (constructing them needs no TensorRT,
     so a test checks every argument on any machine): parse the ONNX file, a builder config with
     the manifest's precision, TF32, optimization profile and level, the timing cache read from
@@ -70,20 +76,21 @@ def polygraphy_build(onnx_path: Path, wanted: Manifest, cache_path: Path, monito
     return EngineBytesFromNetwork(NetworkFromOnnxPath(str(onnx_path)), config, save_timing_cache=str(cache_path))
 
 
-def _ProgressMonitor(trt, name: str):
-    """A TensorRT progress monitor printing phase progress (TensorRT >= 10 has IProgressMonitor)."""
+def progress_monitor(name: str) -> trt.IProgressMonitor:
+    """A TensorRT progress monitor printing each build phase (IProgressMonitor: TensorRT >= 10)."""
+    import tensorrt as trt
 
     class Monitor(trt.IProgressMonitor):
         def __init__(self) -> None:
             trt.IProgressMonitor.__init__(self)
 
-        def phase_start(self, phase_name, parent_phase, num_steps):
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
             print(f"{name}: {phase_name} ({num_steps} steps)", file=sys.stderr)
 
-        def step_complete(self, phase_name, step):
+        def step_complete(self, phase_name: str, step: int) -> bool:
             return True
 
-        def phase_finish(self, phase_name):
+        def phase_finish(self, phase_name: str) -> None:
             pass
 
     return Monitor()

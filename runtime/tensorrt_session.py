@@ -19,20 +19,22 @@ class TensorRTUnavailable(RuntimeError):
     """TensorRT or a CUDA device is missing here; the message says which."""
 
 
-def require_tensorrt():
-    """The `tensorrt` module, after checking for a CUDA device; TensorRTUnavailable otherwise."""
+def require_tensorrt() -> None:
+    """Check for a CUDA device and the `tensorrt` module; TensorRTUnavailable otherwise. Callers
+    then `import tensorrt as trt` themselves, so mypy checks their calls against TensorRT's stubs."""
     if not torch.cuda.is_available():
         raise TensorRTUnavailable("no CUDA device: TensorRT engines need an NVIDIA GPU")
     try:
-        import tensorrt
+        import tensorrt  # noqa: F401
     except ImportError:
         raise TensorRTUnavailable("TensorRT is not installed (pip install tensorrt on a CUDA machine)") from None
-    return tensorrt
 
 
 def current_target() -> BuildTarget:
     """This machine's TensorRT version, GPU name and compute capability."""
-    trt = require_tensorrt()
+    require_tensorrt()
+    import tensorrt as trt
+
     major, minor = torch.cuda.get_device_capability()
     return BuildTarget(tensorrt=trt.__version__, gpu=torch.cuda.get_device_name(), compute_capability=f"{major}.{minor}")
 
@@ -41,7 +43,9 @@ class TensorRTSession:
     """Runs one engine: numpy (or torch CUDA tensors) in, numpy out, names from the contract."""
 
     def __init__(self, plan: Path, contract: NetworkContract, use_cuda_graph: bool = False) -> None:
-        trt = require_tensorrt()
+        require_tensorrt()
+        import tensorrt as trt
+
         self.manifest = check_loadable(plan, current_target())
         self.contract = contract
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
@@ -63,8 +67,8 @@ class TensorRTSession:
         outputs = self.buffers.setdefault(key, {})
         for spec in self.contract.outputs:
             if spec.name not in outputs:
-                shape = tuple(self.context.get_tensor_shape(spec.name))
-                outputs[spec.name] = torch.empty(shape, dtype=torch.float32, device="cuda")
+                dims = self.context.get_tensor_shape(spec.name)   # trt.Dims: indexable, not iterable
+                outputs[spec.name] = torch.empty([dims[i] for i in range(len(dims))], dtype=torch.float32, device="cuda")
             self.context.set_tensor_address(spec.name, outputs[spec.name].data_ptr())
         return outputs
 

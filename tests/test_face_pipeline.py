@@ -85,7 +85,9 @@ def test_photo_without_face(pipeline):
 def test_identity_paste_back_reproduces_the_group_photo(pipeline):
     photo = golden_photos()["group"]
     batch = pipeline.align(photo, pipeline.find(photo)[0])
+    before = photo.rgb.copy()
     out = pipeline.paste(photo, batch, batch.crops)
+    np.testing.assert_array_equal(photo.rgb, before)   # pasted into a new frame, the photo untouched
     err = np.abs(out.rgb - photo.rgb)
     assert err.mean() < 0.5 / 255 and np.percentile(err, 99.9) < 32 / 255, (err.mean() * 255,)
 

@@ -150,20 +150,37 @@ def tile_side_for(width: int, height: int, min_face_size: float = 0.0) -> int | 
     return side if tiles(width, height, side) else None
 
 
+def views(rgb8: np.ndarray, tile_side: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The detector's views of an HxWx3 uint8 photo, each (1x3x192x192 model input, 2x3 affine
+    photo -> input): the whole photo and, given `tile_side`, overlapping tiles of that side. All
+    are cut from one copy of the photo resized so that a tile is 192 px (not each tile resized on
+    its own from the full photo); the whole view is that copy letterboxed."""
+    if tile_side is None:
+        return [letterbox(rgb8)]
+    h, w = rgb8.shape[:2]
+    scale = INPUT_SIZE / tile_side
+    small = cv2.resize(rgb8, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    sx, sy = small.shape[1] / w, small.shape[0] / h
+    out = []
+    for x0, y0, x1, y1 in [(0, 0, w, h)] + tiles(w, h, tile_side):
+        cx0, cy0, cx1, cy1 = round(x0 * sx), round(y0 * sy), round(x1 * sx), round(y1 * sy)
+        image, affine = letterbox(small[cy0:cy1, cx0:cx1])
+        to_crop = np.array([[sx, 0, -cx0], [0, sy, -cy0], [0, 0, 1]])   # photo -> the cut of the copy
+        out.append((image, affine @ to_crop))
+    return out
+
+
 def detect_faces(net: Net, rgb8: np.ndarray, min_score: float = 0.5, min_face_size: float = 0.0) -> list[Detection]:
     """Find faces in an HxWx3 uint8 photo: the whole photo and, only when faces `min_face_size`
-    px wide would be too small in it (tile_side_for), overlapping tiles, all as one batch through
-    the detector; merged by weighted NMS in photo pixels."""
+    px wide would be too small in it (tile_side_for), overlapping tiles (views), all as one batch
+    through the detector; merged by weighted NMS in photo pixels."""
     h, w = rgb8.shape[:2]
-    side = tile_side_for(w, h, min_face_size)
-    views = [(0, 0, w, h)] + (tiles(w, h, side) if side else [])
-    inputs, affines = zip(*(letterbox(rgb8[y0:y1, x0:x1]) for x0, y0, x1, y1 in views))
+    inputs, affines = zip(*views(rgb8, tile_side_for(w, h, min_face_size)))
     regressors, logits = net(np.concatenate(inputs))
     candidates = []
-    for (x0, y0, _, _), affine, reg, logit in zip(views, affines, regressors, logits):
+    for affine, reg, logit in zip(affines, regressors, logits):
         inv = cv2.invertAffineTransform(affine)
         for values, score in decode(reg, logit, min_score):
             pts = values.reshape(8, 2) * INPUT_SIZE
-            pts = pts @ inv[:, :2].T + inv[:, 2] + (x0, y0)
-            candidates.append((pts.ravel(), score))
+            candidates.append(((pts @ inv[:, :2].T + inv[:, 2]).ravel(), score))
     return [Detection(box=v[:4], keypoints=v[4:].reshape(6, 2), score=s) for v, s in weighted_nms(candidates)]

