@@ -6,7 +6,8 @@ Both renderings have the same models, tensors and ensembles (runtime/contracts/s
 - ``face_preprocess``, ``face_postprocess``, ``<restorer>_faces``: python backend, KIND_CPU
   (``authface_faces`` KIND_GPU in the gpu rendering: its denoising loop stays on the device);
   sources committed under triton_repo/<name>/1/model.py (they import ``runtime``, installed in
-  the image: deploy/docker/)
+  the image: deploy/docker/); a queue policy each (max queue size, queue timeout: the
+  service's Capacity), so that overload is refused at once instead of queueing
 - one model per network (face_detector, face_mesh, safm, vae_encoder, unet_controlnet,
   vae_decoder): max_batch_size, dims and names from its NetworkContract, dynamic batching
   (preferred batches never 1, so concurrent photos merge):

@@ -342,7 +342,9 @@ gRPC and a metrics port. Ctrl-C or SIGTERM stops the server and its python model
 without --render the repository (--repo) is served as it is.
 --server auto uses a `tritonserver` on PATH, else the bundled one (nvidia-pytriton).
 A python model whose process died (or the server itself) makes it restart the server on the same
-ports within seconds (--no-supervise: exit instead)."""
+ports within seconds, and an idle model whose shared memory grew past 64 MiB is reloaded to give it
+back (--no-supervise: neither; exit when the server dies). A request beyond --max-queue-size
+waiting, or waiting over --queue-timeout, is refused at once with 503 / UNAVAILABLE."""
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
@@ -362,7 +364,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics-port", type=int, default=8002, help="0 = a free port (default: %(default)s)")
     p.add_argument("--log", type=Path, default=None, help="write the server log here (default: stderr)")
     p.add_argument("--no-supervise", dest="supervise", action="store_false",
-                   help="do not restart the server when a python stub or the server dies")
+                   help="do not restart the server when a python stub or the server dies, nor reload models "
+                        "to give back their shared memory")
 
 
 def _run_serve(args: argparse.Namespace) -> int:
