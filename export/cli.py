@@ -8,6 +8,7 @@ from pathlib import Path
 import onnx
 from tqdm import tqdm
 
+from runtime.capacity_options import add_capacity_options, capacity_from
 from runtime.contracts import CONTRACTS, MODEL_GROUPS
 from runtime.contracts.base import SOURCE_KEY, NetworkContract
 
@@ -74,6 +75,7 @@ def _add_triton_repo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--authface-checkpoint", type=Path, default=None,
                    help="AuthFace checkpoint folder (default: random-init tiny)")
     p.add_argument("--configs-only", action="store_true", help="write the configs and model.py files only")
+    add_capacity_options(p)
     p.add_argument("--gpu", default=None, help="gpu target: the serving GPU's name as TensorRT reports it (e.g. "
                    "'NVIDIA H100 80GB HBM3'); plans built on another GPU, or for another TensorRT than the NGC "
                    "server image's (deploy/docker/ngc.env), are refused (default: the GPU of the plans)")
@@ -148,8 +150,13 @@ def _triton_repo(args: argparse.Namespace) -> int:
 
     checkpoints = {"safm": args.safm_checkpoint, "authface": args.authface_checkpoint}
     try:
+        capacity = capacity_from(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
         models = render_repo(args.target, args.out, args.engines, args.restorers, checkpoints, args.configs_only,
-                             gpu=args.gpu)
+                             gpu=args.gpu, capacity=capacity)
     except (RepoError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -6,7 +6,8 @@ Both renderings have the same models, tensors and ensembles (runtime/contracts/s
 - ``face_preprocess``, ``face_postprocess``, ``<restorer>_faces``: python backend, KIND_CPU
   (``authface_faces`` KIND_GPU in the gpu rendering: its denoising loop stays on the device);
   sources committed under triton_repo/<name>/1/model.py (they import ``runtime``, installed in
-  the image: deploy/docker/)
+  the image: deploy/docker/); a queue policy each (max queue size, queue timeout: the
+  service's Capacity), so that overload is refused at once instead of queueing
 - one model per network (face_detector, face_mesh, safm, vae_encoder, unet_controlnet,
   vae_decoder): max_batch_size, dims and names from its NetworkContract, dynamic batching
   (preferred batches never 1, so concurrent photos merge):
@@ -34,8 +35,8 @@ from runtime.contracts.base import NetworkContract
 from runtime.engines import BuildTarget
 from training.provenance import safm_provenance
 from training.shipped import DEMO_SAFM
-from runtime.contracts.service import PYTHON_MODELS, SERVICES, TRITON_TYPES, PythonModel, RestorerService, \
-    ServiceTensor, triton_dims
+from runtime.contracts.service import PYTHON_MODELS, SERVICES, TRITON_TYPES, Capacity, PythonModel, \
+    RestorerService, ServiceTensor, triton_dims
 from runtime.files import write_atomic
 
 SOURCE_REPO = Path(__file__).resolve().parents[1] / "triton_repo"   # committed sources
@@ -45,10 +46,10 @@ TARGETS = ("cpu", "gpu")
 HEADER = ("# Rendered by `python -m export triton-repo --target {target}` from runtime/contracts;\n"
           "# edit the contracts (or export/triton_repo.py), not this file.\n")
 
-# instances per model kind and target: python pre/post-processing scales with CPU cores (on
-# the CPU server every model competes for the same few cores, and each python instance is a
-# process that imports torch: one each); each network is one instance with dynamic batching
-# (faces of concurrent photos batch up)
+# instances per model kind and target, unless a Capacity says otherwise: python
+# pre/post-processing scales with CPU cores (on the CPU server every model competes for the same
+# few cores, and each python instance is a process that imports torch: one each); each network
+# is one instance with dynamic batching (faces of concurrent photos batch up)
 INSTANCES = {"cpu": {"python": 1, "network": 1}, "gpu": {"python": 4, "network": 1}}
 QUEUE_DELAY_US = {"cpu": 1000, "gpu": 2000}
 CUDA_GRAPH_NETWORKS = ("unet_controlnet",)   # runs every step with the same shapes: graphs pay off
@@ -87,7 +88,7 @@ def _add_service_io(config, inputs, outputs) -> None:
         _add_service_tensor(config.output, spec)
 
 
-def network_config(contract: NetworkContract, target: str):
+def network_config(contract: NetworkContract, target: str, capacity: Capacity = Capacity()):
     """config.pbtxt (a ModelConfig) of one network model."""
     mc = _mc()
     config = mc.ModelConfig(name=contract.name, max_batch_size=contract.max_batch)
@@ -104,7 +105,7 @@ def network_config(contract: NetworkContract, target: str):
                 t.reshape.SetInParent()
                 t.reshape.shape.extend(reshape)
     kind = mc.ModelInstanceGroup.KIND_GPU if target == "gpu" else mc.ModelInstanceGroup.KIND_CPU
-    config.instance_group.add(kind=kind, count=INSTANCES[target]["network"])
+    config.instance_group.add(kind=kind, count=capacity.network_instances or INSTANCES[target]["network"])
     config.dynamic_batching.preferred_batch_size.extend(preferred_batch_sizes(contract))
     config.dynamic_batching.max_queue_delay_microseconds = QUEUE_DELAY_US[target]
     if target == "gpu":
@@ -135,15 +136,20 @@ def _add_warmup(config, contract: NetworkContract) -> None:
             warmup.inputs[spec.name].random_data = True
 
 
-def python_config(model: PythonModel, target: str, instances: int | None = None):
+def python_config(model: PythonModel, target: str, capacity: Capacity = Capacity()):
     """config.pbtxt of a python-backend model of the served job (not batched: one photo per
-    request); `instances` (default: INSTANCES) photos at a time."""
+    request), with the capacity's instances and queue policy."""
     mc = _mc()
     config = mc.ModelConfig(name=model.name, backend="python", max_batch_size=0)
     _add_service_io(config, model.inputs, model.outputs)
     on_gpu = target == "gpu" and model.gpu
     kind = mc.ModelInstanceGroup.KIND_GPU if on_gpu else mc.ModelInstanceGroup.KIND_CPU
-    config.instance_group.add(kind=kind, count=instances or INSTANCES[target]["python"])
+    config.instance_group.add(kind=kind, count=capacity.python_instances or INSTANCES[target]["python"])
+    # the queue lives in the dynamic batcher; with max_batch_size 0 it forms no batches
+    policy = config.dynamic_batching.default_queue_policy
+    policy.max_queue_size = capacity.max_queue_size
+    policy.default_timeout_microseconds = round(capacity.queue_timeout_s * 1e6)
+    policy.timeout_action = mc.ModelQueuePolicy.REJECT
     for key, value in model.parameters:
         config.parameters[key].string_value = value
     if on_gpu:   # inputs stay where they are (a GPU tensor is read through DLPack)
@@ -173,18 +179,18 @@ def ensemble_config(service: RestorerService):
     return config
 
 
-def model_configs(target: str, restorers: list[str] | None = None, python_instances: int | None = None) -> dict[str, object]:
-    """Every model of a rendering: name -> ModelConfig (networks, python models, ensembles);
-    python_instances: instances of each python step model (default: INSTANCES)."""
+def model_configs(target: str, restorers: list[str] | None = None, capacity: Capacity = Capacity()) -> dict[str, object]:
+    """Every model of a rendering: name -> ModelConfig (networks, python models, ensembles),
+    with the capacity's instance counts and queue policy."""
     if target not in TARGETS:
         raise RepoError(f"unknown target '{target}'; choose one of {TARGETS}")
     services = [_service(r) for r in (restorers or list(SERVICES))]
     configs: dict[str, object] = {}
     for service in services:
         for name in service.networks:
-            configs[name] = network_config(CONTRACTS[name], target)
+            configs[name] = network_config(CONTRACTS[name], target, capacity)
         for model in service.steps:
-            configs[model.name] = python_config(model, target, python_instances)
+            configs[model.name] = python_config(model, target, capacity)
         configs[service.ensemble] = ensemble_config(service)
     return configs
 
@@ -271,7 +277,7 @@ def _group(network: str) -> str:
 
 def render_repo(target: str, out: Path, engines: Path | None = None, restorers: list[str] | None = None,
                 checkpoints: dict[str, Path | None] | None = None, configs_only: bool = False,
-                gpu: str | None = None, python_instances: int | None = None) -> list[str]:
+                gpu: str | None = None, capacity: Capacity = Capacity()) -> list[str]:
     """Write the model repository for `target` ('cpu' or 'gpu') into `out`.
 
     engines: folder of <network>.onnx (cpu; missing ones are exported from `checkpoints`) or
@@ -281,10 +287,10 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
         (committed MediaPipe ports, demo safm-tiny, random-init tiny AuthFace).
     gpu: the serving GPU's name (gpu target): plans built on another are refused; None = the
         GPU of the first plan, all plans must agree.
-    python_instances: instances of each python step model (photos in flight per step).
+    capacity: instance counts and the python steps' queue policy (runtime.contracts.service.Capacity).
     Returns the model names written."""
     out, checkpoints = Path(out), dict(checkpoints or {})
-    configs = model_configs(target, restorers, python_instances)
+    configs = model_configs(target, restorers, capacity)
     in_source = out.resolve() == SOURCE_REPO.resolve()
     if in_source and target != "gpu":
         raise RepoError(f"{out} holds the committed gpu rendering; render --target {target} into another folder")

@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from runtime.capacity_options import add_capacity_options, capacity_from
 from runtime.imageio import DEFAULT_MAX_PIXELS
 from runtime.restorer_options import RESTORER_OPTIONS
 
@@ -341,7 +342,9 @@ gRPC and a metrics port. Ctrl-C or SIGTERM stops the server and its python model
 without --render the repository (--repo) is served as it is.
 --server auto uses a `tritonserver` on PATH, else the bundled one (nvidia-pytriton).
 A python model whose process died (or the server itself) makes it restart the server on the same
-ports within seconds (--no-supervise: exit instead)."""
+ports within seconds, and an idle model whose shared memory grew past 64 MiB is reloaded to give it
+back (--no-supervise: neither; exit when the server dies). A request beyond --max-queue-size
+waiting, or waiting over --queue-timeout, is refused at once with 503 / UNAVAILABLE."""
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
@@ -354,16 +357,15 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", type=Path, default=None, help="--render: SaFM weights (default: the shipped demo weights, training/weights/safm/)")
     p.add_argument("--authface-checkpoint", type=Path, default=None, help="--render: AuthFace checkpoint folder")
     p.add_argument("--restorers", nargs="+", default=None, help="--render: ensembles to serve (default: all)")
-    p.add_argument("--python-instances", type=int, default=None,
-                   help="--render: instances of each python step model, i.e. photos in flight per step "
-                        "(default: 1 cpu, 4 gpu)")
+    add_capacity_options(p, "--render: ")
     p.add_argument("--server", default="auto", help="auto, bundled, or a tritonserver path (default: %(default)s)")
     p.add_argument("--http-port", type=int, default=8000, help="0 = a free port (default: %(default)s)")
     p.add_argument("--grpc-port", type=int, default=8001, help="0 = a free port (default: %(default)s)")
     p.add_argument("--metrics-port", type=int, default=8002, help="0 = a free port (default: %(default)s)")
     p.add_argument("--log", type=Path, default=None, help="write the server log here (default: stderr)")
     p.add_argument("--no-supervise", dest="supervise", action="store_false",
-                   help="do not restart the server when a python stub or the server dies")
+                   help="do not restart the server when a python stub or the server dies, nor reload models "
+                        "to give back their shared memory")
 
 
 def _run_serve(args: argparse.Namespace) -> int:
@@ -372,15 +374,17 @@ def _run_serve(args: argparse.Namespace) -> int:
     from runtime.serve import ServerError, TritonServer, serve_forever
 
     repo = args.repo or Path("out/triton_repo_cpu" if args.render == "cpu" else "triton_repo")
-    if args.python_instances is not None and args.python_instances < 1:
-        print(f"error: --python-instances must be >= 1, got {args.python_instances}", file=sys.stderr)
+    try:
+        capacity = capacity_from(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.render:  # console-script wiring only: rendering is export's job, loaded on demand
         triton_repo = importlib.import_module("export.triton_repo")
         try:
             triton_repo.render_repo(args.render, repo, args.engines, args.restorers,
                                     {"safm": args.checkpoint, "authface": args.authface_checkpoint},
-                                    python_instances=args.python_instances)
+                                    capacity=capacity)
         except (triton_repo.RepoError, FileNotFoundError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

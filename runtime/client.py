@@ -45,9 +45,11 @@ class ClientError(RuntimeError):
 
 
 # answers meaning "not now" rather than "not this request": the server is down or restarting
-# (connection refused, gRPC UNAVAILABLE, HTTP 503), overloaded (queue full), or a python stub
-# died (Triton's 500 "Stub process ... is not healthy", until the supervisor restarts it)
-UNAVAILABLE = ("StatusCode.UNAVAILABLE", "503", "not healthy", "Exceeds maximum queue size", "failed to connect",
+# (connection refused, gRPC UNAVAILABLE, HTTP 503), overloaded (a step's queue full, or the
+# request waited there longer than its queue timeout: runtime.contracts.service.Capacity), or a
+# python stub died (Triton's 500 "Stub process ... is not healthy", until the supervisor restarts it)
+OVERLOADED = ("Exceeds maximum queue size", "Request timeout expired")
+UNAVAILABLE = ("StatusCode.UNAVAILABLE", "503", "not healthy", *OVERLOADED, "failed to connect",
                "Socket closed", "Connection reset", "Connection refused")
 
 
@@ -143,6 +145,14 @@ class RestoreClient:
         tensor.set_data_from_numpy(array)
         return tensor
 
+    def _why(self, text: str) -> str:
+        """What an unavailable answer means for the user."""
+        if any(o in text for o in OVERLOADED):
+            return (f" (the server at {self.url} is busy: it refuses requests beyond its queue instead of letting "
+                    "them wait for minutes; retry later (--retry-s), send to more replicas (--url A,B), or serve "
+                    "with more --python-instances / a larger --max-queue-size)")
+        return f" (no server answers at {self.url}, {self.protocol}; start one with `facerestore serve` or pass --url)"
+
     def restore(self, data: bytes, name: str = "<bytes>", output_format: str = "png", **options) -> Restored:
         """Restore the faces of one encoded photo. Options (None = the server's default):
         only_center_face, upscale, and the restorer's own (safm: fidelity; authface: steps,
@@ -171,9 +181,8 @@ class RestoreClient:
                     raise
                 if not unavailable or time.monotonic() + pause > deadline:
                     text = exc.message() if hasattr(exc, "message") and exc.message() else str(exc)
-                    where = f" (no server answers at {self.url}, {self.protocol}; start one with `facerestore serve` " \
-                            "or pass --url)" if unavailable else ""
-                    raise ClientError(f"{name}: {text or type(exc).__name__}{where}", unavailable) from None
+                    raise ClientError(f"{name}: {text or type(exc).__name__}{self._why(text) if unavailable else ''}",
+                                      unavailable) from None
                 time.sleep(pause)
                 pause, self.retries = min(pause * 2, 2.0), self.retries + 1
                 if self.protocol == "http":   # a fresh connection pool after the server restarted

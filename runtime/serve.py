@@ -19,6 +19,11 @@ second and restarts the server on the same ports when one died, removing the dea
 shared-memory regions; readiness fails only while it restarts, and a client that retries on
 "unavailable" (runtime/client.py) loses no request.
 
+Memory back after peaks (runtime/shm_recycle.py): the server runs in explicit model-control
+mode (every model loaded at start), and the Supervisor reloads an idle model whose stubs'
+shared-memory regions grew past SHM_LIMIT, which gives those regions back without refusing a
+request.
+
 Every address is 127.0.0.1; a port of 0 is replaced by a free one. The server runs in its own
 process group; stop() (also on leaving the ``with`` block, on garbage collection and at
 interpreter exit) sends SIGTERM to the server, waits, then SIGKILL to its group, so the python
@@ -42,6 +47,8 @@ import urllib.request
 import weakref
 from pathlib import Path
 from typing import TextIO
+
+from runtime.shm_recycle import IDLE_S, SHM_DIR, SHM_LIMIT, RecycleError, grown_models, idle_for, reload_model
 
 # glibc malloc of the server and its stubs: every block over 1 MiB (photos, uploads, face
 # batches) is its own mapping, returned to the system when freed, so memory comes back after a
@@ -133,7 +140,6 @@ def group_memory(pgid: int) -> int:
 
 
 STUB = "triton_python_backend_stub"
-SHM_DIR = Path("/dev/shm")
 
 
 def python_stubs(pgid: int) -> dict[int, tuple[str, str]]:
@@ -227,6 +233,8 @@ class TritonServer:
                 f"--exit-timeout-secs={self.exit_timeout}", "--strict-readiness=true",
                 # the configs are complete: no python stub started per model just to complete them
                 "--disable-auto-complete-config",
+                # every model at start; a model can be reloaded (fresh stubs) through the repository API
+                "--model-control-mode=explicit", "--load-model=*",
                 *extra, *self.extra_args]
 
     def start(self) -> "TritonServer":
@@ -360,6 +368,22 @@ class TritonServer:
         live = set(live_group_members(self.process.pid))
         return sorted({model for pid, (model, _) in self.stubs.items() if pid not in live})
 
+    def recycle(self, limit: int = SHM_LIMIT, idle_s: float = IDLE_S) -> dict[str, int]:
+        """Reload each model idle for `idle_s` whose stubs' shared-memory regions hold more than
+        `limit` bytes (runtime/shm_recycle.py); the bytes each held. The old stubs leave once
+        they finish what they hold; they are no longer watched (dead_models)."""
+        recycled = {}
+        for model, held in grown_models(self.stubs, limit).items():
+            if idle_for(self.http_url, model) < idle_s:
+                continue
+            old = {pid for pid, (m, _) in self.stubs.items() if m == model}
+            reload_model(self.http_url, model)
+            fresh = {pid: v for pid, v in python_stubs(self.process.pid).items() if v[0] == model and pid not in old}
+            self.stubs = {**{pid: v for pid, v in self.stubs.items() if pid not in old}, **fresh}   # one swap: the
+            # supervisor thread may be reading the old dict
+            recycled[model] = held
+        return recycled
+
     def restart(self) -> float:
         """Stop the server (its stubs and their shared memory) and start it again on the same
         ports; the seconds it took (ServerError if it does not come back)."""
@@ -386,21 +410,26 @@ class Supervisor(threading.Thread):
     """Watches a started server every `interval` seconds: when a python stub or the server
     itself died, it restarts the server on the same ports (stubs and their shared memory
     cleaned up), so readiness fails only for the restart and clients that retry lose nothing.
-    Gives up (sets `error`, ends) after `max_restarts` restarts within `window` seconds."""
+    Gives up (sets `error`, ends) after `max_restarts` restarts within `window` seconds.
+    Otherwise it reloads idle models whose shared memory grew past `shm_limit` bytes
+    (TritonServer.recycle; None: never)."""
 
     def __init__(self, server: TritonServer, interval: float = 1.0, max_restarts: int = 5, window: float = 600.0,
-                 log: TextIO | None = None) -> None:
+                 log: TextIO | None = None, shm_limit: int | None = SHM_LIMIT) -> None:
         super().__init__(name="triton-supervisor", daemon=True)
         self.server, self.interval, self.max_restarts, self.window = server, interval, max_restarts, window
         self.log = log or sys.stderr
         self.error: str | None = None
         self.recoveries: list[float] = []   # seconds each restart took
+        self.shm_limit, self.recycled = shm_limit, 0   # models reloaded for their shared memory
         self._restart_times: collections.deque[float] = collections.deque()
         self._halt = threading.Event()
 
     def run(self) -> None:
         while not self._halt.wait(self.interval):
             dead = self.server.dead_models()
+            if not dead and self.shm_limit is not None and not self._halt.is_set():
+                self._recycle()
             if not dead or self._halt.is_set():
                 continue
             now = time.monotonic()
@@ -417,6 +446,17 @@ class Supervisor(threading.Thread):
                 self.error = f"restart failed: {exc}"
                 return
             print(f"supervisor: serving again after {self.recoveries[-1]:.1f} s", file=self.log, flush=True)
+
+    def _recycle(self) -> None:
+        try:
+            recycled = self.server.recycle(self.shm_limit)
+        except (RecycleError, OSError) as exc:   # OSError: urllib's errors; the next round tries again
+            print(f"supervisor: reloading a model for its memory failed: {exc}", file=self.log, flush=True)
+            return
+        for model, held in recycled.items():
+            self.recycled += 1
+            print(f"supervisor: {model}'s shared memory grew to {held / 2**20:.0f} MiB; reloaded it with fresh "
+                  f"stubs", file=self.log, flush=True)
 
     def stop(self) -> None:
         """Stop watching (the server keeps running); waits for a restart under way."""

@@ -1,7 +1,7 @@
 """The bad-input suite against the real server (the session's CPU tritonserver of
 tests/test_triton.py): every client mistake is a 4xx whose message names the problem, the
 valid-but-unusual photos come back restored in their own form, the server stays healthy, and
-its memory (server + python stubs) comes back after the peaks.
+its memory (server + python stubs) comes back to within 20 % of the start after the peaks.
 
 Requests are raw KServe-v2 HTTP (tests/kserve_http.py) so that wrong sizes, lengths, types
 and JSON can be sent; the photos are real samples in unusual encodings.
@@ -26,7 +26,8 @@ from runtime.bench.serving import png_bytes
 from runtime.contracts.service import MAX_UPLOAD_BYTES, SERVICES
 from runtime.imageio import DEFAULT_MAX_PIXELS, decode_image
 from runtime.samples import ASTRONAUT, GRACE_HOPPER, NO_FACE, read_rgb8
-from runtime.serve import TritonServer, group_memory
+from runtime.serve import Supervisor, TritonServer, group_memory, python_stubs
+from runtime.shm_recycle import grown_models
 from tests.kserve_http import element, infer, infer_json, tensor
 from tests.test_triton import engines, server  # noqa: F401  (the session's one server)
 
@@ -34,7 +35,8 @@ SAFM, AUTHFACE = SERVICES["safm"].ensemble, SERVICES["authface"].ensemble
 OUTPUTS = ("RESTORED", "FACE_COUNT", "BOXES")
 ASTRONAUT_PNG = png_bytes(read_rgb8(ASTRONAUT))
 STOPPED_WITHIN_S = 15.0   # a TIMEOUT of 2 s: the loop stops at its next UNet call
-REPEAT_GROWTH = 0.05   # memory (PSS) growth allowed when the heaviest requests come again
+RETURNED = 0.20   # memory (PSS) once the peaks are given back: within 20 % of the start
+RECYCLED_WITHIN_S = 120.0   # the supervisor reloads the grown models (one stub start each) within this
 HEAVIEST = ("256 MiB upload", "48 MP", "36 faces")
 
 
@@ -144,8 +146,10 @@ def test_client_mistake_is_a_4xx_naming_the_problem(server, memory_at_start, cas
     assert server.alive()
 
 
-@pytest.mark.xfail(strict=True, reason="tritonserver 2.51's HTTP frontend answers unparsable JSON with 500 "
-                                       "('failed to parse the request JSON buffer'); no model sees the request")
+@pytest.mark.xfail(strict=True, reason="tritonserver's own HTTP frontend, before any model: in "
+                   "triton-inference-server/server v2.51.0 src/http_server.cc, EVBufferToJson (line 1076) parses the "
+                   "body with TritonJson, whose parse error is TRITONSERVER_ERROR_INTERNAL (TRITONJSON_STATUSRETURN, "
+                   "lines 44-45), and HttpCodeFromError maps INTERNAL to 500 (lines 104-105); still so in 2.73")
 def test_malformed_json_is_a_4xx(server):
     answer = infer_json(server.http_url, SAFM, b'{"inputs": [')
     assert 400 <= answer.status < 500, (answer.status, answer.error)
@@ -247,23 +251,47 @@ def test_work_nobody_waits_for_is_stopped(server, memory_at_start):
         assert client.restore(ASTRONAUT_PNG, steps=2).latency_s < STOPPED_WITHIN_S
 
 
-def test_server_healthy_and_memory_bounded_after_the_suite(server: TritonServer, memory_at_start):
-    """Last of the module: the server answers a photo, and its memory does not grow when the
-    heaviest requests come again (the peaks are returned; what stays is the python backend's
-    shared-memory regions, grown once to the largest tensor passed and never shrunk)."""
+def memory_given_back(server: TritonServer) -> int:
+    """The server's memory (PSS) once its supervisor (as `facerestore serve` runs it) reloaded
+    the models whose shared-memory regions grew, their old stubs left, and each ensemble
+    served a photo again (the fresh stubs warm, as at the start)."""
+    supervisor = Supervisor(server, interval=0.5)
+    supervisor.start()
+    try:
+        deadline = time.monotonic() + RECYCLED_WITHIN_S
+        while grown_models(server.stubs) or set(python_stubs(server.process.pid)) != set(server.stubs):
+            assert time.monotonic() < deadline and supervisor.is_alive(), (grown_models(server.stubs), supervisor.error)
+            time.sleep(0.5)
+    finally:
+        supervisor.stop()
+    assert not supervisor.recoveries   # given back by reloading, not by restarting the server
+    for model in (SAFM, AUTHFACE):
+        assert infer(server.http_url, model, [photo()], OUTPUTS).status == 200
+    return group_memory(server.process.pid)
+
+
+def test_server_healthy_and_memory_given_back_after_the_suite(server: TritonServer, memory_at_start):
+    """Last of the module: the server answers a photo, and its memory comes back to within
+    RETURNED of the start after the suite and again after its heaviest requests (what the peaks
+    leave is the python stubs' shared-memory regions, grown to the largest tensor passed: the
+    supervisor reloads those models; everything else is returned by itself)."""
     for path in ("/v2/health/ready", "/v2/health/live", f"/v2/models/{SAFM}/ready"):
         with urllib.request.urlopen(f"http://{server.http_url}{path}", timeout=10) as r:
             assert r.status == 200
     answer = infer(server.http_url, SAFM, [photo()], OUTPUTS)
     assert answer.status == 200 and int(answer.outputs["FACE_COUNT"][0]) == 1
     after_suite = group_memory(server.process.pid)
+    given_back = memory_given_back(server)
     for case in HEAVIEST:
         if case in MISTAKES:
             assert infer(server.http_url, SAFM, MISTAKES[case][1], OUTPUTS).status == 400
         else:
             assert infer(server.http_url, SAFM, [photo(VALID[case][0]())], OUTPUTS).status == 200
-    again = group_memory(server.process.pid)
-    print(f"server + stubs memory (PSS): {memory_at_start / 2**30:.2f} GiB before the suite, "
-          f"{after_suite / 2**30:.2f} GiB after it ({after_suite / memory_at_start - 1:+.0%}), "
-          f"{again / 2**30:.2f} GiB after its heaviest requests again ({again / after_suite - 1:+.0%})")
-    assert again <= after_suite * (1 + REPEAT_GROWTH), (after_suite, again)
+    peak_again = group_memory(server.process.pid)
+    again = memory_given_back(server)
+    print(f"server + stubs memory (PSS): {memory_at_start / 2**30:.2f} GiB at the start, {after_suite / 2**30:.2f} GiB "
+          f"after the suite ({after_suite / memory_at_start - 1:+.0%}), {given_back / 2**30:.2f} GiB once given back "
+          f"({given_back / memory_at_start - 1:+.0%}); its heaviest requests again: {peak_again / 2**30:.2f} GiB, "
+          f"then {again / 2**30:.2f} GiB ({again / memory_at_start - 1:+.0%})")
+    assert given_back <= memory_at_start * (1 + RETURNED), (memory_at_start, given_back)
+    assert again <= memory_at_start * (1 + RETURNED), (memory_at_start, again)

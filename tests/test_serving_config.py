@@ -1,6 +1,6 @@
 """The served job's request checks and rendering, without a server: option ranges, base64
-photos, the output format, what face_preprocess is given to check, instance counts and the
-tensor descriptions of the ensembles."""
+photos, the output format, what face_preprocess is given to check, instance counts and queue
+policies, and the tensor descriptions of the ensembles."""
 from __future__ import annotations
 
 import base64
@@ -8,7 +8,8 @@ import base64
 import pytest
 
 from export.triton_repo import model_configs
-from runtime.contracts.service import PREPROCESS, PYTHON_MODELS, SERVICES, TIMEOUT
+from runtime.contracts import CONTRACTS
+from runtime.contracts.service import PREPROCESS, PYTHON_MODELS, SERVICES, TIMEOUT, Capacity
 from runtime.imageio import ImageError
 from runtime.request_checks import RANGES, answer_bytes, check_options, check_output_size, output_suffix, photo_bytes
 from runtime.samples import ASTRONAUT
@@ -66,8 +67,22 @@ def test_preprocess_is_given_every_option_and_ensembles_describe_their_tensors()
             assert config.parameters[spec.name].string_value == spec.help
 
 
-def test_python_instances_are_configurable(capsys):
-    configs = model_configs("cpu", python_instances=3)
-    assert all(configs[name].instance_group[0].count == 3 for name in PYTHON_MODELS)
-    assert main(["serve", "--render", "cpu", "--python-instances", "0"]) == 2
-    assert "--python-instances must be >= 1" in capsys.readouterr().err
+def test_instances_and_queue_policy_are_rendered_from_the_capacity(capsys):
+    configs = model_configs("cpu", capacity=Capacity(python_instances=3, network_instances=2, max_queue_size=5,
+                                                     queue_timeout_s=2.5))
+    for name in PYTHON_MODELS:
+        assert configs[name].instance_group[0].count == 3
+        policy = configs[name].dynamic_batching.default_queue_policy
+        assert policy.max_queue_size == 5 and policy.default_timeout_microseconds == 2_500_000
+        assert not configs[name].dynamic_batching.preferred_batch_size and configs[name].max_batch_size == 0
+    assert all(configs[name].instance_group[0].count == 2 for name in CONTRACTS if name in configs)
+    for target, python in (("cpu", 1), ("gpu", 4)):   # the defaults
+        config = model_configs(target)[PREPROCESS.name]
+        assert config.instance_group[0].count == python
+        assert config.dynamic_batching.default_queue_policy.max_queue_size == Capacity().max_queue_size > 0
+    for argv, words in ((["--python-instances", "0"], "python instances must be >= 1, got 0"),
+                        (["--network-instances", "-1"], "network instances must be >= 1"),
+                        (["--max-queue-size", "-1"], "max queue size must be >= 0"),
+                        (["--queue-timeout", "nan"], "queue timeout must be in [0, 600]")):
+        assert main(["serve", "--render", "cpu", *argv]) == 2
+        assert words in capsys.readouterr().err

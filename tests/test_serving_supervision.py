@@ -15,9 +15,9 @@ import pytest
 
 from export.triton_repo import render_repo
 from runtime.bench.serving import png_bytes
-from runtime.client import RestoreClient
+from runtime.client import ClientError, RestoreClient
 from runtime.samples import ASTRONAUT, read_rgb8
-from runtime.serve import SHM_DIR, Supervisor, TritonServer
+from runtime.serve import SHM_DIR, Supervisor, TritonServer, live_group_members
 from tests.test_triton import engines  # noqa: F401  (the session's ONNX files)
 
 RECOVERY_S = 30.0        # kill -> the first request answered again
@@ -90,6 +90,50 @@ def test_killed_stub_under_load_recovers_and_loses_nothing(supervised):
     assert not (SHM_DIR / region).exists()          # the dead stub's shared memory is gone
     assert victim not in server.stubs and "safm_faces" in {m for m, _ in server.stubs.values()}
     assert server.is_ready()
+
+
+def test_models_reloaded_for_their_memory_under_load_refuse_nothing(supervised):
+    """Every python model reloaded for its shared memory (what the supervisor does once a
+    region grew past its limit) while clients send photos without retrying: every request is
+    answered, the old stubs leave with their regions, and the supervisor does not take them for
+    dead ones."""
+    server, supervisor = supervised
+    old, restarts = dict(server.stubs), server.restarts
+    results, errors = [], []
+    stop_load = threading.Event()
+
+    def client_loop(protocol: str) -> None:
+        url = server.grpc_url if protocol == "grpc" else server.http_url
+        with RestoreClient(url, protocol, "safm", timeout=120) as client:   # retry_s 0: one try each
+            while not stop_load.is_set():
+                try:
+                    results.append(client.restore(PHOTO).faces)
+                except ClientError as exc:
+                    errors.append(str(exc))
+
+    threads = [threading.Thread(target=client_loop, args=(p,)) for p in ("grpc", "http")]
+    for t in threads:
+        t.start()
+    time.sleep(2)
+    start = time.monotonic()
+    recycled = server.recycle(limit=0, idle_s=0)   # every python model, under load
+    took = time.monotonic() - start
+    time.sleep(2)
+    stop_load.set()
+    for t in threads:
+        t.join(timeout=180)
+    deadline = time.monotonic() + 30
+    while set(old) & set(live_group_members(server.process.pid)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    print(f"{len(recycled)} models reloaded under load in {took:.1f} s; {len(results)} requests, {len(errors)} failed")
+    assert set(recycled) == {model for model, _ in old.values()}
+    assert not errors, errors[:3]
+    assert results and all(faces == 1 for faces in results)
+    assert not set(old) & set(live_group_members(server.process.pid))   # the old stubs left ...
+    assert not any((SHM_DIR / region).exists() for _, region in old.values())   # ... with their regions
+    assert not set(old) & set(server.stubs) and len(server.stubs) == len(old)
+    time.sleep(2)   # the supervisor watched the new stubs: nothing dead, no restart
+    assert server.restarts == restarts and supervisor.error is None and server.is_ready()
 
 
 def test_probe_tells_the_truth_where_triton_health_does_not(supervised):

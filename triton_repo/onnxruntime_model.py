@@ -23,10 +23,12 @@ class TritonPythonModel:
         self.contract = CONTRACTS[args["model_name"]]
         path = Path(args["model_repository"]) / args["model_version"] / "model.onnx"
         self.session = OnnxRuntimeSession(str(path), self.contract.input_names, self.contract.output_names)
-        self.session(*(np.zeros(s.concrete(1), s.dtype) for s in self.contract.inputs))   # warm-up: one batch of 1
         # give the arena's chunks of a large batch back after each run: memory returns after a peak
         self.run_options = ort.RunOptions()
         self.run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        c = self.contract   # warm-up: one batch of 1, shrunk too (a reloaded model starts as small as a warm one)
+        self.session.session.run(c.output_names, {s.name: np.zeros(s.concrete(1), np.float32) for s in c.inputs},
+                                 self.run_options)
 
     def execute(self, requests):
         c = self.contract

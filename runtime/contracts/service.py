@@ -156,6 +156,36 @@ class RestorerService:
         return (RESTORED, FACE_COUNT, BOXES)
 
 
+@dataclass(frozen=True)
+class Capacity:
+    """How much of the served job runs at once and how much may wait, rendered into the model
+    configs: instance counts, and the queue policy of each python step (face_preprocess,
+    <restorer>_faces, face_postprocess; Triton's ``dynamic_batching.default_queue_policy``,
+    which 2.51 applies to non-batched models too).
+
+    A request finding a step's queue full (max_queue_size waiting), or waiting there longer
+    than queue_timeout_s, is refused by Triton with UNAVAILABLE (HTTP 503, gRPC UNAVAILABLE:
+    "Exceeds maximum queue size" at once / "Request timeout expired"): busy, retry later or
+    elsewhere (runtime/client.py does). 0 = no limit; instances None = the rendering target's
+    default (export/triton_repo.py: INSTANCES)."""
+
+    python_instances: int | None = None    # of each python step model: photos in flight per step
+    network_instances: int | None = None   # of each network model
+    max_queue_size: int = 16
+    queue_timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        for name in ("python_instances", "network_instances"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name.replace('_', ' ')} must be >= 1, got {value}")
+        if self.max_queue_size < 0:
+            raise ValueError(f"max queue size must be >= 0 (0 = no limit), got {self.max_queue_size}")
+        if not 0 <= self.queue_timeout_s <= MAX_TIMEOUT_S:   # also refuses NaN
+            raise ValueError(f"queue timeout must be in [0, {MAX_TIMEOUT_S:g}] s (0 = no limit), "
+                             f"got {self.queue_timeout_s}")
+
+
 SERVICES: dict[str, RestorerService] = {
     "safm": RestorerService("safm", PythonModel("safm_faces", (CROPS, LABEL_MAPS, DEADLINE, FIDELITY), (RESTORED_CROPS,),
                                                 networks=tuple(MODEL_GROUPS["safm"]))),
