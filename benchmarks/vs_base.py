@@ -9,7 +9,7 @@
   (identity restorer) of a photo each side decoded its own way. Base: its default (torch face
   networks); new: its default (ONNX Runtime), and with --min-face-size 64 (single view when
   that is enough; on the one-face photo only). Faces found by each are in the rows (recall).
-- CLI end to end: `python -m runtime restore PHOTO` as a fresh process, base and new in
+- CLI end to end: `python -m facerestore restore PHOTO` (the base's `python -m runtime`) as a fresh process, base and new in
   interleaved rounds (default restorer SaFM with the demo weights, and --model identity).
 Base also runs with torch on one thread: on a loaded machine its default (one thread per core)
 is much slower, so the ratio against that row is the fair floor.
@@ -116,7 +116,8 @@ def bench_cli(base_dir: Path, photo: Path, repeats: int) -> list[dict]:
     with tempfile.TemporaryDirectory() as out:
         for model in ("safm", "identity"):
             def run(cwd: Path, extra: dict[str, str] | None = None) -> Callable[[], None]:
-                cmd = [sys.executable, "-m", "runtime", "restore", str(photo), "--model", model, "--out", out]
+                cli = "facerestore" if (cwd / "facerestore" / "cli.py").is_file() else "runtime"   # base: runtime/cli.py
+                cmd = [sys.executable, "-m", cli, "restore", str(photo), "--model", model, "--out", out]
                 return lambda: subprocess.run(cmd, cwd=cwd, env={**env, **(extra or {})}, check=True, capture_output=True)
 
             calls = {"base (3d4d67e)": run(base_dir), BASE_1T: run(base_dir, {"OMP_NUM_THREADS": "1"}), "new": run(new_dir)}

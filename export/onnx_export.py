@@ -13,6 +13,7 @@ import onnxslim
 import torch
 
 from runtime.contracts.base import SOURCE_KEY, NetworkContract
+from runtime.weights import source_id
 
 OPSET = 17
 EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf caps a model at 2 GB: larger weights go beside it
@@ -50,7 +51,7 @@ def export_onnx(contract: NetworkContract, out_dir: Path, checkpoint: Path | Non
             model = onnxslim.slim(model)
         _check_names(contract, model)
         _stamp_shapes(contract, model)
-        onnx.helper.set_model_props(model, {"network": contract.name, SOURCE_KEY: contract.source_id(checkpoint)})
+        onnx.helper.set_model_props(model, {"network": contract.name, SOURCE_KEY: source_id(checkpoint)})
         external = sum(t.ByteSize() for t in model.graph.initializer) > external_data_bytes
         staged = Path(tmp) / "out" / f"{contract.name}.onnx"
         staged.parent.mkdir()

@@ -37,6 +37,7 @@ from training.shipped import DEMO_SAFM
 from runtime.contracts.service import PYTHON_MODELS, SERVICES, TRITON_TYPES, PythonModel, RestorerService, \
     ServiceTensor, triton_dims
 from runtime.files import write_atomic
+from runtime.weights import source_id
 
 SOURCE_REPO = Path(__file__).resolve().parents[1] / "triton_repo"   # committed sources
 ONNXRUNTIME_MODEL = SOURCE_REPO / "onnxruntime_model.py"
@@ -212,7 +213,7 @@ def _link_or_copy(src: Path, dst: Path, link: bool = True) -> None:
 def _onnx_file(contract: NetworkContract, engines: Path, checkpoint: Path | None) -> Path:
     """<engines>/<name>.onnx of the given weights, exported first when missing; an ONNX file
     of other weights is refused (as runtime.sessions.onnx_session does)."""
-    from export.cli import onnx_up_to_date
+    from export.onnx_cache import onnx_up_to_date
 
     path = engines / f"{contract.name}.onnx"
     if not path.is_file():
@@ -238,7 +239,7 @@ def _check_engine(contract: NetworkContract, plan: Path, checkpoint: Path | None
     except EngineMismatch as exc:
         raise RepoError(f"{exc} (the server image is {ngc_release().server_image}: build engines in "
                         f"{ngc_release().tensorrt_image}, `make docker-engines`)") from None
-    if manifest.source_weights != contract.source_id(checkpoint):
+    if manifest.source_weights != source_id(checkpoint):
         raise RepoError(f"{plan}: built from other weights ({manifest.source_weights}) than "
                         f"{checkpoint or 'the default'}; rebuild with `python -m export build-engines`")
     top = min(shape[2][0] for shape in manifest.profiles.values())

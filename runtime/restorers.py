@@ -10,6 +10,7 @@ import numpy as np
 from runtime.contracts.safm import FACE, SAFM, safm_inputs
 from runtime.face.pipeline import FaceBatch, to_crops
 from runtime.sessions import onnx_session
+from runtime.weights import default_weights
 from training.provenance import Provenance, safm_provenance
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ def make_safm_restorer(checkpoint: Path | None = None, backend: str = "torch", o
         print("note: no --checkpoint given: SaFM runs the shipped DEMO weights (a small model trained on a CPU on "
               "photographs and one face; see training/weights/safm/README.md). Pass --checkpoint PATH.safetensors.",
               file=sys.stderr)
-    origin = safm_provenance(checkpoint if checkpoint is not None else SAFM.default_weights)
+    origin = safm_provenance(checkpoint if checkpoint is not None else default_weights(SAFM.name))
     if not 0.0 <= fidelity <= 1.0:
         raise ValueError(f"--fidelity must be in [0, 1], got {fidelity}")
     if backend == "onnxruntime":

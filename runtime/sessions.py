@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from runtime.contracts.base import SOURCE_KEY, NetworkContract
+from runtime.weights import source_ids
 
 if TYPE_CHECKING:
     import torch
@@ -113,6 +114,6 @@ def onnx_session(contract: NetworkContract, onnx_dir: Path, checkpoint: Path | N
         raise SessionError(f"{path}: not found; {hint}")
     session = OnnxRuntimeSession(str(path), contract.input_names, contract.output_names, device, threads)
     source = session.session.get_modelmeta().custom_metadata_map.get(SOURCE_KEY)
-    if source not in contract.source_ids(checkpoint):
+    if source not in source_ids(contract.name, checkpoint):
         raise SessionError(f"{path}: exported from other weights ({source}) than {checkpoint or 'the default'}; {hint}")
     return session

@@ -104,6 +104,7 @@ def tensorrt_session(contract: NetworkContract, engines_dir: Path, checkpoint: P
     """The engine `<engines_dir>/<contract name>.plan`, refused when it is missing, was built for
     another GPU/TensorRT, or from other weights than `checkpoint`."""
     from runtime.engines import EngineMismatch, read_manifest
+    from runtime.weights import source_id
 
     plan = Path(engines_dir) / f"{contract.name}.plan"
     hint = f"run `python -m export build-engines --model {contract.name} --out {engines_dir}`"
@@ -113,6 +114,6 @@ def tensorrt_session(contract: NetworkContract, engines_dir: Path, checkpoint: P
                                  "engine on; use --backend onnxruntime here, or build the engine on the serving GPU "
                                  f"(`python -m export build-engines --model {contract.name}`)")
         raise EngineMismatch(f"{plan}: not found; {hint}")
-    if read_manifest(plan).source_weights != contract.source_id(checkpoint):
+    if read_manifest(plan).source_weights != source_id(checkpoint):
         raise EngineMismatch(f"{plan}: built from other weights than {checkpoint or 'the default'}; {hint}")
     return TensorRTSession(plan, contract, use_cuda_graph)

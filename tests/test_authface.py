@@ -192,7 +192,7 @@ def test_onnxruntime_restorer_matches_torch(restorer, faces, onnx_dir, tmp_path)
 
 
 def test_restore_cli_runs_authface_end_to_end(tmp_path, capsys):
-    from runtime.cli import main
+    from facerestore.cli import main
 
     from runtime.samples import GRACE_HOPPER
 

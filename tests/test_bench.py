@@ -13,7 +13,7 @@ from export.onnx_export import export_onnx
 from runtime.bench import BenchPlan, run_bench
 from runtime.bench.restorers import EAGER, EAGER_NCHW, contract_paths, gflop_per_face, measure, sample_tensors, sdxl_floor
 from runtime.bench.timing import interleaved_ms, stats, time_ms
-from runtime.cli import main
+from facerestore.cli import main
 from runtime.contracts import CONTRACTS
 from runtime.contracts.authface import UNET_CONTROLNET
 

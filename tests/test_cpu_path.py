@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from export.onnx_cache import cache_root, onnx_dir
-from runtime.cli import main
+from facerestore.cli import main
 from runtime.contracts.face import FACE_DETECTOR, FACE_MESH
 from runtime.cpu import has_bf16, reported_flags
 from runtime.face import FaceOptions, FacePipeline, onnx_face_pipeline
@@ -32,9 +32,9 @@ def ort_pipeline() -> FacePipeline:
 
 
 def _imports(argv: list[str], tmp_path: Path) -> tuple[subprocess.CompletedProcess, set[str]]:
-    """Run `python -X importtime -m runtime ARGV` from the checkout; the modules it imported."""
+    """Run `python -X importtime -m facerestore ARGV` from the checkout; the modules it imported."""
     env = {**os.environ, "FACERESTORE_CACHE": str(cache_root()), "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "runtime", *argv], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "facerestore", *argv], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     modules = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
     return proc, modules

@@ -23,6 +23,7 @@ from export.triton_repo import CUDA_GRAPH_NETWORKS, ONNXRUNTIME_MODEL, SOURCE_RE
 from runtime.contracts import CONTRACTS
 from runtime.contracts.service import PYTHON_MODELS, SERVICES, triton_dims
 from runtime.engines import BuildTarget, Manifest, manifest_path
+from runtime.weights import source_id
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "deploy" / "docker"
@@ -170,7 +171,7 @@ def fake_engines(folder: Path, names, tensorrt: str, gpu: str = H100, cc: str = 
         contract = CONTRACTS[name]
         plan = folder / f"{name}.plan"
         plan.write_bytes(b"not a real engine")
-        Manifest(network=name, onnx_sha256="0" * 64, source_weights=contract.source_id(None),
+        Manifest(network=name, onnx_sha256="0" * 64, source_weights=source_id(None),
                  target=BuildTarget(tensorrt=tensorrt, gpu=gpu, compute_capability=cc), precision=contract.precision,
                  profiles={k: [list(s) for s in v] for k, v in contract.profile().items()}).write(manifest_path(plan))
     return folder

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runtime.cli import main
+from facerestore.cli import main
 from runtime.imageio import read_image
 from runtime.samples import ASTRONAUT, CAMERA, GRACE_HOPPER, NO_FACE, crowd_photo
 from tests.conftest import write_rgb

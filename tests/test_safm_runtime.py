@@ -10,7 +10,7 @@ import torch
 from export.onnx_export import export_onnx
 from export.verify import verify_onnx
 from runtime.sessions import OnnxRuntimeSession
-from runtime.cli import main
+from facerestore.cli import main
 from runtime.contracts.safm import SAFM
 from runtime.imageio import read_image
 from runtime.samples import ASTRONAUT, GRACE_HOPPER

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from runtime.bench.load import load_table, load_test, percentile
 from runtime.bench.serving import png_bytes
-from runtime.cli import main
+from facerestore.cli import main
 from runtime.imageio import decode_image
 from runtime.samples import ASTRONAUT, GRACE_HOPPER, read_rgb8
 from runtime.serve import free_port

@@ -220,7 +220,7 @@ def test_serving_benchmark_compares_with_the_direct_call(server):
 
 
 def test_client_cli_writes_restored_photos(server, tmp_path, capsys):
-    from runtime.cli import main
+    from facerestore.cli import main
 
     src = tmp_path / "in"
     src.mkdir()

@@ -1,6 +1,6 @@
 """The web page (`facerestore ui`): its two back ends called directly, and the page itself in a
 real headless Chromium (Debian's chromium + chromium-driver, driven by Selenium) against a real
-`python -m runtime ui` process, in-process and in front of a real tritonserver.
+`python -m facerestore ui` process, in-process and in front of a real tritonserver.
 
 Every server here listens on 127.0.0.1 on a port free at run time and is stopped (its process
 group) even when a test fails. Screenshots go to the test's tmp folder."""
@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 from runtime.bench.serving import png_bytes
-from runtime.cli import build_parser
+from facerestore.cli import build_parser
 from runtime.contracts.service import MAX_UPLOAD_BYTES
 from runtime.face import FaceOptions
 from runtime.imageio import decode_image
@@ -114,11 +114,11 @@ def test_bad_uploads_are_one_line_errors(local):
 
 @contextmanager
 def ui_process(log: Path, *args: str) -> Iterator[str]:
-    """`python -m runtime ui` on a free loopback port; yields its URL once it answers, and always
+    """`python -m facerestore ui` on a free loopback port; yields its URL once it answers, and always
     stops its process group."""
     port = free_port()
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "runtime", "ui", "--port", str(port), *args], cwd=ROOT,
+        proc = subprocess.Popen([sys.executable, "-m", "facerestore", "ui", "--port", str(port), *args], cwd=ROOT,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                 env={**os.environ, "OMP_NUM_THREADS": "1"})
     url = f"http://127.0.0.1:{port}/"

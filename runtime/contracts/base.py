@@ -17,8 +17,7 @@ if TYPE_CHECKING:  # torch only for the type of build_module: importing a contra
     import torch
 
 BATCH = "batch"  # the one dynamic axis: faces (or photos) per call
-SOURCE_KEY = "source_weights"  # ONNX metadata key: which weights an exported graph came from
-# the committed weights (training/weights/), read here by path only: naming them imports no torch
+SOURCE_KEY = "source_weights"  # ONNX metadata key: which weights an exported graph came from (runtime/weights.py)
 
 
 @dataclass(frozen=True)
@@ -49,27 +48,6 @@ class NetworkContract:
     max_batch: int = 8
     precision: str = "fp16"  # TensorRT build precision; "fp32" keeps the network in fp32/tf32
     parity_tolerance: float = 1e-4  # fp32 ONNX Runtime vs PyTorch: max |err| / max |output|
-    default_weights: Path | None = None  # the file build_module(None) loads, when it is one file
-
-    def source_id(self, checkpoint: Path | None) -> str:
-        """What weights an artifact was made from: the checkpoint file's sha256, or 'default'.
-        Export stamps it into the ONNX metadata; sessions refuse an artifact of other weights."""
-        from runtime.files import sha256_file
-
-        if checkpoint is None:
-            return "default"
-        path = Path(checkpoint)
-        if path.is_dir():
-            return "dir:" + ",".join(f"{p.name}={sha256_file(p)[:16]}" for p in sorted(path.glob("*.safetensors")))
-        return sha256_file(path.with_suffix(".safetensors") if path.suffix == ".json" else path)
-
-    def source_ids(self, checkpoint: Path | None) -> set[str]:
-        """The source ids an artifact of `checkpoint` may carry: without one, 'default' or the
-        default weights file's sha256 (an export of that file by path is the same network)."""
-        ids = {self.source_id(checkpoint)}
-        if checkpoint is None and self.default_weights is not None:
-            ids.add(self.source_id(self.default_weights))
-        return ids
 
     @property
     def input_names(self) -> list[str]:

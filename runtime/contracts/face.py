@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from runtime.contracts.base import BATCH, NetworkContract, TensorSpec
-from training.shipped import MEDIAPIPE
 
 if TYPE_CHECKING:
     import torch
@@ -57,7 +56,6 @@ FACE_DETECTOR = NetworkContract(
     inputs=(TensorSpec("image", (BATCH, 3, 192, 192)),),
     outputs=(TensorSpec("regressors", (BATCH, 2304, 16)), TensorSpec("score_logits", (BATCH, 2304, 1))),
     build_module=_face_detector, sample_inputs=_detector_samples, opt_batch=1, max_batch=16,
-    default_weights=MEDIAPIPE / "face_detector.safetensors",
 )
 
 FACE_MESH = NetworkContract(
@@ -65,5 +63,4 @@ FACE_MESH = NetworkContract(
     inputs=(TensorSpec("image", (BATCH, 3, 192, 192)),),
     outputs=(TensorSpec("landmarks", (BATCH, 1404)), TensorSpec("presence_logit", (BATCH, 1))),
     build_module=_face_mesh, sample_inputs=_mesh_samples, opt_batch=4, max_batch=32,
-    default_weights=MEDIAPIPE / "face_mesh.safetensors",
 )

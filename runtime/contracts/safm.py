@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from runtime.contracts.base import BATCH, NetworkContract, TensorSpec
-from training.shipped import DEMO_SAFM
 
 if TYPE_CHECKING:
     import torch
@@ -58,7 +57,6 @@ SAFM = NetworkContract(
             TensorSpec("fidelity", (BATCH, 1))),
     outputs=(TensorSpec("restored", (BATCH, 3, FACE, FACE)),),
     build_module=build_safm, sample_inputs=_samples, opt_batch=4, max_batch=16,
-    default_weights=DEMO_SAFM,
     # Measured 5e-5..2.2e-4 with random weights, whose activations grow to outputs of +-8 through
     # 70 layers; a nearest-code lookup can also flip on a near-tie. Trained scale: ~1e-4 absolute.
     parity_tolerance=5e-4,

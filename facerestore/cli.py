@@ -1,4 +1,5 @@
-"""`facerestore` (also `python -m runtime`): one console script, subcommands per job."""
+"""`facerestore` (also `python -m facerestore`): one console script, subcommands per job. It sits
+above `runtime` and `export` and is the only place that calls both (docs/ARCHITECTURE.md)."""
 from __future__ import annotations
 
 import argparse
@@ -324,10 +325,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    # console-script wiring only: the export package is loaded on demand, runtime never imports it
-    import importlib
+    from export.cli import main as export_main
 
-    return importlib.import_module("export.cli").main(args.rest)
+    return export_main(args.rest)
 
 
 SERVE_HELP = """\
@@ -367,21 +367,20 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    import importlib
-
     from runtime.serve import ServerError, TritonServer, serve_forever
 
     repo = args.repo or Path("out/triton_repo_cpu" if args.render == "cpu" else "triton_repo")
     if args.python_instances is not None and args.python_instances < 1:
         print(f"error: --python-instances must be >= 1, got {args.python_instances}", file=sys.stderr)
         return 2
-    if args.render:  # console-script wiring only: rendering is export's job, loaded on demand
-        triton_repo = importlib.import_module("export.triton_repo")
+    if args.render:
+        from export.triton_repo import RepoError, render_repo
+
         try:
-            triton_repo.render_repo(args.render, repo, args.engines, args.restorers,
-                                    {"safm": args.checkpoint, "authface": args.authface_checkpoint},
-                                    python_instances=args.python_instances)
-        except (triton_repo.RepoError, FileNotFoundError) as exc:
+            render_repo(args.render, repo, args.engines, args.restorers,
+                        {"safm": args.checkpoint, "authface": args.authface_checkpoint},
+                        python_instances=args.python_instances)
+        except (RepoError, FileNotFoundError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     try:
@@ -516,7 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `facerestore` and `python -m runtime`."""
+    """Entry point of `facerestore` and `python -m facerestore`."""
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if args.command != "export" and rest:
