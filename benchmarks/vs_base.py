@@ -32,8 +32,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from runtime.bench.report import save
-from runtime.bench.timing import device_name, interleaved_ms, stats
+from benchmarks.report import save
+from benchmarks.timing import device_name, interleaved_ms, stats
 from runtime.cpu import reported_flags
 
 _IMPORT = re.compile(r"\b(from|import) (runtime|training)\b")

@@ -12,6 +12,7 @@ import onnx
 import onnxslim
 import torch
 
+from export.networks import NETWORKS
 from runtime.contracts.base import SOURCE_KEY, NetworkContract
 from runtime.weights import source_id
 
@@ -36,8 +37,9 @@ def export_onnx(contract: NetworkContract, out_dir: Path, checkpoint: Path | Non
     dead-node and redundant-op removal), the contract's shapes stamped on inputs/outputs,
     onnx.checker and strict shape inference. Weights over `external_data_bytes` are saved as
     OUT_DIR/<name>.onnx.data. Files appear atomically."""
-    module = contract.build_module(checkpoint).eval()
-    example = tuple(torch.from_numpy(x) for x in contract.sample_inputs(1))
+    network = NETWORKS[contract.name]
+    module = network.build_module(checkpoint).eval()
+    example = tuple(torch.from_numpy(x) for x in network.sample_inputs(1))
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / f"{contract.name}.onnx"
         with warnings.catch_warnings():

@@ -264,7 +264,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    from runtime.bench import BenchPlan, run_bench
+    from benchmarks import BenchPlan, run_bench
     from runtime.serve import ServerError
     from runtime.sessions import SessionError
 

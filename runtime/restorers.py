@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Callable, Protocol
 
 import numpy as np
 
-from runtime.contracts.safm import FACE, SAFM, safm_inputs
+from runtime.contracts.safm import FACE, SAFM
 from runtime.face.pipeline import FaceBatch, to_crops
 from runtime.sessions import onnx_session
 from runtime.weights import default_weights
@@ -40,6 +40,12 @@ class IdentityRestorer:
 
     def __call__(self, batch: FaceBatch) -> np.ndarray:
         return batch.crops
+
+
+def safm_inputs(images: np.ndarray, label_maps: np.ndarray, fidelity: float) -> tuple[np.ndarray, ...]:
+    """The SaFM network's inputs, in contract order, from face crops and label maps."""
+    return (np.ascontiguousarray(images, np.float32), np.ascontiguousarray(label_maps, np.float32),
+            np.full((len(images), 1), fidelity, np.float32))
 
 
 class SaFMRestorer:
@@ -91,4 +97,6 @@ def make_safm_restorer(checkpoint: Path | None = None, backend: str = "torch", o
         from runtime.tensorrt_session import tensorrt_session
 
         return SaFMRestorer(tensorrt_session(SAFM, onnx_dir, checkpoint, use_cuda_graph=True), fidelity, origin)
-    return SaFMRestorer(torch_session(SAFM.build_module(checkpoint), device, precision), fidelity, origin)
+    from training.safm import load_checkpoint
+
+    return SaFMRestorer(torch_session(load_checkpoint(checkpoint), device, precision), fidelity, origin)

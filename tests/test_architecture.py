@@ -1,6 +1,6 @@
 """The house rules of docs/ARCHITECTURE.md, read from the source: imports follow the data
-(training -> runtime -> export -> facerestore, the CLI), no import cycle between modules, pure-data
-contracts, and Triton python models that load only what they run."""
+(training -> runtime -> export -> benchmarks -> facerestore, the CLI), no import cycle between
+modules, pure-data contracts, and Triton python models that load only what they run."""
 from __future__ import annotations
 
 import ast
@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # bottom to top: a layer may import those below it, never those above
-LAYERS = ("training", "runtime", "export", "facerestore")
+LAYERS = ("training", "runtime", "export", "benchmarks", "facerestore")
 # the served model repository's python sources run in Triton's stub at the level of the runtime
 GUESTS = {"triton_repo": "runtime"}
 
@@ -147,10 +147,11 @@ def _loaded(code: str, *paths: str) -> set[str]:
     return set(json.loads(out.stdout.splitlines()[-1]))
 
 
-def test_contracts_import_no_torch():
+def test_contracts_are_pure_data():
+    """The network and service contracts load no torch (nor training, nor export's builders)."""
     loaded = _loaded("import runtime.contracts, runtime.contracts.service")
     assert "runtime" in loaded
-    assert "torch" not in loaded
+    assert loaded.isdisjoint({"torch", "training", "export"})
 
 
 @pytest.mark.parametrize("model", ["face_preprocess", "face_postprocess"])

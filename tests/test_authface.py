@@ -8,7 +8,9 @@ import torch
 
 from runtime.authface import SCHEDULERS, make_authface_restorer
 from runtime.contracts import CONTRACTS, MODEL_GROUPS
-from runtime.contracts.authface import UNET_CONTROLNET, _faces
+from export.networks import NETWORKS
+from export.networks.authface import real_faces
+from runtime.contracts.authface import UNET_CONTROLNET
 from training.authface import (CheckpointError, load_checkpoint, make_checkpoint_from_diffusers,
                                make_random_checkpoint)
 from training.authface.__main__ import main as authface_main
@@ -25,7 +27,7 @@ def ckpt():
 @pytest.fixture(scope="module")
 def faces() -> np.ndarray:
     """Three real aligned faces (astronaut, Grace Hopper, astronaut), NCHW in [-1, 1]."""
-    return _faces(3)
+    return real_faces(3)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,7 @@ def onnx_dir(tmp_path_factory):
 
 def test_fused_module_equals_controlnet_then_unet(ckpt, faces):
     fused = ckpt.unet_controlnet()
-    sample, timestep, control, _ = (torch.from_numpy(x) for x in UNET_CONTROLNET.sample_inputs(2))
+    sample, timestep, control, _ = (torch.from_numpy(x) for x in NETWORKS[UNET_CONTROLNET.name].sample_inputs(2))
     scale = torch.tensor([1.0, 0.5])
     b = 2
     enc = ckpt.prompt_embeds[None].expand(b, -1, -1)

@@ -294,6 +294,7 @@ def test_bls_net_chunks_concurrently_and_reads_its_memory(tmp_path):
     import tritonclient.http as http
     from google.protobuf import text_format
 
+    from export.networks import NETWORKS
     from export.onnx_export import export_onnx
     from export.triton_repo import network_config
     from runtime.contracts.face import FACE_MESH
@@ -316,7 +317,7 @@ def test_bls_net_chunks_concurrently_and_reads_its_memory(tmp_path):
         f'output {{ name: "HOST" data_type: TYPE_FP32 dims: [{out_dims}] }}\n'
         f'output {{ name: "DLPACK" data_type: TYPE_FP32 dims: [{out_dims}] }}\n'
         'instance_group { kind: KIND_CPU count: 1 }\n')
-    faces = FACE_MESH.sample_inputs(11)[0]
+    faces = NETWORKS["face_mesh"].sample_inputs(11)[0]
     expected = onnx_session(FACE_MESH, tmp_path / "engines")(faces)[0]
     with TritonServer(repo, server="bundled", log=tmp_path / "log.txt", exit_timeout=5, ready_timeout=180) as server:
         client = http.InferenceServerClient(server.http_url)

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runtime.bench.serving import png_bytes
+from benchmarks.serving import png_bytes
 from runtime.contracts.service import MAX_UPLOAD_BYTES, SERVICES
 from runtime.imageio import DEFAULT_MAX_PIXELS, decode_image
 from runtime.samples import ASTRONAUT, GRACE_HOPPER, NO_FACE, read_rgb8

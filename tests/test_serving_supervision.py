@@ -14,7 +14,7 @@ import time
 import pytest
 
 from export.triton_repo import render_repo
-from runtime.bench.serving import png_bytes
+from benchmarks.serving import png_bytes
 from runtime.client import RestoreClient
 from runtime.samples import ASTRONAUT, read_rgb8
 from runtime.serve import SHM_DIR, Supervisor, TritonServer

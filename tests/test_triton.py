@@ -18,7 +18,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from export.triton_repo import SOURCE_REPO, model_configs, render_repo
-from runtime.bench.serving import png_bytes
+from benchmarks.serving import png_bytes
 from runtime.client import ClientError, RestoreClient
 from runtime.contracts import CONTRACTS
 from runtime.contracts.service import MAX_UPLOAD_BYTES, PYTHON_MODELS, SERVICES, TRITON_TYPES, triton_dims
@@ -208,7 +208,7 @@ def test_health_and_metrics(server):
 def test_serving_benchmark_compares_with_the_direct_call(server):
     """`facerestore bench --triton-repo`: the same photo served over HTTP and gRPC and restored
     in-process on the repository's own ONNX files; overheads are the differences of medians."""
-    from runtime.bench.serving import DIRECT, bench_serving, serving_table
+    from benchmarks.serving import DIRECT, bench_serving, serving_table
 
     result = bench_serving(server, repeats=2, photos={"astronaut": PHOTOS["astronaut"]})
     rows = result["rows"]

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runtime.bench.serving import png_bytes
+from benchmarks.serving import png_bytes
 from facerestore.cli import build_parser
 from runtime.contracts.service import MAX_UPLOAD_BYTES
 from runtime.face import FaceOptions

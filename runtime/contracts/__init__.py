@@ -1,6 +1,7 @@
 """One contract per exported network (docs/ARCHITECTURE.md): tensor names, shapes, dynamic
-axes, sample inputs, TensorRT profile and precision, read by export, engine builds, Triton
-configs and runtime sessions alike. No tensor name is typed anywhere else."""
+axes, TensorRT profile, precision and parity tolerance, read by export, engine builds, Triton
+configs and runtime sessions alike. Pure data: importing them loads no torch. No tensor name
+is typed anywhere else."""
 from runtime.contracts.authface import AUTHFACE_CONTRACTS
 from runtime.contracts.base import BATCH, NetworkContract, TensorSpec
 from runtime.contracts.face import FACE_DETECTOR, FACE_MESH

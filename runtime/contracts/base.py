@@ -1,20 +1,14 @@
 """The contract type: one per exported network (docs/ARCHITECTURE.md).
 
 Each contract names the network's tensors once (names, dtypes, shapes with the dynamic batch
-axis), says how to build its torch module and real sample inputs, the TensorRT optimization
-profile and the precision policy. ONNX export, engine builds, Triton configs and runtime
-sessions all read these objects; no tensor name is typed anywhere else.
+axis), its TensorRT optimization profile, precision policy and parity tolerance: pure data.
+ONNX export, engine builds, Triton configs and runtime sessions all read these objects; no
+tensor name is typed anywhere else. How a network is built in torch and its sample inputs are
+export's (export/networks/).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Callable
-
-import numpy as np
-
-if TYPE_CHECKING:  # torch only for the type of build_module: importing a contract imports no torch
-    import torch
 
 BATCH = "batch"  # the one dynamic axis: faces (or photos) per call
 SOURCE_KEY = "source_weights"  # ONNX metadata key: which weights an exported graph came from (runtime/weights.py)
@@ -42,8 +36,6 @@ class NetworkContract:
     name: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
-    build_module: Callable[[Path | None], torch.nn.Module]   # checkpoint path (None: the default) -> module
-    sample_inputs: Callable[[int], tuple[np.ndarray, ...]]
     opt_batch: int = 1
     max_batch: int = 8
     precision: str = "fp16"  # TensorRT build precision; "fp32" keeps the network in fp32/tf32

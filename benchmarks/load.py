@@ -9,8 +9,8 @@ import sys
 import threading
 import time
 
-from runtime.bench.serving import served_session
-from runtime.bench.timing import device_name
+from benchmarks.serving import served_session
+from benchmarks.timing import device_name
 from runtime.contracts import CONTRACTS
 from runtime.face import FacePipeline
 from runtime.imageio import decode_image, encode_image
@@ -92,15 +92,15 @@ def load_table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m runtime.bench.load --repo out/triton_repo_cpu`: start the server on the
+    """`python -m benchmarks.load --repo out/triton_repo_cpu`: start the server on the
     rendered repository (loopback, free ports), run the load, print (and --out: write) the table."""
     import argparse
     from pathlib import Path
 
-    from runtime.bench.serving import sample_photos
+    from benchmarks.serving import sample_photos
     from runtime.serve import ServerError
 
-    parser = argparse.ArgumentParser(prog="python -m runtime.bench.load", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.load", description=__doc__)
     parser.add_argument("--repo", type=Path, required=True, help="a cpu-rendered model repository")
     parser.add_argument("--clients", type=int, default=8, help="(default: %(default)s)")
     parser.add_argument("--requests", type=int, default=50, help="per client (default: %(default)s)")

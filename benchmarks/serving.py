@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from runtime.bench.timing import device_name, interleaved_ms, stats
+from benchmarks.timing import device_name, interleaved_ms, stats
 from runtime.contracts import CONTRACTS
 from runtime.contracts.base import NetworkContract
 from runtime.face import FacePipeline
