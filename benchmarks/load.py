@@ -11,11 +11,11 @@ import time
 
 from benchmarks.serving import served_session
 from benchmarks.timing import device_name
-from runtime.contracts import CONTRACTS
+from runtime.restorers import CONTRACTS
 from runtime.face import FacePipeline
 from runtime.imageio import decode_image, encode_image
 from runtime.restore import restore_photo
-from runtime.restorers import SaFMRestorer
+from runtime.restorers.safm.restorer import SaFMRestorer
 from runtime.serve import TritonServer
 
 

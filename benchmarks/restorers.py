@@ -150,7 +150,7 @@ def bench_authface(checkpoint: Path | None, onnx_dir: Path, steps: int, repeats:
                    peak_gflops: float, compile_: bool = False, nchw: bool = False) -> list[dict]:
     """AuthFace rows: each network (the UNet+ControlNet row is one denoising step) and the whole
     faithful-mode restoration of `steps` steps (on a CPU at batch 1 only). ONNX in onnx_dir/."""
-    from runtime.authface import make_authface_restorer
+    from runtime.restorers.factory import make_restorer
     from runtime.contracts.authface import AUTHFACE_CONTRACTS, VAE_ENCODER
 
     # the architecture's name from the checkpoint's config.json, without loading its weights
@@ -164,8 +164,8 @@ def bench_authface(checkpoint: Path | None, onnx_dir: Path, steps: int, repeats:
     dev = _device()
 
     def whole(backend: str, precision: str = "fp32", channels_last: bool = True) -> Factory:
-        return lambda: make_authface_restorer(checkpoint, backend, onnx_dir, dev, precision, steps=steps,
-                                              progress=False, channels_last=channels_last).restore
+        return lambda: make_restorer("authface", checkpoint, backend, onnx_dir, dev, precision, steps=steps,
+                                     progress=False, channels_last=channels_last).restore
 
     paths = {EAGER: whole("torch")}
     if nchw:

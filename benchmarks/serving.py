@@ -11,12 +11,12 @@ import cv2
 import numpy as np
 
 from benchmarks.timing import device_name, interleaved_ms, stats
-from runtime.contracts import CONTRACTS
+from runtime.restorers import CONTRACTS
 from runtime.contracts.base import NetworkContract
 from runtime.face import FacePipeline
 from runtime.imageio import decode_image, encode_image
 from runtime.restore import restore_photo
-from runtime.restorers import SaFMRestorer
+from runtime.restorers.safm.restorer import SaFMRestorer
 from runtime.samples import ASTRONAUT, group_photo, read_rgb8
 from runtime.serve import TritonServer
 from runtime.sessions import OnnxRuntimeSession

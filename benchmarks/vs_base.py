@@ -63,7 +63,7 @@ def bench_face(base: Callable[[str], object], photos: dict[str, Path], repeats: 
     from runtime.face import FaceOptions, onnx_face_pipeline
     from runtime.imageio import decode_image
     from runtime.restore import restore_photo
-    from runtime.restorers import IdentityRestorer
+    from runtime.restorers.identity.restorer import IdentityRestorer
 
     b_face, b_io, b_restore = base("runtime.face"), base("runtime.imageio"), base("runtime.restore")
     b_restorer = base("runtime.restorers").IdentityRestorer()

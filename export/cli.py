@@ -8,7 +8,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from export.onnx_cache import onnx_up_to_date
-from runtime.contracts import CONTRACTS, MODEL_GROUPS
+from runtime.restorers import CONTRACTS, MODEL_GROUPS
 
 DESCRIPTION = """\
 Turn networks into deployable artifacts from their contracts (runtime/contracts/): ONNX with a

@@ -28,12 +28,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from runtime.contracts import CONTRACTS, MODEL_GROUPS
+from runtime.restorers import CONTRACTS, MODEL_GROUPS, RESTORERS
 from export.ngc import ngc_release
 from runtime.contracts.base import NetworkContract
 from runtime.engines import BuildTarget
-from training.provenance import safm_provenance
-from training.shipped import DEMO_SAFM
 from runtime.contracts.service import PYTHON_MODELS, SERVICES, TRITON_TYPES, PythonModel, RestorerService, \
     ServiceTensor, triton_dims
 from runtime.files import write_atomic
@@ -317,7 +315,7 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
             else:
                 missing.append(str(plan))
     if "authface_faces" in configs:
-        from runtime.authface import scheduler_config
+        from runtime.restorers.authface.restorer import scheduler_config
 
         config = scheduler_config(checkpoints.get("authface"))
         write_atomic(out / "authface_faces" / "1" / "scheduler_config.json", json.dumps(config, indent=2).encode())
@@ -329,15 +327,8 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
     return sorted(configs)
 
 
-def _authface_provenance(checkpoint: Path | None):
-    from runtime.authface.factory import checkpoint_provenance
-
-    return checkpoint_provenance(checkpoint)
-
-
 # the restorer models of the served job -> what their weights are (a config parameter)
-PROVENANCE = {SERVICES["safm"].faces.name: lambda checkpoint: safm_provenance(checkpoint or DEMO_SAFM),
-              SERVICES["authface"].faces.name: _authface_provenance}
+PROVENANCE = {s.faces.name: RESTORERS[s.restorer].provenance for s in SERVICES.values() if RESTORERS[s.restorer].provenance}
 
 
 def _remove_stale(out: Path, keep: set[str]) -> None:

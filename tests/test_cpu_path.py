@@ -133,13 +133,13 @@ def test_decoded_8bit_photo_keeps_its_pixels():
 
 @pytest.mark.skipif(not has_bf16(), reason=f"this CPU computes no bf16 (flags: {reported_flags()})")
 def test_bf16_on_this_cpu_is_close_to_fp32(capsys):
-    from runtime.restorers import make_safm_restorer
+    from runtime.restorers.factory import make_restorer
 
     photo = read_image(GRACE_HOPPER)
     pipeline = onnx_face_pipeline(onnx_dir(FACE_DETECTOR), onnx_dir(FACE_MESH))
     batch = pipeline.align(photo, pipeline.find(photo)[0])
-    fp32 = make_safm_restorer(None, "torch", precision="fp32")(batch)
-    bf16 = make_safm_restorer(None, "torch", precision="bf16")(batch)
+    fp32 = make_restorer("safm", None, "torch", precision="fp32")(batch)
+    bf16 = make_restorer("safm", None, "torch", precision="bf16")(batch)
     err = np.abs(bf16 - fp32)
     assert 0 < err.mean() < 0.01 and np.percentile(err, 99) < 0.05, (err.mean(), np.percentile(err, 99))
 

@@ -20,7 +20,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from export.ngc import NGC_ENV, ngc_release, read_env
 from export.triton_repo import CUDA_GRAPH_NETWORKS, ONNXRUNTIME_MODEL, SOURCE_REPO, RepoError, model_configs, \
     render_repo
-from runtime.contracts import CONTRACTS
+from runtime.restorers import CONTRACTS
 from runtime.contracts.service import PYTHON_MODELS, SERVICES, triton_dims
 from runtime.engines import BuildTarget, Manifest, manifest_path
 from runtime.weights import source_id
@@ -264,7 +264,7 @@ import dataclasses
 import torch
 import triton_python_backend_utils as pb_utils
 
-from runtime.contracts import CONTRACTS
+from runtime.restorers import CONTRACTS
 from runtime.triton_backend import BlsNet
 
 

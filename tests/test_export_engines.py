@@ -14,7 +14,7 @@ from export.networks import NETWORKS
 from export.onnx_export import export_onnx
 from export.tensorrt_build import build_engine, engine_precision, wanted_manifest
 from export.verify import verify_onnx
-from runtime.contracts import CONTRACTS
+from runtime.restorers import CONTRACTS
 from runtime.contracts.face import FACE_MESH
 from runtime.contracts.safm import SAFM
 from runtime.engines import BuildTarget, EngineMismatch, check_loadable, is_up_to_date, manifest_path

@@ -149,11 +149,11 @@ def test_channels_last_session_matches_the_written_layout():
     """The restorers' torch backend runs channels_last (faster convolutions, benchmarks/NOTES.md):
     same results as the NCHW layout on real faces with the demo weights (measured 3e-5 at batch 1,
     1.6e-4 at batch 4: other convolution algorithms, same network)."""
-    from runtime.restorers import torch_session
+    from runtime.restorers.factory import make_restorer
     from runtime.sessions import TorchSession
 
     inputs = NETWORKS["safm"].sample_inputs(4)
-    fast = torch_session(NETWORKS["safm"].build_module(None), "cpu", "fp32")
+    fast = make_restorer("safm", None, "torch").net   # the restorer's own torch session
     conv = next(m for m in fast.module.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     (got,), (ref,) = fast(*inputs), TorchSession(NETWORKS["safm"].build_module(None))(*inputs)

@@ -27,7 +27,8 @@ from facerestore.cli import build_parser
 from runtime.contracts.service import MAX_UPLOAD_BYTES
 from runtime.face import FaceOptions
 from runtime.imageio import decode_image
-from runtime.restorer_options import AUTHFACE_SCHEDULERS, RESTORER_OPTIONS
+from runtime.restorers import RESTORERS
+from runtime.restorers.authface import SCHEDULER_NAMES
 from runtime.samples import ASTRONAUT, GRACE_HOPPER, NO_FACE
 from runtime.serve import free_port
 from runtime.ui.backends import LocalBackend, RestoreFailed, TritonBackend
@@ -43,17 +44,17 @@ PAGE_TIMEOUT = 240   # seconds for one restoration on a busy 2-core CPU
 # --- the option declaration ---------------------------------------------------------------------
 
 def test_restore_flags_come_from_the_option_declaration():
-    from runtime.authface.pipeline import SCHEDULERS
+    from runtime.restorers.authface.pipeline import SCHEDULERS
 
     args = build_parser().parse_args(["restore"])
-    for options in RESTORER_OPTIONS.values():
-        for option in options:
+    for spec in RESTORERS.values():
+        for option in spec.options:
             assert getattr(args, option.name) == option.default, option.name
-    assert set(AUTHFACE_SCHEDULERS) == set(SCHEDULERS)
+    assert set(SCHEDULER_NAMES) == set(SCHEDULERS)
     args = build_parser().parse_args(["restore", "--model", "authface", "--conditioning-scale", "0.5"])
     assert args.conditioning_scale == 0.5
     with pytest.raises(ValueError, match="fidelity must be in"):
-        RESTORER_OPTIONS["safm"][0].check(1.5)
+        RESTORERS["safm"].options[0].check(1.5)
 
 
 def test_served_options_are_the_ensemble_inputs():

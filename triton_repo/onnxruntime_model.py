@@ -13,7 +13,7 @@ import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
-from runtime.contracts import CONTRACTS
+from runtime.restorers import CONTRACTS
 from runtime.sessions import OnnxRuntimeSession
 from runtime.triton_backend import fail
 

@@ -4,16 +4,12 @@ their latents through the tiny VAE and those noised to real timesteps."""
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from export.networks.base import ExportNetwork
+from export.networks.base import restorer_network
 from runtime.contracts.authface import LATENT_CHANNELS, LATENT_SIZE, UNET_CONTROLNET, VAE_DECODER, VAE_ENCODER
-
-if TYPE_CHECKING:
-    import torch
+from runtime.restorers.authface import AUTHFACE_RESTORER
 
 SAMPLE_TIMESTEPS = (999.0, 751.0, 501.0, 251.0, 21.0)   # cycled over the batch in the UNet samples
 
@@ -78,24 +74,7 @@ def _decoder_samples(batch: int) -> tuple[np.ndarray, ...]:
     return (_latents(batch),)
 
 
-def _vae_encoder(checkpoint: Path | None = None) -> torch.nn.Module:
-    from training.authface import load_or_default
-
-    return load_or_default(checkpoint).vae_encoder()
-
-
-def _unet_controlnet(checkpoint: Path | None = None) -> torch.nn.Module:
-    from training.authface import load_or_default
-
-    return load_or_default(checkpoint).unet_controlnet()
-
-
-def _vae_decoder(checkpoint: Path | None = None) -> torch.nn.Module:
-    from training.authface import load_or_default
-
-    return load_or_default(checkpoint).vae_decoder()
-
-
-AUTHFACE_NETWORKS = (ExportNetwork(VAE_ENCODER, _vae_encoder, _encoder_samples),
-                     ExportNetwork(UNET_CONTROLNET, _unet_controlnet, _unet_samples),
-                     ExportNetwork(VAE_DECODER, _vae_decoder, _decoder_samples))
+# each built as the restorer's torch backend builds it (the checkpoint loaded, one network kept)
+AUTHFACE_NETWORKS = (restorer_network(AUTHFACE_RESTORER, VAE_ENCODER, _encoder_samples),
+                     restorer_network(AUTHFACE_RESTORER, UNET_CONTROLNET, _unet_samples),
+                     restorer_network(AUTHFACE_RESTORER, VAE_DECODER, _decoder_samples))

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from runtime.contracts.base import NetworkContract
+from runtime.restorers.base import RestorerSpec
 
 if TYPE_CHECKING:
     import torch
@@ -24,3 +25,12 @@ class ExportNetwork:
     @property
     def name(self) -> str:
         return self.contract.name
+
+
+def restorer_network(spec: RestorerSpec, contract: NetworkContract,
+                     sample_inputs: Callable[[int], tuple[np.ndarray, ...]]) -> ExportNetwork:
+    """A restorer's network, its module built as the restorer's torch backend builds it (the spec)."""
+    def build(checkpoint: Path | None) -> torch.nn.Module:
+        return spec.torch_modules(checkpoint)[contract.name]
+
+    return ExportNetwork(contract, build, sample_inputs)

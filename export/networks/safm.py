@@ -2,17 +2,13 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from export.networks.base import ExportNetwork
+from export.networks.base import restorer_network
 from runtime.contracts.safm import DEFAULT_FIDELITY, SAFM
-from runtime.restorers import safm_inputs
-
-if TYPE_CHECKING:
-    import torch
+from runtime.restorers.safm import SAFM_RESTORER
+from runtime.restorers.safm.restorer import safm_inputs
 
 
 @lru_cache(maxsize=1)
@@ -37,11 +33,4 @@ def _samples(batch: int) -> tuple[np.ndarray, ...]:
     return safm_inputs(images[idx], labels[idx], DEFAULT_FIDELITY)
 
 
-def build_safm(checkpoint: Path | None = None) -> torch.nn.Module:
-    """The SaFM network from a checkpoint, or the shipped demo weights (safm-tiny) without one."""
-    from training.safm import load_checkpoint
-
-    return load_checkpoint(checkpoint)
-
-
-SAFM_NETWORK = ExportNetwork(SAFM, build_safm, _samples)
+SAFM_NETWORK = restorer_network(SAFM_RESTORER, SAFM, _samples)

@@ -17,7 +17,7 @@ from runtime.contracts.service import MAX_OUTPUT_PIXELS, MAX_UPLOAD_BYTES, SERVI
 from runtime.face.pipeline import FaceBatch, FaceOptions
 from runtime.imageio import DEFAULT_MAX_PIXELS, ImageError, Photo, decode_image, encode_image, to_uint8
 from runtime.restore import PhotoResult, output_path
-from runtime.restorer_options import RESTORER_OPTIONS, RestorerOption
+from runtime.restorers import RESTORERS, RestorerOption
 
 Progress = Callable[[float, str], None]   # (fraction done, what is running)
 FACE_TILE = 256                           # side of the per-face images shown
@@ -105,10 +105,10 @@ class LocalBackend:
         self._restorers: OrderedDict[tuple, tuple[Any, list[str]]] = OrderedDict()
 
     def restorers(self) -> list[str]:
-        return list(RESTORER_OPTIONS)
+        return list(RESTORERS)
 
     def options(self, restorer: str) -> tuple[RestorerOption, ...]:
-        return RESTORER_OPTIONS[restorer]
+        return RESTORERS[restorer].options
 
     def _pipeline(self, face: FaceOptions):
         from runtime.face import FacePipeline, torch_face_pipeline
@@ -135,17 +135,10 @@ class LocalBackend:
         return self._restorers[key]
 
     def _build(self, restorer: str, settings: dict[str, Any]):
-        from runtime.restorers import IdentityRestorer, make_safm_restorer
+        from runtime.restorers.factory import make_restorer
 
-        checkpoint = self.checkpoints.get(restorer)
-        if restorer == "safm":
-            return make_safm_restorer(checkpoint, self.backend, self.engines, self.device, **settings)
-        if restorer == "authface":
-            from runtime.authface import make_authface_restorer
-
-            return make_authface_restorer(checkpoint, self.backend, self.engines, self.device, progress=False,
-                                          **settings)
-        return IdentityRestorer()
+        return make_restorer(restorer, self.checkpoints.get(restorer), self.backend, self.engines, self.device,
+                             progress=False, **settings)
 
     def restore(self, name: str, data: bytes, restorer: str, settings: dict[str, Any], face: FaceOptions,
                 progress: Progress) -> PhotoOutcome:
@@ -246,7 +239,7 @@ class TritonBackend:
 
     def options(self, restorer: str) -> tuple[RestorerOption, ...]:
         served = {t.name.lower() for t in SERVICES[restorer].options}
-        return tuple(o for o in RESTORER_OPTIONS[restorer] if o.name in served)
+        return tuple(o for o in RESTORERS[restorer].options if o.name in served)
 
     def restore(self, name: str, data: bytes, restorer: str, settings: dict[str, Any], face: FaceOptions,
                 progress: Progress) -> PhotoOutcome:

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from runtime.contracts import CONTRACTS
+from runtime.restorers import CONTRACTS
 from runtime.contracts.service import MAX_TIMEOUT_S, PREPROCESS, IMAGE, ONLY_CENTER_FACE, UPSCALE, TIMEOUT, CROPS, \
     LABEL_MAPS, AFFINES, FACE_COUNT, BOXES, DEADLINE
 from runtime.face.pipeline import FaceOptions, FacePipeline
