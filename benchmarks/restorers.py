@@ -64,8 +64,7 @@ def network_paths(network: ExportNetwork, checkpoint: Path | None, onnx_dir: Pat
 
     def torch_path(precision: str, compiled: bool = False, channels_last: bool = True) -> Factory:
         def make() -> Run:
-            session = TorchSession(network.build_module(checkpoint), dev, DTYPES[precision], contract.fp32_inputs,
-                                   channels_last)
+            session = TorchSession(network.build_module(checkpoint), contract, dev, DTYPES[precision], channels_last)
             if compiled:
                 session.module = torch.compile(session.module, mode="max-autotune" if cuda else "default")
             return session

@@ -41,7 +41,7 @@ def served_session(repository: Path, contract: NetworkContract) -> OnnxRuntimeSe
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing; render the repository with "
                                 f"`python -m export triton-repo --target cpu --restorers safm`")
-    return OnnxRuntimeSession(str(path), contract.input_names, contract.output_names)
+    return OnnxRuntimeSession(str(path), contract)
 
 
 def bench_serving(server: TritonServer, repeats: int, max_seconds: float | None = None,

@@ -54,7 +54,7 @@ def verify_onnx(contract: NetworkContract, onnx_path: Path, checkpoint: Path | N
     feeds = [dict(zip(contract.input_names, network.sample_inputs(batch))) for batch in batches]
     with G_LOGGER.verbosity(G_LOGGER.WARNING):   # not one log block per inference
         results = Comparator.run(runners, data_loader=feeds)
-    torch_run = TorchSession(network.build_module(checkpoint))
+    torch_run = TorchSession(network.build_module(checkpoint), contract)
     references = [dict(zip(contract.output_names, torch_run(*feed.values()))) for feed in feeds]
     rows = []
     for runner, iterations in results:

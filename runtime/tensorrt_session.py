@@ -64,14 +64,14 @@ class TensorRTSession:
         for spec in self.contract.outputs:
             if spec.name not in outputs:
                 shape = tuple(self.context.get_tensor_shape(spec.name))
-                outputs[spec.name] = torch.empty(shape, dtype=torch.float32, device="cuda")
+                outputs[spec.name] = torch.empty(shape, dtype=getattr(torch, spec.dtype), device="cuda")
             self.context.set_tensor_address(spec.name, outputs[spec.name].data_ptr())
         return outputs
 
-    def run_torch(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def run_torch(self, *args: torch.Tensor, **inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Run on CUDA tensors (kept on the device); returns output buffers reused by the next call
         of the same shapes. With CUDA graphs, the first call per shape captures, later ones replay."""
-        named = {n: t.contiguous() for n, t in zip(self.contract.input_names, inputs)}
+        named = {n: t.contiguous() for n, t in self.contract.bind(args, inputs).items()}
         key = tuple(tuple(t.shape) for t in named.values())
         if key in self.graphs:
             for name, t in named.items():
@@ -94,9 +94,10 @@ class TensorRTSession:
         torch.cuda.current_stream().wait_stream(self.stream)
         return tuple(self.buffers[key][n] for n in self.contract.output_names)
 
-    def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
-        tensors = [torch.from_numpy(np.ascontiguousarray(x, np.float32)).cuda() for x in inputs]
-        return tuple(t.float().cpu().numpy() for t in self.run_torch(*tensors))
+    def __call__(self, *args: np.ndarray, **inputs: np.ndarray) -> tuple[np.ndarray, ...]:
+        tensors = {s.name: torch.from_numpy(np.ascontiguousarray(x, s.dtype)).cuda()   # the declared dtype
+                   for s, x in zip(self.contract.inputs, self.contract.bind(args, inputs).values())}
+        return tuple(t.float().cpu().numpy() for t in self.run_torch(**tensors))
 
 
 def tensorrt_session(contract: NetworkContract, engines_dir: Path, checkpoint: Path | None = None,

@@ -131,8 +131,8 @@ def test_strength_runs_fewer_unet_calls(faces):
     def counted(r):
         calls = {"unet": 0, "encoder": 0}
         unet, enc = r.unet_controlnet, r.vae_encoder
-        r.unet_controlnet = lambda *a: (calls.__setitem__("unet", calls["unet"] + 1), unet(*a))[1]
-        r.vae_encoder = lambda *a: (calls.__setitem__("encoder", calls["encoder"] + 1), enc(*a))[1]
+        r.unet_controlnet = lambda **a: (calls.__setitem__("unet", calls["unet"] + 1), unet(**a))[1]
+        r.vae_encoder = lambda **a: (calls.__setitem__("encoder", calls["encoder"] + 1), enc(**a))[1]
         r.restore(faces[:1])
         return calls
 

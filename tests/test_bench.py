@@ -67,7 +67,7 @@ def test_measure_torch_and_onnxruntime_paths(tmp_path):
 
 def test_unet_controlnet_rows_on_real_latents():
     """One denoising step of the tiny UNet+ControlNet per batch: timesteps stay fp32 inputs."""
-    assert UNET_CONTROLNET.fp32_inputs == (1, 3)
+    assert [s.name for s in UNET_CONTROLNET.inputs if s.keep_fp32] == ["timestep", "conditioning_scale"]
     paths = {EAGER: network_paths(NETWORKS[UNET_CONTROLNET.name], None, Path("/nonexistent"))[EAGER]}
     rows = measure("unet", paths, NETWORKS[UNET_CONTROLNET.name].sample_inputs, (1, 2), 3, 0.1, 4.8, 2.4, 100.0)
     assert [r["batch"] for r in rows] == [1, 2] and all(r["runs"] == 3 for r in rows)

@@ -93,9 +93,9 @@ def test_tile_side_follows_the_smallest_face_asked_for():
 def _counting(pipeline: FacePipeline, options: FaceOptions) -> tuple[FacePipeline, list[int]]:
     views: list[int] = []
 
-    def detector(x):
-        views.append(len(x))
-        return pipeline.detector(x)
+    def detector(**inputs):   # its one input, by name
+        views.append(len(next(iter(inputs.values()))))
+        return pipeline.detector(**inputs)
 
     return FacePipeline(detector, pipeline.mesh, options), views
 

@@ -38,7 +38,7 @@ def test_onnx_matches_torch_on_real_faces(config, checkpoints, tmp_path):
     to about +-8 through ~70 layers; measured 5e-5..2.2e-4 on AMD EPYC)."""
     path = export_onnx(SAFM, tmp_path, checkpoints[config]).path
     model = load_checkpoint(checkpoints[config])
-    ort = OnnxRuntimeSession(path, SAFM.input_names, SAFM.output_names)
+    ort = OnnxRuntimeSession(path, SAFM)
     tol = SAFM.parity_tolerance
     for batch in (1, 4):
         inputs = NETWORKS["safm"].sample_inputs(batch)
@@ -156,5 +156,5 @@ def test_channels_last_session_matches_the_written_layout():
     fast = make_restorer("safm", None, "torch").net   # the restorer's own torch session
     conv = next(m for m in fast.module.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
-    (got,), (ref,) = fast(*inputs), TorchSession(NETWORKS["safm"].build_module(None))(*inputs)
+    (got,), (ref,) = fast(*inputs), TorchSession(NETWORKS["safm"].build_module(None), SAFM)(*inputs)
     assert np.abs(got - ref).max() < 5e-4 and np.abs(got - ref).mean() < 5e-5   # measured 1.7e-5

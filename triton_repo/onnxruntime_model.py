@@ -22,7 +22,7 @@ class TritonPythonModel:
     def initialize(self, args):
         self.contract = CONTRACTS[args["model_name"]]
         path = Path(args["model_repository"]) / args["model_version"] / "model.onnx"
-        self.session = OnnxRuntimeSession(str(path), self.contract.input_names, self.contract.output_names)
+        self.session = OnnxRuntimeSession(str(path), self.contract)
         self.session(*(np.zeros(s.concrete(1), s.dtype) for s in self.contract.inputs))   # warm-up: one batch of 1
         # give the arena's chunks of a large batch back after each run: memory returns after a peak
         self.run_options = ort.RunOptions()
@@ -34,7 +34,7 @@ class TritonPythonModel:
             feeds = [[pb_utils.get_input_tensor_by_name(r, s.name).as_numpy() for s in c.inputs] for r in requests]
             sizes = [len(f[0]) for f in feeds]
             inputs = [np.concatenate(col).reshape(spec.concrete(sum(sizes))) for col, spec in zip(zip(*feeds), c.inputs)]
-            feed = dict(zip(c.input_names, (np.ascontiguousarray(x, np.float32) for x in inputs)))
+            feed = self.session.feed(*inputs)   # by name, in the contract's dtypes
             outputs = self.session.session.run(c.output_names, feed, self.run_options)
         except Exception as exc:
             return [fail(c.name, exc) for _ in requests]

@@ -34,7 +34,7 @@ def _mesh_samples(batch: int) -> tuple[np.ndarray, ...]:
     from training.face_nets import load_face_detector
 
     photo = group_photo()
-    detections = detect_faces(TorchSession(load_face_detector()), photo)
+    detections = detect_faces(TorchSession(load_face_detector(), FACE_DETECTOR), photo)
     crops = [cv2.warpAffine(photo, roi_affine(detections[i % len(detections)]), (INPUT_SIZE, INPUT_SIZE),
                             flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) for i in range(batch)]
     return (to_model_range(np.stack(crops)),)

@@ -30,7 +30,8 @@ def real_faces() -> tuple[np.ndarray, np.ndarray]:
 def _samples(batch: int) -> tuple[np.ndarray, ...]:
     images, labels = real_faces()
     idx = np.arange(batch) % len(images)
-    return safm_inputs(images[idx], labels[idx], DEFAULT_FIDELITY)
+    named = safm_inputs(images[idx], labels[idx], DEFAULT_FIDELITY)
+    return tuple(np.ascontiguousarray(named[s.name], s.dtype) for s in SAFM.inputs)
 
 
 SAFM_NETWORK = restorer_network(SAFM_RESTORER, SAFM, _samples)

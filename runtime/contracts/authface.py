@@ -15,24 +15,31 @@ LATENT_CHANNELS = 4
 _IMAGE = (BATCH, 3, IMAGE_SIZE, IMAGE_SIZE)
 _LATENT = (BATCH, LATENT_CHANNELS, LATENT_SIZE, LATENT_SIZE)
 
+# the inputs the denoising loop names (runtime/restorers/authface/pipeline.py)
+ENCODER_IMAGE = TensorSpec("image", _IMAGE)
+SAMPLE = TensorSpec("sample", _LATENT)
+TIMESTEP = TensorSpec("timestep", (BATCH,), keep_fp32=True)
+CONTROL_IMAGE = TensorSpec("control_image", _IMAGE)
+CONDITIONING_SCALE = TensorSpec("conditioning_scale", (BATCH,), keep_fp32=True)
+DECODER_LATENT = TensorSpec("latent", _LATENT)
+
 VAE_ENCODER = NetworkContract(
     name="vae_encoder",
-    inputs=(TensorSpec("image", _IMAGE),),
+    inputs=(ENCODER_IMAGE,),
     outputs=(TensorSpec("latent", _LATENT),),
     opt_batch=1, max_batch=8, precision="fp32",
 )
 
 UNET_CONTROLNET = NetworkContract(
     name="unet_controlnet",
-    inputs=(TensorSpec("sample", _LATENT), TensorSpec("timestep", (BATCH,), keep_fp32=True),
-            TensorSpec("control_image", _IMAGE), TensorSpec("conditioning_scale", (BATCH,), keep_fp32=True)),
+    inputs=(SAMPLE, TIMESTEP, CONTROL_IMAGE, CONDITIONING_SCALE),
     outputs=(TensorSpec("noise_pred", _LATENT),),
     opt_batch=1, max_batch=8, precision="fp16",
 )
 
 VAE_DECODER = NetworkContract(
     name="vae_decoder",
-    inputs=(TensorSpec("latent", _LATENT),),
+    inputs=(DECODER_LATENT,),
     outputs=(TensorSpec("image", _IMAGE),),
     opt_batch=1, max_batch=8, precision="fp32",
     # 2.5 TF of fp32 convs + a 4096-token attention; the random tiny VAE amplifies rounding

@@ -9,6 +9,7 @@ export's (export/networks/).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 BATCH = "batch"  # the one dynamic axis: faces (or photos) per call
 SOURCE_KEY = "source_weights"  # ONNX metadata key: which weights an exported graph came from (runtime/weights.py)
@@ -49,10 +50,18 @@ class NetworkContract:
     def output_names(self) -> list[str]:
         return [t.name for t in self.outputs]
 
-    @property
-    def fp32_inputs(self) -> tuple[int, ...]:
-        """Positions of the inputs that stay fp32 in a half-precision torch session."""
-        return tuple(i for i, t in enumerate(self.inputs) if t.keep_fp32)
+    def bind(self, args: tuple[Any, ...], named: dict[str, Any]) -> dict[str, Any]:
+        """One call's inputs by name: given by name, or (generic callers: sample inputs, tests) all
+        in contract order; ValueError naming the network on a missing, extra or unknown input."""
+        if args and named:
+            raise ValueError(f"{self.name}: pass the inputs by name or all in contract order, not both")
+        if args:
+            if len(args) != len(self.inputs):
+                raise ValueError(f"{self.name}: {len(args)} inputs given, it takes {self.input_names}")
+            return dict(zip(self.input_names, args))
+        if set(named) != set(self.input_names):
+            raise ValueError(f"{self.name}: inputs {sorted(named)} given, it takes {self.input_names}")
+        return {n: named[n] for n in self.input_names}
 
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
         """torch.onnx.export's dynamic_axes for every tensor with a batch axis."""

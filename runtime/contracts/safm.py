@@ -6,10 +6,13 @@ from runtime.contracts.base import BATCH, NetworkContract, TensorSpec
 FACE = 512
 DEFAULT_FIDELITY = 0.5
 
+IMAGE = TensorSpec("image", (BATCH, 3, FACE, FACE))              # aligned faces in [-1, 1]
+LABEL_MAP = TensorSpec("label_map", (BATCH, 1, FACE, FACE))      # region labels (runtime/face/regions.py)
+FIDELITY = TensorSpec("fidelity", (BATCH, 1))                    # weight of the local detail enhancement
+
 SAFM = NetworkContract(
     name="safm",
-    inputs=(TensorSpec("image", (BATCH, 3, FACE, FACE)), TensorSpec("label_map", (BATCH, 1, FACE, FACE)),
-            TensorSpec("fidelity", (BATCH, 1))),
+    inputs=(IMAGE, LABEL_MAP, FIDELITY),
     outputs=(TensorSpec("restored", (BATCH, 3, FACE, FACE)),),
     opt_batch=4, max_batch=16,
     # Measured 5e-5..2.2e-4 with random weights, whose activations grow to outputs of +-8 through

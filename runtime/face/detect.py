@@ -11,6 +11,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from runtime.contracts.face import DETECTOR_IMAGE
+
 INPUT_SIZE = 192
 STRIDE = 4                      # full-range model: one SSD layer, stride 4, one anchor per cell
 # Narrowest face (box width, input pixels) the detector is relied on to find at 192x192: alone
@@ -158,7 +160,7 @@ def detect_faces(net: Net, rgb8: np.ndarray, min_score: float = 0.5, min_face_si
     side = tile_side_for(w, h, min_face_size)
     views = [(0, 0, w, h)] + (tiles(w, h, side) if side else [])
     inputs, affines = zip(*(letterbox(rgb8[y0:y1, x0:x1]) for x0, y0, x1, y1 in views))
-    regressors, logits = net(np.concatenate(inputs))
+    regressors, logits = net(**{DETECTOR_IMAGE.name: np.concatenate(inputs)})
     candidates = []
     for (x0, y0, _, _), affine, reg, logit in zip(views, affines, regressors, logits):
         inv = cv2.invertAffineTransform(affine)

@@ -42,9 +42,9 @@ def _torch_sessions(spec: RestorerSpec, checkpoint: Path | None, device: str, pr
         raise ValueError(f"device {device!r}: no CUDA device here; use device='cpu'")
     dtype = DTYPES[torch_precision(device, precision)]
     modules = spec.torch_modules(checkpoint) if spec.torch_modules else {}
-    return {c.name: TorchSession(modules[c.name], device,
+    return {c.name: TorchSession(modules[c.name], c, device,
                                  torch.float32 if c.name in spec.fp32_networks and not fp16_vae else dtype,
-                                 c.fp32_inputs, channels_last) for c in spec.networks}
+                                 channels_last) for c in spec.networks}
 
 
 def make_restorer(name: str, checkpoint: Path | None = None, backend: str = "torch",

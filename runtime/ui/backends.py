@@ -196,8 +196,8 @@ def step_progress(restorer, report: Callable[[int, int], None]):
         return
     total, done = len(restorer.schedule()[1]), [0]
 
-    def counted(*args):
-        out = net(*args)
+    def counted(*args, **inputs):
+        out = net(*args, **inputs)
         done[0] += 1
         report(done[0], total)
         return out

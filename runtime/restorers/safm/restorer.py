@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from runtime.contracts.safm import FACE, SAFM
+from runtime.contracts.safm import FACE, FIDELITY, IMAGE, LABEL_MAP, SAFM
 from runtime.face.pipeline import FaceBatch, to_crops
 from runtime.restorers.base import Net
 from runtime.weights import default_weights
@@ -17,10 +17,9 @@ if TYPE_CHECKING:
     import torch
 
 
-def safm_inputs(images: np.ndarray, label_maps: np.ndarray, fidelity: float) -> tuple[np.ndarray, ...]:
-    """The SaFM network's inputs, in contract order, from face crops and label maps."""
-    return (np.ascontiguousarray(images, np.float32), np.ascontiguousarray(label_maps, np.float32),
-            np.full((len(images), 1), fidelity, np.float32))
+def safm_inputs(images: np.ndarray, label_maps: np.ndarray, fidelity: float) -> dict[str, np.ndarray]:
+    """The SaFM network's inputs by name, from face crops and label maps."""
+    return {IMAGE.name: images, LABEL_MAP.name: label_maps, FIDELITY.name: np.full((len(images), 1), fidelity)}
 
 
 class SaFMRestorer:
@@ -34,7 +33,7 @@ class SaFMRestorer:
 
     def __call__(self, batch: FaceBatch) -> np.ndarray:
         batch.require_size(FACE, "SaFM")
-        (restored,) = self.net(*safm_inputs(batch.model_input(), batch.label_maps[:, None], self.fidelity))
+        (restored,) = self.net(**safm_inputs(batch.model_input(), batch.label_maps[:, None], self.fidelity))
         return to_crops(restored)
 
 
