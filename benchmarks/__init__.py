@@ -93,7 +93,7 @@ def run_bench(plan: BenchPlan) -> Path:
              bar_chart(rows, f"AuthFace ms/face (log), {result['device']}"))
     if plan.triton_repo is not None:
         from benchmarks.serving import bench_serving, serving_table
-        from runtime.serve import TritonServer
+        from runtime.serving.serve import TritonServer
 
         with TritonServer(plan.triton_repo, log=plan.triton_repo.parent / "tritonserver.log",
                           exit_timeout=5) as server:

@@ -16,7 +16,7 @@ from runtime.face import FacePipeline
 from runtime.imageio import decode_image, encode_image
 from runtime.restore import restore_photo
 from runtime.restorers.safm.restorer import SaFMRestorer
-from runtime.serve import TritonServer
+from runtime.serving.serve import TritonServer
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -40,7 +40,7 @@ def in_process_rate(server: TritonServer, photo: bytes, count: int) -> float:
 def load_test(server: TritonServer, photo: bytes, clients: int = 8, requests: int = 50,
               direct_count: int = 10, retry_s: float = 60.0) -> dict:
     """Run the load; the result holds every figure of the load-test table."""
-    from runtime.client import ClientError, RestoreClient
+    from runtime.serving.client import ClientError, RestoreClient
 
     latencies: list[float] = []
     failures: list[str] = []
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     from pathlib import Path
 
     from benchmarks.serving import sample_photos
-    from runtime.serve import ServerError
+    from runtime.serving.serve import ServerError
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.load", description=__doc__)
     parser.add_argument("--repo", type=Path, required=True, help="a cpu-rendered model repository")

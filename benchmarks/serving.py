@@ -18,7 +18,7 @@ from runtime.imageio import decode_image, encode_image
 from runtime.restore import restore_photo
 from runtime.restorers.safm.restorer import SaFMRestorer
 from runtime.samples import ASTRONAUT, group_photo, read_rgb8
-from runtime.serve import TritonServer
+from runtime.serving.serve import TritonServer
 from runtime.sessions import OnnxRuntimeSession
 
 DIRECT = "direct in-process (onnxruntime)"
@@ -48,7 +48,7 @@ def bench_serving(server: TritonServer, repeats: int, max_seconds: float | None 
                   photos: dict[str, bytes] | None = None) -> dict:
     """Per photo: the direct call and the served SaFM ensemble over HTTP and gRPC, timed in
     interleaved rounds; each served row carries its overhead over the direct call (ms and %)."""
-    from runtime.client import RestoreClient
+    from runtime.serving.client import RestoreClient
 
     repo = server.repository
     pipeline = FacePipeline(served_session(repo, CONTRACTS["face_detector"]), served_session(repo, CONTRACTS["face_mesh"]))

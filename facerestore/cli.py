@@ -260,7 +260,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 def _run_bench(args: argparse.Namespace) -> int:
     from benchmarks import BenchPlan, run_bench
-    from runtime.serve import ServerError
+    from runtime.serving.serve import ServerError
     from runtime.sessions import SessionError
 
     if args.repeats < 1 or args.max_seconds <= 0 or args.authface_steps < 1:
@@ -362,7 +362,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    from runtime.serve import ServerError, TritonServer, serve_forever
+    from runtime.serving.serve import ServerError, TritonServer, serve_forever
 
     repo = args.repo or Path("out/triton_repo_cpu" if args.render == "cpu" else "triton_repo")
     if args.python_instances is not None and args.python_instances < 1:
@@ -414,7 +414,7 @@ def _add_client(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_client(args: argparse.Namespace) -> int:
-    from runtime.client import RestoreClient, restore_files
+    from runtime.serving.client import RestoreClient, restore_files
     from runtime.samples import FACE_PHOTOS
 
     options = {"only_center_face": args.only_center_face, "upscale": args.upscale,
@@ -473,7 +473,7 @@ def _run_ui(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"error: the web page needs gradio ({exc}); pip install 'face-restore-runtime[ui]'", file=sys.stderr)
         return 2
-    from runtime.serve import free_port
+    from runtime.serving.serve import free_port
     from runtime.ui.backends import LocalBackend, TritonBackend
 
     if args.triton:

@@ -43,7 +43,7 @@ STUB_IMPORT = textwrap.dedent('''
             del sys.modules[name]
         module = importlib.import_module("1.model")
         assert hasattr(module, "TritonPythonModel"), folder
-    import runtime, runtime.triton_backend as tb
+    import runtime, runtime.serving.triton_backend as tb
     assert runtime.__file__.startswith(target), runtime.__file__
     tb.warm_up()   # package data (the sample photos) came with the install
     print("imported", len(models), "models from", runtime.__file__)
@@ -123,7 +123,7 @@ def bls_requests_without_memory(source: str) -> list[int]:
 def test_every_bls_request_states_its_memory():
     files = [p for d in ("runtime", "triton_repo", "export") for p in (ROOT / d).rglob("*.py")]
     found = {p: p.read_text() for p in files if "InferenceRequest(" in p.read_text()}
-    assert ROOT / "runtime" / "triton_backend.py" in found
+    assert ROOT / "runtime" / "serving" / "triton_backend.py" in found
     assert {str(p.relative_to(ROOT)): bls_requests_without_memory(s) for p, s in found.items()} == \
         {str(p.relative_to(ROOT)): [] for p in found}
     bad = "r = pb_utils.InferenceRequest(model_name='x', inputs=[], requested_output_names=['y'])\n"
@@ -265,7 +265,7 @@ import torch
 import triton_python_backend_utils as pb_utils
 
 from runtime.restorers import CONTRACTS
-from runtime.triton_backend import BlsNet
+from runtime.serving.triton_backend import BlsNet
 
 
 class TritonPythonModel:
@@ -298,7 +298,7 @@ def test_bls_net_chunks_concurrently_and_reads_its_memory(tmp_path):
     from export.onnx_export import export_onnx
     from export.triton_repo import network_config
     from runtime.contracts.face import FACE_MESH
-    from runtime.serve import TritonServer
+    from runtime.serving.serve import TritonServer
     from runtime.sessions import onnx_session
 
     small = dataclasses.replace(FACE_MESH, max_batch=4)

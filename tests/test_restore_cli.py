@@ -150,7 +150,7 @@ def test_grayscale_camera_photo(tmp_path):
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_client_without_a_server_says_so_in_one_line(protocol, tmp_path, capsys):
     """No server at the URL: one line per photo naming the URL and what to do, no traceback, exit 1."""
-    from runtime.serve import free_port
+    from runtime.serving.serve import free_port
 
     url = f"127.0.0.1:{free_port()}"
     assert main(["client", str(ASTRONAUT), "--out", str(tmp_path), "--url", url, "--protocol", protocol,

@@ -68,7 +68,7 @@ NETWORKS["toy_gain"] = restorer_network(RESTORERS["toy"], GAIN,
 from export.cli import main as export_main
 from export.triton_repo import model_configs
 from facerestore.cli import build_parser, main
-from runtime.request_checks import check_options
+from runtime.serving.request_checks import check_options
 
 out = Path(sys.argv[1])
 result = {"flag": build_parser().parse_args(["restore", "--model", "toy", "--gain", "0.5"]).gain,

@@ -26,7 +26,7 @@ from benchmarks.serving import png_bytes
 from runtime.contracts.service import MAX_UPLOAD_BYTES, SERVICES
 from runtime.imageio import DEFAULT_MAX_PIXELS, decode_image
 from runtime.samples import ASTRONAUT, GRACE_HOPPER, NO_FACE, read_rgb8
-from runtime.serve import TritonServer, group_memory
+from runtime.serving.serve import TritonServer, group_memory
 from tests.kserve_http import element, infer, infer_json, tensor
 from tests.test_triton import engines, server  # noqa: F401  (the session's one server)
 
@@ -233,7 +233,7 @@ def test_json_client_sends_and_gets_base64(server, memory_at_start):
 def test_work_nobody_waits_for_is_stopped(server, memory_at_start):
     """A request's TIMEOUT stops the AuthFace loop (200 steps take about a minute here), and a
     gRPC client that gives up leaves no work behind: the next request is served at once."""
-    from runtime.client import ClientError, RestoreClient
+    from runtime.serving.client import ClientError, RestoreClient
 
     start = time.monotonic()
     answer = infer(server.http_url, AUTHFACE, [photo(), tensor("STEPS", "INT32", 200), tensor("TIMEOUT", "FP32", 2.0)],

@@ -10,7 +10,7 @@ import pytest
 from export.triton_repo import model_configs
 from runtime.contracts.service import PREPROCESS, PYTHON_MODELS, SERVICES, TIMEOUT
 from runtime.imageio import ImageError
-from runtime.request_checks import RANGES, answer_bytes, check_options, check_output_size, output_suffix, photo_bytes
+from runtime.serving.request_checks import RANGES, answer_bytes, check_options, check_output_size, output_suffix, photo_bytes
 from runtime.samples import ASTRONAUT
 from facerestore.cli import main
 

@@ -15,9 +15,9 @@ import pytest
 
 from export.triton_repo import render_repo
 from benchmarks.serving import png_bytes
-from runtime.client import RestoreClient
+from runtime.serving.client import RestoreClient
 from runtime.samples import ASTRONAUT, read_rgb8
-from runtime.serve import SHM_DIR, Supervisor, TritonServer
+from runtime.serving.serve import SHM_DIR, Supervisor, TritonServer
 from tests.test_triton import engines  # noqa: F401  (the session's ONNX files)
 
 RECOVERY_S = 30.0        # kill -> the first request answered again
@@ -93,9 +93,9 @@ def test_killed_stub_under_load_recovers_and_loses_nothing(supervised):
 
 
 def test_probe_tells_the_truth_where_triton_health_does_not(supervised):
-    """Unsupervised, a dead stub leaves Triton's readiness at 200 while runtime/probe.py (the
+    """Unsupervised, a dead stub leaves Triton's readiness at 200 while runtime/serving/probe.py (the
     Kubernetes probes of deploy/k8s) reports the ensemble broken; after a restart both agree."""
-    from runtime.probe import main as probe_main, probe
+    from runtime.serving.probe import main as probe_main, probe
 
     server, supervisor = supervised
     supervisor.stop()

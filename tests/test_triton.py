@@ -19,14 +19,14 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from export.triton_repo import SOURCE_REPO, model_configs, render_repo
 from benchmarks.serving import png_bytes
-from runtime.client import ClientError, RestoreClient
+from runtime.serving.client import ClientError, RestoreClient
 from runtime.restorers import CONTRACTS
 from runtime.contracts.service import MAX_UPLOAD_BYTES, PYTHON_MODELS, SERVICES, TRITON_TYPES, triton_dims
 from runtime.face import FaceOptions, FacePipeline
 from runtime.imageio import decode_image, encode_image
 from runtime.restore import restore_photo
 from runtime.samples import ASTRONAUT, GRACE_HOPPER, NO_FACE, read_rgb8
-from runtime.serve import ServerError, TritonServer, live_group_members, port_is_free
+from runtime.serving.serve import ServerError, TritonServer, live_group_members, port_is_free
 from runtime.sessions import onnx_session
 from tests.conftest import export_networks
 

@@ -30,7 +30,7 @@ from runtime.imageio import decode_image
 from runtime.restorers import RESTORERS
 from runtime.restorers.authface import SCHEDULER_NAMES
 from runtime.samples import ASTRONAUT, GRACE_HOPPER, NO_FACE
-from runtime.serve import free_port
+from runtime.serving.serve import free_port
 from runtime.ui.backends import LocalBackend, RestoreFailed, TritonBackend
 
 pytest.importorskip("gradio", reason="the web page needs the `ui` extra (gradio)")
@@ -262,7 +262,7 @@ def test_page_shows_authface_steps_while_they_run(browser, local_page, tmp_path)
 def triton_server(tmp_path_factory):
     """A real tritonserver (bundled, CPU) serving the SaFM ensemble with the demo weights."""
     from export.triton_repo import render_repo
-    from runtime.serve import ServerError, TritonServer
+    from runtime.serving.serve import ServerError, TritonServer
 
     work = tmp_path_factory.mktemp("ui-triton")
     render_repo("cpu", work / "repo", work / "engines", ["safm"])

@@ -15,7 +15,7 @@ import triton_python_backend_utils as pb_utils
 
 from runtime.restorers import CONTRACTS
 from runtime.sessions import OnnxRuntimeSession
-from runtime.triton_backend import fail
+from runtime.serving.triton_backend import fail
 
 
 class TritonPythonModel:

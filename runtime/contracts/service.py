@@ -1,7 +1,7 @@
 """The served job's interface: the tensors of the Triton ensembles ``face_restore_<restorer>``
 and of the python models between their steps. The renderer of the model repository
 (export/triton_repo.py), the python-backend models in triton_repo/ and the client
-(runtime/client.py) all read these objects; no served tensor name is typed anywhere else.
+(runtime/serving/client.py) all read these objects; no served tensor name is typed anywhere else.
 
 One ensemble per restorer, three steps::
 
@@ -117,7 +117,7 @@ class PythonModel:
 
 
 # face_preprocess also reads every option (those of all restorers; an ensemble maps only its
-# own): it checks them all before any decode or network call (runtime/request_checks.py)
+# own): it checks them all before any decode or network call (runtime/serving/request_checks.py)
 PREPROCESS = PythonModel("face_preprocess",
                          (IMAGE, ONLY_CENTER_FACE, UPSCALE, OUTPUT_FORMAT, PASTE_MASK, COLOUR_FIX, TIMEOUT, *OPTIONS.values()),
                          (CROPS, LABEL_MAPS, AFFINES, FACE_COUNT, BOXES, DEADLINE),

@@ -1,5 +1,5 @@
 """The two back ends behind the web page: in-process (the runtime's restore_photo) and a running
-Triton server (runtime.client). Both take one uploaded photo's bytes and give a PhotoOutcome:
+Triton server (runtime.serving.client). Both take one uploaded photo's bytes and give a PhotoOutcome:
 the before/after images, the encoded result, per-face views and the report entry."""
 from __future__ import annotations
 
@@ -210,7 +210,7 @@ def step_progress(restorer, report: Callable[[int, int], None]):
 
 
 class TritonBackend:
-    """A running Triton server's ensembles face_restore_<restorer> (runtime.client); the options
+    """A running Triton server's ensembles face_restore_<restorer> (runtime.serving.client); the options
     shown are the restorer options the ensemble takes as inputs."""
 
     def __init__(self, url: str, protocol: str = "grpc", max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
@@ -228,7 +228,7 @@ class TritonBackend:
 
     def ready(self) -> list[str]:
         """The restorers whose ensemble face_restore_<restorer> is ready on the server now."""
-        from runtime.client import RestoreClient
+        from runtime.serving.client import RestoreClient
 
         ready = []
         for restorer in SERVICES:
@@ -243,7 +243,7 @@ class TritonBackend:
 
     def restore(self, name: str, data: bytes, restorer: str, settings: dict[str, Any], face: FaceOptions,
                 progress: Progress) -> PhotoOutcome:
-        from runtime.client import ClientError, RestoreClient
+        from runtime.serving.client import ClientError, RestoreClient
 
         check_upload(name, data)
         filename = output_path(Path(), Path(name)).name

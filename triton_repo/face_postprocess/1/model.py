@@ -12,9 +12,9 @@ from runtime.contracts.service import POSTPROCESS, IMAGE, AFFINES, LABEL_MAPS, R
 from runtime.face.paste import COLOUR_FIXES, PASTE_MASKS
 from runtime.face.pipeline import FaceOptions, FacePipeline
 from runtime.imageio import decode_image, encode_image
-from runtime.request_checks import answer_bytes, check_number, check_output_size, choice, image_suffix, output_suffix, \
+from runtime.serving.request_checks import answer_bytes, check_number, check_output_size, choice, image_suffix, output_suffix, \
     photo_bytes
-from runtime.triton_backend import face_batch, fail, respond, scalar, tensor, warm_up
+from runtime.serving.triton_backend import face_batch, fail, respond, scalar, tensor, warm_up
 
 
 class TritonPythonModel:

@@ -6,10 +6,10 @@ import numpy as np
 from runtime.restorers import CONTRACTS
 from runtime.contracts.safm import DEFAULT_FIDELITY
 from runtime.contracts.service import SERVICES, CROPS, DEADLINE, LABEL_MAPS, FIDELITY, RESTORED_CROPS
-from runtime.request_checks import check_number
+from runtime.serving.request_checks import check_number
 from runtime.restorers.safm.restorer import SaFMRestorer
-from runtime.triton_cancel import RequestCancelled, StopWhenCancelled, cancelled_response
-from runtime.triton_backend import BlsNet, face_batch, fail, respond, scalar, tensor, warm_up
+from runtime.serving.triton_cancel import RequestCancelled, StopWhenCancelled, cancelled_response
+from runtime.serving.triton_backend import BlsNet, face_batch, fail, respond, scalar, tensor, warm_up
 
 SERVICE = SERVICES["safm"]
 

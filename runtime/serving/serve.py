@@ -17,7 +17,7 @@ python backend stub that died and keeps reporting its model ready while every re
 with "Stub process is not healthy". A Supervisor thread checks the stubs and the server every
 second and restarts the server on the same ports when one died, removing the dead stubs'
 shared-memory regions; readiness fails only while it restarts, and a client that retries on
-"unavailable" (runtime/client.py) loses no request.
+"unavailable" (runtime/serving/client.py) loses no request.
 
 Every address is 127.0.0.1; a port of 0 is replaced by a free one. The server runs in its own
 process group; stop() (also on leaving the ``with`` block, on garbage collection and at
