@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from runtime.files import sha256_file
-from training.shipped import DEFAULT_WEIGHTS
 
 
 def source_id(checkpoint: Path | None) -> str:
@@ -21,6 +20,8 @@ def source_id(checkpoint: Path | None) -> str:
 
 def default_weights(network: str) -> Path | None:
     """The shipped weights file `network` is built from without a checkpoint (None: none shipped)."""
+    from training.shipped import DEFAULT_WEIGHTS   # here: the served BLS models, which load no weights, load no `training`
+
     return DEFAULT_WEIGHTS.get(network)
 
 

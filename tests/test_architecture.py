@@ -154,10 +154,11 @@ def test_contracts_are_pure_data():
     assert loaded.isdisjoint({"torch", "training", "export"})
 
 
-@pytest.mark.parametrize("model", ["face_preprocess", "face_postprocess"])
-def test_triton_pre_and_post_models_load_neither_torch_nor_training(model):
-    """The photo-side python models run no torch model: their stub process loads neither torch
-    nor `training` (the real triton_python_backend_utils of nvidia-pytriton's backend)."""
+@pytest.mark.parametrize("model", ["face_preprocess", "face_postprocess", "safm_faces"])
+def test_triton_models_without_a_torch_loop_load_neither_torch_nor_training(model):
+    """Python models that run no torch code (the networks are their own Triton models): their
+    stub process loads neither torch nor `training` (the real triton_python_backend_utils of
+    nvidia-pytriton's backend). authface_faces runs its denoising loop in torch."""
     import pytriton
 
     backend = Path(pytriton.__file__).parent / "tritonserver" / "backends" / "python"

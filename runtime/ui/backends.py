@@ -175,12 +175,11 @@ def paste_mask(photo: Photo, pipeline, one: FaceBatch) -> np.ndarray:
     from dataclasses import replace
 
     from runtime.face.align import warp_face
-    from runtime.face.pipeline import FacePipeline
+    from runtime.face.pipeline import paste
 
     black = Photo(rgb=np.zeros_like(photo.rgb))
     white = np.ones_like(one.crops)
-    plain = FacePipeline(pipeline.detector, pipeline.mesh, replace(pipeline.options, colour_fix="none"))
-    pasted = plain.paste(black, one, white).rgb
+    pasted = paste(black, one, white, replace(pipeline.options, colour_fix="none")).rgb
     affine = one.affines[0].copy()
     affine[:, :2] /= pipeline.options.upscale
     return to_uint8(warp_face(pasted, affine, one.crops.shape[1]))

@@ -11,10 +11,11 @@ from runtime.contracts.safm import FACE, FIDELITY, IMAGE, LABEL_MAP, SAFM
 from runtime.face.pipeline import FaceBatch, to_crops
 from runtime.restorers.base import Net
 from runtime.weights import default_weights
-from training.provenance import Provenance, safm_provenance
 
 if TYPE_CHECKING:
     import torch
+
+    from training.provenance import Provenance
 
 
 def safm_inputs(images: np.ndarray, label_maps: np.ndarray, fidelity: float) -> dict[str, np.ndarray]:
@@ -39,6 +40,8 @@ class SaFMRestorer:
 
 def provenance(checkpoint: Path | None) -> Provenance:
     """What a SaFM checkpoint's weights are (None: the shipped demo weights)."""
+    from training.provenance import safm_provenance   # here: the served safm_faces model loads no `training`
+
     return safm_provenance(checkpoint if checkpoint is not None else default_weights(SAFM.name))
 
 
