@@ -10,8 +10,8 @@
   networks, or ONNX Runtime from the commit that made it the default on); new: its default
   (ONNX Runtime), and with --min-face-size 150 (single view when that is enough; on the
   one-face photo only). Faces found by each are in the rows (recall).
-- CLI end to end (left out with --face-only): `python -m runtime restore PHOTO` as a fresh
-  process, base and new in interleaved rounds (default restorer SaFM with the demo weights, and
+- CLI end to end (left out with --face-only): `python -m facerestore restore PHOTO` (a base's
+  `python -m runtime`) as a fresh process, base and new in interleaved rounds (default restorer SaFM with the demo weights, and
   --model identity).
 A torch base also runs with torch on one thread: on a loaded machine its default (one thread per
 core) is much slower, so the ratio against that row is the fair floor.
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import re
 import shutil
@@ -34,8 +33,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from runtime.bench.report import save
-from runtime.bench.timing import device_name, interleaved_ms, stats
+from benchmarks.report import save
+from benchmarks.timing import device_name, interleaved_ms, stats
 from runtime.cpu import reported_flags
 
 _IMPORT = re.compile(r"\b(from|import) (runtime|training)\b")
@@ -70,7 +69,7 @@ def bench_face(base: Callable[[str], object], commit: str, photos: dict[str, Pat
     from runtime.face import FaceOptions, onnx_face_pipeline
     from runtime.imageio import decode_image
     from runtime.restore import restore_photo
-    from runtime.restorers import IdentityRestorer
+    from runtime.restorers.identity.restorer import IdentityRestorer
 
     b_face, b_io, b_restore = base("runtime.face"), base("runtime.imageio"), base("runtime.restore")
     b_restorer = base("runtime.restorers").IdentityRestorer()
@@ -127,7 +126,8 @@ def bench_cli(base_dir: Path, commit: str, photo: Path, repeats: int) -> list[di
     with tempfile.TemporaryDirectory() as out:
         for model in ("safm", "identity"):
             def run(cwd: Path, extra: dict[str, str] | None = None) -> Callable[[], None]:
-                cmd = [sys.executable, "-m", "runtime", "restore", str(photo), "--model", model, "--out", out]
+                cli = "facerestore" if (cwd / "facerestore" / "cli.py").is_file() else "runtime"   # base: runtime/cli.py
+                cmd = [sys.executable, "-m", cli, "restore", str(photo), "--model", model, "--out", out]
                 return lambda: subprocess.run(cmd, cwd=cwd, env={**env, **(extra or {})}, check=True, capture_output=True)
 
             one_thread = one_thread_label(commit)

@@ -5,12 +5,11 @@ import argparse
 import sys
 from pathlib import Path
 
-import onnx
 from tqdm import tqdm
 
-from runtime.capacity_options import add_capacity_options, capacity_from
-from runtime.contracts import CONTRACTS, MODEL_GROUPS
-from runtime.contracts.base import SOURCE_KEY, NetworkContract
+from export.onnx_cache import onnx_up_to_date
+from runtime.serving.capacity_options import add_capacity_options, capacity_from
+from runtime.restorers import CONTRACTS, MODEL_GROUPS
 
 DESCRIPTION = """\
 Turn networks into deployable artifacts from their contracts (runtime/contracts/): ONNX with a
@@ -96,14 +95,6 @@ def _verify(names: list[str], out: Path, checkpoint: Path | None) -> int:
     if bad:
         print(f"error: {len(bad)} outputs over tolerance", file=sys.stderr)
     return 1 if bad else 0
-
-
-def onnx_up_to_date(contract: NetworkContract, path: Path, checkpoint: Path | None) -> bool:
-    """True when `path` exists and was exported from the same weights."""
-    if not path.is_file():
-        return False
-    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-    return props.get(SOURCE_KEY) == contract.source_id(checkpoint)
 
 
 def _export(names: list[str], out: Path, checkpoint: Path | None, force: bool) -> None:

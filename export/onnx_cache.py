@@ -8,7 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from runtime.contracts.base import NetworkContract
+from runtime.contracts.base import SOURCE_KEY, NetworkContract
+from runtime.weights import default_weights, source_id
 
 
 def cache_root() -> Path:
@@ -22,9 +23,19 @@ def weights_file(contract: NetworkContract, checkpoint: Path | None) -> Path:
     """The weights file (or checkpoint folder) `contract`'s network is built from."""
     if checkpoint is not None:
         return Path(checkpoint)
-    if contract.default_weights is None:
+    if (default := default_weights(contract.name)) is None:
         raise ValueError(f"{contract.name}: no default weights file to cache an ONNX export of; pass --checkpoint")
-    return contract.default_weights
+    return default
+
+
+def onnx_up_to_date(contract: NetworkContract, path: Path, checkpoint: Path | None) -> bool:
+    """True when `path` exists and was exported from the same weights."""
+    import onnx
+
+    if not path.is_file():
+        return False
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    return props.get(SOURCE_KEY) == source_id(checkpoint)
 
 
 def onnx_dir(contract: NetworkContract, checkpoint: Path | None = None, search: Path | None = None) -> Path:
@@ -36,7 +47,7 @@ def onnx_dir(contract: NetworkContract, checkpoint: Path | None = None, search: 
     weights = weights_file(contract, checkpoint)
     if not weights.exists():
         raise FileNotFoundError(f"{weights}: not found")
-    key = hashlib.sha256(contract.source_id(weights).encode()).hexdigest()[:16]
+    key = hashlib.sha256(source_id(weights).encode()).hexdigest()[:16]
     folder = cache_root() / "onnx" / f"{contract.name}-{key}"
     if not (folder / f"{contract.name}.onnx").is_file():
         from export.onnx_export import export_onnx  # torch, onnx, onnxslim: only for the first run

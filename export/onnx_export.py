@@ -12,7 +12,9 @@ import onnx
 import onnxslim
 import torch
 
+from export.networks import NETWORKS
 from runtime.contracts.base import SOURCE_KEY, NetworkContract
+from runtime.weights import source_id
 
 OPSET = 17
 EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf caps a model at 2 GB: larger weights go beside it
@@ -35,8 +37,9 @@ def export_onnx(contract: NetworkContract, out_dir: Path, checkpoint: Path | Non
     dead-node and redundant-op removal), the contract's shapes stamped on inputs/outputs,
     onnx.checker and strict shape inference. Weights over `external_data_bytes` are saved as
     OUT_DIR/<name>.onnx.data. Files appear atomically."""
-    module = contract.build_module(checkpoint).eval()
-    example = tuple(torch.from_numpy(x) for x in contract.sample_inputs(1))
+    network = NETWORKS[contract.name]
+    module = network.build_module(checkpoint).eval()
+    example = tuple(torch.from_numpy(x) for x in network.sample_inputs(1))
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / f"{contract.name}.onnx"
         with warnings.catch_warnings():
@@ -50,7 +53,7 @@ def export_onnx(contract: NetworkContract, out_dir: Path, checkpoint: Path | Non
             model = onnxslim.slim(model)
         _check_names(contract, model)
         _stamp_shapes(contract, model)
-        onnx.helper.set_model_props(model, {"network": contract.name, SOURCE_KEY: contract.source_id(checkpoint)})
+        onnx.helper.set_model_props(model, {"network": contract.name, SOURCE_KEY: source_id(checkpoint)})
         external = sum(t.ByteSize() for t in model.graph.initializer) > external_data_bytes
         staged = Path(tmp) / "out" / f"{contract.name}.onnx"
         staged.parent.mkdir()

@@ -13,6 +13,7 @@ from runtime.contracts.base import NetworkContract
 from runtime.engines import BuildTarget, Manifest, is_up_to_date
 from runtime.files import sha256_file, write_atomic
 from runtime.tensorrt_session import current_target, require_tensorrt
+from runtime.weights import source_id
 
 if TYPE_CHECKING:   # annotations only: neither is imported before a CUDA device is confirmed
     import tensorrt as trt
@@ -32,7 +33,7 @@ def wanted_manifest(contract: NetworkContract, onnx_path: Path, checkpoint: Path
     """The manifest an engine built now would carry (compared with the existing one to skip builds)."""
     precision = engine_precision(contract, fp16_vae)
     return Manifest(network=contract.name, onnx_sha256=sha256_file(onnx_path),
-                    source_weights=contract.source_id(checkpoint), target=target, precision=precision,
+                    source_weights=source_id(checkpoint), target=target, precision=precision,
                     profiles={k: [list(s) for s in v] for k, v in contract.profile(max_batch).items()},
                     build_flags={"builder_optimization_level": opt_level, "fp16": precision == "fp16", "tf32": True})
 

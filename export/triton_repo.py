@@ -29,15 +29,14 @@ import shutil
 import sys
 from pathlib import Path
 
-from runtime.contracts import CONTRACTS, MODEL_GROUPS
+from runtime.restorers import CONTRACTS, MODEL_GROUPS, RESTORERS
 from export.ngc import ngc_release
 from runtime.contracts.base import NetworkContract
 from runtime.engines import BuildTarget
-from training.provenance import safm_provenance
-from training.shipped import DEMO_SAFM
 from runtime.contracts.service import PYTHON_MODELS, SERVICES, TRITON_TYPES, Capacity, PythonModel, \
     RestorerService, ServiceTensor, triton_dims
 from runtime.files import write_atomic
+from runtime.weights import source_id
 
 SOURCE_REPO = Path(__file__).resolve().parents[1] / "triton_repo"   # committed sources
 ONNXRUNTIME_MODEL = SOURCE_REPO / "onnxruntime_model.py"
@@ -218,7 +217,7 @@ def _link_or_copy(src: Path, dst: Path, link: bool = True) -> None:
 def _onnx_file(contract: NetworkContract, engines: Path, checkpoint: Path | None) -> Path:
     """<engines>/<name>.onnx of the given weights, exported first when missing; an ONNX file
     of other weights is refused (as runtime.sessions.onnx_session does)."""
-    from export.cli import onnx_up_to_date
+    from export.onnx_cache import onnx_up_to_date
 
     path = engines / f"{contract.name}.onnx"
     if not path.is_file():
@@ -244,7 +243,7 @@ def _check_engine(contract: NetworkContract, plan: Path, checkpoint: Path | None
     except EngineMismatch as exc:
         raise RepoError(f"{exc} (the server image is {ngc_release().server_image}: build engines in "
                         f"{ngc_release().tensorrt_image}, `make docker-engines`)") from None
-    if manifest.source_weights != contract.source_id(checkpoint):
+    if manifest.source_weights != source_id(checkpoint):
         raise RepoError(f"{plan}: built from other weights ({manifest.source_weights}) than "
                         f"{checkpoint or 'the default'}; rebuild with `python -m export build-engines`")
     top = min(shape[2][0] for shape in manifest.profiles.values())
@@ -322,7 +321,7 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
             else:
                 missing.append(str(plan))
     if "authface_faces" in configs:
-        from runtime.authface import scheduler_config
+        from runtime.restorers.authface.restorer import scheduler_config
 
         config = scheduler_config(checkpoints.get("authface"))
         write_atomic(out / "authface_faces" / "1" / "scheduler_config.json", json.dumps(config, indent=2).encode())
@@ -334,15 +333,8 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
     return sorted(configs)
 
 
-def _authface_provenance(checkpoint: Path | None):
-    from runtime.authface.factory import checkpoint_provenance
-
-    return checkpoint_provenance(checkpoint)
-
-
 # the restorer models of the served job -> what their weights are (a config parameter)
-PROVENANCE = {SERVICES["safm"].faces.name: lambda checkpoint: safm_provenance(checkpoint or DEMO_SAFM),
-              SERVICES["authface"].faces.name: _authface_provenance}
+PROVENANCE = {s.faces.name: RESTORERS[s.restorer].provenance for s in SERVICES.values() if RESTORERS[s.restorer].provenance}
 
 
 def _remove_stale(out: Path, keep: set[str]) -> None:

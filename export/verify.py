@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from export.networks import NETWORKS
 from runtime.contracts import NetworkContract
 from runtime.sessions import TorchSession
 
@@ -49,10 +50,11 @@ def verify_onnx(contract: NetworkContract, onnx_path: Path, checkpoint: Path | N
 
         runners.append(TrtRunner(EngineFromBytes(Path(plan).read_bytes()), name="tensorrt"))
         tolerance["tensorrt"] = ENGINE_TOLERANCE[precision]
-    feeds = [dict(zip(contract.input_names, contract.sample_inputs(batch))) for batch in batches]
+    network = NETWORKS[contract.name]
+    feeds = [dict(zip(contract.input_names, network.sample_inputs(batch))) for batch in batches]
     with G_LOGGER.verbosity(G_LOGGER.WARNING):   # not one log block per inference
         results = Comparator.run(runners, data_loader=feeds)
-    torch_run = TorchSession(contract.build_module(checkpoint))
+    torch_run = TorchSession(network.build_module(checkpoint), contract)
     references = [dict(zip(contract.output_names, torch_run(*feed.values()))) for feed in feeds]
     rows = []
     for runner, iterations in results:

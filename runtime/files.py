@@ -4,11 +4,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from training.files import atomic_write
-
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write bytes to `path` atomically (temp file in the same folder, then a rename)."""
+    from training.files import atomic_write  # here: the Triton python models, which never write files, load no `training`
+
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 

@@ -1,4 +1,5 @@
-"""Backends behind one session interface: numpy arrays in, a tuple of numpy arrays out.
+"""Backends behind one session interface: numpy arrays in (by the contract's names, in its
+dtypes), a tuple of numpy arrays out (contract order).
 
 Importing this module imports no torch: the ONNX Runtime path starts without it."""
 from __future__ import annotations
@@ -8,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from runtime.contracts.base import SOURCE_KEY, NetworkContract
+from runtime.contracts.base import SOURCE_KEY, NetworkContract, TensorSpec
+from runtime.weights import source_ids
 
 if TYPE_CHECKING:
     import torch
@@ -29,32 +31,44 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class TorchSession:
-    """Runs an eval-mode torch module under inference_mode on a device/dtype; numpy in and out.
-    Inputs at the positions `fp32_inputs` (timesteps, scales) stay fp32, so bf16 does not
-    round timestep 999 to 1000. channels_last: weights and 4-D inputs in NHWC memory layout
-    (the layout oneDNN and cuDNN convolutions run fastest in: benchmarks/NOTES.md)."""
+def as_declared(spec: TensorSpec, x: np.ndarray) -> np.ndarray:
+    """An input as its contract declares it: contiguous, in the spec's dtype."""
+    return np.ascontiguousarray(x, spec.dtype)
 
-    def __init__(self, module: torch.nn.Module, device: str = "cpu", dtype: torch.dtype | None = None,
-                 fp32_inputs: tuple[int, ...] = (), channels_last: bool = False) -> None:
+
+class TorchSession:
+    """Runs an eval-mode torch module of `contract`'s network under inference_mode on a
+    device/dtype; numpy in (by name, or all in contract order), numpy out. Floating inputs run
+    in `dtype` except those the contract keeps fp32 (timesteps, scales: bf16 rounds 999 to
+    1000); other inputs keep their declared dtype. channels_last: weights and 4-D inputs in
+    NHWC memory layout (the layout oneDNN and cuDNN convolutions run fastest in:
+    benchmarks/NOTES.md)."""
+
+    def __init__(self, module: torch.nn.Module, contract: NetworkContract, device: str = "cpu",
+                 dtype: torch.dtype | None = None, channels_last: bool = False) -> None:
         import torch
 
         dtype = dtype or torch.float32
-        self.device, self.dtype, self.fp32_inputs = torch.device(device), dtype, set(fp32_inputs)
+        self.contract, self.device, self.dtype = contract, torch.device(device), dtype
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.module = module.eval().to(self.device, dtype).to(memory_format=self.memory_format)
 
-    def _tensor(self, i: int, x: np.ndarray) -> torch.Tensor:
+    def _tensor(self, spec: TensorSpec, x: np.ndarray) -> torch.Tensor:
         import torch
 
-        t = torch.from_numpy(np.ascontiguousarray(x)).to(self.device, torch.float32 if i in self.fp32_inputs else self.dtype)
+        t = torch.from_numpy(as_declared(spec, x))
+        if t.is_floating_point():
+            t = t.to(self.device, torch.float32 if spec.keep_fp32 else self.dtype)
+        else:
+            t = t.to(self.device)
         return t.contiguous(memory_format=self.memory_format) if t.ndim == 4 else t
 
-    def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
+    def __call__(self, *args: np.ndarray, **named: np.ndarray) -> tuple[np.ndarray, ...]:
         import torch
 
+        inputs = self.contract.bind(args, named)
         with torch.inference_mode():
-            out = self.module(*(self._tensor(i, x) for i, x in enumerate(inputs)))
+            out = self.module(*(self._tensor(s, inputs[s.name]) for s in self.contract.inputs))
         out = out if isinstance(out, (tuple, list)) else (out,)
         return tuple(o.float().cpu().numpy() for o in out)
 
@@ -84,8 +98,7 @@ class OnnxRuntimeSession:
     threads sleep instead of spinning: on a loaded 2-core machine spinning made 2 threads
     1.1-1.7x slower than 1, without it they are as fast or faster (benchmarks/NOTES.md)."""
 
-    def __init__(self, path: str, input_names: list[str], output_names: list[str], device: str = "cpu",
-                 threads: int | None = None) -> None:
+    def __init__(self, path: str, contract: NetworkContract, device: str = "cpu", threads: int | None = None) -> None:
         import onnxruntime as ort
 
         providers = ort_providers(device, ort.get_available_providers(), Path(path).parent / "ort_trt_cache")
@@ -94,11 +107,15 @@ class OnnxRuntimeSession:
             options.intra_op_num_threads = threads
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=providers)
-        self.input_names, self.output_names = input_names, output_names
+        self.contract = contract
 
-    def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
-        feed = {n: np.ascontiguousarray(x, dtype=np.float32) for n, x in zip(self.input_names, inputs)}
-        return tuple(self.session.run(self.output_names, feed))
+    def feed(self, *args: np.ndarray, **named: np.ndarray) -> dict[str, np.ndarray]:
+        """ONNX Runtime's feed of one call: every input by name, in its declared dtype."""
+        inputs = self.contract.bind(args, named)
+        return {s.name: as_declared(s, inputs[s.name]) for s in self.contract.inputs}
+
+    def __call__(self, *args: np.ndarray, **named: np.ndarray) -> tuple[np.ndarray, ...]:
+        return tuple(self.session.run(self.contract.output_names, self.feed(*args, **named)))
 
 
 def onnx_session(contract: NetworkContract, onnx_dir: Path, checkpoint: Path | None = None,
@@ -111,8 +128,8 @@ def onnx_session(contract: NetworkContract, onnx_dir: Path, checkpoint: Path | N
     hint = f"run `python -m export onnx --model {contract.name}{ckpt} --out {onnx_dir}`"
     if not path.is_file():
         raise SessionError(f"{path}: not found; {hint}")
-    session = OnnxRuntimeSession(str(path), contract.input_names, contract.output_names, device, threads)
+    session = OnnxRuntimeSession(str(path), contract, device, threads)
     source = session.session.get_modelmeta().custom_metadata_map.get(SOURCE_KEY)
-    if source not in contract.source_ids(checkpoint):
+    if source not in source_ids(contract.name, checkpoint):
         raise SessionError(f"{path}: exported from other weights ({source}) than {checkpoint or 'the default'}; {hint}")
     return session

@@ -68,14 +68,15 @@ class TensorRTSession:
         for spec in self.contract.outputs:
             if spec.name not in outputs:
                 dims = self.context.get_tensor_shape(spec.name)   # trt.Dims: indexable, not iterable
-                outputs[spec.name] = torch.empty([dims[i] for i in range(len(dims))], dtype=torch.float32, device="cuda")
+                outputs[spec.name] = torch.empty([dims[i] for i in range(len(dims))], dtype=getattr(torch, spec.dtype),
+                                                 device="cuda")
             self.context.set_tensor_address(spec.name, outputs[spec.name].data_ptr())
         return outputs
 
-    def run_torch(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def run_torch(self, *args: torch.Tensor, **inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Run on CUDA tensors (kept on the device); returns output buffers reused by the next call
         of the same shapes. With CUDA graphs, the first call per shape captures, later ones replay."""
-        named = {n: t.contiguous() for n, t in zip(self.contract.input_names, inputs)}
+        named = {n: t.contiguous() for n, t in self.contract.bind(args, inputs).items()}
         key = tuple(tuple(t.shape) for t in named.values())
         if key in self.graphs:
             for name, t in named.items():
@@ -98,9 +99,10 @@ class TensorRTSession:
         torch.cuda.current_stream().wait_stream(self.stream)
         return tuple(self.buffers[key][n] for n in self.contract.output_names)
 
-    def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
-        tensors = [torch.from_numpy(np.ascontiguousarray(x, np.float32)).cuda() for x in inputs]
-        return tuple(t.float().cpu().numpy() for t in self.run_torch(*tensors))
+    def __call__(self, *args: np.ndarray, **inputs: np.ndarray) -> tuple[np.ndarray, ...]:
+        tensors = {s.name: torch.from_numpy(np.ascontiguousarray(x, s.dtype)).cuda()   # the declared dtype
+                   for s, x in zip(self.contract.inputs, self.contract.bind(args, inputs).values())}
+        return tuple(t.float().cpu().numpy() for t in self.run_torch(**tensors))
 
 
 def tensorrt_session(contract: NetworkContract, engines_dir: Path, checkpoint: Path | None = None,
@@ -108,6 +110,7 @@ def tensorrt_session(contract: NetworkContract, engines_dir: Path, checkpoint: P
     """The engine `<engines_dir>/<contract name>.plan`, refused when it is missing, was built for
     another GPU/TensorRT, or from other weights than `checkpoint`."""
     from runtime.engines import EngineMismatch, read_manifest
+    from runtime.weights import source_id
 
     plan = Path(engines_dir) / f"{contract.name}.plan"
     hint = f"run `python -m export build-engines --model {contract.name} --out {engines_dir}`"
@@ -117,6 +120,6 @@ def tensorrt_session(contract: NetworkContract, engines_dir: Path, checkpoint: P
                                  "engine on; use --backend onnxruntime here, or build the engine on the serving GPU "
                                  f"(`python -m export build-engines --model {contract.name}`)")
         raise EngineMismatch(f"{plan}: not found; {hint}")
-    if read_manifest(plan).source_weights != contract.source_id(checkpoint):
+    if read_manifest(plan).source_weights != source_id(checkpoint):
         raise EngineMismatch(f"{plan}: built from other weights than {checkpoint or 'the default'}; {hint}")
     return TensorRTSession(plan, contract, use_cuda_graph)

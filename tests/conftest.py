@@ -57,7 +57,7 @@ def write_rgb(path, rgb8: np.ndarray) -> None:
 def export_networks(names: Iterable[str], out: Path, slim: bool = True) -> Path:
     """ONNX files of the named networks (their default weights) in `out`; returns `out`."""
     from export.onnx_export import export_onnx
-    from runtime.contracts import CONTRACTS
+    from runtime.restorers import CONTRACTS
 
     for name in names:
         export_onnx(CONTRACTS[name], out, slim=slim)

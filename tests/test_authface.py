@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.authface import SCHEDULERS, make_authface_restorer
-from runtime.contracts import CONTRACTS, MODEL_GROUPS
-from runtime.contracts.authface import UNET_CONTROLNET, _faces
+from runtime.restorers.authface.pipeline import SCHEDULERS
+from runtime.restorers.factory import make_restorer
+from runtime.restorers import CONTRACTS, MODEL_GROUPS
+from export.networks import NETWORKS
+from export.networks.authface import real_faces
+from runtime.contracts.authface import UNET_CONTROLNET
 from training.authface import (CheckpointError, load_checkpoint, make_checkpoint_from_diffusers,
                                make_random_checkpoint)
 from training.authface.__main__ import main as authface_main
@@ -25,12 +28,12 @@ def ckpt():
 @pytest.fixture(scope="module")
 def faces() -> np.ndarray:
     """Three real aligned faces (astronaut, Grace Hopper, astronaut), NCHW in [-1, 1]."""
-    return _faces(3)
+    return real_faces(3)
 
 
 @pytest.fixture(scope="module")
 def restorer():
-    return make_authface_restorer(steps=STEPS, seed=0, progress=False)
+    return make_restorer("authface", steps=STEPS, seed=0, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +43,7 @@ def onnx_dir(tmp_path_factory):
 
 def test_fused_module_equals_controlnet_then_unet(ckpt, faces):
     fused = ckpt.unet_controlnet()
-    sample, timestep, control, _ = (torch.from_numpy(x) for x in UNET_CONTROLNET.sample_inputs(2))
+    sample, timestep, control, _ = (torch.from_numpy(x) for x in NETWORKS[UNET_CONTROLNET.name].sample_inputs(2))
     scale = torch.tensor([1.0, 0.5])
     b = 2
     enc = ckpt.prompt_embeds[None].expand(b, -1, -1)
@@ -105,7 +108,7 @@ def test_sdxl_config_is_the_real_architecture():
 def test_same_seed_same_image_other_seed_other_image(restorer, faces):
     a = restorer.restore(faces[:1])
     assert np.array_equal(a, restorer.restore(faces[:1]))
-    other = make_authface_restorer(steps=STEPS, seed=1, progress=False).restore(faces[:1])
+    other = make_restorer("authface", steps=STEPS, seed=1, progress=False).restore(faces[:1])
     assert np.abs(a - other).max() > 1e-2
 
 
@@ -120,7 +123,7 @@ def test_batch_of_three_equals_three_single_runs(restorer, faces):
 @pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
 def test_every_scheduler_runs(scheduler, faces):
     for strength in (None, 0.5):
-        out = make_authface_restorer(scheduler=scheduler, steps=2, strength=strength, progress=False).restore(faces[:1])
+        out = make_restorer("authface", scheduler=scheduler, steps=2, strength=strength, progress=False).restore(faces[:1])
         assert out.shape == (1, 3, 512, 512) and np.isfinite(out).all()
 
 
@@ -128,15 +131,15 @@ def test_strength_runs_fewer_unet_calls(faces):
     def counted(r):
         calls = {"unet": 0, "encoder": 0}
         unet, enc = r.unet_controlnet, r.vae_encoder
-        r.unet_controlnet = lambda *a: (calls.__setitem__("unet", calls["unet"] + 1), unet(*a))[1]
-        r.vae_encoder = lambda *a: (calls.__setitem__("encoder", calls["encoder"] + 1), enc(*a))[1]
+        r.unet_controlnet = lambda **a: (calls.__setitem__("unet", calls["unet"] + 1), unet(**a))[1]
+        r.vae_encoder = lambda **a: (calls.__setitem__("encoder", calls["encoder"] + 1), enc(**a))[1]
         r.restore(faces[:1])
         return calls
 
-    assert counted(make_authface_restorer(steps=6, progress=False)) == {"unet": 6, "encoder": 0}
-    assert counted(make_authface_restorer(steps=6, strength=0.5, progress=False)) == {"unet": 3, "encoder": 1}
+    assert counted(make_restorer("authface", steps=6, progress=False)) == {"unet": 6, "encoder": 0}
+    assert counted(make_restorer("authface", steps=6, strength=0.5, progress=False)) == {"unet": 3, "encoder": 1}
     with pytest.raises(ValueError, match="strength"):
-        make_authface_restorer(strength=1.5)
+        make_restorer("authface", strength=1.5)
 
 
 def test_restores_a_real_photo_only_around_the_face(restorer, pipeline):
@@ -176,23 +179,23 @@ def test_onnx_graphs_follow_contracts_and_match_torch(onnx_dir):
 
 
 def test_onnxruntime_restorer_matches_torch(restorer, faces, onnx_dir, tmp_path):
-    ort = make_authface_restorer(backend="onnxruntime", onnx_dir=onnx_dir, steps=STEPS, seed=0, progress=False)
+    ort = make_restorer("authface", backend="onnxruntime", onnx_dir=onnx_dir, steps=STEPS, seed=0, progress=False)
     err = float(np.abs(ort.restore(faces[:2]) - restorer.restore(faces[:2])).max())
     print(f"onnxruntime vs torch restorer: max abs err {err:.2e} (image range [-1, 1])")
     assert err < 2e-3
     with pytest.raises(RuntimeError, match="vae_encoder.onnx: not found"):
-        make_authface_restorer(backend="onnxruntime", onnx_dir=tmp_path)
+        make_restorer("authface", backend="onnxruntime", onnx_dir=tmp_path)
     with pytest.raises(RuntimeError, match="vae_encoder.plan: not found"):
-        make_authface_restorer(backend="tensorrt", onnx_dir=tmp_path)
+        make_restorer("authface", backend="tensorrt", onnx_dir=tmp_path)
     other = make_random_checkpoint("tiny", seed=1).save(tmp_path / "ckpt")
     with pytest.raises(RuntimeError, match="other weights"):  # graphs of the default weights, another checkpoint
-        make_authface_restorer(backend="onnxruntime", onnx_dir=onnx_dir, checkpoint=other)
+        make_restorer("authface", backend="onnxruntime", onnx_dir=onnx_dir, checkpoint=other)
     with pytest.raises(ValueError, match="fp16"):
-        make_authface_restorer(precision="fp16")
+        make_restorer("authface", precision="fp16")
 
 
 def test_restore_cli_runs_authface_end_to_end(tmp_path, capsys):
-    from runtime.cli import main
+    from facerestore.cli import main
 
     from runtime.samples import GRACE_HOPPER
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from export.onnx_export import export_onnx
-from runtime.bench import BenchPlan, run_bench
-from runtime.bench.restorers import EAGER, EAGER_NCHW, contract_paths, gflop_per_face, measure, sample_tensors, sdxl_floor
-from runtime.bench.timing import interleaved_ms, stats, time_ms
-from runtime.cli import main
-from runtime.contracts import CONTRACTS
+from benchmarks import BenchPlan, run_bench
+from benchmarks.restorers import EAGER, EAGER_NCHW, gflop_per_face, measure, network_paths, sample_tensors, sdxl_floor
+from benchmarks.timing import interleaved_ms, stats, time_ms
+from facerestore.cli import main
+from export.networks import NETWORKS
 from runtime.contracts.authface import UNET_CONTROLNET
 
 
@@ -44,9 +44,9 @@ def test_interleaved_ms_alternates_calls():
 def test_measure_torch_and_onnxruntime_paths(tmp_path):
     """The face detector on both CPU paths: one row per path and batch, the eager row is the
     reference (speed-up 1), derived columns agree with the median; a missing ONNX file is skipped."""
-    detector = CONTRACTS["face_detector"]
-    export_onnx(detector, tmp_path, slim=False)
-    paths = contract_paths(detector, None, tmp_path, nchw=True)
+    detector = NETWORKS["face_detector"]
+    export_onnx(detector.contract, tmp_path, slim=False)
+    paths = network_paths(detector, None, tmp_path, nchw=True)
     assert list(paths) == [EAGER, EAGER_NCHW, "onnxruntime cpu"]
     gflop = gflop_per_face(detector.build_module(None), sample_tensors(detector))
     assert 0.01 < gflop < 10
@@ -60,16 +60,16 @@ def test_measure_torch_and_onnxruntime_paths(tmp_path):
         assert r["speedup_vs_eager"] == pytest.approx(eager["median_ms"] / r["median_ms"], abs=0.01)
     assert all(r["speedup_vs_eager"] == 1.0 for r in rows if r["path"] == EAGER)
 
-    missing = measure("face_detector", contract_paths(detector, None, tmp_path / "none"), detector.sample_inputs,
+    missing = measure("face_detector", network_paths(detector, None, tmp_path / "none"), detector.sample_inputs,
                       (1,), 3, None, gflop, 1.0, 100.0)
     assert [r["path"] for r in missing] == [EAGER]
 
 
 def test_unet_controlnet_rows_on_real_latents():
     """One denoising step of the tiny UNet+ControlNet per batch: timesteps stay fp32 inputs."""
-    assert UNET_CONTROLNET.fp32_inputs == (1, 3)
-    paths = {EAGER: contract_paths(UNET_CONTROLNET, None, Path("/nonexistent"))[EAGER]}
-    rows = measure("unet", paths, UNET_CONTROLNET.sample_inputs, (1, 2), 3, 0.1, 4.8, 2.4, 100.0)
+    assert [s.name for s in UNET_CONTROLNET.inputs if s.keep_fp32] == ["timestep", "conditioning_scale"]
+    paths = {EAGER: network_paths(NETWORKS[UNET_CONTROLNET.name], None, Path("/nonexistent"))[EAGER]}
+    rows = measure("unet", paths, NETWORKS[UNET_CONTROLNET.name].sample_inputs, (1, 2), 3, 0.1, 4.8, 2.4, 100.0)
     assert [r["batch"] for r in rows] == [1, 2] and all(r["runs"] == 3 for r in rows)
 
 
@@ -112,7 +112,7 @@ def test_bench_cli_refuses_bad_input_before_timing(tmp_path, capsys, argv, messa
 def test_authface_rows_per_network_and_whole_restoration(tmp_path):
     """A saved tiny AuthFace checkpoint, no ONNX files: the torch rows of each network at batch
     1/4/8 and of the whole restoration (batch 1 on a CPU); the ONNX Runtime paths are skipped."""
-    from runtime.bench.restorers import bench_authface
+    from benchmarks.restorers import bench_authface
     from training.authface import make_random_checkpoint
 
     make_random_checkpoint("tiny").save(tmp_path / "ckpt")

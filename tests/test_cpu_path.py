@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from export.onnx_cache import cache_root, onnx_dir
-from runtime.cli import main
+from facerestore.cli import main
 from runtime.contracts.face import FACE_DETECTOR, FACE_MESH
 from runtime.cpu import has_bf16, reported_flags
 from runtime.face import FaceOptions, FacePipeline, onnx_face_pipeline
@@ -32,9 +32,9 @@ def ort_pipeline() -> FacePipeline:
 
 
 def _imports(argv: list[str], tmp_path: Path) -> tuple[subprocess.CompletedProcess, set[str]]:
-    """Run `python -X importtime -m runtime ARGV` from the checkout; the modules it imported."""
+    """Run `python -X importtime -m facerestore ARGV` from the checkout; the modules it imported."""
     env = {**os.environ, "FACERESTORE_CACHE": str(cache_root()), "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "runtime", *argv], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "facerestore", *argv], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     modules = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
     return proc, modules
@@ -93,9 +93,9 @@ def test_tile_side_follows_the_smallest_face_asked_for():
 def _counting(pipeline: FacePipeline, options: FaceOptions) -> tuple[FacePipeline, list[int]]:
     views: list[int] = []
 
-    def detector(x):
-        views.append(len(x))
-        return pipeline.detector(x)
+    def detector(**inputs):   # its one input, by name
+        views.append(len(next(iter(inputs.values()))))
+        return pipeline.detector(**inputs)
 
     return FacePipeline(detector, pipeline.mesh, options), views
 
@@ -133,13 +133,13 @@ def test_decoded_8bit_photo_keeps_its_pixels():
 
 @pytest.mark.skipif(not has_bf16(), reason=f"this CPU computes no bf16 (flags: {reported_flags()})")
 def test_bf16_on_this_cpu_is_close_to_fp32(capsys):
-    from runtime.restorers import make_safm_restorer
+    from runtime.restorers.factory import make_restorer
 
     photo = read_image(GRACE_HOPPER)
     pipeline = onnx_face_pipeline(onnx_dir(FACE_DETECTOR), onnx_dir(FACE_MESH))
     batch = pipeline.align(photo, pipeline.find(photo)[0])
-    fp32 = make_safm_restorer(None, "torch", precision="fp32")(batch)
-    bf16 = make_safm_restorer(None, "torch", precision="bf16")(batch)
+    fp32 = make_restorer("safm", None, "torch", precision="fp32")(batch)
+    bf16 = make_restorer("safm", None, "torch", precision="bf16")(batch)
     err = np.abs(bf16 - fp32)
     assert 0 < err.mean() < 0.01 and np.percentile(err, 99) < 0.05, (err.mean(), np.percentile(err, 99))
 

@@ -20,9 +20,10 @@ from tritonclient.grpc import model_config_pb2 as mc
 from export.ngc import NGC_ENV, ngc_release, read_env
 from export.triton_repo import CUDA_GRAPH_NETWORKS, ONNXRUNTIME_MODEL, SOURCE_REPO, RepoError, model_configs, \
     render_repo
-from runtime.contracts import CONTRACTS
+from runtime.restorers import CONTRACTS
 from runtime.contracts.service import PYTHON_MODELS, SERVICES, triton_dims
 from runtime.engines import BuildTarget, Manifest, manifest_path
+from runtime.weights import source_id
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "deploy" / "docker"
@@ -42,7 +43,7 @@ STUB_IMPORT = textwrap.dedent('''
             del sys.modules[name]
         module = importlib.import_module("1.model")
         assert hasattr(module, "TritonPythonModel"), folder
-    import runtime, runtime.triton_backend as tb
+    import runtime, runtime.serving.triton_backend as tb
     assert runtime.__file__.startswith(target), runtime.__file__
     tb.warm_up()   # package data (the sample photos) came with the install
     print("imported", len(models), "models from", runtime.__file__)
@@ -122,7 +123,7 @@ def bls_requests_without_memory(source: str) -> list[int]:
 def test_every_bls_request_states_its_memory():
     files = [p for d in ("runtime", "triton_repo", "export") for p in (ROOT / d).rglob("*.py")]
     found = {p: p.read_text() for p in files if "InferenceRequest(" in p.read_text()}
-    assert ROOT / "runtime" / "triton_backend.py" in found
+    assert ROOT / "runtime" / "serving" / "triton_backend.py" in found
     assert {str(p.relative_to(ROOT)): bls_requests_without_memory(s) for p, s in found.items()} == \
         {str(p.relative_to(ROOT)): [] for p in found}
     bad = "r = pb_utils.InferenceRequest(model_name='x', inputs=[], requested_output_names=['y'])\n"
@@ -170,7 +171,7 @@ def fake_engines(folder: Path, names, tensorrt: str, gpu: str = H100, cc: str = 
         contract = CONTRACTS[name]
         plan = folder / f"{name}.plan"
         plan.write_bytes(b"not a real engine")
-        Manifest(network=name, onnx_sha256="0" * 64, source_weights=contract.source_id(None),
+        Manifest(network=name, onnx_sha256="0" * 64, source_weights=source_id(None),
                  target=BuildTarget(tensorrt=tensorrt, gpu=gpu, compute_capability=cc), precision=contract.precision,
                  profiles={k: [list(s) for s in v] for k, v in contract.profile().items()}).write(manifest_path(plan))
     return folder
@@ -263,8 +264,8 @@ import dataclasses
 import torch
 import triton_python_backend_utils as pb_utils
 
-from runtime.contracts import CONTRACTS
-from runtime.triton_backend import BlsNet
+from runtime.restorers import CONTRACTS
+from runtime.serving.triton_backend import BlsNet
 
 
 class TritonPythonModel:
@@ -293,10 +294,11 @@ def test_bls_net_chunks_concurrently_and_reads_its_memory(tmp_path):
     import tritonclient.http as http
     from google.protobuf import text_format
 
+    from export.networks import NETWORKS
     from export.onnx_export import export_onnx
     from export.triton_repo import network_config
     from runtime.contracts.face import FACE_MESH
-    from runtime.serve import TritonServer
+    from runtime.serving.serve import TritonServer
     from runtime.sessions import onnx_session
 
     small = dataclasses.replace(FACE_MESH, max_batch=4)
@@ -315,7 +317,7 @@ def test_bls_net_chunks_concurrently_and_reads_its_memory(tmp_path):
         f'output {{ name: "HOST" data_type: TYPE_FP32 dims: [{out_dims}] }}\n'
         f'output {{ name: "DLPACK" data_type: TYPE_FP32 dims: [{out_dims}] }}\n'
         'instance_group { kind: KIND_CPU count: 1 }\n')
-    faces = FACE_MESH.sample_inputs(11)[0]
+    faces = NETWORKS["face_mesh"].sample_inputs(11)[0]
     expected = onnx_session(FACE_MESH, tmp_path / "engines")(faces)[0]
     with TritonServer(repo, server="bundled", log=tmp_path / "log.txt", exit_timeout=5, ready_timeout=180) as server:
         client = http.InferenceServerClient(server.http_url)

@@ -1,6 +1,6 @@
 """deploy/k8s, validated offline: every manifest against the Kubernetes API schemas
 (kubernetes-validate, strict: no unknown fields), and against the served job (ports, probes
-that run runtime/probe.py on a served restorer, the GPU request, what the autoscaler scales)."""
+that run runtime/serving/probe.py on a served restorer, the GPU request, what the autoscaler scales)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -54,7 +54,7 @@ def test_manifests_fit_the_served_job():
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
     for probe in ("readinessProbe", "livenessProbe"):   # the ensemble really restoring a photo
         command = container[probe]["exec"]["command"]
-        assert command[:3] == ["python3", "-m", "runtime.probe"]
+        assert command[:3] == ["python3", "-m", "runtime.serving.probe"]
         assert command[command.index("--restorer") + 1] in SERVICES
         assert container[probe]["timeoutSeconds"] > float(command[command.index("--timeout") + 1])
     assert container["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"

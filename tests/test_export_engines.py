@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from export.cli import main as export_main
+from export.networks import NETWORKS
 from export.onnx_export import export_onnx
 from export.tensorrt_build import build_engine, engine_precision, wanted_manifest
 from export.verify import verify_onnx
-from runtime.contracts import CONTRACTS
+from runtime.restorers import CONTRACTS
 from runtime.contracts.face import FACE_MESH
 from runtime.contracts.safm import SAFM
 from runtime.engines import BuildTarget, EngineMismatch, check_loadable, is_up_to_date, manifest_path
@@ -110,7 +111,7 @@ def test_build_and_run_engine(mesh_onnx, tmp_path):
         pytest.skip(f"TensorRT engine build/run needs it: {exc}")
     plan = build_engine(FACE_MESH, mesh_onnx, tmp_path / "face_mesh.plan", max_batch=8)
     session = TensorRTSession(plan, FACE_MESH)
-    x = FACE_MESH.sample_inputs(4)
+    x = NETWORKS["face_mesh"].sample_inputs(4)
     ref = ort.InferenceSession(str(mesh_onnx)).run(FACE_MESH.output_names, {"image": x[0]})
     for a, b in zip(session(*x), ref):
         assert abs(a - b).max() / abs(b).max() < 1e-2  # fp16 engine vs fp32 ONNX Runtime

@@ -6,7 +6,8 @@ import pytest
 
 from export.cli import main as export_main
 from export.verify import verify_onnx
-from runtime.contracts import BATCH, CONTRACTS, FACE_MESH, MODEL_GROUPS
+from runtime.contracts import BATCH, FACE_MESH
+from runtime.restorers import CONTRACTS, MODEL_GROUPS
 from tests.conftest import export_networks
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.contracts import FACE_MESH
+from export.networks import NETWORKS
 from runtime.samples import ASTRONAUT, GRACE_HOPPER
 from training.convert_mediapipe import (DEFAULT_WHEEL, DETECTOR, MESH, NETS, TOLERANCE, MissingWheel,
                                         NetSpec, read_tflite, run_port, run_tflite, sha256, unit_input)
@@ -39,7 +39,7 @@ def ports() -> dict[str, torch.nn.Module]:
 def inputs() -> dict[str, np.ndarray]:
     """Per network, NHWC in [0, 1]: the detector gets both photos letterboxed; the mesh gets the
     real rotated face crops the pipeline makes from the group photo (3 faces)."""
-    mesh_crops = (FACE_MESH.sample_inputs(3)[0].transpose(0, 2, 3, 1) + 1) / 2
+    mesh_crops = (NETWORKS["face_mesh"].sample_inputs(3)[0].transpose(0, 2, 3, 1) + 1) / 2
     return {DETECTOR.stem: np.concatenate([unit_input(DETECTOR, p) for p in PHOTOS]), MESH.stem: mesh_crops}
 
 

@@ -74,7 +74,7 @@ def test_colour_fix_keeps_the_input_colours(pipeline):
 def test_evaluate_scores_a_known_degradation(pipeline, tmp_path, capsys):
     """`facerestore evaluate` on a real face with the fixed blur2-x4-jpeg60 preset: the identity
     restorer scores exactly as the degraded input, and nothing outside the face changes."""
-    from runtime.cli import main
+    from facerestore.cli import main
 
     out = tmp_path / "eval"
     assert main(["evaluate", str(GRACE_HOPPER), "--model", "identity", "--out", str(out)]) == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from runtime.cli import main
+from facerestore.cli import main
 from runtime.samples import GRACE_HOPPER
 from training.authface.checkpoint import provenance as authface_provenance
 from training.provenance import safm_provenance

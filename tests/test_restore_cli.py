@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runtime.cli import main
+from facerestore.cli import main
 from runtime.imageio import read_image
 from runtime.samples import ASTRONAUT, CAMERA, GRACE_HOPPER, NO_FACE, crowd_photo
 from tests.conftest import write_rgb
@@ -150,7 +150,7 @@ def test_grayscale_camera_photo(tmp_path):
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_client_without_a_server_says_so_in_one_line(protocol, tmp_path, capsys):
     """No server at the URL: one line per photo naming the URL and what to do, no traceback, exit 1."""
-    from runtime.serve import free_port
+    from runtime.serving.serve import free_port
 
     url = f"127.0.0.1:{free_port()}"
     assert main(["client", str(ASTRONAUT), "--out", str(tmp_path), "--url", url, "--protocol", protocol,

@@ -22,7 +22,7 @@ def tiny() -> SaFMRestorer:
 @pytest.fixture(scope="module")
 def faces():
     """Two real aligned faces with their label maps (from the face pipeline)."""
-    from runtime.contracts.safm import real_faces
+    from export.networks.safm import real_faces
 
     images, labels = real_faces()
     return torch.from_numpy(images[:2]), torch.from_numpy(labels[:2])

@@ -22,12 +22,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runtime.bench.serving import png_bytes
+from benchmarks.serving import png_bytes
 from runtime.contracts.service import MAX_UPLOAD_BYTES, SERVICES
 from runtime.imageio import DEFAULT_MAX_PIXELS, decode_image
 from runtime.samples import ASTRONAUT, GRACE_HOPPER, NO_FACE, read_rgb8
-from runtime.serve import Supervisor, TritonServer, group_memory, python_stubs
-from runtime.shm_recycle import grown_models
+from runtime.serving.serve import Supervisor, TritonServer, group_memory, python_stubs
+from runtime.serving.shm_recycle import grown_models
 from tests.kserve_http import element, infer, infer_json, tensor
 from tests.test_triton import engines, server  # noqa: F401  (the session's one server)
 
@@ -237,7 +237,7 @@ def test_json_client_sends_and_gets_base64(server, memory_at_start):
 def test_work_nobody_waits_for_is_stopped(server, memory_at_start):
     """A request's TIMEOUT stops the AuthFace loop (200 steps take about a minute here), and a
     gRPC client that gives up leaves no work behind: the next request is served at once."""
-    from runtime.client import ClientError, RestoreClient
+    from runtime.serving.client import ClientError, RestoreClient
 
     start = time.monotonic()
     answer = infer(server.http_url, AUTHFACE, [photo(), tensor("STEPS", "INT32", 200), tensor("TIMEOUT", "FP32", 2.0)],

@@ -11,9 +11,9 @@ from export.triton_repo import model_configs
 from runtime.contracts import CONTRACTS
 from runtime.contracts.service import PREPROCESS, PYTHON_MODELS, SERVICES, TIMEOUT, Capacity
 from runtime.imageio import ImageError
-from runtime.request_checks import RANGES, answer_bytes, check_options, check_output_size, output_suffix, photo_bytes
+from runtime.serving.request_checks import RANGES, answer_bytes, check_options, check_output_size, output_suffix, photo_bytes
 from runtime.samples import ASTRONAUT
-from runtime.cli import main
+from facerestore.cli import main
 
 
 @pytest.mark.parametrize("name,good,bad", [("UPSCALE", [0.125, 1, 8], [0, -1, 0.001, 100, float("nan"), float("inf")]),

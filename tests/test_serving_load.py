@@ -1,13 +1,13 @@
-"""The load test (runtime/bench/load.py) against the session's real server, kept small here
-(8 clients x 3 requests); `python -m runtime.bench.load` runs the 8 x 50 of the benchmarks."""
+"""The load test (benchmarks/load.py) against the session's real server, kept small here
+(8 clients x 3 requests); `python -m benchmarks.load` runs the 8 x 50 of the benchmarks."""
 from __future__ import annotations
 
-from runtime.bench.load import load_table, load_test, percentile
-from runtime.bench.serving import png_bytes
-from runtime.cli import main
+from benchmarks.load import load_table, load_test, percentile
+from benchmarks.serving import png_bytes
+from facerestore.cli import main
 from runtime.imageio import decode_image
 from runtime.samples import ASTRONAUT, GRACE_HOPPER, read_rgb8
-from runtime.serve import free_port
+from runtime.serving.serve import free_port
 from tests.test_triton import engines, server  # noqa: F401  (the session's one server)
 
 

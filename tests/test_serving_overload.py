@@ -16,11 +16,11 @@ import urllib.request
 import pytest
 
 from export.triton_repo import render_repo
-from runtime.bench.serving import png_bytes
-from runtime.client import ClientError, RestoreClient
+from benchmarks.serving import png_bytes
+from runtime.serving.client import ClientError, RestoreClient
 from runtime.contracts.service import PREPROCESS, SERVICES, Capacity
 from runtime.samples import ASTRONAUT, read_rgb8
-from runtime.serve import TritonServer
+from runtime.serving.serve import TritonServer
 from tests.kserve_http import infer, tensor
 from tests.test_triton import engines  # noqa: F401  (the session's ONNX files)
 

@@ -14,10 +14,10 @@ import time
 import pytest
 
 from export.triton_repo import render_repo
-from runtime.bench.serving import png_bytes
-from runtime.client import ClientError, RestoreClient
+from benchmarks.serving import png_bytes
+from runtime.serving.client import ClientError, RestoreClient
 from runtime.samples import ASTRONAUT, read_rgb8
-from runtime.serve import SHM_DIR, Supervisor, TritonServer, live_group_members
+from runtime.serving.serve import SHM_DIR, Supervisor, TritonServer, live_group_members
 from tests.test_triton import engines  # noqa: F401  (the session's ONNX files)
 
 RECOVERY_S = 30.0        # kill -> the first request answered again
@@ -137,9 +137,9 @@ def test_models_reloaded_for_their_memory_under_load_refuse_nothing(supervised):
 
 
 def test_probe_tells_the_truth_where_triton_health_does_not(supervised):
-    """Unsupervised, a dead stub leaves Triton's readiness at 200 while runtime/probe.py (the
+    """Unsupervised, a dead stub leaves Triton's readiness at 200 while runtime/serving/probe.py (the
     Kubernetes probes of deploy/k8s) reports the ensemble broken; after a restart both agree."""
-    from runtime.probe import main as probe_main, probe
+    from runtime.serving.probe import main as probe_main, probe
 
     server, supervisor = supervised
     supervisor.stop()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.cli import main as cli
+from facerestore.cli import main as cli
 from runtime.samples import ASTRONAUT, GRACE_HOPPER
 from training.authface.__main__ import main as authface_main
 from training.authface.checkpoint import load_checkpoint, make_random_checkpoint

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from runtime.cli import main as cli
+from facerestore.cli import main as cli
 from runtime.samples import ASTRONAUT, GRACE_HOPPER, NO_FACE
 from training.data.degradations import DegradationConfig, degrade
 from training.data.faces import AlignedFaces

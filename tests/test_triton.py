@@ -18,15 +18,15 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from export.triton_repo import SOURCE_REPO, model_configs, render_repo
-from runtime.bench.serving import png_bytes
-from runtime.client import ClientError, RestoreClient
-from runtime.contracts import CONTRACTS
+from benchmarks.serving import png_bytes
+from runtime.serving.client import ClientError, RestoreClient
+from runtime.restorers import CONTRACTS
 from runtime.contracts.service import MAX_UPLOAD_BYTES, PYTHON_MODELS, SERVICES, TRITON_TYPES, triton_dims
 from runtime.face import FaceOptions, FacePipeline
 from runtime.imageio import decode_image, encode_image
 from runtime.restore import restore_photo
 from runtime.samples import ASTRONAUT, GRACE_HOPPER, NO_FACE, read_rgb8
-from runtime.serve import ServerError, TritonServer, live_group_members, port_is_free
+from runtime.serving.serve import ServerError, TritonServer, live_group_members, port_is_free
 from runtime.sessions import onnx_session
 from tests.conftest import export_networks
 
@@ -89,9 +89,9 @@ def assert_close(served: bytes, expected: np.ndarray) -> tuple[float, float]:
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_served_safm_equals_in_process(server, engines, face_pipeline, protocol):
-    from runtime.restorers import make_safm_restorer
+    from runtime.restorers.factory import make_restorer
 
-    restorer = make_safm_restorer(None, "onnxruntime", engines)
+    restorer = make_restorer("safm", None, "onnxruntime", engines)
     with RestoreClient(server.url(protocol), protocol, "safm") as client:
         for name, data in PHOTOS.items():
             result = client.restore(data, name)
@@ -104,10 +104,10 @@ def test_served_safm_equals_in_process(server, engines, face_pipeline, protocol)
 
 def test_served_options_equal_in_process(server, engines, face_pipeline):
     """upscale, fidelity and the output format go through to the same runtime code."""
-    from runtime.restorers import make_safm_restorer
+    from runtime.restorers.factory import make_restorer
 
     data = PHOTOS["astronaut"]
-    expected, _ = in_process(data, face_pipeline(FaceOptions(upscale=2)), make_safm_restorer(None, "onnxruntime",
+    expected, _ = in_process(data, face_pipeline(FaceOptions(upscale=2)), make_restorer("safm", None, "onnxruntime",
                                                                                              engines, fidelity=0.2))
     with RestoreClient(server.http_url, "http", "safm") as client:
         result = client.restore(data, upscale=2.0, fidelity=0.2, only_center_face=True)
@@ -125,9 +125,9 @@ def test_served_options_equal_in_process(server, engines, face_pipeline):
 
 @pytest.mark.skipif("authface" not in SERVICES, reason="AuthFace contracts not present")
 def test_served_authface_equals_in_process(server, engines, face_pipeline):
-    from runtime.authface import make_authface_restorer
+    from runtime.restorers.factory import make_restorer
 
-    restorer = make_authface_restorer(None, "onnxruntime", engines, steps=AUTHFACE_STEPS, seed=7, progress=False)
+    restorer = make_restorer("authface", None, "onnxruntime", engines, steps=AUTHFACE_STEPS, seed=7, progress=False)
     data = PHOTOS["grace_hopper"]
     expected, faces = in_process(data, face_pipeline(), restorer)
     with RestoreClient(server.grpc_url, "grpc", "authface") as client:
@@ -208,7 +208,7 @@ def test_health_and_metrics(server):
 def test_serving_benchmark_compares_with_the_direct_call(server):
     """`facerestore bench --triton-repo`: the same photo served over HTTP and gRPC and restored
     in-process on the repository's own ONNX files; overheads are the differences of medians."""
-    from runtime.bench.serving import DIRECT, bench_serving, serving_table
+    from benchmarks.serving import DIRECT, bench_serving, serving_table
 
     result = bench_serving(server, repeats=2, photos={"astronaut": PHOTOS["astronaut"]})
     rows = result["rows"]
@@ -220,7 +220,7 @@ def test_serving_benchmark_compares_with_the_direct_call(server):
 
 
 def test_client_cli_writes_restored_photos(server, tmp_path, capsys):
-    from runtime.cli import main
+    from facerestore.cli import main
 
     src = tmp_path / "in"
     src.mkdir()

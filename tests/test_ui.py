@@ -1,6 +1,6 @@
 """The web page (`facerestore ui`): its two back ends called directly, and the page itself in a
 real headless Chromium (Debian's chromium + chromium-driver, driven by Selenium) against a real
-`python -m runtime ui` process, in-process and in front of a real tritonserver.
+`python -m facerestore ui` process, in-process and in front of a real tritonserver.
 
 Every server here listens on 127.0.0.1 on a port free at run time and is stopped (its process
 group) even when a test fails. Screenshots go to the test's tmp folder."""
@@ -22,14 +22,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runtime.bench.serving import png_bytes
-from runtime.cli import build_parser
+from benchmarks.serving import png_bytes
+from facerestore.cli import build_parser
 from runtime.contracts.service import MAX_UPLOAD_BYTES
 from runtime.face import FaceOptions
 from runtime.imageio import decode_image
-from runtime.restorer_options import AUTHFACE_SCHEDULERS, RESTORER_OPTIONS
+from runtime.restorers import RESTORERS
+from runtime.restorers.authface import SCHEDULER_NAMES
 from runtime.samples import ASTRONAUT, GRACE_HOPPER, NO_FACE
-from runtime.serve import free_port
+from runtime.serving.serve import free_port
 from runtime.ui.backends import LocalBackend, RestoreFailed, TritonBackend
 
 pytest.importorskip("gradio", reason="the web page needs the `ui` extra (gradio)")
@@ -43,17 +44,17 @@ PAGE_TIMEOUT = 240   # seconds for one restoration on a busy 2-core CPU
 # --- the option declaration ---------------------------------------------------------------------
 
 def test_restore_flags_come_from_the_option_declaration():
-    from runtime.authface.pipeline import SCHEDULERS
+    from runtime.restorers.authface.pipeline import SCHEDULERS
 
     args = build_parser().parse_args(["restore"])
-    for options in RESTORER_OPTIONS.values():
-        for option in options:
+    for spec in RESTORERS.values():
+        for option in spec.options:
             assert getattr(args, option.name) == option.default, option.name
-    assert set(AUTHFACE_SCHEDULERS) == set(SCHEDULERS)
+    assert set(SCHEDULER_NAMES) == set(SCHEDULERS)
     args = build_parser().parse_args(["restore", "--model", "authface", "--conditioning-scale", "0.5"])
     assert args.conditioning_scale == 0.5
     with pytest.raises(ValueError, match="fidelity must be in"):
-        RESTORER_OPTIONS["safm"][0].check(1.5)
+        RESTORERS["safm"].options[0].check(1.5)
 
 
 def test_served_options_are_the_ensemble_inputs():
@@ -114,11 +115,11 @@ def test_bad_uploads_are_one_line_errors(local):
 
 @contextmanager
 def ui_process(log: Path, *args: str) -> Iterator[str]:
-    """`python -m runtime ui` on a free loopback port; yields its URL once it answers, and always
+    """`python -m facerestore ui` on a free loopback port; yields its URL once it answers, and always
     stops its process group."""
     port = free_port()
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "runtime", "ui", "--port", str(port), *args], cwd=ROOT,
+        proc = subprocess.Popen([sys.executable, "-m", "facerestore", "ui", "--port", str(port), *args], cwd=ROOT,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                 env={**os.environ, "OMP_NUM_THREADS": "1"})
     url = f"http://127.0.0.1:{port}/"
@@ -261,7 +262,7 @@ def test_page_shows_authface_steps_while_they_run(browser, local_page, tmp_path)
 def triton_server(tmp_path_factory):
     """A real tritonserver (bundled, CPU) serving the SaFM ensemble with the demo weights."""
     from export.triton_repo import render_repo
-    from runtime.serve import ServerError, TritonServer
+    from runtime.serving.serve import ServerError, TritonServer
 
     work = tmp_path_factory.mktemp("ui-triton")
     render_repo("cpu", work / "repo", work / "engines", ["safm"])

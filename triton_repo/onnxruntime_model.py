@@ -13,21 +13,21 @@ import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
-from runtime.contracts import CONTRACTS
+from runtime.restorers import CONTRACTS
 from runtime.sessions import OnnxRuntimeSession
-from runtime.triton_backend import fail
+from runtime.serving.triton_backend import fail
 
 
 class TritonPythonModel:
     def initialize(self, args):
         self.contract = CONTRACTS[args["model_name"]]
         path = Path(args["model_repository"]) / args["model_version"] / "model.onnx"
-        self.session = OnnxRuntimeSession(str(path), self.contract.input_names, self.contract.output_names)
+        self.session = OnnxRuntimeSession(str(path), self.contract)
         # give the arena's chunks of a large batch back after each run: memory returns after a peak
         self.run_options = ort.RunOptions()
         self.run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         c = self.contract   # warm-up: one batch of 1, shrunk too (a reloaded model starts as small as a warm one)
-        self.session.session.run(c.output_names, {s.name: np.zeros(s.concrete(1), np.float32) for s in c.inputs},
+        self.session.session.run(c.output_names, {s.name: np.zeros(s.concrete(1), s.dtype) for s in c.inputs},
                                  self.run_options)
 
     def execute(self, requests):
@@ -36,7 +36,7 @@ class TritonPythonModel:
             feeds = [[pb_utils.get_input_tensor_by_name(r, s.name).as_numpy() for s in c.inputs] for r in requests]
             sizes = [len(f[0]) for f in feeds]
             inputs = [np.concatenate(col).reshape(spec.concrete(sum(sizes))) for col, spec in zip(zip(*feeds), c.inputs)]
-            feed = dict(zip(c.input_names, (np.ascontiguousarray(x, np.float32) for x in inputs)))
+            feed = self.session.feed(*inputs)   # by name, in the contract's dtypes
             outputs = self.session.session.run(c.output_names, feed, self.run_options)
         except Exception as exc:
             return [fail(c.name, exc) for _ in requests]

@@ -1,24 +1,18 @@
 """The contract type: one per exported network (docs/ARCHITECTURE.md).
 
 Each contract names the network's tensors once (names, dtypes, shapes with the dynamic batch
-axis), says how to build its torch module and real sample inputs, the TensorRT optimization
-profile and the precision policy. ONNX export, engine builds, Triton configs and runtime
-sessions all read these objects; no tensor name is typed anywhere else.
+axis), its TensorRT optimization profile, precision policy and parity tolerance: pure data.
+ONNX export, engine builds, Triton configs and runtime sessions all read these objects; no
+tensor name is typed anywhere else. How a network is built in torch and its sample inputs are
+export's (export/networks/).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Callable
-
-import numpy as np
-
-if TYPE_CHECKING:  # torch only for the type of build_module: importing a contract imports no torch
-    import torch
+from typing import Any
 
 BATCH = "batch"  # the one dynamic axis: faces (or photos) per call
-SOURCE_KEY = "source_weights"  # ONNX metadata key: which weights an exported graph came from
-# the committed weights (training/weights/), read here by path only: naming them imports no torch
+SOURCE_KEY = "source_weights"  # ONNX metadata key: which weights an exported graph came from (runtime/weights.py)
 
 
 @dataclass(frozen=True)
@@ -43,33 +37,10 @@ class NetworkContract:
     name: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
-    build_module: Callable[[Path | None], torch.nn.Module]   # checkpoint path (None: the default) -> module
-    sample_inputs: Callable[[int], tuple[np.ndarray, ...]]
     opt_batch: int = 1
     max_batch: int = 8
     precision: str = "fp16"  # TensorRT build precision; "fp32" keeps the network in fp32/tf32
     parity_tolerance: float = 1e-4  # fp32 ONNX Runtime vs PyTorch: max |err| / max |output|
-    default_weights: Path | None = None  # the file build_module(None) loads, when it is one file
-
-    def source_id(self, checkpoint: Path | None) -> str:
-        """What weights an artifact was made from: the checkpoint file's sha256, or 'default'.
-        Export stamps it into the ONNX metadata; sessions refuse an artifact of other weights."""
-        from runtime.files import sha256_file
-
-        if checkpoint is None:
-            return "default"
-        path = Path(checkpoint)
-        if path.is_dir():
-            return "dir:" + ",".join(f"{p.name}={sha256_file(p)[:16]}" for p in sorted(path.glob("*.safetensors")))
-        return sha256_file(path.with_suffix(".safetensors") if path.suffix == ".json" else path)
-
-    def source_ids(self, checkpoint: Path | None) -> set[str]:
-        """The source ids an artifact of `checkpoint` may carry: without one, 'default' or the
-        default weights file's sha256 (an export of that file by path is the same network)."""
-        ids = {self.source_id(checkpoint)}
-        if checkpoint is None and self.default_weights is not None:
-            ids.add(self.source_id(self.default_weights))
-        return ids
 
     @property
     def input_names(self) -> list[str]:
@@ -79,10 +50,18 @@ class NetworkContract:
     def output_names(self) -> list[str]:
         return [t.name for t in self.outputs]
 
-    @property
-    def fp32_inputs(self) -> tuple[int, ...]:
-        """Positions of the inputs that stay fp32 in a half-precision torch session."""
-        return tuple(i for i, t in enumerate(self.inputs) if t.keep_fp32)
+    def bind(self, args: tuple[Any, ...], named: dict[str, Any]) -> dict[str, Any]:
+        """One call's inputs by name: given by name, or (generic callers: sample inputs, tests) all
+        in contract order; ValueError naming the network on a missing, extra or unknown input."""
+        if args and named:
+            raise ValueError(f"{self.name}: pass the inputs by name or all in contract order, not both")
+        if args:
+            if len(args) != len(self.inputs):
+                raise ValueError(f"{self.name}: {len(args)} inputs given, it takes {self.input_names}")
+            return dict(zip(self.input_names, args))
+        if set(named) != set(self.input_names):
+            raise ValueError(f"{self.name}: inputs {sorted(named)} given, it takes {self.input_names}")
+        return {n: named[n] for n in self.input_names}
 
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
         """torch.onnx.export's dynamic_axes for every tensor with a batch axis."""

@@ -1,7 +1,7 @@
 """The served job's interface: the tensors of the Triton ensembles ``face_restore_<restorer>``
 and of the python models between their steps. The renderer of the model repository
 (export/triton_repo.py), the python-backend models in triton_repo/ and the client
-(runtime/client.py) all read these objects; no served tensor name is typed anywhere else.
+(runtime/serving/client.py) all read these objects; no served tensor name is typed anywhere else.
 
 One ensemble per restorer, three steps::
 
@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runtime.contracts import MODEL_GROUPS
 from runtime.contracts.base import BATCH, TensorSpec
 from runtime.face.paste import COLOUR_FIXES, PASTE_MASKS
 from runtime.face.pipeline import FaceOptions
 from runtime.imageio import DEFAULT_MAX_PIXELS
+from runtime.restorers import MODEL_GROUPS, RESTORERS
+from runtime.restorers.base import RestorerOption, RestorerSpec
 
 FACE = FaceOptions().size          # aligned crop side served (512)
 MAX_UPLOAD_BYTES = 64 * 2**20      # largest encoded photo accepted, both protocols (client and server check)
@@ -31,7 +32,6 @@ MAX_UPSCALE = 8.0
 MIN_UPSCALE = 0.125
 MAX_FACES = 64                     # most faces restored in one photo (face_preprocess parameter max_faces)
 MAX_TIMEOUT_S = 600.0              # longest a request may run (its TIMEOUT, and the default)
-MAX_STEPS = 200                    # authface: most denoising steps one request may ask (each is a UNet call)
 
 # numpy dtype name -> Triton config data type; "bytes" is TYPE_STRING (the wire's BYTES)
 TRITON_TYPES = {"bytes": "TYPE_STRING", "bool": "TYPE_BOOL", "uint8": "TYPE_UINT8", "int32": "TYPE_INT32",
@@ -72,12 +72,19 @@ PASTE_MASK = ServiceTensor("PASTE_MASK", "bytes", (1,), True,
 COLOUR_FIX = ServiceTensor("COLOUR_FIX", "bytes", (1,), True,
                            f"restored faces keep the input's colours: {', '.join(COLOUR_FIXES)} "
                            f"(default {FaceOptions().colour_fix})")
-FIDELITY = ServiceTensor("FIDELITY", "float32", (1,), True, "safm: fidelity weight in [0, 1] (default 0.5)")
-STEPS = ServiceTensor("STEPS", "int32", (1,), True, f"authface: denoising steps in [1, {MAX_STEPS}] (default: the model's config)")
-SEED = ServiceTensor("SEED", "int64", (1,), True, "authface: noise seed (default 0)")
-STRENGTH = ServiceTensor("STRENGTH", "float32", (1,), True,
-                         "authface: start from the degraded face noised to this strength in (0, 1] "
-                         "(default: faithful mode, pure noise)")
+
+
+def option_tensor(spec: RestorerSpec, option: RestorerOption) -> ServiceTensor:
+    """The served ensemble input of a restorer's option (runtime/restorers/<name>/)."""
+    default = "none" if option.default is None else f"{option.default:g}"
+    return ServiceTensor(option.tensor_name, option.served or "", (1,), True,
+                         f"{spec.name}: {option.describe(served=True)} (default {default})")
+
+
+# every served restorer option, by tensor name, from the restorers' one declaration of each
+OPTIONS: dict[str, ServiceTensor] = {o.tensor_name: option_tensor(spec, o)
+                                     for spec in RESTORERS.values() for o in spec.served_options()}
+FIDELITY, STEPS, SEED, STRENGTH = (OPTIONS[n] for n in ("FIDELITY", "STEPS", "SEED", "STRENGTH"))
 
 TIMEOUT = ServiceTensor("TIMEOUT", "float32", (1,), True,
                         f"seconds the client waits for the answer, in (0, {MAX_TIMEOUT_S:g}] (default: the most); "
@@ -110,10 +117,9 @@ class PythonModel:
 
 
 # face_preprocess also reads every option (those of all restorers; an ensemble maps only its
-# own): it checks them all before any decode or network call (runtime/request_checks.py)
+# own): it checks them all before any decode or network call (runtime/serving/request_checks.py)
 PREPROCESS = PythonModel("face_preprocess",
-                         (IMAGE, ONLY_CENTER_FACE, UPSCALE, OUTPUT_FORMAT, PASTE_MASK, COLOUR_FIX, TIMEOUT, FIDELITY, STEPS,
-                          STRENGTH),
+                         (IMAGE, ONLY_CENTER_FACE, UPSCALE, OUTPUT_FORMAT, PASTE_MASK, COLOUR_FIX, TIMEOUT, *OPTIONS.values()),
                          (CROPS, LABEL_MAPS, AFFINES, FACE_COUNT, BOXES, DEADLINE),
                          networks=tuple(MODEL_GROUPS["face"]),
                          parameters=(("max_pixels", str(DEFAULT_MAX_PIXELS)), ("max_faces", str(MAX_FACES))))
@@ -186,13 +192,17 @@ class Capacity:
                              f"got {self.queue_timeout_s}")
 
 
-SERVICES: dict[str, RestorerService] = {
-    "safm": RestorerService("safm", PythonModel("safm_faces", (CROPS, LABEL_MAPS, DEADLINE, FIDELITY), (RESTORED_CROPS,),
-                                                networks=tuple(MODEL_GROUPS["safm"]))),
-    "authface": RestorerService("authface", PythonModel(
-        "authface_faces", (CROPS, DEADLINE, STEPS, SEED, STRENGTH), (RESTORED_CROPS,), networks=tuple(MODEL_GROUPS["authface"]),
-        parameters=(("scheduler", "ddim"), ("steps", "20")), gpu=True)),
-}
+def restorer_service(spec: RestorerSpec) -> RestorerService:
+    """The served restorer of a spec: its <name>_faces model takes the crops (and label maps when
+    it reads them), the deadline and its served options, and calls its networks through BLS."""
+    inputs = (CROPS, *((LABEL_MAPS,) if spec.label_maps else ()), DEADLINE,
+              *(OPTIONS[o.tensor_name] for o in spec.served_options()))
+    return RestorerService(spec.name, PythonModel(f"{spec.name}_faces", inputs, (RESTORED_CROPS,),
+                                                  networks=tuple(spec.network_names),
+                                                  parameters=spec.served_parameters, gpu=spec.served_gpu))
+
+
+SERVICES: dict[str, RestorerService] = {name: restorer_service(spec) for name, spec in RESTORERS.items() if spec.networks}
 PYTHON_MODELS: dict[str, PythonModel] = {m.name: m for s in SERVICES.values() for m in s.steps}
 
 

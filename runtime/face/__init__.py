@@ -8,10 +8,12 @@ from runtime.face.pipeline import Face, FaceBatch, FaceOptions, FacePipeline, Sk
 
 def torch_face_pipeline(options: FaceOptions | None = None, device: str = "cpu") -> FacePipeline:
     """The face pipeline with the committed MediaPipe ports running in PyTorch (the reference)."""
+    from runtime.contracts.face import FACE_DETECTOR, FACE_MESH
     from runtime.sessions import TorchSession
     from training.face_nets import load_face_detector, load_face_mesh
 
-    return FacePipeline(TorchSession(load_face_detector(), device), TorchSession(load_face_mesh(), device), options)
+    return FacePipeline(TorchSession(load_face_detector(), FACE_DETECTOR, device),
+                        TorchSession(load_face_mesh(), FACE_MESH, device), options)
 
 
 def onnx_face_pipeline(detector_dir: Path, mesh_dir: Path, options: FaceOptions | None = None,

@@ -11,6 +11,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from runtime.contracts.face import DETECTOR_IMAGE
+
 INPUT_SIZE = 192
 STRIDE = 4                      # full-range model: one SSD layer, stride 4, one anchor per cell
 # Narrowest face (box width, input pixels) the detector is relied on to find at 192x192: alone
@@ -176,7 +178,7 @@ def detect_faces(net: Net, rgb8: np.ndarray, min_score: float = 0.5, min_face_si
     through the detector; merged by weighted NMS in photo pixels."""
     h, w = rgb8.shape[:2]
     inputs, affines = zip(*views(rgb8, tile_side_for(w, h, min_face_size)))
-    regressors, logits = net(np.concatenate(inputs))
+    regressors, logits = net(**{DETECTOR_IMAGE.name: np.concatenate(inputs)})
     candidates = []
     for affine, reg, logit in zip(affines, regressors, logits):
         inv = cv2.invertAffineTransform(affine)

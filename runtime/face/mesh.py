@@ -7,6 +7,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from runtime.contracts.face import MESH_IMAGE
 from runtime.face.detect import Detection, to_model_range
 
 INPUT_SIZE = 192
@@ -42,7 +43,7 @@ def mesh_faces(net: Net, rgb8: np.ndarray, detections: list[Detection]) -> tuple
     affines = [roi_affine(d) for d in detections]
     crops = np.stack([cv2.warpAffine(rgb8, a, (INPUT_SIZE, INPUT_SIZE), flags=cv2.INTER_LINEAR,
                                      borderMode=cv2.BORDER_REPLICATE) for a in affines])
-    raw, presence_logit = net(to_model_range(crops))
+    raw, presence_logit = net(**{MESH_IMAGE.name: to_model_range(crops)})
     points = raw.reshape(len(detections), 468, 3).astype(np.float64)
     out = np.empty_like(points)
     for i, a in enumerate(affines):

@@ -135,34 +135,44 @@ class FacePipeline:
         return FaceBatch(crops, affines, points5, landmarks, label_maps, boxes, faces)
 
     def paste_masks(self, batch: FaceBatch) -> np.ndarray | None:
-        """The soft masks [N, S, S] the faces are pasted through (face-shaped, from the region
-        maps); None for the square (paste_faces' default)."""
-        return np.stack([face_mask(m) for m in batch.label_maps]) if self.options.paste_mask == "face" else None
+        """The soft masks this pipeline's options paste through (paste_masks)."""
+        return paste_masks(batch, self.options)
 
     def paste(self, photo: Photo, batch: FaceBatch, restored: np.ndarray) -> Photo:
-        """The photo with restored faces [N, S, S, 3] (float [0, 1]) blended back, upscaled by
-        the options' factor; grayscale, alpha and bit depth of the input are kept. Each face is
-        first colour-fixed against the photo's own aligned face, then pasted through the face
-        mask (from batch.label_maps) or the square. Outside the masks the photo is untouched."""
-        opts = self.options
-        size = restored.shape[1] if len(restored) else opts.size
-        fixed = np.stack([colour_fix(face, warp_face(photo.rgb, affine, size), opts.colour_fix)
-                          for face, affine in zip(restored.astype(np.float32), batch.affines)]) if len(restored) else restored
-        masks = self.paste_masks(batch) if len(restored) else None
-        up = opts.upscale
-        alpha = photo.alpha
-        if up != 1:   # the resized frame is the output (clipped in place: Lanczos overshoots)
-            w, h = photo.size
-            dsize = (round(w * up), round(h * up))
-            rgb = cv2.resize(photo.rgb.astype(np.float32, copy=False), dsize, interpolation=cv2.INTER_LANCZOS4)
-            np.clip(rgb, 0, 1, out=rgb)
-            alpha = None if alpha is None else np.clip(cv2.resize(alpha, dsize, interpolation=cv2.INTER_LINEAR), 0, 1)
-        else:         # the output starts as the photo's own pixels (the photo is not modified)
-            rgb = photo.rgb.astype(np.float32)
-        affines = batch.affines.copy()
-        affines[:, :, :2] /= up
-        out = paste_faces(rgb, fixed, affines, masks)   # touches (and clips) only the faces' regions
-        return Photo(rgb=out, alpha=alpha, grayscale=photo.grayscale, bit_depth=photo.bit_depth)
+        """`restored` pasted back with this pipeline's options (paste)."""
+        return paste(photo, batch, restored, self.options)
+
+
+def paste_masks(batch: FaceBatch, options: FaceOptions) -> np.ndarray | None:
+    """The soft masks [N, S, S] the faces are pasted through (face-shaped, from the region
+    maps); None for the square (paste_faces' default)."""
+    return np.stack([face_mask(m) for m in batch.label_maps]) if options.paste_mask == "face" else None
+
+
+def paste(photo: Photo, batch: FaceBatch, restored: np.ndarray, options: FaceOptions) -> Photo:
+    """The photo with restored faces [N, S, S, 3] (float [0, 1]) blended back, upscaled by
+    the options' factor; grayscale, alpha and bit depth of the input are kept. Each face is
+    first colour-fixed against the photo's own aligned face, then pasted through the face
+    mask (from batch.label_maps) or the square. Outside the masks the photo is untouched.
+    Needs no networks: the Triton postprocess model calls it as the in-process path does."""
+    size = restored.shape[1] if len(restored) else options.size
+    fixed = np.stack([colour_fix(face, warp_face(photo.rgb, affine, size), options.colour_fix)
+                      for face, affine in zip(restored.astype(np.float32), batch.affines)]) if len(restored) else restored
+    masks = paste_masks(batch, options) if len(restored) else None
+    up = options.upscale
+    alpha = photo.alpha
+    if up != 1:   # the resized frame is the output (clipped in place: Lanczos overshoots)
+        w, h = photo.size
+        dsize = (round(w * up), round(h * up))
+        rgb = cv2.resize(photo.rgb.astype(np.float32, copy=False), dsize, interpolation=cv2.INTER_LANCZOS4)
+        np.clip(rgb, 0, 1, out=rgb)
+        alpha = None if alpha is None else np.clip(cv2.resize(alpha, dsize, interpolation=cv2.INTER_LINEAR), 0, 1)
+    else:         # the output starts as the photo's own pixels (the photo is not modified)
+        rgb = photo.rgb.astype(np.float32)
+    affines = batch.affines.copy()
+    affines[:, :, :2] /= up
+    out = paste_faces(rgb, fixed, affines, masks)   # touches (and clips) only the faces' regions
+    return Photo(rgb=out, alpha=alpha, grayscale=photo.grayscale, bit_depth=photo.bit_depth)
 
 
 def _aligned_detection(width: int, height: int) -> Detection:

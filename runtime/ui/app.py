@@ -19,7 +19,7 @@ from runtime.contracts.service import MAX_UPLOAD_BYTES, MAX_UPSCALE  # noqa: E40
 from runtime.face.pipeline import FaceOptions  # noqa: E402
 from runtime.files import write_atomic  # noqa: E402
 from runtime.restore import PhotoResult  # noqa: E402
-from runtime.restorer_options import RestorerOption  # noqa: E402
+from runtime.restorers import RestorerOption  # noqa: E402
 from runtime.ui.backends import Backend, PhotoOutcome, RestoreFailed  # noqa: E402
 
 INTRO = """# Face restoration

@@ -1,5 +1,5 @@
 """The two back ends behind the web page: in-process (the runtime's restore_photo) and a running
-Triton server (runtime.client). Both take one uploaded photo's bytes and give a PhotoOutcome:
+Triton server (runtime.serving.client). Both take one uploaded photo's bytes and give a PhotoOutcome:
 the before/after images, the encoded result, per-face views and the report entry."""
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from runtime.contracts.service import MAX_OUTPUT_PIXELS, MAX_UPLOAD_BYTES, SERVI
 from runtime.face.pipeline import FaceBatch, FaceOptions
 from runtime.imageio import DEFAULT_MAX_PIXELS, ImageError, Photo, decode_image, encode_image, to_uint8
 from runtime.restore import PhotoResult, output_path
-from runtime.restorer_options import RESTORER_OPTIONS, RestorerOption
+from runtime.restorers import RESTORERS, RestorerOption
 
 Progress = Callable[[float, str], None]   # (fraction done, what is running)
 FACE_TILE = 256                           # side of the per-face images shown
@@ -105,10 +105,10 @@ class LocalBackend:
         self._restorers: OrderedDict[tuple, tuple[Any, list[str]]] = OrderedDict()
 
     def restorers(self) -> list[str]:
-        return list(RESTORER_OPTIONS)
+        return list(RESTORERS)
 
     def options(self, restorer: str) -> tuple[RestorerOption, ...]:
-        return RESTORER_OPTIONS[restorer]
+        return RESTORERS[restorer].options
 
     def _pipeline(self, face: FaceOptions):
         from runtime.face import FacePipeline, torch_face_pipeline
@@ -135,17 +135,10 @@ class LocalBackend:
         return self._restorers[key]
 
     def _build(self, restorer: str, settings: dict[str, Any]):
-        from runtime.restorers import IdentityRestorer, make_safm_restorer
+        from runtime.restorers.factory import make_restorer
 
-        checkpoint = self.checkpoints.get(restorer)
-        if restorer == "safm":
-            return make_safm_restorer(checkpoint, self.backend, self.engines, self.device, **settings)
-        if restorer == "authface":
-            from runtime.authface import make_authface_restorer
-
-            return make_authface_restorer(checkpoint, self.backend, self.engines, self.device, progress=False,
-                                          **settings)
-        return IdentityRestorer()
+        return make_restorer(restorer, self.checkpoints.get(restorer), self.backend, self.engines, self.device,
+                             progress=False, **settings)
 
     def restore(self, name: str, data: bytes, restorer: str, settings: dict[str, Any], face: FaceOptions,
                 progress: Progress) -> PhotoOutcome:
@@ -182,12 +175,11 @@ def paste_mask(photo: Photo, pipeline, one: FaceBatch) -> np.ndarray:
     from dataclasses import replace
 
     from runtime.face.align import warp_face
-    from runtime.face.pipeline import FacePipeline
+    from runtime.face.pipeline import paste
 
     black = Photo(rgb=np.zeros_like(photo.rgb))
     white = np.ones_like(one.crops)
-    plain = FacePipeline(pipeline.detector, pipeline.mesh, replace(pipeline.options, colour_fix="none"))
-    pasted = plain.paste(black, one, white).rgb
+    pasted = paste(black, one, white, replace(pipeline.options, colour_fix="none")).rgb
     affine = one.affines[0].copy()
     affine[:, :2] /= pipeline.options.upscale
     return to_uint8(warp_face(pasted, affine, one.crops.shape[1]))
@@ -203,8 +195,8 @@ def step_progress(restorer, report: Callable[[int, int], None]):
         return
     total, done = len(restorer.schedule()[1]), [0]
 
-    def counted(*args):
-        out = net(*args)
+    def counted(*args, **inputs):
+        out = net(*args, **inputs)
         done[0] += 1
         report(done[0], total)
         return out
@@ -217,7 +209,7 @@ def step_progress(restorer, report: Callable[[int, int], None]):
 
 
 class TritonBackend:
-    """A running Triton server's ensembles face_restore_<restorer> (runtime.client); the options
+    """A running Triton server's ensembles face_restore_<restorer> (runtime.serving.client); the options
     shown are the restorer options the ensemble takes as inputs."""
 
     def __init__(self, url: str, protocol: str = "grpc", max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
@@ -235,7 +227,7 @@ class TritonBackend:
 
     def ready(self) -> list[str]:
         """The restorers whose ensemble face_restore_<restorer> is ready on the server now."""
-        from runtime.client import RestoreClient
+        from runtime.serving.client import RestoreClient
 
         ready = []
         for restorer in SERVICES:
@@ -246,11 +238,11 @@ class TritonBackend:
 
     def options(self, restorer: str) -> tuple[RestorerOption, ...]:
         served = {t.name.lower() for t in SERVICES[restorer].options}
-        return tuple(o for o in RESTORER_OPTIONS[restorer] if o.name in served)
+        return tuple(o for o in RESTORERS[restorer].options if o.name in served)
 
     def restore(self, name: str, data: bytes, restorer: str, settings: dict[str, Any], face: FaceOptions,
                 progress: Progress) -> PhotoOutcome:
-        from runtime.client import ClientError, RestoreClient
+        from runtime.serving.client import ClientError, RestoreClient
 
         check_upload(name, data)
         filename = output_path(Path(), Path(name)).name

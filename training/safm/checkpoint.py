@@ -57,9 +57,10 @@ def _files(path: Path) -> tuple[Path, Path]:
     return weights, weights.with_suffix(".json")
 
 
-def load_checkpoint(path: Path) -> SaFMRestorer:
-    """Load a SaFM checkpoint (`.safetensors` with its `.json` beside it), eval mode, fp32."""
-    weights, config_path = _files(path)
+def load_checkpoint(path: Path | None) -> SaFMRestorer:
+    """Load a SaFM checkpoint (`.safetensors` with its `.json` beside it; None: the shipped demo
+    weights), eval mode, fp32."""
+    weights, config_path = _files(DEMO_CHECKPOINT if path is None else path)
     try:
         meta = json.loads(config_path.read_text())
         cfg = SaFMConfig.from_dict(meta["config"])

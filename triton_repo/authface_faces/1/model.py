@@ -1,8 +1,9 @@
 """authface_faces: the aligned faces of one photo through AuthFace. The denoising loop and the
-diffusers scheduler run here (runtime.authface.AuthFaceRestorer, the in-process code); the VAE
-encoder, the fused UNet+ControlNet (once per step) and the VAE decoder are their own Triton
-models, called through BLS. An iterative loop cannot be a static ensemble, hence BLS. The loop
-stops at its next network call once the request is cancelled (runtime/triton_cancel.py).
+diffusers scheduler run here (runtime.restorers.authface.pipeline.AuthFaceRestorer, the
+in-process code); the VAE encoder, the fused UNet+ControlNet (once per step) and the VAE decoder
+are their own Triton models, called through BLS. An iterative loop cannot be a static ensemble,
+hence BLS. The loop stops at its next network call once the request is cancelled
+(runtime/serving/triton_cancel.py).
 
 On a GPU instance (the gpu rendering: KIND_GPU) the loop runs on that device: latents,
 scheduler state and the control image (uploaded once) stay there, and the networks get and
@@ -16,12 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.authface import AuthFaceRestorer, scheduler_config
-from runtime.contracts import CONTRACTS
+from runtime.restorers.authface.pipeline import AuthFaceRestorer
+from runtime.restorers.authface.restorer import scheduler_config
+from runtime.restorers import CONTRACTS
 from runtime.contracts.service import SERVICES, CROPS, DEADLINE, STEPS, SEED, STRENGTH, RESTORED_CROPS
-from runtime.request_checks import check_number
-from runtime.triton_cancel import RequestCancelled, StopWhenCancelled, cancelled_response
-from runtime.triton_backend import BlsNet, face_batch, fail, model_device, respond, scalar, tensor, warm_up
+from runtime.serving.request_checks import check_number
+from runtime.serving.triton_cancel import RequestCancelled, StopWhenCancelled, cancelled_response
+from runtime.serving.triton_backend import BlsNet, face_batch, fail, model_device, respond, scalar, tensor, warm_up
 
 SERVICE = SERVICES["authface"]
 

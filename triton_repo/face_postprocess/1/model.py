@@ -1,7 +1,7 @@
 """face_postprocess: paste the restored faces back into the photo and encode it.
 
-FacePipeline.paste (the in-process code: colour fix, face-shaped soft mask, --upscale, alpha,
-grayscale and 16 bits kept) and runtime.imageio.encode_image. A photo without faces at scale 1
+runtime.face.pipeline.paste (the in-process code: colour fix, face-shaped soft mask, --upscale,
+alpha, grayscale and 16 bits kept) and runtime.imageio.encode_image. A photo without faces at scale 1
 asked for in its own format comes back byte for byte, as `facerestore restore` copies it. A
 photo sent base64 (JSON clients) comes back base64. The options were checked by face_preprocess.
 """
@@ -10,11 +10,11 @@ import json
 from runtime.contracts.service import POSTPROCESS, IMAGE, AFFINES, LABEL_MAPS, RESTORED_CROPS, UPSCALE, OUTPUT_FORMAT, \
     PASTE_MASK, COLOUR_FIX, RESTORED
 from runtime.face.paste import COLOUR_FIXES, PASTE_MASKS
-from runtime.face.pipeline import FaceOptions, FacePipeline
+from runtime.face.pipeline import FaceOptions, paste
 from runtime.imageio import decode_image, encode_image
-from runtime.request_checks import answer_bytes, check_number, check_output_size, choice, image_suffix, output_suffix, \
+from runtime.serving.request_checks import answer_bytes, check_number, check_output_size, choice, image_suffix, output_suffix, \
     photo_bytes
-from runtime.triton_backend import face_batch, fail, respond, scalar, tensor, warm_up
+from runtime.serving.triton_backend import face_batch, fail, respond, scalar, tensor, warm_up
 
 
 class TritonPythonModel:
@@ -39,8 +39,8 @@ class TritonPythonModel:
                 return respond({RESTORED: [answer_bytes(data, as_base64)]})  # no face: the photo comes back unchanged
             photo = decode_image(data, "IMAGE", self.max_pixels)
             check_output_size(photo.size, upscale)
-            pipeline = FacePipeline(None, None, FaceOptions(upscale=upscale, paste_mask=mask, colour_fix=fix))
-            out = pipeline.paste(photo, face_batch(restored, tensor(request, LABEL_MAPS), affines), restored)
+            out = paste(photo, face_batch(restored, tensor(request, LABEL_MAPS), affines), restored,
+                        FaceOptions(upscale=upscale, paste_mask=mask, colour_fix=fix))
             del photo
             return respond({RESTORED: [answer_bytes(encode_image(out, suffix), as_base64)]})
         except Exception as exc:

@@ -1,25 +1,25 @@
 """face_preprocess: encoded photo -> its aligned faces, region maps, affines and boxes.
 
-First every option of the request is checked (runtime/request_checks.py: ranges, output
+First every option of the request is checked (runtime/serving/request_checks.py: ranges, output
 format, output size from the photo's header) so a client mistake costs no decode and no
 network call. Then decode (runtime.imageio), FacePipeline.find + align, the in-process code,
 with the face detector and face mesh called as their own Triton models (BLS). A photo without
 faces gives empty (0-face) tensors; the next steps handle them. A photo with more than
 ``max_faces`` faces (config parameter) is refused. DEADLINE = now + the request's TIMEOUT
-(runtime/triton_cancel.py: the next steps stop once it passed).
+(runtime/serving/triton_cancel.py: the next steps stop once it passed).
 """
 import json
 import time
 
 import numpy as np
 
-from runtime.contracts import CONTRACTS
+from runtime.restorers import CONTRACTS
 from runtime.contracts.service import MAX_TIMEOUT_S, PREPROCESS, IMAGE, ONLY_CENTER_FACE, UPSCALE, TIMEOUT, CROPS, \
     LABEL_MAPS, AFFINES, FACE_COUNT, BOXES, DEADLINE
 from runtime.face.pipeline import FaceOptions, FacePipeline
 from runtime.imageio import ImageError, decode_image
-from runtime.request_checks import check_options, check_output_size, image_size, photo_bytes
-from runtime.triton_backend import BlsNet, fail, respond, scalar, warm_up
+from runtime.serving.request_checks import check_options, check_output_size, image_size, photo_bytes
+from runtime.serving.triton_backend import BlsNet, fail, respond, scalar, warm_up
 
 DETECTOR, MESH = PREPROCESS.networks
 OPTIONS = [t for t in PREPROCESS.inputs if t.optional and t is not IMAGE]

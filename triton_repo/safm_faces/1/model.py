@@ -1,15 +1,15 @@
-"""safm_faces: the aligned faces of one photo through SaFM (runtime.restorers.SaFMRestorer),
+"""safm_faces: the aligned faces of one photo through SaFM (runtime.restorers.safm.restorer.SaFMRestorer),
 with the `safm` network called as its own Triton model (BLS). The faces go in micro-batches of
 its max_batch, and stop when the request is cancelled."""
 import numpy as np
 
-from runtime.contracts import CONTRACTS
+from runtime.restorers import CONTRACTS
 from runtime.contracts.safm import DEFAULT_FIDELITY
 from runtime.contracts.service import SERVICES, CROPS, DEADLINE, LABEL_MAPS, FIDELITY, RESTORED_CROPS
-from runtime.request_checks import check_number
-from runtime.restorers import SaFMRestorer
-from runtime.triton_cancel import RequestCancelled, StopWhenCancelled, cancelled_response
-from runtime.triton_backend import BlsNet, face_batch, fail, respond, scalar, tensor, warm_up
+from runtime.serving.request_checks import check_number
+from runtime.restorers.safm.restorer import SaFMRestorer
+from runtime.serving.triton_cancel import RequestCancelled, StopWhenCancelled, cancelled_response
+from runtime.serving.triton_backend import BlsNet, face_batch, fail, respond, scalar, tensor, warm_up
 
 SERVICE = SERVICES["safm"]
 

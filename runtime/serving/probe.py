@@ -5,7 +5,7 @@ this probe is what the Kubernetes readiness and liveness probes (deploy/k8s) run
 pod: it sends the shipped astronaut photo to ``face_restore_<restorer>`` and succeeds only if
 a restored photo with its face comes back in time. Exit 0 healthy, 1 not (one line says why).
 
-    python -m runtime.probe --url 127.0.0.1:8000 --restorer safm --timeout 10
+    python -m runtime.serving.probe --url 127.0.0.1:8000 --restorer safm --timeout 10
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from runtime.samples import ASTRONAUT
 
 def probe(url: str, restorer: str = "safm", timeout: float = 10.0) -> str | None:
     """None when the ensemble restored the sample photo's face, else what went wrong."""
-    from runtime.client import ClientError, RestoreClient
+    from runtime.serving.client import ClientError, RestoreClient
 
     try:
         with RestoreClient(url, "http", restorer, timeout=timeout) as client:
@@ -31,7 +31,7 @@ def probe(url: str, restorer: str = "safm", timeout: float = 10.0) -> str | None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m runtime.probe", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m runtime.serving.probe", description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default="127.0.0.1:8000", help="HTTP address (default: %(default)s)")
     parser.add_argument("--restorer", choices=sorted(SERVICES), default="safm", help="(default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default: %(default)s)")

@@ -131,7 +131,7 @@ def exec_all(requests: list) -> list:
 
 class BlsNet:
     """A network served as its own Triton model, called from a python model through BLS with
-    the session interface of runtime.sessions (inputs in contract order -> tuple of outputs).
+    the session interface of runtime.sessions (inputs by name -> tuple of outputs).
 
     ``__call__`` takes and returns numpy arrays (outputs asked for in host memory);
     ``run_torch`` takes and returns torch tensors through DLPack, outputs asked for on the
@@ -163,23 +163,24 @@ class BlsNet:
             parts.append([read(pb_utils.get_output_tensor_by_name(response, s.name), s) for s in self.contract.outputs])
         return parts
 
-    def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
+    def __call__(self, *args: np.ndarray, **named: np.ndarray) -> tuple[np.ndarray, ...]:
         c = self.contract
-        n = len(inputs[0])
+        arrays = c.bind(args, named)
+        n = len(arrays[c.input_names[0]])
         if n == 0:
             return tuple(np.zeros(s.concrete(0), s.dtype) for s in c.outputs)
-        arrays = dict(zip(c.input_names, inputs))
         requests = self._requests(n, lambda s, start, count, dims: pb_utils.Tensor(
             s.name, np.ascontiguousarray(arrays[s.name][start:start + count], s.dtype).reshape(count, *dims)), None)
         parts = self._outputs(requests, lambda t, s: t.as_numpy().reshape((-1,) + s.concrete(1)[1:]))
         return tuple(np.concatenate(p) for p in zip(*parts))
 
-    def run_torch(self, *inputs: "torch.Tensor") -> tuple["torch.Tensor", ...]:
+    def run_torch(self, *args: "torch.Tensor", **named: "torch.Tensor") -> tuple["torch.Tensor", ...]:
         """Torch tensors in (all on one device), torch tensors out on that device, through DLPack."""
         import torch
         from torch.utils.dlpack import from_dlpack
 
         c = self.contract
+        inputs = list(c.bind(args, named).values())
         n, device = len(inputs[0]), inputs[0].device
         if n == 0:
             return tuple(torch.zeros(s.concrete(0), device=device) for s in c.outputs)

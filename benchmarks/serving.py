@@ -10,15 +10,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from runtime.bench.timing import device_name, interleaved_ms, stats
-from runtime.contracts import CONTRACTS
+from benchmarks.timing import device_name, interleaved_ms, stats
+from runtime.restorers import CONTRACTS
 from runtime.contracts.base import NetworkContract
 from runtime.face import FacePipeline
 from runtime.imageio import decode_image, encode_image
 from runtime.restore import restore_photo
-from runtime.restorers import SaFMRestorer
+from runtime.restorers.safm.restorer import SaFMRestorer
 from runtime.samples import ASTRONAUT, group_photo, read_rgb8
-from runtime.serve import TritonServer
+from runtime.serving.serve import TritonServer
 from runtime.sessions import OnnxRuntimeSession
 
 DIRECT = "direct in-process (onnxruntime)"
@@ -41,14 +41,14 @@ def served_session(repository: Path, contract: NetworkContract) -> OnnxRuntimeSe
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing; render the repository with "
                                 f"`python -m export triton-repo --target cpu --restorers safm`")
-    return OnnxRuntimeSession(str(path), contract.input_names, contract.output_names)
+    return OnnxRuntimeSession(str(path), contract)
 
 
 def bench_serving(server: TritonServer, repeats: int, max_seconds: float | None = None,
                   photos: dict[str, bytes] | None = None) -> dict:
     """Per photo: the direct call and the served SaFM ensemble over HTTP and gRPC, timed in
     interleaved rounds; each served row carries its overhead over the direct call (ms and %)."""
-    from runtime.client import RestoreClient
+    from runtime.serving.client import RestoreClient
 
     repo = server.repository
     pipeline = FacePipeline(served_session(repo, CONTRACTS["face_detector"]), served_session(repo, CONTRACTS["face_mesh"]))

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from runtime.bench.timing import device_name, interleaved_ms, stats
+from benchmarks.timing import device_name, interleaved_ms, stats
 from runtime.cpu import reported_flags
 from runtime.face import FacePipeline, onnx_face_pipeline, torch_face_pipeline
 from runtime.face.detect import detect_faces

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from runtime.bench.face import bench_face_pipeline, face_table
-from runtime.bench.report import bar_chart, latency_table, save
-from runtime.bench.timing import device_name, device_slug, matmul_rate_gflops
+from benchmarks.face import bench_face_pipeline, face_table
+from benchmarks.report import bar_chart, latency_table, save
+from benchmarks.timing import device_name, device_slug, matmul_rate_gflops
 from runtime.cpu import reported_flags
 
 
@@ -69,7 +69,7 @@ def sdxl_table(rows: list[dict]) -> str:
 
 def run_bench(plan: BenchPlan) -> Path:
     """Run the planned benchmarks, print their tables, save them under out_dir/<device>."""
-    from runtime.bench.restorers import bench_authface, bench_safm, sdxl_floor
+    from benchmarks.restorers import bench_authface, bench_safm, sdxl_floor
 
     plan.check()
     folder = plan.out_dir / device_slug()
@@ -92,8 +92,8 @@ def run_bench(plan: BenchPlan) -> Path:
         save(folder, "authface", result, latency_table(result) + "\n" + sdxl_table(result["sdxl_floor"]),
              bar_chart(rows, f"AuthFace ms/face (log), {result['device']}"))
     if plan.triton_repo is not None:
-        from runtime.bench.serving import bench_serving, serving_table
-        from runtime.serve import TritonServer
+        from benchmarks.serving import bench_serving, serving_table
+        from runtime.serving.serve import TritonServer
 
         with TritonServer(plan.triton_repo, log=plan.triton_repo.parent / "tritonserver.log",
                           exit_timeout=5) as server:

@@ -32,9 +32,9 @@ class StopWhenCancelled:
         if self.request.is_cancelled():
             raise RequestCancelled("request cancelled by the client")
 
-    def __call__(self, *inputs):
+    def __call__(self, *args, **inputs):
         self.check()
-        return self.net(*inputs)
+        return self.net(*args, **inputs)
 
     def __getattr__(self, name: str):
         attr = getattr(self.net, name)

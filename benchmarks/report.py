@@ -11,7 +11,7 @@ from runtime.files import write_atomic
 
 
 def latency_table(result: dict) -> str:
-    """Restorer rows (runtime.bench.restorers.measure) as a Markdown table under their context."""
+    """Restorer rows (benchmarks.restorers.measure) as a Markdown table under their context."""
     flags = f" ({', '.join(result['cpu_flags'])})" if result.get("cpu_flags") else ""
     lines = [f"{result['title']} on {result['device']}{flags}, torch {result['torch']}, onnxruntime {result['onnxruntime']}, "
              f"{result['threads']} threads; measured matmul peak {result['matmul_peak_gflops']} GFLOP/s; "

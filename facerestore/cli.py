@@ -1,13 +1,14 @@
-"""`facerestore` (also `python -m runtime`): one console script, subcommands per job."""
+"""`facerestore` (also `python -m facerestore`): one console script, subcommands per job. It sits
+above `runtime` and `export` and is the only place that calls both (docs/ARCHITECTURE.md)."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
 
-from runtime.capacity_options import add_capacity_options, capacity_from
+from runtime.serving.capacity_options import add_capacity_options, capacity_from
 from runtime.imageio import DEFAULT_MAX_PIXELS
-from runtime.restorer_options import RESTORER_OPTIONS
+from runtime.restorers import RESTORERS
 
 RESTORE_HELP = """\
 Restore every face of every photo: detect faces (MediaPipe BlazeFace full-range), find 468
@@ -69,7 +70,7 @@ def _add_restorer_options(p: argparse.ArgumentParser) -> None:
     """The options that choose and configure a restorer and the face pipeline (restore, evaluate)."""
     from runtime.face.pipeline import FaceOptions
 
-    p.add_argument("--model", "--restorer", dest="model", default="safm", choices=list(RESTORER_OPTIONS),
+    p.add_argument("--model", "--restorer", dest="model", default="safm", choices=list(RESTORERS),
                    help="restorer (default: %(default)s)")
     p.add_argument("--checkpoint", type=Path, default=None, help="restorer weights (see Restorers above)")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime", "tensorrt"],
@@ -79,13 +80,14 @@ def _add_restorer_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"],
                    help="torch backend precision; fp16 needs --device cuda, bf16 CUDA or a CPU with "
                         "AVX512-BF16/AMX (default: %(default)s)")
-    groups = {name: p.add_argument_group(name) for name, opts in RESTORER_OPTIONS.items() if opts}
-    for name, group in groups.items():
-        for o in RESTORER_OPTIONS[name]:
+    p.add_argument("--fp16-vae", action="store_true",
+                   help="run the networks that stay fp32 at half precision (AuthFace's VAE) in --precision too "
+                        "(fp16-safe VAEs only)")
+    for spec in RESTORERS.values():   # each restorer's own options, from its spec (runtime/restorers/<name>/)
+        group = p.add_argument_group(spec.name) if spec.options else None
+        for o in spec.options:
             group.add_argument(o.flag, type=o.type, default=o.default, choices=o.choices or None,
-                               help=f"{o.help} (default: %(default)s)")
-    groups["authface"].add_argument("--fp16-vae", action="store_true",
-                                    help="run the VAE in --precision too (fp16-safe VAEs only)")
+                               help=f"{o.describe()} (default: %(default)s)")
     p.add_argument("--aligned", action="store_true", help="inputs are already aligned faces: skip detection")
     p.add_argument("--size", type=int, default=512, help="aligned crop side in pixels (default: %(default)s)")
     p.add_argument("--only-center-face", action="store_true", help="restore only the face nearest the centre")
@@ -150,10 +152,11 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _resolve_backend(args: argparse.Namespace) -> str:
-    """--backend auto: ONNX Runtime for SaFM on a CPU in fp32, torch for everything else."""
+    """--backend auto: ONNX Runtime on a CPU in fp32 for a restorer whose spec says so (SaFM),
+    torch for everything else."""
     if args.backend != "auto":
         return args.backend
-    on_ort = args.device == "cpu" and args.precision == "fp32" and args.model != "authface"
+    on_ort = args.device == "cpu" and args.precision == "fp32" and RESTORERS[args.model].cpu_onnxruntime
     return "onnxruntime" if on_ort else "torch"
 
 
@@ -206,25 +209,18 @@ def _run_restore(args: argparse.Namespace) -> int:
 
 
 def _make_restorer(args: argparse.Namespace):
-    """The restorer the restore arguments ask for."""
-    from runtime.restorers import IdentityRestorer, make_safm_restorer
+    """The restorer the restore arguments ask for (any restorer of the registry, runtime/restorers/)."""
+    from runtime.restorers.factory import make_restorer
 
-    backend = _resolve_backend(args)
-    if args.model == "safm":
-        onnx_dir = args.onnx_dir
-        if args.backend == "auto" and backend == "onnxruntime":
-            from export.onnx_cache import onnx_dir as cached_onnx_dir
-            from runtime.contracts.safm import SAFM
+    spec, backend = RESTORERS[args.model], _resolve_backend(args)
+    options = spec.settings({o.name: getattr(args, o.name) for o in spec.options})   # checked before any work
+    onnx_dir = args.onnx_dir
+    if args.backend == "auto" and backend == "onnxruntime":   # the ONNX cache, exported on first use
+        from export.onnx_cache import onnx_dir as cached_onnx_dir
 
-            onnx_dir = cached_onnx_dir(SAFM, args.checkpoint, args.onnx_dir)
-        return make_safm_restorer(args.checkpoint, backend, onnx_dir, args.device, args.precision, args.fidelity)
-    if args.model == "authface":
-        from runtime.authface import make_authface_restorer
-
-        return make_authface_restorer(args.checkpoint, backend, args.onnx_dir, args.device, args.precision,
-                                      args.scheduler, args.steps, args.seed, args.conditioning_scale, args.strength,
-                                      args.fp16_vae)
-    return IdentityRestorer()
+        onnx_dir = {c.name: cached_onnx_dir(c, args.checkpoint, args.onnx_dir) for c in spec.networks}
+    return make_restorer(spec.name, args.checkpoint, backend, onnx_dir, args.device, args.precision,
+                         fp16_vae=args.fp16_vae, **options)
 
 
 BENCH_HELP = """Time the job on this machine and save JSON + Markdown (+ PNG) under OUT/<device>/:
@@ -264,8 +260,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    from runtime.bench import BenchPlan, run_bench
-    from runtime.serve import ServerError
+    from benchmarks import BenchPlan, run_bench
+    from runtime.serving.serve import ServerError
     from runtime.sessions import SessionError
 
     if args.repeats < 1 or args.max_seconds <= 0 or args.authface_steps < 1:
@@ -325,10 +321,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    # console-script wiring only: the export package is loaded on demand, runtime never imports it
-    import importlib
+    from export.cli import main as export_main
 
-    return importlib.import_module("export.cli").main(args.rest)
+    return export_main(args.rest)
 
 
 SERVE_HELP = """\
@@ -369,9 +364,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    import importlib
-
-    from runtime.serve import ServerError, TritonServer, serve_forever
+    from runtime.serving.serve import ServerError, TritonServer, serve_forever
 
     repo = args.repo or Path("out/triton_repo_cpu" if args.render == "cpu" else "triton_repo")
     try:
@@ -379,13 +372,14 @@ def _run_serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.render:  # console-script wiring only: rendering is export's job, loaded on demand
-        triton_repo = importlib.import_module("export.triton_repo")
+    if args.render:
+        from export.triton_repo import RepoError, render_repo
+
         try:
-            triton_repo.render_repo(args.render, repo, args.engines, args.restorers,
-                                    {"safm": args.checkpoint, "authface": args.authface_checkpoint},
-                                    capacity=capacity)
-        except (triton_repo.RepoError, FileNotFoundError) as exc:
+            render_repo(args.render, repo, args.engines, args.restorers,
+                        {"safm": args.checkpoint, "authface": args.authface_checkpoint},
+                        capacity=capacity)
+        except (RepoError, FileNotFoundError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     try:
@@ -410,28 +404,26 @@ def _add_client(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--retry-s", type=float, default=60.0,
                    help="keep retrying an unavailable server (restarting, overloaded) this long (default: %(default)s)")
     p.add_argument("--protocol", choices=["grpc", "http"], default="grpc", help="(default: %(default)s)")
-    p.add_argument("--restorer", "--model", dest="restorer", choices=["safm", "authface"], default="safm",
+    served = [s for s in RESTORERS.values() if s.networks]
+    p.add_argument("--restorer", "--model", dest="restorer", choices=[s.name for s in served], default="safm",
                    help="(default: %(default)s)")
     p.add_argument("--concurrency", type=int, default=1, help="parallel requests (default: %(default)s)")
     p.add_argument("--upscale", type=float, default=None, help="output photo scale factor (server default 1)")
     p.add_argument("--only-center-face", action="store_true", default=None, help="restore only the centre face")
-    p.add_argument("--fidelity", type=float, default=None, help="safm: fidelity weight in [0, 1]")
     _add_paste_options(p, None, None)
-    p.add_argument("--steps", type=int, default=None, help="authface: denoising steps")
-    p.add_argument("--seed", type=int, default=None, help="authface: noise seed")
-    p.add_argument("--strength", type=float, default=None, help="authface: img2img strength in (0, 1]")
+    for spec in served:   # the served options of each restorer (its spec); None: the server's default
+        for o in spec.served_options():
+            p.add_argument(o.flag, type=o.type, default=None,
+                           help=f"{spec.name}: {o.describe(served=True)} (server default {o.default})")
 
 
 def _run_client(args: argparse.Namespace) -> int:
-    from runtime.client import RestoreClient, restore_files
+    from runtime.serving.client import RestoreClient, restore_files
     from runtime.samples import FACE_PHOTOS
 
     options = {"only_center_face": args.only_center_face, "upscale": args.upscale,
                **{k: v.encode() for k in ("paste_mask", "colour_fix") if (v := getattr(args, k)) is not None}}
-    if args.restorer == "safm":
-        options["fidelity"] = args.fidelity
-    else:
-        options.update(steps=args.steps, seed=args.seed, strength=args.strength)
+    options.update({o.name: getattr(args, o.name) for o in RESTORERS[args.restorer].served_options()})
     try:
         origin = None
         for url in args.url or [None]:   # the first replica that answers says what it serves
@@ -485,7 +477,7 @@ def _run_ui(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"error: the web page needs gradio ({exc}); pip install 'face-restore-runtime[ui]'", file=sys.stderr)
         return 2
-    from runtime.serve import free_port
+    from runtime.serving.serve import free_port
     from runtime.ui.backends import LocalBackend, TritonBackend
 
     if args.triton:
@@ -520,7 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `facerestore` and `python -m runtime`."""
+    """Entry point of `facerestore` and `python -m facerestore`."""
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if args.command != "export" and rest:

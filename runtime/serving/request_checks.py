@@ -16,8 +16,9 @@ import math
 import re
 from dataclasses import dataclass
 
-from runtime.contracts.service import COLOUR_FIX, FIDELITY, MAX_OUTPUT_PIXELS, MAX_STEPS, MAX_TIMEOUT_S, \
-    MAX_UPLOAD_BYTES, MAX_UPSCALE, MIN_UPSCALE, OUTPUT_FORMAT, PASTE_MASK, STEPS, STRENGTH, TIMEOUT, UPSCALE
+from runtime.contracts.service import COLOUR_FIX, MAX_OUTPUT_PIXELS, MAX_TIMEOUT_S, MAX_UPLOAD_BYTES, MAX_UPSCALE, \
+    MIN_UPSCALE, OUTPUT_FORMAT, PASTE_MASK, TIMEOUT, UPSCALE
+from runtime.restorers import RESTORERS
 from runtime.face.paste import COLOUR_FIXES, PASTE_MASKS
 from runtime.imageio import ENCODERS, ImageError
 
@@ -31,7 +32,7 @@ class Range:
     """Allowed values of a numeric option: low < x (low_open) or low <= x, and x <= high."""
 
     low: float
-    high: float
+    high: float = math.inf
     low_open: bool = False
 
     def text(self) -> str:
@@ -41,9 +42,11 @@ class Range:
         return math.isfinite(x) and (x > self.low if self.low_open else x >= self.low) and x <= self.high
 
 
-RANGES = {UPSCALE.name: Range(MIN_UPSCALE, MAX_UPSCALE), FIDELITY.name: Range(0.0, 1.0),
-          STEPS.name: Range(1, MAX_STEPS), STRENGTH.name: Range(0.0, 1.0, low_open=True),
-          TIMEOUT.name: Range(0.0, MAX_TIMEOUT_S, low_open=True)}
+RANGES = {UPSCALE.name: Range(MIN_UPSCALE, MAX_UPSCALE), TIMEOUT.name: Range(0.0, MAX_TIMEOUT_S, low_open=True),
+          # the restorers' served options, from their one declaration (runtime/restorers/<name>/)
+          **{o.tensor_name: Range(-math.inf if o.minimum is None else o.minimum,
+                                  math.inf if (top := o.served_maximum or o.maximum) is None else top, o.low_open)
+             for spec in RESTORERS.values() for o in spec.served_options() if not o.choices}}
 
 
 def check_number(name: str, value) -> float:

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from runtime.contracts.authface import IMAGE_SIZE
+from runtime.contracts.authface import CONDITIONING_SCALE, CONTROL_IMAGE, DECODER_LATENT, ENCODER_IMAGE, IMAGE_SIZE, \
+    SAMPLE, TIMESTEP
 from runtime.face.pipeline import FaceBatch, to_crops
 from training.provenance import Provenance
 
@@ -89,12 +90,12 @@ class AuthFaceRestorer:
                 sched.set_begin_index(begin)
         return sched, timesteps
 
-    def _run(self, net: Net, *inputs: torch.Tensor) -> torch.Tensor:
-        """A stage's first output on the loop's device: torch tensors straight through a
-        ``run_torch`` stage, a host round trip through numpy for any other."""
+    def _run(self, net: Net, **inputs: torch.Tensor) -> torch.Tensor:
+        """A stage's first output on the loop's device, its inputs by name: torch tensors straight
+        through a ``run_torch`` stage, a host round trip through numpy for any other."""
         if hasattr(net, "run_torch"):
-            return net.run_torch(*inputs)[0].float()
-        out = net(*(x.cpu().numpy() for x in inputs))[0]
+            return net.run_torch(**inputs)[0].float()
+        out = net(**{name: x.cpu().numpy() for name, x in inputs.items()})[0]
         return torch.from_numpy(np.asarray(out, np.float32)).to(self.device)
 
     def restore(self, images: np.ndarray) -> np.ndarray:
@@ -108,12 +109,13 @@ class AuthFaceRestorer:
         if self.strength is None:
             latents = noise * sched.init_noise_sigma
         else:
-            z0 = self._run(self.vae_encoder, control)
+            z0 = self._run(self.vae_encoder, **{ENCODER_IMAGE.name: control})
             latents = sched.add_noise(z0, noise, timesteps[:1].repeat(n))
         step_kwargs = {"generator": generators} if "generator" in inspect.signature(sched.step).parameters else {}
         scale = torch.full((n,), self.conditioning_scale, dtype=torch.float32, device=self.device)
         for t in tqdm(timesteps, desc="authface", unit="step", leave=False, disable=None if self.progress else True):
             model_in = sched.scale_model_input(latents, t).float()
-            noise_pred = self._run(self.unet_controlnet, model_in, t.float().expand(n).contiguous(), control, scale)
+            noise_pred = self._run(self.unet_controlnet, **{SAMPLE.name: model_in, TIMESTEP.name: t.float().expand(n).contiguous(),
+                                                            CONTROL_IMAGE.name: control, CONDITIONING_SCALE.name: scale})
             latents = sched.step(noise_pred, t, latents, return_dict=False, **step_kwargs)[0]
-        return self._run(self.vae_decoder, latents.float()).cpu().numpy()
+        return self._run(self.vae_decoder, **{DECODER_LATENT.name: latents.float()}).cpu().numpy()

@@ -9,14 +9,14 @@ import sys
 import threading
 import time
 
-from runtime.bench.serving import served_session
-from runtime.bench.timing import device_name
-from runtime.contracts import CONTRACTS
+from benchmarks.serving import served_session
+from benchmarks.timing import device_name
+from runtime.restorers import CONTRACTS
 from runtime.face import FacePipeline
 from runtime.imageio import decode_image, encode_image
 from runtime.restore import restore_photo
-from runtime.restorers import SaFMRestorer
-from runtime.serve import TritonServer
+from runtime.restorers.safm.restorer import SaFMRestorer
+from runtime.serving.serve import TritonServer
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -40,7 +40,7 @@ def in_process_rate(server: TritonServer, photo: bytes, count: int) -> float:
 def load_test(server: TritonServer, photo: bytes, clients: int = 8, requests: int = 50,
               direct_count: int = 10, retry_s: float = 60.0) -> dict:
     """Run the load; the result holds every figure of the load-test table."""
-    from runtime.client import ClientError, RestoreClient
+    from runtime.serving.client import ClientError, RestoreClient
 
     latencies: list[float] = []
     failures: list[str] = []
@@ -92,15 +92,15 @@ def load_table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m runtime.bench.load --repo out/triton_repo_cpu`: start the server on the
+    """`python -m benchmarks.load --repo out/triton_repo_cpu`: start the server on the
     rendered repository (loopback, free ports), run the load, print (and --out: write) the table."""
     import argparse
     from pathlib import Path
 
-    from runtime.bench.serving import sample_photos
-    from runtime.serve import ServerError
+    from benchmarks.serving import sample_photos
+    from runtime.serving.serve import ServerError
 
-    parser = argparse.ArgumentParser(prog="python -m runtime.bench.load", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.load", description=__doc__)
     parser.add_argument("--repo", type=Path, required=True, help="a cpu-rendered model repository")
     parser.add_argument("--clients", type=int, default=8, help="(default: %(default)s)")
     parser.add_argument("--requests", type=int, default=50, help="per client (default: %(default)s)")

@@ -17,9 +17,9 @@ python backend stub that died and keeps reporting its model ready while every re
 with "Stub process is not healthy". A Supervisor thread checks the stubs and the server every
 second and restarts the server on the same ports when one died, removing the dead stubs'
 shared-memory regions; readiness fails only while it restarts, and a client that retries on
-"unavailable" (runtime/client.py) loses no request.
+"unavailable" (runtime/serving/client.py) loses no request.
 
-Memory back after peaks (runtime/shm_recycle.py): the server runs in explicit model-control
+Memory back after peaks (runtime/serving/shm_recycle.py): the server runs in explicit model-control
 mode (every model loaded at start), and the Supervisor reloads an idle model whose stubs'
 shared-memory regions grew past SHM_LIMIT, which gives those regions back without refusing a
 request.
@@ -48,7 +48,7 @@ import weakref
 from pathlib import Path
 from typing import TextIO
 
-from runtime.shm_recycle import IDLE_S, SHM_DIR, SHM_LIMIT, RecycleError, grown_models, idle_for, reload_model
+from runtime.serving.shm_recycle import IDLE_S, SHM_DIR, SHM_LIMIT, RecycleError, grown_models, idle_for, reload_model
 
 # glibc malloc of the server and its stubs: every block over 1 MiB (photos, uploads, face
 # batches) is its own mapping, returned to the system when freed, so memory comes back after a
@@ -370,7 +370,7 @@ class TritonServer:
 
     def recycle(self, limit: int = SHM_LIMIT, idle_s: float = IDLE_S) -> dict[str, int]:
         """Reload each model idle for `idle_s` whose stubs' shared-memory regions hold more than
-        `limit` bytes (runtime/shm_recycle.py); the bytes each held. The old stubs leave once
+        `limit` bytes (runtime/serving/shm_recycle.py); the bytes each held. The old stubs leave once
         they finish what they hold; they are no longer watched (dead_models)."""
         recycled = {}
         for model, held in grown_models(self.stubs, limit).items():

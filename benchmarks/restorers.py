@@ -14,9 +14,9 @@ from typing import Callable
 
 import torch
 
-from runtime.bench.timing import interleaved_ms, peak_memory_mb, reset_peak_memory, stats
+from benchmarks.timing import interleaved_ms, peak_memory_mb, reset_peak_memory, stats
 from runtime.cpu import has_bf16, reported_flags
-from runtime.contracts.base import NetworkContract
+from export.networks import NETWORKS, ExportNetwork
 from runtime.engines import EngineMismatch
 from runtime.sessions import DTYPES, SessionError, TorchSession, onnx_session
 from runtime.tensorrt_session import TensorRTUnavailable
@@ -48,24 +48,23 @@ def network_cost(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> t
     return gflop_per_face(module, inputs), sum(p.numel() for p in module.parameters()) / 1e6
 
 
-def sample_tensors(contract: NetworkContract) -> tuple[torch.Tensor, ...]:
-    """The contract's real batch-1 sample inputs as tensors."""
-    return tuple(torch.from_numpy(x) for x in contract.sample_inputs(1))
+def sample_tensors(network: ExportNetwork) -> tuple[torch.Tensor, ...]:
+    """The network's real batch-1 sample inputs as tensors."""
+    return tuple(torch.from_numpy(x) for x in network.sample_inputs(1))
 
 
-def contract_paths(contract: NetworkContract, checkpoint: Path | None, onnx_dir: Path,
+def network_paths(network: ExportNetwork, checkpoint: Path | None, onnx_dir: Path,
                    compile_: bool = False, nchw: bool = False, cpu_bf16: bool = False) -> dict[str, Factory]:
     """Every path of one network that can exist here, as factories (each made, timed and
     dropped in turn, so only one copy of a large model is in memory). The torch paths run in
     the channels_last layout, as the restorers do; `nchw` adds eager fp32 in the layout the
     modules were written in; `cpu_bf16` adds eager bf16 on a CPU that computes bf16 natively."""
-    dev = _device()
+    contract, dev = network.contract, _device()
     cuda = dev == "cuda"
 
     def torch_path(precision: str, compiled: bool = False, channels_last: bool = True) -> Factory:
         def make() -> Run:
-            session = TorchSession(contract.build_module(checkpoint), dev, DTYPES[precision], contract.fp32_inputs,
-                                   channels_last)
+            session = TorchSession(network.build_module(checkpoint), contract, dev, DTYPES[precision], channels_last)
             if compiled:
                 session.module = torch.compile(session.module, mode="max-autotune" if cuda else "default")
             return session
@@ -133,17 +132,16 @@ def bench_safm(checkpoints: list[Path], onnx_root: Path, repeats: int, max_secon
                peak_gflops: float, compile_: bool = False, nchw: bool = False) -> list[dict]:
     """SaFM rows for each checkpoint (its ONNX in onnx_root/<checkpoint stem>/). On a CPU the
     paper-scale model (seconds per face) runs at batch 1 only."""
-    from runtime.contracts.safm import SAFM
-
+    safm = NETWORKS["safm"]
     rows = []
     for ckpt in checkpoints:
-        module = SAFM.build_module(ckpt)
-        gflop, params = network_cost(module, sample_tensors(SAFM))
+        module = safm.build_module(ckpt)
+        gflop, params = network_cost(module, sample_tensors(safm))
         heavy = module.config.nf >= 64 and not torch.cuda.is_available()
         name = module.config.name
         del module
-        rows += measure(name, contract_paths(SAFM, ckpt, onnx_root / Path(ckpt).stem, compile_, nchw, cpu_bf16=True),
-                        SAFM.sample_inputs, (1,) if heavy else BATCHES, repeats, max_seconds, gflop, params, peak_gflops)
+        rows += measure(name, network_paths(safm, ckpt, onnx_root / Path(ckpt).stem, compile_, nchw, cpu_bf16=True),
+                        safm.sample_inputs, (1,) if heavy else BATCHES, repeats, max_seconds, gflop, params, peak_gflops)
     return rows
 
 
@@ -151,22 +149,22 @@ def bench_authface(checkpoint: Path | None, onnx_dir: Path, steps: int, repeats:
                    peak_gflops: float, compile_: bool = False, nchw: bool = False) -> list[dict]:
     """AuthFace rows: each network (the UNet+ControlNet row is one denoising step) and the whole
     faithful-mode restoration of `steps` steps (on a CPU at batch 1 only). ONNX in onnx_dir/."""
-    from runtime.authface import make_authface_restorer
+    from runtime.restorers.factory import make_restorer
     from runtime.contracts.authface import AUTHFACE_CONTRACTS, VAE_ENCODER
 
     # the architecture's name from the checkpoint's config.json, without loading its weights
     config = "tiny" if checkpoint is None else json.loads((Path(checkpoint) / "config.json").read_text())["config"]
     rows = []
-    for contract in AUTHFACE_CONTRACTS:
-        gflop, params = network_cost(contract.build_module(checkpoint), sample_tensors(contract))
-        rows += measure(f"authface-{config} {contract.name}", contract_paths(contract, checkpoint, onnx_dir, compile_, nchw),
-                        contract.sample_inputs, BATCHES, repeats, max_seconds, gflop, params, peak_gflops)
+    for network in (NETWORKS[c.name] for c in AUTHFACE_CONTRACTS):
+        gflop, params = network_cost(network.build_module(checkpoint), sample_tensors(network))
+        rows += measure(f"authface-{config} {network.name}", network_paths(network, checkpoint, onnx_dir, compile_, nchw),
+                        network.sample_inputs, BATCHES, repeats, max_seconds, gflop, params, peak_gflops)
 
     dev = _device()
 
     def whole(backend: str, precision: str = "fp32", channels_last: bool = True) -> Factory:
-        return lambda: make_authface_restorer(checkpoint, backend, onnx_dir, dev, precision, steps=steps,
-                                              progress=False, channels_last=channels_last).restore
+        return lambda: make_restorer("authface", checkpoint, backend, onnx_dir, dev, precision, steps=steps,
+                                     progress=False, channels_last=channels_last).restore
 
     paths = {EAGER: whole("torch")}
     if nchw:
@@ -176,9 +174,10 @@ def bench_authface(checkpoint: Path | None, onnx_dir: Path, steps: int, repeats:
     paths[f"onnxruntime {dev}"] = whole("onnxruntime")
     if dev == "cuda":
         paths["tensorrt + cuda graph"] = whole("tensorrt")
-    gflop = gflop_per_face(paths[EAGER](), VAE_ENCODER.sample_inputs(1))
+    faces = NETWORKS[VAE_ENCODER.name].sample_inputs   # the whole restoration takes the encoder's faces
+    gflop = gflop_per_face(paths[EAGER](), faces(1))
     params = sum(r["params_m"] for r in rows if r["path"] == EAGER and r["batch"] == 1)
-    rows += measure(f"authface-{config} whole ({steps} steps)", paths, VAE_ENCODER.sample_inputs,
+    rows += measure(f"authface-{config} whole ({steps} steps)", paths, faces,
                     BATCHES if dev == "cuda" else (1,), repeats, max_seconds, gflop, params, peak_gflops)
     return rows
 

@@ -1,0 +1,14 @@
+"""How to make each exported network for export and parity checks: one `ExportNetwork` per
+network contract (runtime/contracts/), with its torch module builder and real sample inputs.
+The contracts stay pure data; this is the torch side of them."""
+from __future__ import annotations
+
+from export.networks.authface import AUTHFACE_NETWORKS
+from export.networks.base import ExportNetwork
+from export.networks.face import FACE_DETECTOR_NETWORK, FACE_MESH_NETWORK
+from export.networks.safm import SAFM_NETWORK
+
+NETWORKS: dict[str, ExportNetwork] = {n.contract.name: n for n in (FACE_DETECTOR_NETWORK, FACE_MESH_NETWORK,
+                                                                    SAFM_NETWORK, *AUTHFACE_NETWORKS)}
+
+__all__ = ["NETWORKS", "ExportNetwork"]

@@ -1,0 +1,59 @@
+"""How the AuthFace restorer is made: its torch modules, its checkpoint's scheduler config and
+provenance, and the restorer from one session per network (any backend)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from runtime.contracts.authface import UNET_CONTROLNET, VAE_DECODER, VAE_ENCODER
+from runtime.restorers.authface.pipeline import AuthFaceRestorer
+from runtime.restorers.base import Net
+from training.provenance import Provenance
+
+if TYPE_CHECKING:
+    import torch
+
+
+def torch_modules(checkpoint: Path | None) -> dict[str, torch.nn.Module]:
+    """The three networks of a checkpoint folder (``python -m training.authface
+    make-checkpoint``), loaded once; None = the seeded random-init ``tiny`` model (plumbing only:
+    its output is not a face)."""
+    from training.authface import load_or_default
+
+    ckpt = load_or_default(checkpoint)
+    return {VAE_ENCODER.name: ckpt.vae_encoder(), UNET_CONTROLNET.name: ckpt.unet_controlnet(),
+            VAE_DECODER.name: ckpt.vae_decoder()}
+
+
+def build(sessions: dict[str, Net], checkpoint: Path | None, device: str, progress: bool, scheduler: str,
+          steps: int, seed: int, conditioning_scale: float, strength: float | None) -> AuthFaceRestorer:
+    """AuthFace on its three sessions, the denoising loop on `device` (runtime.restorers.authface.pipeline)."""
+    return AuthFaceRestorer(sessions[VAE_ENCODER.name], sessions[UNET_CONTROLNET.name], sessions[VAE_DECODER.name],
+                            scheduler_config(checkpoint), scheduler=scheduler, steps=steps, seed=seed,
+                            conditioning_scale=conditioning_scale, strength=strength, progress=progress,
+                            device=device, provenance=checkpoint_provenance(checkpoint))
+
+
+def checkpoint_provenance(checkpoint: Path | None) -> Provenance:
+    """What an AuthFace checkpoint folder's weights are (its config.json notes); None = random tiny."""
+    from training.authface.checkpoint import provenance
+
+    if checkpoint is None:
+        return provenance({"weights": "random init, seed 0 (tiny)", "null_prompt": "random (not a text encoding)"})
+    path = Path(checkpoint) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing; not an AuthFace checkpoint folder")
+    return provenance(json.loads(path.read_text()).get("notes", {}))
+
+
+def scheduler_config(checkpoint: Path | None) -> dict:
+    """The scheduler config stored in a checkpoint's config.json (SDXL's when None)."""
+    from training.authface.configs import SDXL_SCHEDULER
+
+    if checkpoint is None:
+        return dict(SDXL_SCHEDULER)
+    path = Path(checkpoint) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing; not an AuthFace checkpoint folder")
+    return json.loads(path.read_text()).get("scheduler") or dict(SDXL_SCHEDULER)

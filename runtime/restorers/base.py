@@ -1,0 +1,135 @@
+"""What a restorer is to the rest of the project, declared once per restorer (a `RestorerSpec` in
+runtime/restorers/<name>/__init__.py): its networks (contracts), its options (the CLI flags,
+the web page's controls and the served ensemble inputs all come from one `RestorerOption`),
+how it is built from one session per network, and what its weights are. Kept free of torch
+and `training`: the CLI's parser and the Triton pre-processing model read it."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+import numpy as np
+
+from runtime.contracts.base import NetworkContract
+
+if TYPE_CHECKING:
+    import torch
+
+    from runtime.face.pipeline import FaceBatch
+    from training.provenance import Provenance
+
+Net = Callable[..., tuple[np.ndarray, ...]]
+
+
+class Restorer(Protocol):
+    """What the restore job calls: all faces of one photo as one batch. `provenance` says what
+    its weights are (None: not recorded, e.g. inside a served BLS model)."""
+
+    name: str
+    provenance: Provenance | None
+
+    def __call__(self, batch: FaceBatch) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class RestorerOption:
+    """One option of a restorer: name, type, default, range or choices, help; `served` is the
+    dtype of its ensemble input (the upper-cased name), None for an in-process-only option."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    low_open: bool = False              # minimum < value (else minimum <= value)
+    served: str | None = None           # numpy dtype of the served input
+    served_maximum: float | None = None  # a tighter top for served requests (each step costs the server)
+
+    @property
+    def flag(self) -> str:
+        """The command-line flag, e.g. --conditioning-scale."""
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def tensor_name(self) -> str:
+        """The served ensemble input, e.g. FIDELITY."""
+        return self.name.upper()
+
+    def describe(self, served: bool = False) -> str:
+        """The help with the allowed range, e.g. 'denoising steps; in [1, 1000]'."""
+        bounded = self.minimum is not None or self.maximum is not None
+        return f"{self.help}; in {self.range_text(served)}" if bounded else self.help
+
+    def range_text(self, served: bool = False) -> str:
+        """'[0, 1]', '(0, 1]', '[0, inf)' ..."""
+        top = self.served_maximum if served and self.served_maximum is not None else self.maximum
+        low = f"{'(' if self.low_open else '['}{self.minimum:g}" if self.minimum is not None else "(-inf"
+        return f"{low}, {top:g}]" if top is not None else f"{low}, inf)"
+
+    def check(self, value: Any, served: bool = False) -> Any:
+        """`value` when allowed, else ValueError naming the option (its served name when
+        `served`); None is allowed when the default is None."""
+        if value is None and self.default is None:
+            return value
+        name = self.tensor_name if served else self.name
+        if self.choices:
+            if value not in self.choices:
+                raise ValueError(f"{name} must be one of {list(self.choices)}, not {value!r}")
+            return value
+        top = self.served_maximum if served and self.served_maximum is not None else self.maximum
+        x = float(value)
+        low_ok = self.minimum is None or (x > self.minimum if self.low_open else x >= self.minimum)
+        if not (math.isfinite(x) and low_ok and (top is None or x <= top)):
+            raise ValueError(f"{name} must be in {self.range_text(served)}, got {value}")
+        return value
+
+
+@dataclass(frozen=True)
+class RestorerSpec:
+    """One restorer, all the project needs to know about it.
+
+    networks: its network contracts, in the order `build` gets their sessions.
+    build(sessions, checkpoint, device, progress, **options): the restorer from one session per
+        network (name -> session; torch, onnxruntime, tensorrt or Triton BLS alike).
+    torch_modules(checkpoint): name -> torch module of each network (the torch backend).
+    provenance(checkpoint): what its weights are.
+    fp32_networks: stay fp32 on torch at half precision unless asked (SDXL's VAE overflows).
+    cuda_graph_networks: TensorRT runs them with CUDA graphs (same shapes every call).
+    cpu_onnxruntime: `--backend auto` on a CPU in fp32 runs it on ONNX Runtime (exported once into
+        the ONNX cache), else on torch.
+    label_maps: its faces model takes the region label maps too.
+    served_parameters: config.pbtxt parameters of its served <name>_faces model.
+    served_gpu: a KIND_GPU instance of <name>_faces in the gpu rendering."""
+
+    name: str
+    summary: str
+    networks: tuple[NetworkContract, ...]
+    options: tuple[RestorerOption, ...]
+    build: Callable[..., Restorer]
+    torch_modules: Callable[[Path | None], dict[str, torch.nn.Module]] | None = None
+    provenance: Callable[[Path | None], Provenance] | None = None
+    fp32_networks: tuple[str, ...] = ()
+    cuda_graph_networks: tuple[str, ...] = ()
+    cpu_onnxruntime: bool = False
+    label_maps: bool = False
+    served_parameters: tuple[tuple[str, str], ...] = ()
+    served_gpu: bool = False
+
+    @property
+    def network_names(self) -> list[str]:
+        return [c.name for c in self.networks]
+
+    def served_options(self) -> tuple[RestorerOption, ...]:
+        return tuple(o for o in self.options if o.served)
+
+    def settings(self, given: dict[str, Any]) -> dict[str, Any]:
+        """Every option of this restorer: `given` values (checked) over the defaults; an unknown
+        name is a ValueError."""
+        known = {o.name: o for o in self.options}
+        if unknown := sorted(set(given) - set(known)):
+            raise ValueError(f"{self.name}: unknown options {unknown}; it takes {sorted(known)}")
+        return {name: o.check(given.get(name, o.default)) for name, o in known.items()}
