@@ -287,7 +287,7 @@ def _run_bench(args: argparse.Namespace) -> int:
 
 
 def _add_curate(sub: argparse._SubParsersAction) -> None:
-    from runtime.dataset import CurateOptions, __doc__ as doc
+    from facerestore.curate import CurateOptions, __doc__ as doc
 
     d = CurateOptions()
     p = sub.add_parser("curate", help="curate HQ face photos into an aligned training cache", description=doc,
@@ -303,7 +303,7 @@ def _add_curate(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_curate(args: argparse.Namespace) -> int:
-    from runtime.dataset import CurateOptions, curate
+    from facerestore.curate import CurateOptions, curate
     from runtime.face import torch_face_pipeline
 
     try:
