@@ -150,7 +150,7 @@ def bench_authface(checkpoint: Path | None, onnx_dir: Path, steps: int, repeats:
     """AuthFace rows: each network (the UNet+ControlNet row is one denoising step) and the whole
     faithful-mode restoration of `steps` steps (on a CPU at batch 1 only). ONNX in onnx_dir/."""
     from runtime.restorers.factory import make_restorer
-    from runtime.contracts.authface import AUTHFACE_CONTRACTS, VAE_ENCODER
+    from runtime.restorers.authface.contracts import AUTHFACE_CONTRACTS, VAE_ENCODER
 
     # the architecture's name from the checkpoint's config.json, without loading its weights
     config = "tiny" if checkpoint is None else json.loads((Path(checkpoint) / "config.json").read_text())["config"]
@@ -188,7 +188,7 @@ def sdxl_floor(peak_gflops: float, h100_tflops: float = 800.0) -> list[dict]:
     an H100's dense fp16 rate (docs/ARCHITECTURE.md): the floor any path can reach."""
     from training.authface import make_random_checkpoint
 
-    from runtime.contracts.authface import AUTHFACE_CONTRACTS
+    from runtime.restorers.authface.contracts import AUTHFACE_CONTRACTS
 
     with torch.device("meta"):
         ckpt = make_random_checkpoint("sdxl")

@@ -11,7 +11,7 @@ from runtime.restorers.factory import make_restorer
 from runtime.restorers import CONTRACTS, MODEL_GROUPS
 from export.networks import NETWORKS
 from export.networks.authface import real_faces
-from runtime.contracts.authface import UNET_CONTROLNET
+from runtime.restorers.authface.contracts import UNET_CONTROLNET
 from training.authface import (CheckpointError, load_checkpoint, make_checkpoint_from_diffusers,
                                make_random_checkpoint)
 from training.authface.__main__ import main as authface_main

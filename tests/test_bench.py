@@ -15,7 +15,7 @@ from benchmarks.restorers import EAGER, EAGER_NCHW, gflop_per_face, measure, net
 from benchmarks.timing import interleaved_ms, stats, time_ms
 from facerestore.cli import main
 from export.networks import NETWORKS
-from runtime.contracts.authface import UNET_CONTROLNET
+from runtime.restorers.authface.contracts import UNET_CONTROLNET
 
 
 def test_time_ms_stops_on_repeats_or_time_budget():

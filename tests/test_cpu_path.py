@@ -54,7 +54,7 @@ def test_the_cache_is_exported_once_and_the_default_weights_file_is_the_default(
 
 
 def test_restore_on_onnxruntime_imports_no_torch(tmp_path, ort_pipeline):
-    from runtime.contracts.safm import SAFM
+    from runtime.restorers.safm.contracts import SAFM
 
     onnx_dir(SAFM)  # the cache holds every network: this run must not need torch to export
     proc, modules = _imports(["restore", str(ASTRONAUT), "--out", str(tmp_path / "out")], tmp_path)

@@ -16,7 +16,7 @@ from export.tensorrt_build import build_engine, engine_precision, wanted_manifes
 from export.verify import verify_onnx
 from runtime.restorers import CONTRACTS
 from runtime.contracts.face import FACE_MESH
-from runtime.contracts.safm import SAFM
+from runtime.restorers.safm.contracts import SAFM
 from runtime.engines import BuildTarget, EngineMismatch, check_loadable, is_up_to_date, manifest_path
 from runtime.tensorrt_session import TensorRTSession, TensorRTUnavailable
 

@@ -12,7 +12,7 @@ from export.onnx_export import export_onnx
 from export.verify import verify_onnx
 from runtime.sessions import OnnxRuntimeSession
 from facerestore.cli import main
-from runtime.contracts.safm import SAFM
+from runtime.restorers.safm.contracts import SAFM
 from runtime.imageio import read_image
 from runtime.samples import ASTRONAUT, GRACE_HOPPER
 from training.safm import load_checkpoint, random_init, save_checkpoint

@@ -8,7 +8,7 @@ from functools import lru_cache
 import numpy as np
 
 from export.networks.base import restorer_network
-from runtime.contracts.authface import LATENT_CHANNELS, LATENT_SIZE, UNET_CONTROLNET, VAE_DECODER, VAE_ENCODER
+from runtime.restorers.authface.contracts import LATENT_CHANNELS, LATENT_SIZE, UNET_CONTROLNET, VAE_DECODER, VAE_ENCODER
 from runtime.restorers.authface import AUTHFACE_RESTORER
 
 SAMPLE_TIMESTEPS = (999.0, 751.0, 501.0, 251.0, 21.0)   # cycled over the batch in the UNet samples

@@ -6,7 +6,7 @@ from functools import lru_cache
 import numpy as np
 
 from export.networks.base import restorer_network
-from runtime.contracts.safm import DEFAULT_FIDELITY, SAFM
+from runtime.restorers.safm.contracts import DEFAULT_FIDELITY, SAFM
 from runtime.restorers.safm import SAFM_RESTORER
 from runtime.restorers.safm.restorer import safm_inputs
 

@@ -2,7 +2,7 @@
 Face-Oriented Generative Diffusion Prior): VAE encoder, fused UNet+ControlNet run once per
 denoising step, VAE decoder; the loop and the diffusers scheduler in
 runtime/restorers/authface/pipeline.py."""
-from runtime.contracts.authface import AUTHFACE_CONTRACTS, UNET_CONTROLNET, VAE_DECODER, VAE_ENCODER
+from runtime.restorers.authface.contracts import AUTHFACE_CONTRACTS, UNET_CONTROLNET, VAE_DECODER, VAE_ENCODER
 from runtime.restorers.base import RestorerOption, RestorerSpec
 
 # the diffusers samplers of runtime.restorers.authface.pipeline.SCHEDULERS (a test keeps the two equal)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from runtime.contracts.authface import CONDITIONING_SCALE, CONTROL_IMAGE, DECODER_LATENT, ENCODER_IMAGE, IMAGE_SIZE, \
+from runtime.restorers.authface.contracts import CONDITIONING_SCALE, CONTROL_IMAGE, DECODER_LATENT, ENCODER_IMAGE, IMAGE_SIZE, \
     SAMPLE, TIMESTEP
 from runtime.face.pipeline import FaceBatch, to_crops
 from training.provenance import Provenance

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from runtime.contracts.authface import UNET_CONTROLNET, VAE_DECODER, VAE_ENCODER
+from runtime.restorers.authface.contracts import UNET_CONTROLNET, VAE_DECODER, VAE_ENCODER
 from runtime.restorers.authface.pipeline import AuthFaceRestorer
 from runtime.restorers.base import Net
 from training.provenance import Provenance

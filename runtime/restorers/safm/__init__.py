@@ -1,6 +1,6 @@
 """The SaFM restorer (Zhao et al., Semantic-Aware Detail Enhancement for Blind Face
 Restoration): one network, faces + region maps + the fidelity weight (our addition)."""
-from runtime.contracts.safm import DEFAULT_FIDELITY, SAFM
+from runtime.restorers.safm.contracts import DEFAULT_FIDELITY, SAFM
 from runtime.restorers.base import RestorerOption, RestorerSpec
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from runtime.contracts.safm import FACE, FIDELITY, IMAGE, LABEL_MAP, SAFM
+from runtime.restorers.safm.contracts import FACE, FIDELITY, IMAGE, LABEL_MAP, SAFM
 from runtime.face.pipeline import FaceBatch, to_crops
 from runtime.restorers.base import Net
 from runtime.weights import default_weights

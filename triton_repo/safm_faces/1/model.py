@@ -4,7 +4,7 @@ its max_batch, and stop when the request is cancelled."""
 import numpy as np
 
 from runtime.restorers import CONTRACTS
-from runtime.contracts.safm import DEFAULT_FIDELITY
+from runtime.restorers.safm.contracts import DEFAULT_FIDELITY
 from runtime.contracts.service import SERVICES, CROPS, DEADLINE, LABEL_MAPS, FIDELITY, RESTORED_CROPS
 from runtime.serving.request_checks import check_number
 from runtime.restorers.safm.restorer import SaFMRestorer
