@@ -81,7 +81,7 @@ bench-gpu: $(STAMP) $(foreach c,$(SAFM_CONFIGS),$(BENCH)/$(c)/safm.onnx) $(BENCH
 # then the held-out evaluation on faces it never saw. Needs apt-get (root) for `apt-get download`.
 DEMO := .cache/demo-data
 DEMO_TRAIN := $(BIN)/python -m training.safm train --data $(DEMO)/faces-train --photos $(DEMO)/photos \
-  --out $(DEMO)/run --config safm-demo --steps 6500 --batch 4 --crop 192 --photo-scale 0.3 2.0 --face-share 0.15 --lr 3e-4 \
+  --out $(DEMO)/run --config safm-demo --steps 2400 --batch 4 --crop 192 --face-share 0.15 --lr 3e-4 \
   --lr-final 1e-5 --degradation demo --jitter 0.05 --no-perceptual --no-identity --no-adversarial \
   --save-every 250 --log-every 25
 train-demo: $(STAMP)
@@ -90,7 +90,7 @@ train-demo: $(STAMP)
 	  --out $(DEMO)/faces-train --min-face 40 --min-sharpness 5
 	test -f $(DEMO)/faces-heldout/report.json || $(BIN)/facerestore curate runtime/samples/astronaut.png \
 	  runtime/samples/grace_hopper.jpg --out $(DEMO)/faces-heldout --min-face 60 --min-sharpness 5
-	OMP_NUM_THREADS=2 $(DEMO_TRAIN)
+	OMP_NUM_THREADS=1 $(DEMO_TRAIN)
 	$(BIN)/python -m training.safm plot-losses $(DEMO)/run --out $(DEMO)/run/losses.png
 	$(BIN)/facerestore evaluate $(DEMO)/faces-heldout/*.png --aligned --checkpoint $(DEMO)/run/safm.safetensors \
 	  --out $(DEMO)/evaluation
