@@ -8,7 +8,7 @@ import base64
 import pytest
 
 from export.triton_repo import model_configs
-from runtime.contracts import CONTRACTS
+from runtime.restorers import CONTRACTS
 from runtime.contracts.service import PREPROCESS, PYTHON_MODELS, SERVICES, TIMEOUT, Capacity
 from runtime.imageio import ImageError
 from runtime.serving.request_checks import RANGES, answer_bytes, check_options, check_output_size, output_suffix, photo_bytes

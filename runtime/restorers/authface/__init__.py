@@ -11,22 +11,11 @@ DEFAULT_STEPS = 20
 MAX_SERVED_STEPS = 200   # most denoising steps one served request may ask (each is a UNet call)
 
 
-def _build(*args, **kwargs):
-    from runtime.restorers.authface.restorer import build
+def _impl():
+    """The restorer's code, loaded on first use (the spec itself stays light: no torch)."""
+    from runtime.restorers.authface import restorer
 
-    return build(*args, **kwargs)
-
-
-def _torch_modules(checkpoint):
-    from runtime.restorers.authface.restorer import torch_modules
-
-    return torch_modules(checkpoint)
-
-
-def _provenance(checkpoint):
-    from runtime.restorers.authface.restorer import checkpoint_provenance
-
-    return checkpoint_provenance(checkpoint)
+    return restorer
 
 
 AUTHFACE_RESTORER = RestorerSpec(
@@ -44,7 +33,8 @@ AUTHFACE_RESTORER = RestorerSpec(
                                                 "none = faithful mode, pure noise", minimum=0.0, maximum=1.0,
                        low_open=True, served="float32"),
     ),
-    build=_build, torch_modules=_torch_modules, provenance=_provenance,
+    build=lambda *a, **k: _impl().build(*a, **k), torch_modules=lambda c: _impl().torch_modules(c),
+    provenance=lambda c: _impl().checkpoint_provenance(c),
     fp32_networks=(VAE_ENCODER.name, VAE_DECODER.name), cuda_graph_networks=(UNET_CONTROLNET.name,),
     served_parameters=(("scheduler", "ddim"), ("steps", str(DEFAULT_STEPS))), served_gpu=True,
 )

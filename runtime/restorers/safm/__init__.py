@@ -4,22 +4,11 @@ from runtime.restorers.safm.contracts import DEFAULT_FIDELITY, SAFM
 from runtime.restorers.base import RestorerOption, RestorerSpec
 
 
-def _build(*args, **kwargs):
-    from runtime.restorers.safm.restorer import build
+def _impl():
+    """The restorer's code, loaded on first use (the spec itself stays light: no torch)."""
+    from runtime.restorers.safm import restorer
 
-    return build(*args, **kwargs)
-
-
-def _torch_modules(checkpoint):
-    from runtime.restorers.safm.restorer import torch_modules
-
-    return torch_modules(checkpoint)
-
-
-def _provenance(checkpoint):
-    from runtime.restorers.safm.restorer import provenance
-
-    return provenance(checkpoint)
+    return restorer
 
 
 SAFM_RESTORER = RestorerSpec(
@@ -30,6 +19,7 @@ SAFM_RESTORER = RestorerSpec(
     options=(RestorerOption("fidelity", float, DEFAULT_FIDELITY,
                             "fidelity weight: local detail from the input's features",
                             minimum=0.0, maximum=1.0, served="float32"),),
-    build=_build, torch_modules=_torch_modules, provenance=_provenance,
+    build=lambda *a, **k: _impl().build(*a, **k), torch_modules=lambda c: _impl().torch_modules(c),
+    provenance=lambda c: _impl().provenance(c),
     cuda_graph_networks=(SAFM.name,), cpu_onnxruntime=True, label_maps=True,
 )
