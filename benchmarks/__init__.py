@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,7 +70,7 @@ def sdxl_table(rows: list[dict]) -> str:
 
 def run_bench(plan: BenchPlan) -> Path:
     """Run the planned benchmarks, print their tables, save them under out_dir/<device>."""
-    from benchmarks.restorers import bench_authface, bench_safm, sdxl_floor
+    from benchmarks.restorers import bench_authface, bench_safm, bench_sdxl, sdxl_floor
 
     plan.check()
     folder = plan.out_dir / device_slug()
@@ -86,9 +87,15 @@ def run_bench(plan: BenchPlan) -> Path:
         weights = str(plan.authface_checkpoint or "random-init tiny (latency does not depend on weights)")
         rows = bench_authface(plan.authface_checkpoint, plan.onnx_dir / "authface", plan.authface_steps, plan.repeats,
                               plan.max_seconds, peak, plan.compile, plan.nchw)
+        floor = sdxl_floor(peak)
+        if torch.cuda.is_available():  # the real-size networks fit a GPU: time them too
+            try:
+                rows += bench_sdxl(plan.repeats, plan.max_seconds, floor, peak)
+            except RuntimeError as exc:   # out of memory on a small GPU: the tiny rows still count
+                print(f"note: authface-sdxl not timed: {exc}", file=sys.stderr)
         result = {**_context("AuthFace restorer", peak, weights), "command": plan.command,
                   "inputs": "real aligned faces, their latents noised to real timesteps; ddim scheduler",
-                  "rows": rows, "sdxl_floor": sdxl_floor(peak)}
+                  "rows": rows, "sdxl_floor": floor}
         save(folder, "authface", result, latency_table(result) + "\n" + sdxl_table(result["sdxl_floor"]),
              bar_chart(rows, f"AuthFace ms/face (log), {result['device']}"))
     if plan.triton_repo is not None:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 from benchmarks.timing import interleaved_ms, peak_memory_mb, reset_peak_memory, stats
@@ -120,11 +121,12 @@ def measure(model: str, paths: dict[str, Factory], inputs_for: Callable[[int], t
                          "faces_per_s": round(batch / sec, 2), "peak_fraction": round(gflop * batch / sec / peak_gflops, 4),
                          "peak_memory_mb": memory[path], "cpu_flags": reported_flags()})
             print(f"{model} | {path} | batch {batch}: {s['median_ms']} ms ({s['runs']} runs)", file=sys.stderr)
-    del runs
     rows.sort(key=lambda r: list(paths).index(r["path"]))  # path by path, batches in order (a stable sort)
-    eager = {r["batch"]: r["median_ms"] for r in rows if r["path"] == EAGER}
+    reference = EAGER if EAGER in runs else next(iter(runs))   # an fp16-policy network's own eager path
+    eager = {r["batch"]: r["median_ms"] for r in rows if r["path"] == reference}
     for r in rows:
         r["speedup_vs_eager"] = round(eager[r["batch"]] / r["median_ms"], 2) if r["batch"] in eager else None
+    del runs
     return rows
 
 
@@ -179,6 +181,82 @@ def bench_authface(checkpoint: Path | None, onnx_dir: Path, steps: int, repeats:
     params = sum(r["params_m"] for r in rows if r["path"] == EAGER and r["batch"] == 1)
     rows += measure(f"authface-{config} whole ({steps} steps)", paths, faces,
                     BATCHES if dev == "cuda" else (1,), repeats, max_seconds, gflop, params, peak_gflops)
+    return rows
+
+
+class CudaGraphSession:
+    """A CUDA TorchSession replayed from a CUDA graph captured once per input shape (the inputs
+    are copied into the graph's static buffers; outputs come back to the host as the session's do)."""
+
+    def __init__(self, session: TorchSession) -> None:
+        self.session, self.graphs = session, {}
+
+    def _capture(self, tensors: list[torch.Tensor]) -> tuple:
+        static = [t.clone() for t in tensors]
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), torch.inference_mode():
+            for _ in range(2):   # warm-up on a side stream, as graph capture requires
+                self.session.module(*static)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph), torch.inference_mode():
+            out = self.session.module(*static)
+        return graph, static, out if isinstance(out, (tuple, list)) else (out,)
+
+    def __call__(self, *args: np.ndarray) -> tuple:
+        contract = self.session.contract
+        inputs = contract.bind(args, {})
+        tensors = [self.session._tensor(spec, inputs[spec.name]) for spec in contract.inputs]
+        key = tuple(tuple(t.shape) for t in tensors)
+        if key not in self.graphs:
+            self.graphs[key] = self._capture(tensors)
+        graph, static, out = self.graphs[key]
+        for buffer, t in zip(static, tensors):
+            buffer.copy_(t)
+        graph.replay()
+        return tuple(o.float().cpu().numpy() for o in out)
+
+
+def bench_sdxl(repeats: int, max_seconds: float | None, floor: list[dict], peak_gflops: float,
+               config: str = "sdxl", device: str = "cuda") -> list[dict]:
+    """The real-size SDXL-architecture networks (random weights made on the device; latency
+    does not depend on them) at batch 1/4/8 on the real samples: torch eager in the network's
+    precision (fp16; the VAE's policy is fp32) and bf16, and on CUDA that precision replayed from
+    a CUDA graph. `floor`: sdxl_floor's rows, for the FLOPs. (`config`, `device`: a smaller
+    architecture or the CPU, to test this.)"""
+    import copy
+
+    from training.authface import make_random_checkpoint
+
+    with torch.device(device):
+        checkpoint = make_random_checkpoint(config)   # made once; each path takes its own copy
+    rows = []
+    for network in (NETWORKS[r["network"]] for r in floor):
+        precision = network.contract.precision
+
+        def path(dtype: str, graphed: bool = False) -> Factory:
+            def make() -> Run:
+                module = copy.deepcopy(getattr(checkpoint, network.name)())
+                session = TorchSession(module, network.contract, device, DTYPES[dtype], channels_last=True)
+                if not graphed:
+                    return session
+                graphed_session = CudaGraphSession(session)
+                try:   # capture now: a module that cannot be captured is a path that is not available
+                    graphed_session(*network.sample_inputs(1))
+                except RuntimeError as exc:
+                    raise SessionError(f"CUDA graph capture failed: {exc}") from exc
+                return graphed_session
+            return make
+
+        paths = {f"torch eager {precision}": path(precision), "torch eager bf16": path("bf16")}
+        if device == "cuda":
+            paths[f"torch {precision} + cuda graph"] = path(precision, graphed=True)
+        cost = next(r for r in floor if r["network"] == network.name)
+        rows += measure(f"authface-{config} {network.name}", paths, network.sample_inputs, BATCHES, repeats,
+                        max_seconds, cost["tflop_per_face"] * 1e3, cost["params_m"], peak_gflops)
+        if device == "cuda":
+            torch.cuda.empty_cache()
     return rows
 
 

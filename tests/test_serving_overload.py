@@ -4,7 +4,8 @@ UNAVAILABLE (HTTP 503, gRPC UNAVAILABLE) and a clear message, instead of queuein
 minutes; the server stays healthy and serves the next request.
 
 Its own small server (the authface ensemble only, one instance per step, a queue of one), so
-that a long AuthFace request (STEPS 200, about a minute here) keeps `authface_faces` busy.
+that a long AuthFace request (STEPS 999, the most allowed: minutes on any CPU) keeps `authface_faces` busy
+until its TIMEOUT.
 """
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ def send(server: TritonServer, answers: dict, key: str, steps: int, timeout: flo
 def test_overload_is_refused_at_once_and_the_server_stays_healthy(small_queue):
     server, answers = small_queue, {}
     done = preprocessed(server)
-    busy = send(server, answers, "busy", steps=200, timeout=BUSY_S)   # authface_faces busy for BUSY_S
+    busy = send(server, answers, "busy", steps=999, timeout=BUSY_S)   # authface_faces busy for BUSY_S
     wait_preprocessed(server, done + 1)
     queued = send(server, answers, "queued", steps=2)                   # waits in authface_faces' queue (1 place)
     wait_preprocessed(server, done + 2)

@@ -97,6 +97,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     for name in ("lr", "lambda_pix", "lambda_adv", "lambda_d", "lambda_s", "lambda_id", "jitter", "face_share"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
     p.add_argument("--lr-final", type=float, default=None, help="cosine-decay the lr to this value (default: constant)")
+    p.add_argument("--budget-minutes", type=float, default=None,
+                   help="time steps 10-60 (after the warm-up), then set --steps to what fits this many minutes of wall time "
+                        "(the count chosen is printed and recorded with the checkpoint)")
     p.add_argument("--stage", choices=["restore", "codebook"], default=d.stage,
                    help="codebook: pre-train encoder, codebook and decoder on the HQ faces (VQGAN reconstruction + "
                         "codebook/commitment loss), the SaFM paper's pre-trained codebook; restore (default): "

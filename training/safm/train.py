@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from training.provenance import Provenance
 from training.safm.checkpoint import load_checkpoint, random_init, save_checkpoint
 from training.train_state import end_step, jsonable, load_train_state, save_train_state
 
+WARMUP_STEPS, CALIBRATION_STEPS = 10, 50  # a --budget-minutes run times steps 10..60, then fixes its step count
 ARCFACE_LAYERS = {"r18": (2, 2, 2, 2), "r34": (3, 4, 6, 3), "r50": (3, 4, 14, 3)}
 
 
@@ -64,6 +66,7 @@ class SaFMTrainConfig:
     log_every: int = 10
     save_every: int = 1000
     workers: int = 0
+    budget_minutes: float | None = None  # fix `steps` after the first CALIBRATION_STEPS so the run fits this wall time
     degradation: DegradationConfig | str = field(default_factory=DegradationConfig)  # or a PRESETS name
 
 
@@ -90,9 +93,10 @@ class SaFMTrainer:
         degradation = PRESETS[cfg.degradation] if isinstance(cfg.degradation, str) else cfg.degradation
         self.data = AlignedFaces(cfg.data, degradation, cfg.seed, flip=True, jitter=cfg.jitter)
         if cfg.photos is not None:
-            self.data = FacesAndPhotos(self.data, PhotoCrops(cfg.photos, cfg.crop, degradation, cfg.seed,
-                                                                 min_scale=cfg.photo_scale[0],
-                                                                 max_scale=cfg.photo_scale[1]), cfg.face_share)
+            # an epoch (a fresh set of loader workers) lasts at least 256 batches
+            crops = PhotoCrops(cfg.photos, cfg.crop, degradation, cfg.seed, length=max(4096, 256 * cfg.batch),
+                               min_scale=cfg.photo_scale[0], max_scale=cfg.photo_scale[1])
+            self.data = FacesAndPhotos(self.data, crops, cfg.face_share)
         self.step = 0
         self.state_dir = cfg.out / "train_state"
         if (self.state_dir / "train_state.json").is_file():
@@ -113,7 +117,8 @@ class SaFMTrainer:
         for epoch in itertools.count(self.step):
             self.data.epoch = epoch
             loader = DataLoader(self.data, batch_size=self.cfg.batch, shuffle=True, drop_last=False,
-                                num_workers=self.cfg.workers, generator=torch.Generator().manual_seed(self.cfg.seed + epoch))
+                                num_workers=self.cfg.workers, pin_memory=self.cfg.device.startswith("cuda"),
+                                generator=torch.Generator().manual_seed(self.cfg.seed + epoch))
             yield from loader
 
     def losses(self, batch: dict) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
@@ -153,11 +158,23 @@ class SaFMTrainer:
         self.opt_d.step()
         return float(loss)
 
+    def _fit_budget(self, started: float, warm: float) -> int:
+        """The step count that ends the run within budget_minutes (counted from `started`) at the
+        rate of the CALIBRATION_STEPS timed since `warm` (after the warm-up: loader workers,
+        kernel selection); written into the config the checkpoint records."""
+        now = time.monotonic()
+        per_step = (now - warm) / CALIBRATION_STEPS
+        self.cfg.steps = self.step + max(0, int((self.cfg.budget_minutes * 60 - (now - started)) / per_step))
+        print(f"budget {self.cfg.budget_minutes} min: {per_step * 1e3:.0f} ms/step -> {self.cfg.steps} steps")
+        return self.cfg.steps
+
     def train(self, steps: int | None = None) -> list[dict]:
-        """Run to `steps` (default: the config's), logging losses to out/losses.csv, saving the
-        model (out/safm.safetensors + .json) and the resumable state every save_every steps."""
+        """Run to `steps` (default: the config's; with budget_minutes, the count that fits the
+        budget), logging losses to out/losses.csv, saving the model (out/safm.safetensors + .json)
+        and the resumable state every save_every steps."""
         cfg = self.cfg
         target = steps or cfg.steps
+        started, first_step, warm = time.monotonic(), self.step, 0.0
         cfg.out.mkdir(parents=True, exist_ok=True)
         log, rows = cfg.out / "losses.csv", []
         batches = self._batches()
@@ -180,6 +197,10 @@ class SaFMTrainer:
             if not all(math.isfinite(v) for v in logged.values()):
                 raise FloatingPointError(f"step {self.step}: non-finite loss {logged}")
             self.step += 1
+            if cfg.budget_minutes and self.step == first_step + WARMUP_STEPS:
+                warm = time.monotonic()
+            if cfg.budget_minutes and self.step == first_step + WARMUP_STEPS + CALIBRATION_STEPS:
+                target = bar.total = self._fit_budget(started, warm)
             rows.append(end_step(self.step, target, logged, log, bar, cfg.log_every, cfg.save_every, self.save))
         bar.close()
         return rows
@@ -187,7 +208,8 @@ class SaFMTrainer:
     def save(self) -> Path:
         """The runtime checkpoint and the resumable state."""
         data = f"{self.cfg.data}" + (f" + photographs {self.cfg.photos}" if self.cfg.photos else "")
-        origin = Provenance(f"{self.model.config.name} trained {self.step} steps on {data}", self.step > 0)
+        start = f", starting from {self.cfg.init}" if self.cfg.init else ""
+        origin = Provenance(f"{self.model.config.name} trained {self.step} steps on {data}{start}", self.step > 0)
         path = save_checkpoint(self.model, self.cfg.out / "safm", {"step": self.step, "train": jsonable(asdict(self.cfg)),
                                                                   "provenance": origin.to_dict()})
         save_train_state(self.state_dir, self._models(), self._optimizers(), self.step)
