@@ -165,7 +165,7 @@ def test_codebook_pretraining_then_restoration_on_the_frozen_codebook(cache, tmp
     restore.train(steps=2)
     assert torch.equal(restore.model.quantize.embedding.weight.detach(), codes1)  # kept fixed
     with pytest.raises(ValueError, match="residual output"):
-        _trainer(cache, tmp_path / "bad", config="safm-demo", stage="codebook")
+        _trainer(cache, tmp_path / "bad", config="safm-small", stage="codebook")
 
 
 def test_photo_crops_above_scale_one_are_enlarged(tmp_path):
@@ -184,3 +184,23 @@ def test_photo_crops_above_scale_one_are_enlarged(tmp_path):
                               for i in range(8)]))
 
     assert detail(1.8, 2.0) < 0.7 * detail(0.3, 0.5)
+
+
+def test_budget_fixes_the_step_count_and_init_is_recorded(cache, tmp_path, monkeypatch):
+    """--budget-minutes times the steps after the warm-up, then fixes the step count (a budget
+    already spent: the run ends right there) and records it; --init names its start and keeps
+    the checkpoint's architecture whatever --config says."""
+    import training.safm.train as train
+
+    monkeypatch.setattr(train, "WARMUP_STEPS", 1)
+    monkeypatch.setattr(train, "CALIBRATION_STEPS", 2)
+    trainer = _trainer(cache, tmp_path / "budget", steps=1000, budget_minutes=0.0)
+    trainer.train()
+    assert trainer.step == 3 and trainer.cfg.steps == 3
+    meta = json.loads((tmp_path / "budget" / "safm.json").read_text())
+    assert meta["train"]["steps"] == 3 and meta["train"]["budget_minutes"] == 0.0
+    resumed = _trainer(cache, tmp_path / "next", config="safm-base", steps=1, init=tmp_path / "budget" / "safm.safetensors")
+    resumed.train()
+    meta = json.loads((tmp_path / "next" / "safm.json").read_text())
+    assert meta["train"]["config"] == "safm-tiny"
+    assert meta["provenance"]["text"].endswith(f"starting from {tmp_path / 'budget' / 'safm.safetensors'}")

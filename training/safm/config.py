@@ -50,14 +50,11 @@ CONFIGS: dict[str, SaFMConfig] = {
     "safm-tiny": SaFMConfig(name="safm-tiny", nf=16, ch_mult=(1, 2, 2, 2, 4, 4), num_res_blocks=1,
                             emb_dim=64, codebook_size=128, heads=4, seg_channels=16, lde_scales=(64, 128),
                             norm_groups=8),
-    # The shipped demo (training/weights/safm/README.md): safm-tiny widths, LDE at every decoder
-    # resolution from 64 up and a residual output, so that a small model trained on few photos
-    # starts from the input and only learns the correction (the VQ path alone blurs).
-    "safm-demo": SaFMConfig(name="safm-demo", nf=16, ch_mult=(1, 2, 2, 2, 4, 4), num_res_blocks=1,
-                            emb_dim=64, codebook_size=128, heads=4, seg_channels=16,
-                            lde_scales=(64, 128, 256, 512), norm_groups=8, residual=True),
-    # safm-demo with four times the channels from 128 px down and two blocks per resolution: the
-    # capacity where a x4-degraded face keeps its information, for little cost at 512 px.
+    # The shipped demo's architecture (training/weights/safm/README.md): safm-tiny's width at 512 and
+    # 256 px, four times its channels from 128 px down (where a x4-degraded face keeps its
+    # information, for little cost), two blocks per resolution, LDE at every decoder resolution
+    # from 64 up and a residual output, so that a small model trained on few photos starts from
+    # the input and only learns the correction (the VQ path alone blurs).
     "safm-small": SaFMConfig(name="safm-small", nf=16, ch_mult=(1, 2, 4, 4, 8, 8), num_res_blocks=2,
                              emb_dim=128, codebook_size=128, heads=4, seg_channels=16,
                              lde_scales=(64, 128, 256, 512), norm_groups=8, residual=True),

@@ -79,6 +79,7 @@ class SaFMTrainer:
         if cfg.stage not in ("restore", "codebook"):
             raise ValueError(f"stage must be restore or codebook, not {cfg.stage!r}")
         self.model = (load_checkpoint(cfg.init) if cfg.init else random_init(cfg.config, cfg.seed)).to(dev).train()
+        cfg.config = self.model.config.name   # with --init, the architecture is the checkpoint's
         if cfg.stage == "codebook" and self.model.config.residual:
             raise ValueError(f"{self.model.config.name} has a residual output: its decoder learns a correction, "
                              "not an image, so there is no codebook to pre-train")
@@ -197,9 +198,9 @@ class SaFMTrainer:
             if not all(math.isfinite(v) for v in logged.values()):
                 raise FloatingPointError(f"step {self.step}: non-finite loss {logged}")
             self.step += 1
-            if cfg.budget_minutes and self.step == first_step + WARMUP_STEPS:
+            if cfg.budget_minutes is not None and self.step == first_step + WARMUP_STEPS:
                 warm = time.monotonic()
-            if cfg.budget_minutes and self.step == first_step + WARMUP_STEPS + CALIBRATION_STEPS:
+            if cfg.budget_minutes is not None and self.step == first_step + WARMUP_STEPS + CALIBRATION_STEPS:
                 target = bar.total = self._fit_budget(started, warm)
             rows.append(end_step(self.step, target, logged, log, bar, cfg.log_every, cfg.save_every, self.save))
         bar.close()
