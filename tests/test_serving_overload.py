@@ -4,8 +4,8 @@ UNAVAILABLE (HTTP 503, gRPC UNAVAILABLE) and a clear message, instead of queuein
 minutes; the server stays healthy and serves the next request.
 
 Its own small server (the authface ensemble only, one instance per step, a queue of one), so
-that a long AuthFace request (STEPS 999, the most allowed: minutes on any CPU) keeps `authface_faces` busy
-until its TIMEOUT.
+that a long AuthFace request (9 faces at STEPS 200, the most the server allows: minutes on any CPU,
+where one face took under 25 s on an Intel Xeon with AMX) keeps `authface_faces` busy until its TIMEOUT.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from runtime.contracts.service import PREPROCESS, SERVICES, Capacity
 from runtime.samples import ASTRONAUT, read_rgb8
 from runtime.serving.serve import TritonServer
 from tests.kserve_http import infer, tensor
+from tests.test_serving_bad_inputs import face_grid
 from tests.test_triton import engines  # noqa: F401  (the session's ONNX files)
 
 SERVICE = SERVICES["authface"]
@@ -30,6 +31,7 @@ CAPACITY = Capacity(python_instances=1, max_queue_size=1, queue_timeout_s=8.0)
 BUSY_S = 25.0            # TIMEOUT of the request that keeps authface_faces busy
 REFUSED_WITHIN_S = 5.0   # a refused request's round trip (it passes face_preprocess first: ~1 s here)
 PHOTO = png_bytes(read_rgb8(ASTRONAUT))
+NINE_FACES = png_bytes(face_grid(3))
 OUTPUTS = tuple(t.name for t in SERVICE.outputs)
 
 
@@ -57,9 +59,10 @@ def wait_preprocessed(server: TritonServer, count: int, within: float = 60.0) ->
         time.sleep(0.05)
 
 
-def send(server: TritonServer, answers: dict, key: str, steps: int, timeout: float | None = None) -> threading.Thread:
+def send(server: TritonServer, answers: dict, key: str, steps: int, timeout: float | None = None,
+         photo: bytes = PHOTO) -> threading.Thread:
     """Send one AuthFace request over HTTP in a thread; answers[key] = (Answer, seconds)."""
-    inputs = [tensor("IMAGE", "BYTES", PHOTO), tensor("STEPS", "INT32", steps)]
+    inputs = [tensor("IMAGE", "BYTES", photo), tensor("STEPS", "INT32", steps)]
     if timeout is not None:
         inputs.append(tensor("TIMEOUT", "FP32", timeout))
 
@@ -75,7 +78,7 @@ def send(server: TritonServer, answers: dict, key: str, steps: int, timeout: flo
 def test_overload_is_refused_at_once_and_the_server_stays_healthy(small_queue):
     server, answers = small_queue, {}
     done = preprocessed(server)
-    busy = send(server, answers, "busy", steps=999, timeout=BUSY_S)   # authface_faces busy for BUSY_S
+    busy = send(server, answers, "busy", steps=200, timeout=BUSY_S, photo=NINE_FACES)   # authface_faces busy for BUSY_S
     wait_preprocessed(server, done + 1)
     queued = send(server, answers, "queued", steps=2)                   # waits in authface_faces' queue (1 place)
     wait_preprocessed(server, done + 2)
