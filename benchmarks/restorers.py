@@ -202,12 +202,10 @@ class CudaGraphSession:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph), torch.inference_mode():
             out = self.session.module(*static)
-        return graph, static, out if isinstance(out, (tuple, list)) else (out,)
+        return graph, static, out
 
-    def __call__(self, *args: np.ndarray) -> tuple:
-        contract = self.session.contract
-        inputs = contract.bind(args, {})
-        tensors = [self.session._tensor(spec, inputs[spec.name]) for spec in contract.inputs]
+    def __call__(self, *args: np.ndarray) -> tuple[np.ndarray, ...]:
+        tensors = self.session.tensors(*args)
         key = tuple(tuple(t.shape) for t in tensors)
         if key not in self.graphs:
             self.graphs[key] = self._capture(tensors)
@@ -215,7 +213,7 @@ class CudaGraphSession:
         for buffer, t in zip(static, tensors):
             buffer.copy_(t)
         graph.replay()
-        return tuple(o.float().cpu().numpy() for o in out)
+        return self.session.to_host(out)
 
 
 def bench_sdxl(repeats: int, max_seconds: float | None, floor: list[dict], peak_gflops: float,
@@ -232,7 +230,8 @@ def bench_sdxl(repeats: int, max_seconds: float | None, floor: list[dict], peak_
     with torch.device(device):
         checkpoint = make_random_checkpoint(config)   # made once; each path takes its own copy
     rows = []
-    for network in (NETWORKS[r["network"]] for r in floor):
+    for cost in floor:
+        network = NETWORKS[cost["network"]]
         precision = network.contract.precision
 
         def path(dtype: str, graphed: bool = False) -> Factory:
@@ -252,7 +251,6 @@ def bench_sdxl(repeats: int, max_seconds: float | None, floor: list[dict], peak_
         paths = {f"torch eager {precision}": path(precision), "torch eager bf16": path("bf16")}
         if device == "cuda":
             paths[f"torch {precision} + cuda graph"] = path(precision, graphed=True)
-        cost = next(r for r in floor if r["network"] == network.name)
         rows += measure(f"authface-{config} {network.name}", paths, network.sample_inputs, BATCHES, repeats,
                         max_seconds, cost["tflop_per_face"] * 1e3, cost["params_m"], peak_gflops)
         if device == "cuda":

@@ -63,14 +63,23 @@ class TorchSession:
             t = t.to(self.device)
         return t.contiguous(memory_format=self.memory_format) if t.ndim == 4 else t
 
+    def tensors(self, *args: np.ndarray, **named: np.ndarray) -> list[torch.Tensor]:
+        """The inputs (by name, or all in contract order) as the module's tensors, in contract order."""
+        inputs = self.contract.bind(args, named)
+        return [self._tensor(s, inputs[s.name]) for s in self.contract.inputs]
+
+    @staticmethod
+    def to_host(out: torch.Tensor | tuple | list) -> tuple[np.ndarray, ...]:
+        """The module's output(s) as float32 numpy arrays."""
+        out = out if isinstance(out, (tuple, list)) else (out,)
+        return tuple(o.float().cpu().numpy() for o in out)
+
     def __call__(self, *args: np.ndarray, **named: np.ndarray) -> tuple[np.ndarray, ...]:
         import torch
 
-        inputs = self.contract.bind(args, named)
+        tensors = self.tensors(*args, **named)
         with torch.inference_mode():
-            out = self.module(*(self._tensor(s, inputs[s.name]) for s in self.contract.inputs))
-        out = out if isinstance(out, (tuple, list)) else (out,)
-        return tuple(o.float().cpu().numpy() for o in out)
+            return self.to_host(self.module(*tensors))
 
 
 def ort_providers(device: str, available: list[str], cache_dir: Path) -> list:
