@@ -204,3 +204,15 @@ def test_budget_fixes_the_step_count_and_init_is_recorded(cache, tmp_path, monke
     meta = json.loads((tmp_path / "next" / "safm.json").read_text())
     assert meta["train"]["config"] == "safm-tiny"
     assert meta["provenance"]["text"].endswith(f"starting from {tmp_path / 'budget' / 'safm.safetensors'}")
+
+
+def test_cuda_training_without_cuda_is_a_one_line_error(cache, tmp_path, capsys):
+    from training.safm.__main__ import main as safm_main
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device: the refusal is for machines without one")
+    argv = ["train", "--data", str(cache), "--out", str(tmp_path / "run"), "--device", "cuda", "--steps", "1",
+            "--no-perceptual", "--no-identity", "--no-adversarial"]
+    assert safm_main(argv) == 2
+    assert "--device cuda: this machine has no CUDA device" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

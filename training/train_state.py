@@ -14,6 +14,16 @@ from torch import nn
 from training.files import atomic_write
 
 
+def training_device(name: str) -> torch.device:
+    """The device a trainer runs on; a CUDA device on a machine without one is a ValueError
+    that says so (the trainer commands print it as one line), not a traceback from torch."""
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: this machine has no CUDA device (torch {torch.__version__}); "
+                         "use --device cpu")
+    return device
+
+
 def save_train_state(folder: Path, models: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
                      step: int, extra: dict | None = None) -> None:
     """Write folder/train_state.safetensors + train_state.json (atomically, tensors first)."""

@@ -42,7 +42,7 @@ from training.authface.losses import LatentFacialLoss, normalized_timestep, pred
 from training.authface.model import UNetControlNet
 from training.data.degradations import PRESETS, DegradationConfig
 from training.data.faces import AlignedFaces
-from training.train_state import end_step, jsonable, load_train_state, save_train_state
+from training.train_state import end_step, jsonable, load_train_state, save_train_state, training_device
 
 
 # ----------------------------------------------------------------------------- captions
@@ -220,7 +220,7 @@ class _Trainer:
     def __init__(self, cfg: AuthFaceTrainConfig) -> None:
         from diffusers import DDPMScheduler
 
-        self.cfg, self.dev = cfg, torch.device(cfg.device)
+        self.cfg, self.dev = cfg, training_device(cfg.device)
         torch.manual_seed(cfg.seed)
         self.ckpt = load_checkpoint(cfg.checkpoint)
         self.scheduler = DDPMScheduler.from_config(self.ckpt.scheduler)

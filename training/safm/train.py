@@ -21,7 +21,7 @@ from training.losses.identity import IdentityLoss
 from training.losses.perceptual import PerceptualLoss
 from training.provenance import Provenance
 from training.safm.checkpoint import load_checkpoint, random_init, save_checkpoint
-from training.train_state import end_step, jsonable, load_train_state, save_train_state
+from training.train_state import end_step, jsonable, load_train_state, save_train_state, training_device
 
 WARMUP_STEPS, CALIBRATION_STEPS = 10, 50  # a --budget-minutes run times steps 10..60, then fixes its step count
 ARCFACE_LAYERS = {"r18": (2, 2, 2, 2), "r34": (3, 4, 6, 3), "r50": (3, 4, 14, 3)}
@@ -66,7 +66,7 @@ class SaFMTrainConfig:
     log_every: int = 10
     save_every: int = 1000
     workers: int = 0
-    budget_minutes: float | None = None  # fix `steps` after the first CALIBRATION_STEPS so the run fits this wall time
+    budget_minutes: float | None = None  # time steps WARMUP..WARMUP+CALIBRATION, then fix `steps` to fit this wall time
     degradation: DegradationConfig | str = field(default_factory=DegradationConfig)  # or a PRESETS name
 
 
@@ -74,7 +74,7 @@ class SaFMTrainer:
     """Owns the model, discriminators, losses, optimizers, data and the run folder."""
 
     def __init__(self, cfg: SaFMTrainConfig) -> None:
-        self.cfg, dev = cfg, torch.device(cfg.device)
+        self.cfg, dev = cfg, training_device(cfg.device)
         torch.manual_seed(cfg.seed)
         if cfg.stage not in ("restore", "codebook"):
             raise ValueError(f"stage must be restore or codebook, not {cfg.stage!r}")
