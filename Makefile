@@ -76,25 +76,33 @@ bench-gpu: $(STAMP) $(foreach c,$(SAFM_CONFIGS),$(BENCH)/$(c)/safm.onnx) $(BENCH
 	$(BIN)/facerestore bench --out benchmarks/results --repeats 20 --max-seconds 5 --onnx-dir $(BENCH) \
 	  --safm $(foreach c,$(SAFM_CONFIGS),$(BENCH)/$(c).safetensors) --authface
 
-# The shipped demo SaFM (training/weights/safm/README.md): photographs from Debian packages + the
-# one training face; safm-small in two stages of batch 64 (1292 steps at lr 3e-4, then 1107 steps
-# at lr 1.5e-4 from those weights), each cosine-decayed to 1e-5: about 8 minutes on an NVIDIA H200
-# (DEMO_DEVICE=cpu runs the same recipe on the CPU: about a day on 2 cores); resumable (run it
-# again); then the held-out evaluation on faces it never saw. Needs apt-get (root) for `apt-get download`.
+# The shipped demo SaFM (training/weights/safm/README.md): photographs from Debian packages, the
+# cameraman and three portraits from a PyPI source distribution; safm-small in three stages of batch
+# 64, each cosine-decayed to 1e-5: 1292 steps at lr 3e-4, 1107 at 1.5e-4 (one face, face share
+# 0.15), then 1256 at 1e-4 with the portraits (face share 0.3), each from the previous weights:
+# about 14 minutes on an NVIDIA H200 (DEMO_DEVICE=cpu runs the same recipe on the CPU: more than a
+# day on 2 cores); resumable (run it again); then the held-out evaluation on faces it never saw.
+# Needs apt-get (root) for `apt-get download` and PyPI for `pip download`.
 DEMO := .cache/demo-data
 DEMO_DEVICE ?= cuda
 DEMO_WORKERS ?= 7
-DEMO_TRAIN := $(BIN)/python -m training.safm train --data $(DEMO)/faces-train --photos $(DEMO)/photos \
-  --batch 64 --crop 192 --face-share 0.15 --lr-final 1e-5 --degradation demo --jitter 0.05 --no-perceptual \
+DEMO_TRAIN := $(BIN)/python -m training.safm train --photos $(DEMO)/photos \
+  --batch 64 --crop 192 --lr-final 1e-5 --degradation demo --jitter 0.05 --no-perceptual \
   --no-identity --no-adversarial --save-every 250 --log-every 10 --device $(DEMO_DEVICE) --workers $(DEMO_WORKERS)
 train-demo: $(STAMP)
 	$(BIN)/python -m training.data.demo_photos --out $(DEMO)/photos
+	$(BIN)/python -m training.data.demo_photos --out $(DEMO)/portraits --portraits
+	test -f $(DEMO)/faces-camera/report.json || $(BIN)/facerestore curate runtime/samples/camera.png \
+	  --out $(DEMO)/faces-camera --min-face 40 --min-sharpness 5
 	test -f $(DEMO)/faces-train/report.json || $(BIN)/facerestore curate runtime/samples/camera.png \
-	  --out $(DEMO)/faces-train --min-face 40 --min-sharpness 5
+	  $(DEMO)/portraits/*.jpg --out $(DEMO)/faces-train --min-face 40 --min-sharpness 5
 	test -f $(DEMO)/faces-heldout/report.json || $(BIN)/facerestore curate runtime/samples/astronaut.png \
 	  runtime/samples/grace_hopper.jpg --out $(DEMO)/faces-heldout --min-face 60 --min-sharpness 5
-	$(DEMO_TRAIN) --config safm-small --steps 1292 --lr 3e-4 --out $(DEMO)/stage1
-	$(DEMO_TRAIN) --init $(DEMO)/stage1/safm.safetensors --steps 1107 --lr 1.5e-4 --out $(DEMO)/run
+	$(DEMO_TRAIN) --data $(DEMO)/faces-camera --face-share 0.15 --config safm-small --steps 1292 --lr 3e-4 --out $(DEMO)/stage1
+	$(DEMO_TRAIN) --data $(DEMO)/faces-camera --face-share 0.15 --init $(DEMO)/stage1/safm.safetensors --steps 1107 \
+	  --lr 1.5e-4 --out $(DEMO)/stage2
+	$(DEMO_TRAIN) --data $(DEMO)/faces-train --face-share 0.3 --init $(DEMO)/stage2/safm.safetensors --steps 1256 \
+	  --lr 1e-4 --out $(DEMO)/run
 	$(BIN)/python -m training.safm plot-losses $(DEMO)/run --out $(DEMO)/run/losses.png
 	$(BIN)/facerestore evaluate $(DEMO)/faces-heldout/*.png --aligned --checkpoint $(DEMO)/run/safm.safetensors \
 	  --out $(DEMO)/evaluation

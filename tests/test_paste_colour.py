@@ -91,3 +91,21 @@ def test_evaluate_scores_a_known_degradation(pipeline, tmp_path, capsys):
     row = "| PSNR dB, face (inside the face-shaped mask) |"
     assert row in (out / "evaluation.md").read_text() and row in capsys.readouterr().out
     assert main(["evaluate", str(tmp_path / "missing"), "--model", "identity", "--out", str(out)]) == 2
+
+
+def test_shipped_demo_improves_faces_it_never_saw(tmp_path):
+    """The shipped demo SaFM on whole photos of the two held-out faces (never in its training
+    data), degraded with blur2-x4-jpeg60: the faces come out closer to the clean ones (measured
+    on an Intel Xeon: PSNR 23.30 -> 23.66 dB inside the face masks, SSIM 0.684 -> 0.699) with
+    their colours kept and every pixel outside the faces untouched."""
+    from facerestore.cli import main
+
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(ASTRONAUT), str(GRACE_HOPPER), "--out", str(out)]) == 0
+    result = json.loads((out / "evaluation.json").read_text())
+    m = result["mean"]
+    assert result["faces"] == 2
+    assert m["psnr_face_restored"] > m["psnr_face_degraded"] + 0.2, m
+    assert m["ssim_face_restored"] > m["ssim_face_degraded"] and m["psnr_restored"] > m["psnr_degraded"], m
+    assert m["colour_shift"] < 0.5
+    assert all(p["max_change_outside_faces"] == 0 for p in result["per_photo"])

@@ -216,3 +216,33 @@ def test_cuda_training_without_cuda_is_a_one_line_error(cache, tmp_path, capsys)
     assert safm_main(argv) == 2
     assert "--device cuda: this machine has no CUDA device" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_portraits_come_out_of_the_source_distribution_byte_for_byte(tmp_path, monkeypatch):
+    """`demo_photos --portraits`: the files PORTRAITS names are taken from the downloaded source
+    distribution as they are (here a local one stands in for `pip download`), nothing else."""
+    import io
+    import tarfile
+
+    from training.data import demo_photos
+
+    photo = GRACE_HOPPER.read_bytes()
+    sdist = tmp_path / "face_recognition-1.3.0.tar.gz"
+    with tarfile.open(sdist, "w:gz") as tar:
+        for name, data in (("face_recognition-1.3.0/tests/test_images/obama.jpg", photo),
+                           ("face_recognition-1.3.0/tests/test_images/obama_partial_face.jpg", b"x"),
+                           ("face_recognition-1.3.0/setup.py", b"")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+    def pip_download(cmd, cwd=None):
+        shutil.copy(sdist, cmd[cmd.index("--dest") + 1])
+        return ""
+
+    monkeypatch.setattr(demo_photos, "_run", pip_download)
+    out = tmp_path / "portraits"
+    assert demo_photos.main(["--out", str(out), "--portraits"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["SOURCES.md", "obama.jpg"]
+    assert (out / "obama.jpg").read_bytes() == photo
+    assert "face_recognition-1.3.0/tests/test_images/obama.jpg" in (out / "SOURCES.md").read_text()

