@@ -28,7 +28,7 @@ Restorers:
   safm      (default) the Semantic-aware Fusion restorer (Zhao et al., Semantic-Aware Detail
             Enhancement for Blind Face Restoration): --checkpoint PATH.safetensors
             (with its .json beside it); without one, the shipped demo weights (safm-small, a small
-            model trained on photographs and one face; training/weights/safm/README.md).
+            model trained on photographs and four faces; training/weights/safm/README.md).
             --fidelity in [0, 1] weighs the local detail enhancement from the input's features
             (our addition to the paper). Untrained weights are announced with a warning.
   authface  the AuthFace diffusion restorer (AuthFace: Towards Authentic Blind Face

@@ -57,6 +57,6 @@ def build(sessions: dict[str, Net], checkpoint: Path | None, device: str, progre
     """SaFM on its session; without a checkpoint it runs the shipped demo weights and says so."""
     if checkpoint is None:
         print("note: no --checkpoint given: SaFM runs the shipped DEMO weights (a small model trained on "
-              "photographs and one face; see training/weights/safm/README.md). Pass --checkpoint PATH.safetensors.",
+              "photographs and four faces; see training/weights/safm/README.md). Pass --checkpoint PATH.safetensors.",
               file=sys.stderr)
     return SaFMRestorer(sessions[SAFM.name], fidelity, provenance(checkpoint))
