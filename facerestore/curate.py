@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from runtime.face.pipeline import FaceOptions, FacePipeline
 from runtime.files import write_atomic
-from runtime.imageio import ImageError, Photo, read_image, to_uint8
+from runtime.imageio import ImageError, Photo, read_image
 from runtime.restore import collect_inputs
 from training.data.degradations import DegradationConfig, degrade
 
@@ -83,7 +83,7 @@ def curate(inputs: list[Path], out: Path, pipeline: FacePipeline, opts: CurateOp
         gray_photo = cv2.cvtColor(photo.rgb8(), cv2.COLOR_RGB2GRAY)
         for i, face in enumerate(faces):
             name = f"{str(rel.with_suffix('')).replace('/', '__')}_f{i:02d}"
-            crop = to_uint8(batch.crops[i])
+            crop = batch.crops[i]
             x0, y0, x1, y1 = np.clip(np.round(face.detection.box), 0, None).astype(int)
             gray = gray_photo[y0:y1, x0:x1]
             stats = {"face_px": round(face.detection.width, 1), "noise": round(noise_sigma(gray), 2),

@@ -1,7 +1,10 @@
 """Photos at the edges: decode (EXIF orientation, grayscale, alpha, 16-bit), encode, atomic writes.
 
 Inside the pipeline a photo is float32 RGB in [0, 1] plus what is needed to give it back in
-its own form: grayscale stays grayscale, alpha is kept, 16-bit PNG keeps 16 bits.
+its own form: grayscale stays grayscale, alpha is kept, 16-bit PNG keeps 16 bits. Decoding is
+two steps: the decoded samples (`decode_frame`, uint8 or uint16, gray/alpha channels as stored:
+the served job hands them from its first step to its last as bytes, `frame_bytes`), then
+their Photo (`frame_photo`); a frame gives the same Photo wherever it is made.
 """
 from __future__ import annotations
 
@@ -56,6 +59,11 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
 
 
+def to_float(x: np.ndarray) -> np.ndarray:
+    """uint8 -> float32 in [0, 1] (to_uint8's inverse)."""
+    return x.astype(np.float32) / 255.0
+
+
 def _png_bit_depth(data: bytes) -> int:
     """Bit depth from a PNG's IHDR chunk (byte 24), 8 for anything else."""
     if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 24:
@@ -65,6 +73,13 @@ def _png_bit_depth(data: bytes) -> int:
 
 def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
     """Decode encoded image bytes into a Photo; raise ImageError naming `name` and the cause."""
+    return frame_photo(decode_frame(data, name, max_pixels))
+
+
+def decode_frame(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode encoded image bytes into their samples, EXIF orientation applied: uint8 (uint16 for
+    a 16-bit PNG) [H, W, C], C = 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA. All a Photo holds, in
+    its own bit depth (frame_photo); ImageError naming `name` and the cause."""
     if not data:
         raise ImageError(f"{name}: empty file (0 bytes)")
     try:
@@ -84,31 +99,45 @@ def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_M
     grayscale = pil.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
     has_alpha = pil.mode in ("LA", "RGBA", "PA") or (pil.mode == "P" and "transparency" in pil.info)
     if _png_bit_depth(data) == 16:
-        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-        if pixels is None:
+        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if arr is None:
             raise ImageError(f"{name}: 16-bit PNG could not be decoded")
-        arr = pixels.astype(np.float32) / 65535.0
-        if arr.ndim == 2:
-            arr = arr[..., None]
-        if arr.shape[2] >= 3:  # OpenCV gives BGR(A)
+        if arr.ndim == 3 and arr.shape[2] >= 3:  # OpenCV gives BGR(A)
             arr = arr[..., [2, 1, 0] + ([3] if arr.shape[2] == 4 else [])]
-        bit_depth = 16
     else:
-        target = ("LA" if has_alpha else "L") if grayscale else ("RGBA" if has_alpha else "RGB")
-        arr = np.asarray(pil.convert(target))
-        if arr.ndim == 2:
-            arr = arr[..., None]
-        bit_depth = 8
-    arr = _apply_orientation(arr, orientation)
-    gray = grayscale or arr.shape[2] in (1, 2)
-    color = arr[..., :1] if gray else arr[..., :3]
-    color = np.ascontiguousarray(np.repeat(color, 3, axis=2) if gray else color)
-    alpha = arr[..., -1] if arr.shape[2] in (2, 4) else None
-    if bit_depth == 16:
-        return Photo(rgb=color, alpha=alpha, grayscale=gray, bit_depth=16)
-    # 8 bits: the uint8 pixels are kept for the face networks (no float round trip per use)
-    return Photo(rgb=color.astype(np.float32) / 255.0, alpha=None if alpha is None else alpha.astype(np.float32) / 255.0,
-                 grayscale=gray, bit_depth=8, pixels8=color)
+        arr = np.asarray(pil.convert(("LA" if has_alpha else "L") if grayscale else ("RGBA" if has_alpha else "RGB")))
+    arr = _apply_orientation(arr if arr.ndim == 3 else arr[..., None], orientation)
+    if grayscale and arr.shape[2] > 2:   # gray samples given as RGB(A): one channel (and alpha) is all of them
+        arr = arr[..., [0, 3] if arr.shape[2] == 4 else [0]]
+    return np.ascontiguousarray(arr)
+
+
+def frame_photo(frame: np.ndarray) -> Photo:
+    """The Photo of decoded samples (decode_frame's [H, W, C], uint8 or uint16): float32 RGB
+    and alpha in [0, 1], grayscale when C is 1 or 2, the bit depth of the dtype; an 8-bit
+    photo keeps its uint8 pixels for the face networks (no float round trip per use)."""
+    gray = frame.shape[2] in (1, 2)
+    color = np.ascontiguousarray(np.repeat(frame[..., :1], 3, axis=2) if gray else frame[..., :3])
+    alpha = frame[..., -1] if frame.shape[2] in (2, 4) else None
+    if frame.dtype == np.uint16:
+        return Photo(rgb=color.astype(np.float32) / 65535.0,
+                     alpha=None if alpha is None else alpha.astype(np.float32) / 65535.0, grayscale=gray, bit_depth=16)
+    return Photo(rgb=to_float(color), alpha=None if alpha is None else to_float(alpha), grayscale=gray, bit_depth=8,
+                 pixels8=color)
+
+
+def frame_bytes(frame: np.ndarray) -> np.ndarray:
+    """Decoded samples [H, W, C] as uint8 [H, W, C, B], B bytes per sample (1: uint8, 2: uint16
+    little-endian): one tensor type for both bit depths, 8-bit frames at one byte a sample
+    (runtime/contracts/service.py FRAME). bytes_frame gives the samples back."""
+    if frame.dtype == np.uint8:
+        return frame[..., None]
+    return np.ascontiguousarray(frame, "<u2").view(np.uint8).reshape(*frame.shape, 2)
+
+
+def bytes_frame(wire: np.ndarray) -> np.ndarray:
+    """frame_bytes' inverse: uint8 [H, W, C, B] -> the samples [H, W, C], uint8 or uint16."""
+    return wire[..., 0] if wire.shape[-1] == 1 else np.ascontiguousarray(wire).view("<u2")[..., 0]
 
 
 def _apply_orientation(arr: np.ndarray, orientation: int) -> np.ndarray:

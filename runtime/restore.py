@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from runtime.face.pipeline import FacePipeline
 from runtime.files import write_atomic
-from runtime.imageio import DEFAULT_MAX_PIXELS, ENCODERS, ImageError, Photo, encode_image, read_image, to_uint8
+from runtime.imageio import DEFAULT_MAX_PIXELS, ENCODERS, ImageError, Photo, encode_image, read_image
 from runtime.restorers import Restorer
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
@@ -110,9 +110,9 @@ def restore_files(inputs: list[Path], out_dir: Path, pipeline: FacePipeline, res
 
 
 def _write_crops(folder: Path, stem: str, crops: np.ndarray, restored: np.ndarray) -> None:
-    """The aligned input crop and the restored crop of each face, as PNG."""
+    """The aligned input crop and the restored crop of each face (uint8 RGB), as PNG."""
     for i, (crop, res) in enumerate(zip(crops, restored)):
         for tag, img in (("aligned", crop), ("restored", res)):
-            ok, buf = cv2.imencode(".png", to_uint8(img)[..., ::-1])
+            ok, buf = cv2.imencode(".png", img[..., ::-1])
             write_atomic(folder / f"{stem}_face{i:02d}_{tag}.png", buf.tobytes())
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 
 from runtime.face import FaceOptions, FacePipeline
-from runtime.face.align import template
+from runtime.face.align import template, warp_face
 from runtime.face.regions import LABELS
-from runtime.imageio import read_image
-from runtime.samples import NO_FACE
+from runtime.imageio import decode_image, read_image, to_uint8
+from runtime.samples import GRACE_HOPPER, NO_FACE, read_rgb8
 from tests.golden import GOLDEN, golden_photos, landmarks_of
 
 PIXEL_TOLERANCE = 0.5  # port vs original .tflite, photo pixels
@@ -78,7 +79,7 @@ def test_photo_without_face(pipeline):
     photo = read_image(NO_FACE)
     faces, skipped = pipeline.find(photo)
     batch = pipeline.align(photo, faces)
-    assert len(batch) == 0 and batch.crops.shape == (0, 512, 512, 3)
+    assert len(batch) == 0 and batch.crops.shape == (0, 512, 512, 3) and batch.crops.dtype == np.uint8
     np.testing.assert_array_equal(pipeline.paste(photo, batch, batch.crops).rgb, photo.rgb)
 
 
@@ -97,7 +98,23 @@ def test_output_crop_size_is_configurable(pipeline):
     photo = golden_photos()["astronaut"]
     batch = small.align(photo, small.find(photo)[0])
     assert batch.crops.shape == (1, 256, 256, 3) and batch.label_maps.shape == (1, 256, 256)
+    assert batch.crops.dtype == np.uint8 and batch.model_input().dtype == np.float32
     full = pipeline.align(photo, pipeline.find(photo)[0])
     np.testing.assert_allclose(batch.points5, full.points5 / 2, atol=0.05)  # the same alignment, half size
     assert batch.model_input().shape == (1, 3, 256, 256)
     assert -1.0 <= batch.model_input().min() and batch.model_input().max() <= 1.0
+
+
+def test_crops_are_uint8_warped_from_the_8_bit_pixels(pipeline):
+    """The aligned crops are warped from the photo's 8-bit pixels, the ones the face networks
+    read: for a 16-bit photo too, at most one step off rounding the warp of its 16-bit samples."""
+    deep = read_rgb8(GRACE_HOPPER)[..., ::-1].astype(np.uint16) * 257
+    deep += np.random.default_rng(0).integers(0, 257, deep.shape, np.uint16)   # not 8 bits in 16
+    photo = decode_image(cv2.imencode(".png", deep)[1].tobytes())
+    assert photo.bit_depth == 16
+    batch = pipeline.align(photo, pipeline.find(photo)[0])
+    assert len(batch) == 1 and batch.crops.dtype == np.uint8
+    affine = batch.affines[0]
+    np.testing.assert_array_equal(batch.crops[0], warp_face(photo.rgb8(), affine, 512))
+    off = np.abs(batch.crops[0].astype(int) - to_uint8(warp_face(photo.rgb, affine, 512)))
+    assert off.max() <= 1, off.max()

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from runtime.files import write_atomic
-from runtime.imageio import ImageError, decode_image, encode_image, read_image
+from runtime.imageio import ImageError, bytes_frame, decode_frame, decode_image, encode_image, frame_bytes, \
+    frame_photo, read_image
 from runtime.samples import ASTRONAUT, CAMERA, GRACE_HOPPER
 
 
@@ -63,6 +64,49 @@ def test_exif_orientation_is_honoured(orientation, expect):
     pil.save(buf, format="PNG", exif=exif)
     photo = decode_image(buf.getvalue())
     np.testing.assert_array_equal(photo.rgb8(), expect(np.asarray(pil.convert("RGB"))))
+
+
+def _forms() -> dict[str, bytes]:
+    """One photo in every form a Photo holds: 8 and 16 bits, gray, alpha, EXIF-rotated."""
+    bgr = cv2.imread(str(ASTRONAUT))
+    ramp = np.tile(np.arange(512, dtype=np.uint8)[None] // 2, (512, 1))
+    deep = bgr.astype(np.uint16) * 257 + np.random.default_rng(0).integers(0, 257, bgr.shape, np.uint16)
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rotated = io.BytesIO()
+    Image.open(GRACE_HOPPER).save(rotated, format="PNG", exif=exif)
+    return {"rgb": _png(bgr), "rgba": _png(np.dstack([bgr, ramp])), "gray": _png(gray),
+            "gray+alpha": _pil_png(Image.fromarray(np.dstack([gray, ramp]), "LA")), "16-bit rgb": _png(deep),
+            "16-bit rgba": _png(np.dstack([deep, deep[..., 0]])), "16-bit gray": _png(deep[..., 0]),
+            "jpeg": GRACE_HOPPER.read_bytes(), "exif 6": rotated.getvalue()}
+
+
+def _pil_png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+FORMS = _forms()
+
+
+@pytest.mark.parametrize("form", list(FORMS))
+def test_decoded_frame_is_the_photo_losslessly(form):
+    """What face_preprocess hands to face_postprocess (FRAME): the decoded samples as bytes,
+    one a sample for 8 bits, two for 16; the Photo made from them is the decoded photo."""
+    data = FORMS[form]
+    frame = decode_frame(data)
+    wire = frame_bytes(frame)
+    assert wire.dtype == np.uint8 and wire.shape == (*frame.shape, frame.dtype.itemsize)
+    photo, again = decode_image(data), frame_photo(bytes_frame(wire))
+    assert (again.grayscale, again.bit_depth, again.size) == (photo.grayscale, photo.bit_depth, photo.size)
+    assert frame.shape[2] == (1 if photo.grayscale else 3) + (photo.alpha is not None)
+    np.testing.assert_array_equal(again.rgb, photo.rgb)
+    np.testing.assert_array_equal(again.rgb8(), photo.rgb8())
+    assert (again.alpha is None) == (photo.alpha is None)
+    if photo.alpha is not None:
+        np.testing.assert_array_equal(again.alpha, photo.alpha)
 
 
 def test_empty_file_is_refused(tmp_path):

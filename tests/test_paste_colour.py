@@ -9,7 +9,7 @@ import pytest
 
 from runtime.face.paste import LOW_PASS, face_mask
 from runtime.face.pipeline import FaceOptions, FacePipeline
-from runtime.imageio import Photo, read_image, to_uint8
+from runtime.imageio import Photo, read_image, to_float, to_uint8
 from runtime.restore import restore_photo
 from runtime.samples import ASTRONAUT, GRACE_HOPPER
 from training.metrics import delta_e76
@@ -25,8 +25,9 @@ class Tinted:
         self.cast = cast
 
     def __call__(self, batch):
-        sharp = np.stack([cv2.addWeighted(c, 1.8, cv2.GaussianBlur(c, (0, 0), 2), -0.8, 0) for c in batch.crops])
-        return np.clip(sharp + np.array([0, 0, self.cast], np.float32), 0, 1)
+        crops = to_float(batch.crops)
+        sharp = np.stack([cv2.addWeighted(c, 1.8, cv2.GaussianBlur(c, (0, 0), 2), -0.8, 0) for c in crops])
+        return to_uint8(sharp + np.array([0, 0, self.cast], np.float32))
 
 
 def _run(pipeline: FacePipeline, path, options: FaceOptions, cast: float = 0.15):

@@ -11,7 +11,8 @@ from export.triton_repo import model_configs
 from runtime.restorers import CONTRACTS
 from runtime.contracts.service import PREPROCESS, PYTHON_MODELS, SERVICES, TIMEOUT, Capacity
 from runtime.imageio import ImageError
-from runtime.serving.request_checks import RANGES, answer_bytes, check_options, check_output_size, output_suffix, photo_bytes
+from runtime.serving.request_checks import RANGES, answer_bytes, check_options, check_output_size, output_suffix, \
+    passes_through, photo_bytes
 from runtime.samples import ASTRONAUT
 from facerestore.cli import main
 
@@ -40,6 +41,14 @@ def test_output_format_and_size():
         check_output_size((8000, 8000), 2.0)
     with pytest.raises(ImageError, match="empty photo"):
         check_output_size((4, 4), 0.125)
+
+
+def test_only_a_faceless_photo_at_scale_one_in_its_own_format_passes_through():
+    data = ASTRONAUT.read_bytes()   # a PNG
+    assert passes_through(data, 0, 1.0, ".png")
+    assert not passes_through(data, 1, 1.0, ".png")
+    assert not passes_through(data, 0, 2.0, ".png")
+    assert not passes_through(data, 0, 1.0, ".jpg")
 
 
 def test_photo_bytes_binary_base64_and_limits():

@@ -299,6 +299,22 @@ def test_gpu_rendering_configs_follow_the_contracts(gpu_repo):
             assert {t.name for t in config.output} <= produced
 
 
+def test_crops_travel_as_uint8_and_the_frame_goes_from_pre_to_postprocess(gpu_repo):
+    """Between the steps: uint8 crops (as FaceBatch.crops), the decoded photo handed on as
+    FRAME (face_postprocess decodes nothing, so it has no pixel cap of its own)."""
+    configs = {p.parent.name: parse(p) for p in gpu_repo.glob("*/config.pbtxt")}
+    between = {(name, t.name): t.data_type for name, c in configs.items() for t in [*c.input, *c.output]
+               if t.name in ("CROPS", "RESTORED_CROPS", "FRAME")}
+    assert {("face_preprocess", "CROPS"), ("face_preprocess", "FRAME"), ("face_postprocess", "FRAME"),
+            ("face_postprocess", "RESTORED_CROPS"), ("safm_faces", "CROPS"),
+            ("safm_faces", "RESTORED_CROPS")} <= set(between)
+    assert set(between.values()) == {mc.TYPE_UINT8}
+    assert "max_pixels" not in configs["face_postprocess"].parameters
+    for service in SERVICES.values():
+        steps = {s.model_name: s for s in configs[service.ensemble].ensemble_scheduling.step}
+        assert steps["face_preprocess"].output_map["FRAME"] == steps["face_postprocess"].input_map["FRAME"] == "FRAME"
+
+
 def test_cpu_and_gpu_renderings_serve_the_same_tensors():
     cpu, gpu = model_configs("cpu"), model_configs("gpu")
     assert set(cpu) == set(gpu)

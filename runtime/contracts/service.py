@@ -7,12 +7,21 @@ One ensemble per restorer, three steps::
 
     IMAGE, options --> face_preprocess --(CROPS, LABEL_MAPS)--> <restorer>_faces --(RESTORED_CROPS)-->
                        (BLS: face_detector,    |                (BLS: the restorer's
-                        face_mesh)             +--(AFFINES)-->   networks)           face_postprocess --> RESTORED
-                                                                                     (IMAGE passed through)
+                        face_mesh)             |                 networks)           face_postprocess --> RESTORED
+                                               +--(AFFINES, LABEL_MAPS, FRAME)-----> (IMAGE passed through)
 
 The face axis of the tensors between steps is variable and may be 0 (a photo without faces):
 only non-batched python models see it; the restorer step calls its batched networks (their
 own Triton models, max_batch_size from the network contracts) only with 1..max_batch faces.
+
+Crops travel as uint8 RGB (0.75 MB a 512 face), as the in-process FaceBatch holds them: both
+paths quantize at the same places (the aligned crop, the restorer's output), so they give the
+same pictures. The photo is decoded once, in face_preprocess: FRAME carries its decoded
+samples to face_postprocess (runtime.imageio.frame_bytes: one byte a sample for an 8-bit
+photo, two for a 16-bit PNG; gray and alpha as decoded): a whole frame of the stubs' shared
+memory per request (144 MB for 48 MP of 8-bit RGB) instead of the time of a second decode in
+face_postprocess (never a float32 frame). A photo that comes back byte for byte (no face,
+scale 1, its own format: request_checks.passes_through) sends an empty FRAME.
 """
 from __future__ import annotations
 
@@ -32,6 +41,7 @@ MAX_UPSCALE = 8.0
 MIN_UPSCALE = 0.125
 MAX_FACES = 64                     # most faces restored in one photo (face_preprocess parameter max_faces)
 MAX_TIMEOUT_S = 600.0              # longest a request may run (its TIMEOUT, and the default)
+DEFAULT_OUTPUT_FORMAT = "png"      # of the restored photo, when a request names none
 
 # numpy dtype name -> Triton config data type; "bytes" is TYPE_STRING (the wire's BYTES)
 TRITON_TYPES = {"bytes": "TYPE_STRING", "bool": "TYPE_BOOL", "uint8": "TYPE_UINT8", "int32": "TYPE_INT32",
@@ -64,7 +74,8 @@ IMAGE = ServiceTensor("IMAGE", "bytes", (1,), True,
                            f"{MAX_UPLOAD_BYTES // 2**20} MiB; JSON clients may send it base64 (RESTORED then "
                            "comes back base64)")
 OUTPUT_FORMAT = ServiceTensor("OUTPUT_FORMAT", "bytes", (1,), True,
-                              "format of the restored photo: png (default), jpg, webp, bmp, tiff")
+                              "format of the restored photo: png, jpg, webp, bmp, tiff "
+                              f"(default {DEFAULT_OUTPUT_FORMAT})")
 ONLY_CENTER_FACE = ServiceTensor("ONLY_CENTER_FACE", "bool", (1,), True, "restore only the face nearest the centre")
 UPSCALE = ServiceTensor("UPSCALE", "float32", (1,), True, f"output scale factor in [{MIN_UPSCALE:g}, {MAX_UPSCALE:g}] (default 1)")
 PASTE_MASK = ServiceTensor("PASTE_MASK", "bytes", (1,), True,
@@ -97,10 +108,13 @@ FACE_COUNT = ServiceTensor("FACE_COUNT", "int32", (1,), help="faces restored")
 BOXES = ServiceTensor("BOXES", "float32", (-1, 4), help="their detection boxes x0, y0, x1, y1 (input photo pixels)")
 
 # --- between the steps --------------------------------------------------------------------------
-CROPS = ServiceTensor("CROPS", "float32", (-1, FACE, FACE, 3), help="aligned faces, RGB in [0, 1]")
+CROPS = ServiceTensor("CROPS", "uint8", (-1, FACE, FACE, 3), help="aligned faces, RGB")
 LABEL_MAPS = ServiceTensor("LABEL_MAPS", "uint8", (-1, FACE, FACE), help="region label maps")
 AFFINES = ServiceTensor("AFFINES", "float64", (-1, 2, 3), help="photo -> crop affines")
-RESTORED_CROPS = ServiceTensor("RESTORED_CROPS", "float32", (-1, FACE, FACE, 3), help="restored faces in [0, 1]")
+RESTORED_CROPS = ServiceTensor("RESTORED_CROPS", "uint8", (-1, FACE, FACE, 3), help="restored faces, RGB")
+FRAME = ServiceTensor("FRAME", "uint8", (-1, -1, -1, -1),
+                      help="the decoded photo [H, W, C, bytes per sample] (runtime.imageio.frame_bytes); "
+                           "empty when the photo passes through unchanged")
 DEADLINE = ServiceTensor("DEADLINE", "float64", (1,), help="when the request's TIMEOUT passes (UNIX time, s)")
 
 
@@ -120,12 +134,11 @@ class PythonModel:
 # own): it checks them all before any decode or network call (runtime/serving/request_checks.py)
 PREPROCESS = PythonModel("face_preprocess",
                          (IMAGE, ONLY_CENTER_FACE, UPSCALE, OUTPUT_FORMAT, PASTE_MASK, COLOUR_FIX, TIMEOUT, *OPTIONS.values()),
-                         (CROPS, LABEL_MAPS, AFFINES, FACE_COUNT, BOXES, DEADLINE),
+                         (CROPS, LABEL_MAPS, AFFINES, FRAME, FACE_COUNT, BOXES, DEADLINE),
                          networks=tuple(MODEL_GROUPS["face"]),
                          parameters=(("max_pixels", str(DEFAULT_MAX_PIXELS)), ("max_faces", str(MAX_FACES))))
-POSTPROCESS = PythonModel("face_postprocess", (IMAGE, AFFINES, LABEL_MAPS, RESTORED_CROPS, UPSCALE, OUTPUT_FORMAT,
-                                              PASTE_MASK, COLOUR_FIX), (RESTORED,),
-                          parameters=(("max_pixels", str(DEFAULT_MAX_PIXELS)),))
+POSTPROCESS = PythonModel("face_postprocess", (IMAGE, FRAME, AFFINES, LABEL_MAPS, RESTORED_CROPS, UPSCALE,
+                                              OUTPUT_FORMAT, PASTE_MASK, COLOUR_FIX), (RESTORED,))
 
 
 @dataclass(frozen=True)

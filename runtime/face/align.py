@@ -13,7 +13,7 @@ FFHQ_TEMPLATE_512 = np.array([
     [313.08905, 371.15118],
 ], np.float64)
 
-BORDER_VALUE = (135 / 255, 133 / 255, 132 / 255)  # facexlib's neutral grey outside the photo
+BORDER_VALUE = (135, 133, 132)  # facexlib's neutral grey outside the photo (8-bit RGB)
 
 
 def template(size: int = 512) -> np.ndarray:
@@ -51,7 +51,8 @@ def source_box(affine: np.ndarray, size: int, width: int, height: int, margin: i
 
 
 def warp_face(image: np.ndarray, affine: np.ndarray, size: int) -> np.ndarray:
-    """Crop a face: warp an HxWxC float image by `affine` (photo -> crop) into size x size.
+    """Crop a face: warp an HxWxC image, uint8 or float in [0, 1], by `affine` (photo -> crop)
+    into size x size of the same dtype.
 
     Only the face's own region of the photo is touched; faces much larger than the crop are
     pre-shrunk with area averaging so the crop does not alias."""
@@ -66,6 +67,7 @@ def warp_face(image: np.ndarray, affine: np.ndarray, size: int) -> np.ndarray:
         region = cv2.resize(region, (nw, nh), interpolation=cv2.INTER_AREA)
         fx, fy = rw / nw, rh / nh  # pixel centres: r = f * q + (f - 1) / 2
         affine = affine @ np.array([[fx, 0, (fx - 1) / 2], [0, fy, (fy - 1) / 2], [0, 0, 1]])
-    border = BORDER_VALUE[: image.shape[2]] if image.ndim == 3 else BORDER_VALUE[0]
+    grey = np.array(BORDER_VALUE, np.float64) / (1 if image.dtype == np.uint8 else 255)
+    border = tuple(grey[: image.shape[2]]) if image.ndim == 3 else float(grey[0])
     return cv2.warpAffine(np.ascontiguousarray(region), affine, (size, size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=border)

@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 
 from runtime.face.align import template, similarity, transform_points, warp_face
-from runtime.face.detect import Detection, Net, detect_faces
+from runtime.face.detect import Detection, Net, detect_faces, to_model_range
 from runtime.face.mesh import PRESENCE_THRESHOLD, mesh_faces
 from runtime.face.paste import colour_fix, face_mask, paste_faces
 from runtime.face.regions import five_points, label_map, region_boxes
-from runtime.imageio import Photo
+from runtime.imageio import Photo, to_float, to_uint8
 
 
 @dataclass
@@ -44,7 +44,7 @@ class Face:
 class FaceBatch:
     """All faces of one photo, aligned: what both restorers and the losses consume."""
 
-    crops: np.ndarray       # float32 [N, S, S, 3] RGB in [0, 1]
+    crops: np.ndarray       # uint8 [N, S, S, 3] RGB, warped from the photo's 8-bit pixels
     affines: np.ndarray     # float64 [N, 2, 3], photo -> crop
     points5: np.ndarray     # float32 [N, 5, 2], aligned pixels
     landmarks: np.ndarray   # float32 [N, 468, 2], aligned pixels
@@ -57,7 +57,7 @@ class FaceBatch:
 
     def model_input(self) -> np.ndarray:
         """The crops as float32 NCHW in [-1, 1]."""
-        return np.ascontiguousarray(self.crops.transpose(0, 3, 1, 2)) * 2.0 - 1.0
+        return to_model_range(self.crops)
 
     def require_size(self, size: int, restorer: str) -> None:
         """ValueError unless the crops are size x size (the restorer's fixed input)."""
@@ -66,8 +66,9 @@ class FaceBatch:
 
 
 def to_crops(restored: np.ndarray) -> np.ndarray:
-    """Network output NCHW in [-1, 1] -> crops NHWC float32 clipped to [0, 1] (model_input's inverse)."""
-    return np.clip((restored.transpose(0, 2, 3, 1) + 1.0) / 2.0, 0.0, 1.0).astype(np.float32)
+    """Network output NCHW in [-1, 1] -> crops uint8 NHWC RGB, clipped and rounded
+    (model_input's inverse): every restorer, in-process or served, quantizes here."""
+    return to_uint8((restored.transpose(0, 2, 3, 1) + 1.0) / 2.0)
 
 
 @dataclass
@@ -115,7 +116,7 @@ class FacePipeline:
         """Aligned crops, affines, points, region maps and eye/mouth boxes of `faces`."""
         size = self.options.size
         n = len(faces)
-        crops = np.zeros((n, size, size, 3), np.float32)
+        crops = np.zeros((n, size, size, 3), np.uint8)
         affines = np.zeros((n, 2, 3), np.float64)
         points5 = np.zeros((n, 5, 2), np.float32)
         landmarks = np.zeros((n, 468, 2), np.float32)
@@ -127,7 +128,7 @@ class FacePipeline:
                 affines[i] = [[size / w, 0, 0], [0, size / h, 0]]
             else:
                 affines[i] = similarity(five_points(face.landmarks), template(size))
-            crops[i] = warp_face(photo.rgb, affines[i], size)
+            crops[i] = warp_face(photo.rgb8(), affines[i], size)
             landmarks[i] = transform_points(affines[i], face.landmarks[:, :2])
             points5[i] = five_points(landmarks[i])
             label_maps[i] = label_map(landmarks[i], size)
@@ -150,14 +151,14 @@ def paste_masks(batch: FaceBatch, options: FaceOptions) -> np.ndarray | None:
 
 
 def paste(photo: Photo, batch: FaceBatch, restored: np.ndarray, options: FaceOptions) -> Photo:
-    """The photo with restored faces [N, S, S, 3] (float [0, 1]) blended back, upscaled by
+    """The photo with restored faces [N, S, S, 3] (uint8 RGB) blended back, upscaled by
     the options' factor; grayscale, alpha and bit depth of the input are kept. Each face is
     first colour-fixed against the photo's own aligned face, then pasted through the face
     mask (from batch.label_maps) or the square. Outside the masks the photo is untouched.
     Needs no networks: the Triton postprocess model calls it as the in-process path does."""
     size = restored.shape[1] if len(restored) else options.size
     fixed = np.stack([colour_fix(face, warp_face(photo.rgb, affine, size), options.colour_fix)
-                      for face, affine in zip(restored.astype(np.float32), batch.affines)]) if len(restored) else restored
+                      for face, affine in zip(to_float(restored), batch.affines)]) if len(restored) else restored
     masks = paste_masks(batch, options) if len(restored) else None
     up = options.upscale
     alpha = photo.alpha

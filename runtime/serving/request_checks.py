@@ -127,6 +127,12 @@ def image_size(data: bytes) -> tuple[int, int] | None:
         return None
 
 
+def passes_through(data: bytes, faces: int, upscale: float, suffix: str) -> bool:
+    """Whether the photo comes back as it was sent, byte for byte (no decode, paste or encode), as
+    `facerestore restore` copies it: no face, scale 1, asked for in its own format (`suffix`)."""
+    return faces == 0 and upscale == 1 and image_suffix(data) == suffix
+
+
 def check_output_size(size: tuple[int, int] | None, upscale: float) -> None:
     """ImageError when the photo `size` scaled by `upscale` is empty or over MAX_OUTPUT_PIXELS."""
     if size is None:

@@ -70,7 +70,7 @@ def face_batch(crops: np.ndarray, label_maps: np.ndarray | None = None,
     n = len(crops if crops is not None else affines)
     size = crops.shape[1] if crops is not None else 0
     zeros = np.zeros
-    return FaceBatch(crops=crops if crops is not None else zeros((n, 0, 0, 3), np.float32),
+    return FaceBatch(crops=crops if crops is not None else zeros((n, 0, 0, 3), np.uint8),
                      affines=affines if affines is not None else zeros((n, 2, 3)),
                      points5=zeros((n, 5, 2), np.float32), landmarks=zeros((n, 468, 2), np.float32),
                      label_maps=label_maps if label_maps is not None else zeros((n, size, size), np.uint8),

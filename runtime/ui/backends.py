@@ -160,7 +160,7 @@ class LocalBackend:
             raise failed(name, exc) from None
         filename = output_path(Path(), Path(name)).name
         result = PhotoResult(input=name, output=filename, faces=len(batch), skipped=[s.reason for s in skipped])
-        views = [FaceView(tile(to_uint8(batch.crops[i])), tile(to_uint8(restored[i])),
+        views = [FaceView(tile(batch.crops[i]), tile(restored[i]),
                           tile(paste_mask(photo, pipeline, face_subset(batch, i))))
                  for i in range(len(batch))]
         after = out.rgb8()
@@ -178,7 +178,7 @@ def paste_mask(photo: Photo, pipeline, one: FaceBatch) -> np.ndarray:
     from runtime.face.pipeline import paste
 
     black = Photo(rgb=np.zeros_like(photo.rgb))
-    white = np.ones_like(one.crops)
+    white = np.full_like(one.crops, 255)
     pasted = paste(black, one, white, replace(pipeline.options, colour_fix="none")).rgb
     affine = one.affines[0].copy()
     affine[:, :2] /= pipeline.options.upscale

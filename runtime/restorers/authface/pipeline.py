@@ -73,9 +73,9 @@ class AuthFaceRestorer:
         self.provenance = provenance
 
     def __call__(self, batch: FaceBatch) -> np.ndarray:
-        """Aligned crops [N, S, S, 3] in [0, 1] -> restored crops, same shape and range."""
+        """Aligned crops uint8 [N, S, S, 3] -> restored crops, same shape and dtype."""
         batch.require_size(IMAGE_SIZE, "AuthFace")
-        return to_crops(self.restore(batch.model_input().astype(np.float32)))
+        return to_crops(self.restore(batch.model_input()))
 
     def schedule(self):
         """(scheduler, timesteps to run): all steps, or the last int(steps * strength) of them."""

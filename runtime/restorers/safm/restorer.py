@@ -1,4 +1,4 @@
-"""The SaFM restorer: aligned face batch in, restored crops out (float32 [N, S, S, 3] in [0, 1])."""
+"""The SaFM restorer: aligned face batch in, restored crops out (uint8 RGB [N, S, S, 3])."""
 from __future__ import annotations
 
 import sys

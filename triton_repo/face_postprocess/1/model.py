@@ -1,26 +1,25 @@
 """face_postprocess: paste the restored faces back into the photo and encode it.
 
 runtime.face.pipeline.paste (the in-process code: colour fix, face-shaped soft mask, --upscale,
-alpha, grayscale and 16 bits kept) and runtime.imageio.encode_image. A photo without faces at scale 1
-asked for in its own format comes back byte for byte, as `facerestore restore` copies it. A
-photo sent base64 (JSON clients) comes back base64. The options were checked by face_preprocess.
+alpha, grayscale and 16 bits kept) and runtime.imageio.encode_image. The photo is not decoded
+again: face_preprocess hands over its decoded samples as FRAME (runtime.imageio.frame_bytes),
+and runtime.imageio.frame_photo makes the same Photo the in-process decode does. A photo
+without faces at scale 1 asked for in its own format comes back byte for byte, as `facerestore
+restore` copies it (its FRAME is empty). A photo sent base64 (JSON clients) comes back base64.
+The options were checked by face_preprocess.
 """
-import json
-
-from runtime.contracts.service import POSTPROCESS, IMAGE, AFFINES, LABEL_MAPS, RESTORED_CROPS, UPSCALE, OUTPUT_FORMAT, \
-    PASTE_MASK, COLOUR_FIX, RESTORED
+from runtime.contracts.service import DEFAULT_OUTPUT_FORMAT, POSTPROCESS, IMAGE, FRAME, AFFINES, LABEL_MAPS, \
+    RESTORED_CROPS, UPSCALE, OUTPUT_FORMAT, PASTE_MASK, COLOUR_FIX, RESTORED
 from runtime.face.paste import COLOUR_FIXES, PASTE_MASKS
 from runtime.face.pipeline import FaceOptions, paste
-from runtime.imageio import decode_image, encode_image
-from runtime.serving.request_checks import answer_bytes, check_number, check_output_size, choice, image_suffix, output_suffix, \
-    photo_bytes
+from runtime.imageio import bytes_frame, encode_image, frame_photo
+from runtime.serving.request_checks import answer_bytes, check_number, check_output_size, choice, output_suffix, \
+    passes_through, photo_bytes
 from runtime.serving.triton_backend import face_batch, fail, respond, scalar, tensor, warm_up
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        params = json.loads(args["model_config"]).get("parameters", {})
-        self.max_pixels = int(params["max_pixels"]["string_value"])
         warm_up()
 
     def execute(self, requests):
@@ -30,14 +29,14 @@ class TritonPythonModel:
         try:
             data, as_base64 = photo_bytes(scalar(request, IMAGE))
             upscale = check_number(UPSCALE.name, scalar(request, UPSCALE, 1.0))
-            suffix = output_suffix(scalar(request, OUTPUT_FORMAT, b"png"))
+            suffix = output_suffix(scalar(request, OUTPUT_FORMAT, DEFAULT_OUTPUT_FORMAT))
             defaults = FaceOptions()
             mask = choice(scalar(request, PASTE_MASK, defaults.paste_mask.encode()), PASTE_MASK.name, PASTE_MASKS)
             fix = choice(scalar(request, COLOUR_FIX, defaults.colour_fix.encode()), COLOUR_FIX.name, COLOUR_FIXES)
             affines, restored = tensor(request, AFFINES), tensor(request, RESTORED_CROPS)
-            if len(affines) == 0 and upscale == 1 and image_suffix(data) == suffix:
+            if passes_through(data, len(affines), upscale, suffix):
                 return respond({RESTORED: [answer_bytes(data, as_base64)]})  # no face: the photo comes back unchanged
-            photo = decode_image(data, "IMAGE", self.max_pixels)
+            photo = frame_photo(bytes_frame(tensor(request, FRAME)))
             check_output_size(photo.size, upscale)
             out = paste(photo, face_batch(restored, tensor(request, LABEL_MAPS), affines), restored,
                         FaceOptions(upscale=upscale, paste_mask=mask, colour_fix=fix))

@@ -1,4 +1,4 @@
-"""face_preprocess: encoded photo -> its aligned faces, region maps, affines and boxes.
+"""face_preprocess: encoded photo -> its aligned faces, region maps, affines, boxes and decoded frame.
 
 First every option of the request is checked (runtime/serving/request_checks.py: ranges, output
 format, output size from the photo's header) so a client mistake costs no decode and no
@@ -7,6 +7,11 @@ with the face detector and face mesh called as their own Triton models (BLS). A 
 faces gives empty (0-face) tensors; the next steps handle them. A photo with more than
 ``max_faces`` faces (config parameter) is refused. DEADLINE = now + the request's TIMEOUT
 (runtime/serving/triton_cancel.py: the next steps stop once it passed).
+
+The photo is decoded here only: FRAME hands its samples (8 or 16 bits, gray and alpha as
+decoded; runtime.imageio.frame_bytes) to face_postprocess, at the cost of a whole frame of
+shared memory per request instead of a second decode there. A photo that will come back byte
+for byte (request_checks.passes_through) sends an empty FRAME.
 """
 import json
 import time
@@ -14,11 +19,12 @@ import time
 import numpy as np
 
 from runtime.restorers import CONTRACTS
-from runtime.contracts.service import MAX_TIMEOUT_S, PREPROCESS, IMAGE, ONLY_CENTER_FACE, UPSCALE, TIMEOUT, CROPS, \
-    LABEL_MAPS, AFFINES, FACE_COUNT, BOXES, DEADLINE
+from runtime.contracts.service import DEFAULT_OUTPUT_FORMAT, MAX_TIMEOUT_S, PREPROCESS, IMAGE, ONLY_CENTER_FACE, \
+    OUTPUT_FORMAT, UPSCALE, TIMEOUT, CROPS, LABEL_MAPS, AFFINES, FRAME, FACE_COUNT, BOXES, DEADLINE
 from runtime.face.pipeline import FaceOptions, FacePipeline
-from runtime.imageio import ImageError, decode_image
-from runtime.serving.request_checks import check_options, check_output_size, image_size, photo_bytes
+from runtime.imageio import ImageError, decode_frame, frame_bytes, frame_photo
+from runtime.serving.request_checks import check_options, check_output_size, image_size, output_suffix, \
+    passes_through, photo_bytes
 from runtime.serving.triton_backend import BlsNet, fail, respond, scalar, warm_up
 
 DETECTOR, MESH = PREPROCESS.networks
@@ -45,7 +51,8 @@ class TritonPythonModel:
             upscale = float(options.get(UPSCALE.name, 1.0))
             if upscale != 1:   # at scale 1 the output cap is the decoder's input cap
                 check_output_size(image_size(data), upscale)
-            photo = decode_image(data, "IMAGE", self.max_pixels)
+            frame = decode_frame(data, "IMAGE", self.max_pixels)
+            photo = frame_photo(frame)
             pipeline = FacePipeline(self.detector, self.mesh,
                                     FaceOptions(only_center_face=bool(options.get(ONLY_CENTER_FACE.name, False))))
             faces, _ = pipeline.find(photo)
@@ -54,8 +61,11 @@ class TritonPythonModel:
                                  f"({self.max_faces})")
             batch = pipeline.align(photo, faces)
             del photo
+            suffix = output_suffix(options.get(OUTPUT_FORMAT.name, DEFAULT_OUTPUT_FORMAT))
+            if passes_through(data, len(faces), upscale, suffix):
+                frame = frame[:0, :0]
             boxes = np.array([f.detection.box for f in faces], np.float32).reshape(-1, 4)
             return respond({CROPS: batch.crops, LABEL_MAPS: batch.label_maps, AFFINES: batch.affines,
-                            FACE_COUNT: [len(batch)], BOXES: boxes, DEADLINE: [deadline]})
+                            FRAME: frame_bytes(frame), FACE_COUNT: [len(batch)], BOXES: boxes, DEADLINE: [deadline]})
         except Exception as exc:  # one bad photo fails its own request, never the model
             return fail(PREPROCESS.name, exc)
