@@ -169,6 +169,12 @@ def encode_image(photo: Photo, suffix: str) -> bytes:
     arr = np.concatenate(channels, axis=2)
     scale = 65535.0 if bit_depth == 16 else 255.0
     out = np.clip(np.rint(arr * scale), 0, scale).astype(np.uint16 if bit_depth == 16 else np.uint8)
+    if out.shape[2] == 2:   # gray + alpha: OpenCV writes no two-channel image
+        if bit_depth == 8:     # PIL does: LA in PNG and TIFF (WebP has no gray: RGBA)
+            buf = io.BytesIO()
+            Image.fromarray(out, "LA").save(buf, {".png": "PNG", ".tiff": "TIFF", ".webp": "WEBP"}[ext])
+            return buf.getvalue()
+        out = out[..., [0, 0, 0, 1]]   # 16 bits: neither writes 16-bit LA; RGBA of the same samples
     params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext == ".jpg" else []
     ok, buf = cv2.imencode(ext, out, params)
     if not ok:

@@ -45,6 +45,22 @@ def test_alpha_is_kept():
     np.testing.assert_array_equal(out, rgba)
 
 
+
+@pytest.mark.parametrize("suffix,mode", [(".png", "LA"), (".tiff", "LA"), (".webp", "RGBA")])
+def test_gray_with_alpha_is_written(suffix, mode):
+    """A gray + alpha photo (an LA PNG) comes back gray + alpha where the format has it (WebP has
+    no gray: RGBA of the same samples), instead of OpenCV's two-channel error."""
+    gray = np.asarray(Image.open(CAMERA).convert("L"))
+    la = np.dstack([gray, np.tile(np.arange(512, dtype=np.uint8)[None] // 2, (512, 1))])
+    buf = io.BytesIO()
+    Image.fromarray(la, "LA").save(buf, "PNG")
+    photo = decode_image(buf.getvalue())
+    assert photo.grayscale and photo.alpha is not None
+    out = Image.open(io.BytesIO(encode_image(photo, suffix)))
+    assert out.mode == mode
+    if suffix != ".webp":   # lossy
+        np.testing.assert_array_equal(np.asarray(out), la)
+
 def test_16_bit_png_keeps_16_bits():
     rgb16 = (cv2.imread(str(ASTRONAUT)).astype(np.uint16) * 257 + 3).astype(np.uint16)
     photo = decode_image(_png(rgb16))

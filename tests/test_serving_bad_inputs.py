@@ -213,7 +213,9 @@ def test_unusual_valid_photo_comes_back_restored(server, memory_at_start, case):
         diff = np.abs(out.rgb - decode_image(data).rgb).max(axis=2)
         near = np.zeros(diff.shape, bool)
         for x0, y0, x1, y1 in answer.outputs["BOXES"]:
-            assert diff[int(y0):int(y1), int(x0):int(x1)].mean() > 1 / 255
+            # the demo changes a clean face little: measured 0.7-0.9/255 on average over the box on the
+            # gray astronaut, where the identity restorer's round trip changes 0.1/255
+            assert diff[int(y0):int(y1), int(x0):int(x1)].mean() > 0.4 / 255
             cx, cy, r = (x0 + x1) / 2, (y0 + y1) / 2, 1.5 * max(x1 - x0, y1 - y0)   # the aligned crop lies within
             near[max(0, int(cy - r)):int(cy + r), max(0, int(cx - r)):int(cx + r)] = True
         assert near.all() or diff[~near].max() <= 2 / 255 + 1e-6

@@ -98,7 +98,7 @@ def paste_faces(image: np.ndarray, faces: np.ndarray, affines: np.ndarray, masks
         inv[:, 2] -= (x0, y0)
         dsize = (x1 - x0, y1 - y0)
         mask = feather_mask(size) if masks is None else masks[i]
-        warped = cv2.warpAffine(face, inv, dsize, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        warped = cv2.warpAffine(face, inv, dsize, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT)  # as warp_face
         alpha = cv2.warpAffine(mask, inv, dsize, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         region = image[y0:y1, x0:x1]
         alpha = alpha[..., None] if region.ndim == 3 else alpha
