@@ -12,7 +12,7 @@ from runtime.cpu import reported_flags
 from runtime.face import FacePipeline, onnx_face_pipeline, torch_face_pipeline
 from runtime.face.detect import detect_faces
 from runtime.face.mesh import mesh_faces
-from runtime.imageio import Photo
+from runtime.imageio import Photo, frame_photo
 from runtime.samples import group_photo
 
 
@@ -37,7 +37,7 @@ def bench_face_pipeline(repeats: int = 20, max_seconds: float | None = None,
     """Time each face-pipeline stage on the sample group photo, on torch and (with the folders
     of face_detector.onnx and face_mesh.onnx) on ONNX Runtime, interleaved per stage."""
     rgb8 = group_photo()
-    photo = Photo(rgb=rgb8.astype(np.float32) / 255.0, pixels8=rgb8)
+    photo = frame_photo(rgb8)
     pipelines = {"torch": torch_face_pipeline()}
     if onnx_dirs is not None:
         pipelines["onnxruntime"] = onnx_face_pipeline(*onnx_dirs)

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from runtime.face.pipeline import FaceOptions, FacePipeline
 from runtime.files import write_atomic
-from runtime.imageio import ImageError, Photo, read_image
+from runtime.imageio import ImageError, frame_photo, read_image
 from runtime.restore import collect_inputs
 from training.data.degradations import DegradationConfig, degrade
 
@@ -61,7 +61,7 @@ def degraded_label_maps(pipeline: FacePipeline, crop: np.ndarray, copies: int, s
     maps = []
     for k in range(copies):
         lq, _ = degrade(crop, 7_000_003 + 1000 * seed + k, DegradationConfig(clean_fraction=0.0))
-        photo = Photo(rgb=lq.astype(np.float32) / 255.0)
+        photo = frame_photo(lq)
         maps.append(aligned.align(photo, aligned.find(photo)[0]).label_maps[0])
     return np.stack(maps) if maps else np.zeros((0, *crop.shape[:2]), np.uint8)
 

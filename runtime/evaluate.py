@@ -23,7 +23,7 @@ from runtime.face.align import warp_face
 from runtime.face.paste import LOW_PASS, face_mask, paste_faces
 from runtime.face.pipeline import FacePipeline
 from runtime.files import write_atomic
-from runtime.imageio import Photo, read_image, to_uint8
+from runtime.imageio import frame_photo, read_image, to_float, to_uint8
 from runtime.restore import collect_inputs, restore_photo
 from runtime.restorers import Restorer
 from training.data.degradations import PRESETS, degrade
@@ -59,14 +59,14 @@ def evaluate_photo(clean: np.ndarray, name: str, copy: int, preset: str, pipelin
     photo row and the contact-sheet tiles (clean, degraded, restored per face)."""
     seed = EVAL_SEED + 7919 * copy + sum(name.encode())
     degraded, _ = degrade(clean, seed, replace(PRESETS[preset], clean_fraction=0.0))  # never an undegraded copy
-    photo = Photo(rgb=degraded.astype(np.float32) / 255.0)
+    photo = frame_photo(degraded)
     out, batch, _, _ = restore_photo(photo, pipeline, restorer)
     restored = to_uint8(out.rgb)
     size = pipeline.options.size
     masks = pipeline.paste_masks(batch) if len(batch) else None
     faces, tiles = [], []
     for i, affine in enumerate(batch.affines):
-        c, d, r = (to_uint8(warp_face(x.astype(np.float32) / 255.0, affine, size)) for x in (clean, degraded, restored))
+        c, d, r = (to_uint8(warp_face(to_float(x), affine, size)) for x in (clean, degraded, restored))
         face = face_mask(batch.label_maps[i]) >= 0.5
         faces.append(FaceScore(name, copy, i, psnr(d, c), psnr(r, c), ssim(d, c), ssim(r, c), delta_e76(d, c),
                                delta_e76(r, c), delta_e76(r, d, LOW_PASS * size), psnr(d, c, face), psnr(r, c, face),

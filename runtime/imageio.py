@@ -60,8 +60,8 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
 
 
 def to_float(x: np.ndarray) -> np.ndarray:
-    """uint8 -> float32 in [0, 1] (to_uint8's inverse)."""
-    return x.astype(np.float32) / 255.0
+    """uint8 or uint16 samples -> float32 in [0, 1] (to_uint8's inverse for uint8)."""
+    return x.astype(np.float32) / float(np.iinfo(x.dtype).max)
 
 
 def _png_bit_depth(data: bytes) -> int:
@@ -119,11 +119,9 @@ def frame_photo(frame: np.ndarray) -> Photo:
     gray = frame.shape[2] in (1, 2)
     color = np.ascontiguousarray(np.repeat(frame[..., :1], 3, axis=2) if gray else frame[..., :3])
     alpha = frame[..., -1] if frame.shape[2] in (2, 4) else None
-    if frame.dtype == np.uint16:
-        return Photo(rgb=color.astype(np.float32) / 65535.0,
-                     alpha=None if alpha is None else alpha.astype(np.float32) / 65535.0, grayscale=gray, bit_depth=16)
-    return Photo(rgb=to_float(color), alpha=None if alpha is None else to_float(alpha), grayscale=gray, bit_depth=8,
-                 pixels8=color)
+    eight = frame.dtype == np.uint8
+    return Photo(rgb=to_float(color), alpha=None if alpha is None else to_float(alpha), grayscale=gray,
+                 bit_depth=8 if eight else 16, pixels8=color if eight else None)
 
 
 def frame_bytes(frame: np.ndarray) -> np.ndarray:

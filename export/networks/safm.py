@@ -16,11 +16,11 @@ def real_faces() -> tuple[np.ndarray, np.ndarray]:
     """The aligned 512 faces and label maps of the sample photos (astronaut, Grace Hopper and
     the 3-face group photo): float32 NCHW [5, 3, 512, 512] in [-1, 1] and [5, 1, 512, 512]."""
     from runtime.face import torch_face_pipeline
-    from runtime.imageio import Photo, read_image
+    from runtime.imageio import frame_photo, read_image
     from runtime.samples import FACE_PHOTOS, group_photo
 
     pipeline = torch_face_pipeline()
-    photos = [read_image(p) for p in FACE_PHOTOS] + [Photo(rgb=group_photo().astype(np.float32) / 255.0)]
+    photos = [read_image(p) for p in FACE_PHOTOS] + [frame_photo(group_photo())]
     batches = [pipeline.align(p, pipeline.find(p)[0]) for p in photos]
     images = np.concatenate([b.model_input() for b in batches])
     labels = np.concatenate([b.label_maps[:, None] for b in batches]).astype(np.float32)
