@@ -17,7 +17,7 @@ import torch
 from benchmarks.face import bench_face_pipeline, face_table
 from benchmarks.report import bar_chart, latency_table, save
 from benchmarks.timing import device_name, device_slug, matmul_rate_gflops
-from runtime.cpu import reported_flags
+from training.cpu import reported_flags
 
 
 @dataclass

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from benchmarks.timing import device_name, interleaved_ms, stats
-from runtime.cpu import reported_flags
+from training.cpu import reported_flags
 from runtime.face import FacePipeline, onnx_face_pipeline, torch_face_pipeline
 from runtime.face.detect import detect_faces
 from runtime.face.mesh import mesh_faces

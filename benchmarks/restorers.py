@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from benchmarks.timing import interleaved_ms, peak_memory_mb, reset_peak_memory, stats
-from runtime.cpu import has_bf16, reported_flags
+from training.cpu import has_bf16, reported_flags
 from export.networks import NETWORKS, ExportNetwork
 from runtime.engines import EngineMismatch
 from runtime.sessions import DTYPES, SessionError, TorchSession, onnx_session

@@ -35,7 +35,7 @@ import numpy as np
 
 from benchmarks.report import save
 from benchmarks.timing import device_name, interleaved_ms, stats
-from runtime.cpu import reported_flags
+from training.cpu import reported_flags
 
 _IMPORT = re.compile(r"\b(from|import) (runtime|training)\b")
 SINGLE_VIEW = "new (onnxruntime, --min-face-size 150)"

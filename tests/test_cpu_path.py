@@ -15,7 +15,7 @@ import pytest
 from export.onnx_cache import cache_root, onnx_dir
 from facerestore.cli import main
 from runtime.contracts.face import FACE_DETECTOR, FACE_MESH
-from runtime.cpu import has_bf16, reported_flags
+from training.cpu import has_bf16, native_bf16, reported_flags
 from runtime.face import FaceOptions, FacePipeline, onnx_face_pipeline
 from runtime.face.detect import INPUT_SIZE, MIN_FACE_AT_INPUT, TILE_SIDE, tile_side_for
 from runtime.imageio import Photo, read_image, to_float
@@ -142,6 +142,14 @@ def test_bf16_on_this_cpu_is_close_to_fp32(capsys):
     bf16 = make_restorer("safm", None, "torch", precision="bf16")(batch)
     err = np.abs(to_float(bf16) - to_float(fp32))   # uint8 crops
     assert 0 < err.mean() < 0.01 and np.percentile(err, 99) < 0.05, (err.mean(), np.percentile(err, 99))
+
+
+def test_trainers_autocast_where_bf16_is_native():
+    import torch
+
+    assert native_bf16("cuda") and native_bf16("cuda:1") and native_bf16(torch.device("cuda", 0))
+    assert native_bf16("cpu") == native_bf16(torch.device("cpu")) == has_bf16()
+    assert not native_bf16("mps")
 
 
 def test_auto_backend_refuses_fp16_on_a_cpu(tmp_path, capsys):

@@ -12,6 +12,7 @@ from safetensors.torch import save_file
 
 from facerestore.cli import main as cli
 from runtime.samples import ASTRONAUT, GRACE_HOPPER, NO_FACE
+from training.cpu import has_bf16, reported_flags
 from training.data.degradations import DegradationConfig, degrade
 from training.data.faces import AlignedFaces
 from training.losses.identity import IResNet
@@ -19,6 +20,7 @@ from training.losses.perceptual import VGG19Features
 from training.losses.pretrained import MissingWeights
 from training.metrics import psnr, ssim
 from training.safm.train import SaFMTrainConfig, SaFMTrainer
+from training.shipped import DEMO_SAFM
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +120,24 @@ def test_overfit_one_batch_loss_decreases(cache, tmp_path):
         trainer.opt_g.step()
         losses.append(float(total.detach()))
     assert all(np.isfinite(losses)) and losses[-1] < 0.7 * losses[0], losses
+
+
+@pytest.mark.skipif(not has_bf16(), reason=f"this CPU computes no bf16 (flags: {reported_flags()}): training stays fp32")
+def test_training_on_a_native_bf16_cpu_autocasts_and_keeps_the_fp32_loss(cache, tmp_path):
+    """On a CPU with AVX512-BF16 or AMX the trainer runs the network in bf16 (about 1.8x faster a
+    step on a 2-core Xeon); the shipped weights, one batch: the output differs from fp32 (bf16
+    ran) by a little, and the loss by under 1 %."""
+    fast, exact = (_trainer(cache, tmp_path / name, init=DEMO_SAFM, amp=amp) for name, amp in (("bf16", True),
+                                                                                            ("fp32", False)))
+    batch = next(exact._batches())
+    torch.manual_seed(0)  # the fidelity weight w is drawn per batch
+    loss_fast, _, out_fast = fast.losses(batch)
+    torch.manual_seed(0)
+    loss_exact, _, out_exact = exact.losses(batch)
+    diff = (out_fast - out_exact).abs()
+    # measured on a Xeon with AMX: max 0.009, mean 0.0004 (of the [-1, 1] range), loss 0.01 %
+    assert 0 < float(diff.max()) < 0.05 and float(diff.mean()) < 0.002, (float(diff.max()), float(diff.mean()))
+    assert abs(float(loss_fast) / float(loss_exact) - 1) < 0.01, (float(loss_fast), float(loss_exact))
 
 
 def test_all_losses_run_and_training_resumes(cache, tmp_path):

@@ -16,7 +16,7 @@ def torch_precision(device: str, precision: str) -> str:
     """`precision` if the device can run it ("auto": fp16 on CUDA, fp32 elsewhere), else ValueError:
     fp16 only on CUDA (CPU half precision is slow), bf16 on CUDA or on a CPU that computes it
     natively (AVX512-BF16 or AMX)."""
-    from runtime.cpu import has_bf16
+    from training.cpu import has_bf16
     from runtime.sessions import DTYPES
 
     if precision == "auto":

@@ -85,7 +85,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         for arg in floats:
             p.add_argument(f"--{arg.replace('_', '-')}", type=float, default=getattr(d, arg))
         p.add_argument("--gradient-checkpointing", action="store_true")
-        p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
+        p.add_argument("--no-amp", action="store_true", help="train in fp32 (default: bf16 autocast on CUDA and on CPUs with AVX512-BF16 or AMX)")
         p.add_argument("--device", default=d.device)
 
 

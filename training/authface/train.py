@@ -17,7 +17,8 @@ Run folder ``out``: ``checkpoint/`` (an AuthFace checkpoint folder, ``AuthFaceCh
 what ``load_checkpoint`` and the runtime read), ``losses.csv``, ``train_state/`` (the trained
 weights, optimizer moments, step and RNG). Re-running with the same ``out`` resumes.
 Conventions follow ``training.safm.train`` (dataclass config with paper defaults, tqdm, CSV log,
-FloatingPointError on a non-finite loss, bf16 autocast and gradient accumulation on CUDA).
+FloatingPointError on a non-finite loss, bf16 autocast on CUDA and native-bf16 CPUs, gradient
+accumulation).
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from tqdm import tqdm
 from training.authface.checkpoint import AuthFaceCheckpoint, load_checkpoint
 from training.authface.configs import AuthFaceConfig
 from training.authface.losses import LatentFacialLoss, normalized_timestep, predict_z0
+from training.cpu import native_bf16
 from training.authface.model import UNetControlNet
 from training.data.degradations import PRESETS, DegradationConfig
 from training.data.faces import AlignedFaces
@@ -167,7 +169,7 @@ class AuthFaceTrainConfig:
     max_grad_norm: float = 1.0          # clip the trained module's gradient norm (0: off)
     grad_accum: int = 1
     resolution: int | None = None       # faces are resized to this; None: the checkpoint's (512)
-    amp: bool = True                    # bf16 autocast on CUDA (ignored on CPU); the VAE runs fp32
+    amp: bool = True                    # bf16 autocast on CUDA and native-bf16 CPUs; the VAE runs fp32
     gradient_checkpointing: bool = False
     device: str = "cpu"
     seed: int = 0
@@ -239,7 +241,7 @@ class _Trainer:
         degradation = getattr(cfg, "degradation", None) or DegradationConfig(clean_fraction=1.0)
         self.data = AlignedFaces(cfg.data, degradation, cfg.seed, flip=True, jitter=cfg.jitter)
         self.vae_encoder = self.ckpt.vae_encoder().to(self.dev).requires_grad_(False)
-        self.amp = cfg.amp and self.dev.type == "cuda"
+        self.amp = cfg.amp and native_bf16(self.dev)
         self._setup()
         self.step = 0
         self.state_dir = cfg.out / "train_state"

@@ -120,7 +120,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-perceptual", action="store_true", help="disable the VGG perceptual loss")
     p.add_argument("--no-identity", action="store_true", help="disable the ArcFace identity loss")
     p.add_argument("--no-adversarial", action="store_true", help="disable the adversarial and style losses")
-    p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
+    p.add_argument("--no-amp", action="store_true", help="train in fp32 (default: bf16 autocast on CUDA and on CPUs with AVX512-BF16 or AMX)")
     p.add_argument("--device", default=d.device)
 
 

