@@ -80,8 +80,9 @@ bench-gpu: $(STAMP) $(foreach c,$(SAFM_CONFIGS),$(BENCH)/$(c)/safm.onnx) $(BENCH
 # cameraman and three portraits from a PyPI source distribution; safm-small in three stages of batch
 # 64, each cosine-decayed to 1e-5: 1292 steps at lr 3e-4, 1107 at 1.5e-4 (one face, face share
 # 0.15), then 1256 at 1e-4 with the portraits (face share 0.3), each from the previous weights:
-# about 14 minutes on an NVIDIA H200 (DEMO_DEVICE=cpu runs the same recipe on the CPU: more than a
-# day on 2 cores); resumable (run it again); then the held-out evaluation on faces it never saw.
+# about 14 minutes on an NVIDIA H200 (DEMO_DEVICE=cpu DEMO_WORKERS=1 runs the same recipe on the CPU:
+# about 12 hours on 2 Xeon cores with AMX, in bf16; twice that without native bf16); resumable (run
+# it again); then the held-out evaluation on faces it never saw.
 # Needs apt-get (root) for `apt-get download` and PyPI for `pip download`.
 DEMO := .cache/demo-data
 DEMO_DEVICE ?= cuda
