@@ -130,10 +130,11 @@ def test_training_on_a_native_bf16_cpu_autocasts_and_keeps_the_fp32_loss(cache, 
     fast, exact = (_trainer(cache, tmp_path / name, init=DEMO_SAFM, amp=amp) for name, amp in (("bf16", True),
                                                                                             ("fp32", False)))
     batch = next(exact._batches())
-    torch.manual_seed(0)  # the fidelity weight w is drawn per batch
-    loss_fast, _, out_fast = fast.losses(batch)
-    torch.manual_seed(0)
-    loss_exact, _, out_exact = exact.losses(batch)
+    with torch.no_grad():
+        torch.manual_seed(0)  # the fidelity weight w is drawn per batch
+        loss_fast, _, out_fast = fast.losses(batch)
+        torch.manual_seed(0)
+        loss_exact, _, out_exact = exact.losses(batch)
     diff = (out_fast - out_exact).abs()
     # measured on a Xeon with AMX: max 0.009, mean 0.0004 (of the [-1, 1] range), loss 0.01 %
     assert 0 < float(diff.max()) < 0.05 and float(diff.mean()) < 0.002, (float(diff.max()), float(diff.mean()))
