@@ -8,12 +8,12 @@ import numpy as np
 import torch
 
 from benchmarks.timing import device_name, interleaved_ms, stats
-from training.cpu import reported_flags
 from runtime.face import FacePipeline, onnx_face_pipeline, torch_face_pipeline
 from runtime.face.detect import detect_faces
 from runtime.face.mesh import mesh_faces
 from runtime.imageio import Photo, frame_photo
 from runtime.samples import group_photo
+from training.cpu import reported_flags
 
 
 def _stages(pipeline: FacePipeline, photo: Photo) -> dict:

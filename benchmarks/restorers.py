@@ -16,11 +16,11 @@ import numpy as np
 import torch
 
 from benchmarks.timing import interleaved_ms, peak_memory_mb, reset_peak_memory, stats
-from training.cpu import has_bf16, reported_flags
 from export.networks import NETWORKS, ExportNetwork
 from runtime.engines import EngineMismatch
 from runtime.sessions import DTYPES, SessionError, TorchSession, onnx_session
 from runtime.tensorrt_session import TensorRTUnavailable
+from training.cpu import has_bf16, reported_flags
 
 EAGER = "torch eager fp32"             # the reference: the restorers' torch backend (channels_last)
 EAGER_NCHW = "torch eager fp32 NCHW"   # the same in the layout the modules were written in

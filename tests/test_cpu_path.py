@@ -15,13 +15,13 @@ import pytest
 from export.onnx_cache import cache_root, onnx_dir
 from facerestore.cli import main
 from runtime.contracts.face import FACE_DETECTOR, FACE_MESH
-from training.cpu import has_bf16, native_bf16, reported_flags
 from runtime.face import FaceOptions, FacePipeline, onnx_face_pipeline
 from runtime.face.detect import INPUT_SIZE, MIN_FACE_AT_INPUT, TILE_SIDE, tile_side_for
 from runtime.imageio import Photo, read_image, to_float
 from runtime.samples import ASTRONAUT, GRACE_HOPPER, crowd_photo
 from runtime.sessions import onnx_session
 from tests.golden import golden_photos, landmarks_of
+from training.cpu import has_bf16, native_bf16, reported_flags
 
 ROOT = Path(__file__).resolve().parents[1]
 

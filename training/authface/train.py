@@ -40,8 +40,8 @@ from tqdm import tqdm
 from training.authface.checkpoint import AuthFaceCheckpoint, load_checkpoint
 from training.authface.configs import AuthFaceConfig
 from training.authface.losses import LatentFacialLoss, normalized_timestep, predict_z0
-from training.cpu import native_bf16
 from training.authface.model import UNetControlNet
+from training.cpu import native_bf16
 from training.data.degradations import PRESETS, DegradationConfig
 from training.data.faces import AlignedFaces
 from training.train_state import end_step, jsonable, load_train_state, save_train_state, training_device

@@ -76,6 +76,7 @@ class SaFMTrainer:
 
     def __init__(self, cfg: SaFMTrainConfig) -> None:
         self.cfg, dev = cfg, training_device(cfg.device)
+        self.amp = cfg.amp and native_bf16(dev)   # decided once, as the AuthFace trainer does
         torch.manual_seed(cfg.seed)
         if cfg.stage not in ("restore", "codebook"):
             raise ValueError(f"stage must be restore or codebook, not {cfg.stage!r}")
@@ -129,7 +130,7 @@ class SaFMTrainer:
         hq, lq = batch["hq"].to(dev), batch["lq"].to(dev)
         labels, boxes = batch["label_map"].to(dev), batch["boxes"].to(dev)
         w = torch.rand(len(hq), 1, device=dev)  # the fidelity knob, trained over its whole range
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.amp and native_bf16(dev)):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.amp):
             if cfg.stage == "codebook":
                 restored, vq = self.model.reconstruct(hq)
                 restored = restored.float()
