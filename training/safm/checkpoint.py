@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from training.files import atomic_write
+from training.published import weights as published
 from training.shipped import DEMO_SAFM
 from training.safm.config import CONFIGS, SaFMConfig
 from training.safm.model import SaFMRestorer
@@ -78,21 +79,12 @@ def load_checkpoint(path: Path | None) -> SaFMRestorer:
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from .safetensors, or from a PyTorch .pth/.ckpt through torch's safe
-    weights-only unpickler; CodeFormer's `params_ema` / `params` wrappers are unwrapped."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: not found")
-    if path.suffix == ".safetensors":
-        return load_file(str(path))
+    """A state dict from .safetensors or a PyTorch .pth/.ckpt (training/published/weights.py:
+    weights-only unpickler, `params_ema` / `params` wrappers unwrapped)."""
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: cannot be read as weights ({exc})") from None
-    for key in ("params_ema", "params", "state_dict"):
-        if isinstance(obj, dict) and key in obj:
-            obj = obj[key]
-    return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+        return published.read_state_dict(Path(path))[0]
+    except published.PublishedWeightsError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def load_codeformer_weights(model: SaFMRestorer, state: dict[str, torch.Tensor]) -> dict[str, list[str]]:
