@@ -151,6 +151,8 @@ def python_config(model: PythonModel, target: str, capacity: Capacity = Capacity
     policy.timeout_action = mc.ModelQueuePolicy.REJECT
     for key, value in model.parameters:
         config.parameters[key].string_value = value
+    if "max_pixels" in config.parameters:
+        config.parameters["max_pixels"].string_value = str(capacity.max_pixels)
     if on_gpu:   # inputs stay where they are (a GPU tensor is read through DLPack)
         config.parameters["FORCE_CPU_ONLY_INPUT_TENSORS"].string_value = "no"
     return config

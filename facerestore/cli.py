@@ -336,10 +336,15 @@ gRPC and a metrics port. Ctrl-C or SIGTERM stops the server and its python model
 --render gpu  renders it for the NGC container's tritonserver (TensorRT plans from --engines)
 without --render the repository (--repo) is served as it is.
 --server auto uses a `tritonserver` on PATH, else the bundled one (nvidia-pytriton).
-A python model whose process died (or the server itself) makes it restart the server on the same
-ports within seconds, and an idle model whose shared memory grew past 64 MiB is reloaded to give it
-back (--no-supervise: neither; exit when the server dies). A request beyond --max-queue-size
-waiting, or waiting over --queue-timeout, is refused at once with 503 / UNAVAILABLE."""
+The model-repository, shared-memory, logging and trace APIs answer 403 (gRPC: UNAVAILABLE) to any
+request without the header facerestore-admin-key holding the admin key: a new random key each
+start (used only by the supervisor), or the one in --admin-key-file (e.g. a Kubernetes secret).
+Supervision: a python model whose process died, or a model unloaded, is reloaded alone within
+seconds; a dead server is restarted on the same ports, retried with a backoff until it serves
+(never given up); an idle model whose shared memory grew past 64 MiB is reloaded to give it back
+(--no-supervise: none of it; exit when the server dies). Restarts and reloads are counted in the
+log and in the metrics (facerestore_supervisor_*). A request beyond --max-queue-size waiting, or
+waiting over --queue-timeout, is refused at once with 503 / UNAVAILABLE."""
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
@@ -358,18 +363,22 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grpc-port", type=int, default=8001, help="0 = a free port (default: %(default)s)")
     p.add_argument("--metrics-port", type=int, default=8002, help="0 = a free port (default: %(default)s)")
     p.add_argument("--log", type=Path, default=None, help="write the server log here (default: stderr)")
+    p.add_argument("--admin-key-file", type=Path, default=None,
+                   help="file holding the admin key of the restricted APIs (letters, digits, - and _); "
+                        "default: a new random key each start, never shown")
     p.add_argument("--no-supervise", dest="supervise", action="store_false",
                    help="do not restart the server when a python stub or the server dies, nor reload models "
                         "to give back their shared memory")
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    from runtime.serving.serve import ServerError, TritonServer, serve_forever
+    from runtime.serving.serve import ServerError, TritonServer, read_admin_key, serve_forever
 
     repo = args.repo or Path("out/triton_repo_cpu" if args.render == "cpu" else "triton_repo")
     try:
         capacity = capacity_from(args)
-    except ValueError as exc:
+        admin_key = read_admin_key(args.admin_key_file) if args.admin_key_file else None
+    except (ValueError, ServerError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.render:
@@ -383,7 +392,8 @@ def _run_serve(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     try:
-        server = TritonServer(repo, args.http_port, args.grpc_port, args.metrics_port, args.server, args.log)
+        server = TritonServer(repo, args.http_port, args.grpc_port, args.metrics_port, args.server, args.log,
+                              admin_key=admin_key)
         return serve_forever(server, args.supervise)
     except ServerError as exc:
         print(f"error: {exc}", file=sys.stderr)

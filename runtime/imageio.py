@@ -90,7 +90,10 @@ def decode_frame(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_M
     width, height = pil.size
     if width * height > max_pixels:
         raise ImageError(f"{name}: {width}x{height} = {width * height} pixels exceeds the cap of "
-                         f"{max_pixels} (decompression-bomb guard; raise --max-pixels to allow it)")
+                         f"{max_pixels} (decompression-bomb guard: --max-pixels of facerestore restore / serve)")
+    if getattr(pil, "n_frames", 1) > 1:
+        raise ImageError(f"{name}: an animated image ({pil.n_frames} frames); only still images are restored "
+                         "(send one frame)")
     try:
         pil.load()
     except Exception as exc:

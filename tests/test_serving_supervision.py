@@ -1,20 +1,24 @@
 """Supervision against the real server: a python stub killed (SIGKILL) under load makes
-readiness fail within seconds, the supervisor restarts the server on the same ports with the
-dead stub's shared memory removed, and clients that retry on "unavailable" lose no request.
+readiness fail within seconds, the supervisor reloads that model alone (the server and the
+other models go on) with the dead stub's shared memory removed, and clients that retry on
+"unavailable" lose no request; unloads and kills in a storm never make it give up.
 
 Its own small server (the safm ensemble only), so the session's server is not disturbed.
 """
 from __future__ import annotations
 
+import io
 import os
 import signal
 import threading
 import time
+import urllib.request
 
 import pytest
 
 from export.triton_repo import render_repo
 from benchmarks.serving import png_bytes
+from runtime.contracts.service import SERVICES
 from runtime.serving.client import ClientError, RestoreClient
 from runtime.samples import ASTRONAUT, read_rgb8
 from runtime.serving.serve import SHM_DIR, Supervisor, TritonServer, live_group_members
@@ -85,7 +89,7 @@ def test_killed_stub_under_load_recovers_and_loses_nothing(supervised):
     assert not_ready_after is not None and not_ready_after <= READY_FAILS_S
     assert first_new is not None and first_new <= RECOVERY_S
     assert all(faces == 1 for *_, faces in results) and sum(retries) > 0   # the fault was met and retried
-    assert server.restarts == 1 and supervisor.error is None
+    assert server.restarts == 0 and supervisor.restores >= 1 and supervisor.error is None   # one model, not the server
     assert (server.http_port, server.grpc_port, server.metrics_port) == ports
     assert not (SHM_DIR / region).exists()          # the dead stub's shared memory is gone
     assert victim not in server.stubs and "safm_faces" in {m for m, _ in server.stubs.values()}
@@ -147,10 +151,98 @@ def test_probe_tells_the_truth_where_triton_health_does_not(supervised):
     (victim,) = [pid for pid, (model, _) in server.stubs.items() if model == "face_postprocess"]
     os.kill(victim, signal.SIGKILL)
     time.sleep(1)
-    assert server.is_ready()                               # Triton: still "ready"
+    assert server.answers("/v2/health/ready")              # Triton: still "ready" ...
+    assert not server.is_ready()                           # ... ours: not
     problem = probe(server.http_url, timeout=30)
     assert problem is not None and "not healthy" in problem, problem
     assert probe_main(["--url", server.http_url, "--timeout", "30"]) == 1
     assert server.dead_models() == ["face_postprocess"]
     server.restart()
     assert probe(server.http_url) is None and server.dead_models() == []
+
+
+def test_readiness_is_false_while_an_ensemble_is_unloaded(supervised):
+    """Triton's /v2/health/ready stays 200 after an ensemble was unloaded (every request then
+    gets 404); our readiness says so until the supervisor has loaded it again."""
+    server, supervisor = supervised
+    supervisor.stop()
+    unload(server, SERVICES["safm"].ensemble)
+    wait_until(lambda: server.answers("/v2/health/ready"), 10)   # Triton: ready again once unloaded
+    assert not server.is_ready()
+    assert server.unready_models() == [SERVICES["safm"].ensemble]
+    Supervisor(server).check()
+    assert server.is_ready() and server.unready_models() == []
+    with RestoreClient(server.http_url, "http", "safm", timeout=120) as client:
+        assert client.restore(PHOTO).faces == 1
+
+
+def test_the_supervisor_never_gives_up(supervised_storm):
+    """Ten unloads and kills within a minute (each model unloaded with the admin key, stubs and
+    the server itself killed): the supervisor restores each, never gives up, counts them in the
+    log and in the metrics, and the ensemble serves again."""
+    server, supervisor, log = supervised_storm
+    ensemble = SERVICES["safm"].ensemble
+    faults = [lambda: unload(server, ensemble), lambda: unload(server, "safm"), lambda: kill_stub(server, "safm_faces"),
+              lambda: unload(server, "face_preprocess"), lambda: kill_stub(server, "face_postprocess"),
+              lambda: os.kill(server.process.pid, signal.SIGKILL), lambda: unload(server, ensemble),
+              lambda: kill_stub(server, "safm"), lambda: unload(server, "face_detector"), lambda: unload(server, ensemble)]
+    start = time.monotonic()
+    for fault in faults:
+        wait_until(server.is_ready, 60)
+        fault()
+        time.sleep(0.5)
+    wait_until(server.is_ready, 60)
+    took = time.monotonic() - start
+    with RestoreClient(server.http_url, "http", "safm", timeout=120, retry_s=30) as client:
+        assert client.restore(PHOTO).faces == 1
+    text = log.getvalue()
+    print(f"10 faults in {took:.0f} s: {supervisor.restores} models reloaded, {server.restarts} server restarts")
+    assert took < 60 and supervisor.is_alive() and supervisor.error is None
+    assert server.restarts == 1 and supervisor.restores >= 9
+    assert f"restore #{supervisor.restores}" in text and "restart #1" in text
+    wait_until(lambda: metric(server, "facerestore_supervisor_model_restores") == supervisor.restores, 10)
+    assert metric(server, "facerestore_supervisor_server_restarts") == 1
+
+
+def unload(server: TritonServer, model: str) -> None:
+    request = urllib.request.Request(f"http://{server.http_url}/v2/repository/models/{model}/unload", b"{}",
+                                     method="POST", headers=server.admin_headers)
+    with urllib.request.urlopen(request, timeout=60) as r:
+        assert r.status == 200
+
+
+def kill_stub(server: TritonServer, model: str) -> None:
+    for pid, (name, _) in server.stubs.items():
+        if name == model:
+            os.kill(pid, signal.SIGKILL)
+
+
+def wait_until(condition, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {seconds} s: {condition}"
+        time.sleep(0.2)
+
+
+def metric(server: TritonServer, name: str) -> float | None:
+    with urllib.request.urlopen(server.metrics_url, timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+@pytest.fixture
+def supervised_storm(engines, tmp_path_factory, request):
+    """A fresh supervised server (the safm ensemble) whose supervisor logs into a buffer."""
+    repo = tmp_path_factory.mktemp("storm") / "repo"
+    render_repo("cpu", repo, engines, restorers=["safm"])
+    server = TritonServer(repo, server="bundled", log=repo.parent / "tritonserver.log", exit_timeout=5,
+                          ready_timeout=240)
+    request.addfinalizer(server.stop)
+    server.start()
+    log = io.StringIO()
+    supervisor = Supervisor(server, interval=0.5, log=log)
+    supervisor.start()
+    request.addfinalizer(supervisor.stop)
+    return server, supervisor, log

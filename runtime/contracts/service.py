@@ -192,6 +192,7 @@ class Capacity:
     network_instances: int | None = None   # of each network model
     max_queue_size: int = 16
     queue_timeout_s: float = 60.0
+    max_pixels: int = DEFAULT_MAX_PIXELS   # largest photo face_preprocess decodes (decompression-bomb guard)
 
     def __post_init__(self) -> None:
         for name in ("python_instances", "network_instances"):
@@ -203,6 +204,8 @@ class Capacity:
         if not 0 <= self.queue_timeout_s <= MAX_TIMEOUT_S:   # also refuses NaN
             raise ValueError(f"queue timeout must be in [0, {MAX_TIMEOUT_S:g}] s (0 = no limit), "
                              f"got {self.queue_timeout_s}")
+        if self.max_pixels < 1:
+            raise ValueError(f"max pixels must be >= 1, got {self.max_pixels}")
 
 
 def restorer_service(spec: RestorerSpec) -> RestorerService:

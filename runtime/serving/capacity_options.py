@@ -11,7 +11,8 @@ DEFAULT = Capacity()
 
 
 def add_capacity_options(p: argparse.ArgumentParser, when: str = "") -> None:
-    """Add --python-instances, --network-instances, --max-queue-size and --queue-timeout to `p`;
+    """Add --python-instances, --network-instances, --max-queue-size, --queue-timeout and
+    --max-pixels to `p`;
     `when` prefixes their help (e.g. '--render: ')."""
     p.add_argument("--python-instances", type=int, default=None,
                    help=f"{when}instances of each python step model, i.e. photos in flight per step "
@@ -24,8 +25,12 @@ def add_capacity_options(p: argparse.ArgumentParser, when: str = "") -> None:
     p.add_argument("--queue-timeout", type=float, default=DEFAULT.queue_timeout_s,
                    help=f"{when}seconds a request may wait for a python step before it is refused with "
                         "UNAVAILABLE (HTTP 503), 0 = no limit (default: %(default)s)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT.max_pixels,
+                   help=f"{when}largest photo (width x height) the server decodes; a larger one is refused "
+                        "with a 400 before it is decoded (default: %(default)s)")
 
 
 def capacity_from(args: argparse.Namespace) -> Capacity:
     """The Capacity the flags ask for (ValueError naming the bad one)."""
-    return Capacity(args.python_instances, args.network_instances, args.max_queue_size, args.queue_timeout)
+    return Capacity(args.python_instances, args.network_instances, args.max_queue_size, args.queue_timeout,
+                    args.max_pixels)

@@ -12,12 +12,31 @@ Which server:
   on a machine without a GPU: they are harmless.
 - a path: that tritonserver binary.
 
+Control APIs closed (``restricted_api_args``): tritonserver accepts a model's files inside a
+repository load request, so an open model-repository API runs any client's code on the server.
+The model-repository, shared-memory (system and CUDA), logging and trace APIs of HTTP and gRPC
+are restricted to requests that carry the header ``facerestore-admin-key`` with the server's
+admin key (tritonserver's ``--http-restricted-api`` / ``--grpc-restricted-protocol``, format
+``<apis>:<header>=<key>``, checked on 2.51: HTTP answers 403; gRPC answers UNAVAILABLE "This
+protocol is restricted" and expects the header as ``triton-grpc-protocol-<header>``). The key is
+made per start (``secrets``) or read from a file (a Kubernetes secret); only the supervisor uses
+it; it is never in a URL, and a log line that holds it is masked. It is on tritonserver's
+command line, which other local users can read in /proc unless /proc is mounted hidepid=2 (a
+container has no other users).
+
 Supervision (``serve_forever``, i.e. `facerestore serve`): tritonserver 2.51 never restarts a
 python backend stub that died and keeps reporting its model ready while every request fails
-with "Stub process is not healthy". A Supervisor thread checks the stubs and the server every
-second and restarts the server on the same ports when one died, removing the dead stubs'
-shared-memory regions; readiness fails only while it restarts, and a client that retries on
-"unavailable" (runtime/serving/client.py) loses no request.
+with "Stub process is not healthy", and a model unloaded through the repository API stays
+unloaded while /v2/health/ready says 200. A Supervisor thread checks every second: a model
+whose stub died or that is not ready is reloaded alone (new stubs, within a second; the other
+models keep serving), and only a dead server is restarted, on the same ports, retried with a
+backoff (1 s doubling to 60 s) for as long as it takes: it never gives up. Restarts and
+reloads are counted in the log and in the metrics (``facerestore_supervisor_*``, published by
+face_preprocess: runtime/serving/triton_backend.py). ``is_ready`` means every model of the
+repository can answer: the server ready, each model ready, no stub dead.
+
+The python stubs' shared-memory regions (photos in flight) are created 0644 by the python
+backend; the server makes them 0600 as soon as it sees them (start and every reload).
 
 Memory back after peaks (runtime/serving/shm_recycle.py): the server runs in explicit model-control
 mode (every model loaded at start), and the Supervisor reloads an idle model whose stubs'
@@ -32,7 +51,9 @@ backend stubs die with it and the ports are freed.
 from __future__ import annotations
 
 import collections
+import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -50,6 +71,11 @@ from typing import TextIO
 
 from runtime.serving.shm_recycle import IDLE_S, SHM_DIR, SHM_LIMIT, RecycleError, grown_models, idle_for, reload_model
 
+# Triton API groups no client may use without the admin key (tritonserver --help lists the groups)
+RESTRICTED_APIS = ("model-repository", "shared-memory", "logging", "trace")
+ADMIN_HEADER = "facerestore-admin-key"
+STATE_ENV = "FACERESTORE_SUPERVISOR_STATE"   # the supervisor's counters, read by face_preprocess for metrics
+
 # glibc malloc of the server and its stubs: every block over 1 MiB (photos, uploads, face
 # batches) is its own mapping, returned to the system when freed, so memory comes back after a
 # peak instead of staying in the heap (a fixed threshold also stops glibc raising it to 32 MiB)
@@ -59,6 +85,43 @@ HARMLESS = ("NVML", "CUDA", "Cuda", "cuda", "DCGM", "pinned memory")   # log lin
 
 class ServerError(RuntimeError):
     """The server could not be started or died; the message carries the end of its log."""
+
+
+def restricted_api_args(key: str) -> list[str]:
+    """tritonserver's flags that close RESTRICTED_APIS on HTTP and gRPC to requests without the
+    ADMIN_HEADER holding `key` (letters, digits, '-' and '_' only: the flag's own syntax)."""
+    if not key or not all(c.isalnum() or c in "-_" for c in key):
+        raise ServerError("the admin key must be letters, digits, '-' or '_' (and not empty)")
+    rule = f"{','.join(RESTRICTED_APIS)}:{ADMIN_HEADER}={key}"
+    return [f"--http-restricted-api={rule}", f"--grpc-restricted-protocol={rule}"]
+
+
+def read_admin_key(path: Path) -> str:
+    """The admin key stored in `path` (e.g. a mounted Kubernetes secret), stripped."""
+    try:
+        key = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ServerError(f"{path}: cannot read the admin key ({exc.strerror})") from None
+    try:
+        restricted_api_args(key)
+    except ServerError as exc:
+        raise ServerError(f"{path}: {exc}") from None
+    return key
+
+
+def repository_models(repository: Path) -> list[str]:
+    """The models of a model repository (folders with a config.pbtxt), sorted."""
+    return sorted(p.parent.name for p in Path(repository).glob("*/config.pbtxt"))
+
+
+def protect_regions(stubs: dict[int, tuple[str, str]]) -> None:
+    """Make the stubs' shared-memory regions readable by their owner only (the python backend
+    creates them 0644: other local users could read the photos in flight)."""
+    for _, region in stubs.values():
+        try:
+            os.chmod(SHM_DIR / region, 0o600)
+        except OSError:   # the stub left meanwhile
+            pass
 
 
 def free_port() -> int:
@@ -172,11 +235,12 @@ class TritonServer:
         print(server.http_url, server.grpc_url, server.metrics_url)
 
     log: a file path or text stream the server's log is forwarded to (default: stderr);
-    ports 0 = pick free ones; ready_timeout: seconds to wait for every model to load."""
+    ports 0 = pick free ones; ready_timeout: seconds to wait for every model to load;
+    admin_key: the key of the restricted APIs (default: a new random one)."""
 
     def __init__(self, repository: Path, http_port: int = 0, grpc_port: int = 0, metrics_port: int = 0,
                  server: str = "auto", log: Path | TextIO | None = None, ready_timeout: float = 300.0,
-                 exit_timeout: int = 10, extra_args: list[str] | None = None) -> None:
+                 exit_timeout: int = 10, extra_args: list[str] | None = None, admin_key: str | None = None) -> None:
         self.repository = Path(repository).resolve()
         if not (self.repository.is_dir() and any(self.repository.glob("*/config.pbtxt"))):
             raise ServerError(f"{repository}: not a model repository (no */config.pbtxt); render one with "
@@ -193,6 +257,22 @@ class TritonServer:
         self._spec: tuple[Path, dict[str, str], list[str]] | None = None
         self.stubs: dict[int, tuple[str, str]] = {}   # pid -> (model, shm region) once ready
         self.restarts = 0
+        self.admin_key = admin_key or secrets.token_urlsafe(32)
+        self.restricted = restricted_api_args(self.admin_key)
+        self.models = repository_models(self.repository)
+        self._state = tempfile.TemporaryDirectory(prefix="facerestore-serve-")
+        self.state_file = Path(self._state.name) / "supervisor.json"
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """The HTTP header that opens the restricted APIs (for the supervisor's own calls)."""
+        return {ADMIN_HEADER: self.admin_key}
+
+    @property
+    def grpc_admin_headers(self) -> dict[str, str]:
+        """The same over gRPC: tritonserver 2.51 expects the header name prefixed with
+        'triton-grpc-protocol-' there (its refusal says so)."""
+        return {f"triton-grpc-protocol-{ADMIN_HEADER}": self.admin_key}
 
     # --- addresses ---------------------------------------------------------------------------
     @property
@@ -235,7 +315,7 @@ class TritonServer:
                 "--disable-auto-complete-config",
                 # every model at start; a model can be reloaded (fresh stubs) through the repository API
                 "--model-control-mode=explicit", "--load-model=*",
-                *extra, *self.extra_args]
+                *self.restricted, *extra, *self.extra_args]
 
     def start(self) -> "TritonServer":
         """Start the server and wait until it and every model are ready (ServerError if not)."""
@@ -246,6 +326,7 @@ class TritonServer:
         binary, env_extra, extra = self._spec
         env = {**os.environ, **env_extra}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_project_root(), os.environ.get("PYTHONPATH")) if p)
+        env[STATE_ENV] = str(self.state_file)
         env.update({k: v for k, v in MALLOC_ENV.items() if k not in os.environ})
         for attempt in range(3):   # a free port can be taken between the check and the bind
             ports = [p or free_port() for p in self.requested]
@@ -256,6 +337,7 @@ class TritonServer:
             try:
                 self.wait_ready()
                 self.stubs = python_stubs(self.process.pid)
+                protect_regions(self.stubs)
                 return self
             except ServerError:
                 text = "\n".join(self.tail)
@@ -284,7 +366,7 @@ class TritonServer:
         gpu_less, noted = not Path("/dev/nvidia0").exists(), False
         try:
             for raw in iter(stream.readline, b""):
-                line = raw.decode("utf-8", "replace").rstrip()
+                line = raw.decode("utf-8", "replace").rstrip().replace(self.admin_key, "<admin key>")
                 self.tail.append(line)
                 if gpu_less and any(h in line for h in HARMLESS):
                     if noted:
@@ -302,13 +384,22 @@ class TritonServer:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def is_ready(self) -> bool:
-        """True when the server answers HTTP /v2/health/ready with 200."""
+    def answers(self, path: str) -> bool:
+        """True when GET `path` of the HTTP endpoint answers 200."""
         try:
-            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=2) as r:
+            with urllib.request.urlopen(f"http://{self.http_url}{path}", timeout=2) as r:
                 return r.status == 200
         except (urllib.error.URLError, OSError):
             return False
+
+    def unready_models(self) -> list[str]:
+        """Models of the repository that tritonserver does not report ready (unloaded, failed)."""
+        return [m for m in self.models if not self.answers(f"/v2/models/{m}/ready")]
+
+    def is_ready(self) -> bool:
+        """True when every model of the repository can answer: /v2/health/ready, each model's
+        ready endpoint, and no python stub dead (Triton keeps a model with a dead stub 'ready')."""
+        return (self.answers("/v2/health/ready") and not self.dead_models() and not self.unready_models())
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + self.ready_timeout
@@ -316,7 +407,7 @@ class TritonServer:
             if not self.alive():
                 raise ServerError(f"tritonserver exited with {self.process.returncode} before it was ready:\n"
                                   + self._log_tail())
-            if self.is_ready():
+            if self.answers("/v2/health/ready"):
                 return
             time.sleep(0.5)
         raise ServerError(f"tritonserver not ready after {self.ready_timeout:.0f} s:\n" + self._log_tail())
@@ -328,6 +419,7 @@ class TritonServer:
         """SIGTERM the server, wait for it, then SIGKILL its process group (stubs left behind); idempotent."""
         self._terminate()
         self._spec = None
+        self._state.cleanup()
         if self._work is not None:
             self._work.cleanup()
             self._work = None
@@ -368,19 +460,30 @@ class TritonServer:
         live = set(live_group_members(self.process.pid))
         return sorted({model for pid, (model, _) in self.stubs.items() if pid not in live})
 
+    def reload(self, model: str) -> None:
+        """Load `model` again with new stubs (tritonserver's repository API, the served config
+        with its `recycled` counter raised; an unloaded model is loaded from the repository):
+        the old stubs finish what they hold and leave, their regions are removed, the new ones
+        are watched and protected. RecycleError if tritonserver refuses."""
+        old = {pid: v for pid, v in self.stubs.items() if v[0] == model}
+        reload_model(self.http_url, model, self.admin_headers)
+        fresh = {pid: v for pid, v in python_stubs(self.process.pid).items() if v[0] == model and pid not in old}
+        protect_regions(fresh)
+        live = set(live_group_members(self.process.pid))
+        for pid, (_, region) in old.items():
+            if pid not in live:   # a dead stub's region would stay behind
+                (SHM_DIR / region).unlink(missing_ok=True)
+        # one swap: the supervisor thread may be reading the old dict
+        self.stubs = {**{pid: v for pid, v in self.stubs.items() if pid not in old}, **fresh}
+
     def recycle(self, limit: int = SHM_LIMIT, idle_s: float = IDLE_S) -> dict[str, int]:
         """Reload each model idle for `idle_s` whose stubs' shared-memory regions hold more than
-        `limit` bytes (runtime/serving/shm_recycle.py); the bytes each held. The old stubs leave once
-        they finish what they hold; they are no longer watched (dead_models)."""
+        `limit` bytes (runtime/serving/shm_recycle.py); the bytes each held."""
         recycled = {}
         for model, held in grown_models(self.stubs, limit).items():
             if idle_for(self.http_url, model) < idle_s:
                 continue
-            old = {pid for pid, (m, _) in self.stubs.items() if m == model}
-            reload_model(self.http_url, model)
-            fresh = {pid: v for pid, v in python_stubs(self.process.pid).items() if v[0] == model and pid not in old}
-            self.stubs = {**{pid: v for pid, v in self.stubs.items() if pid not in old}, **fresh}   # one swap: the
-            # supervisor thread may be reading the old dict
+            self.reload(model)
             recycled[model] = held
         return recycled
 
@@ -407,56 +510,95 @@ class TritonServer:
 
 
 class Supervisor(threading.Thread):
-    """Watches a started server every `interval` seconds: when a python stub or the server
-    itself died, it restarts the server on the same ports (stubs and their shared memory
-    cleaned up), so readiness fails only for the restart and clients that retry lose nothing.
-    Gives up (sets `error`, ends) after `max_restarts` restarts within `window` seconds.
-    Otherwise it reloads idle models whose shared memory grew past `shm_limit` bytes
-    (TritonServer.recycle; None: never)."""
+    """Watches a started server every `interval` seconds and never gives up on it:
+    - a model whose python stub died, or that is not ready (unloaded through the repository
+      API, failed), is reloaded alone (TritonServer.reload); the others keep serving;
+    - a server that exited, or a reload that fails, restarts the server on the same ports,
+      retried after `backoff` seconds doubling up to `max_backoff` until it serves again;
+    - otherwise idle models whose shared memory grew past `shm_limit` bytes are reloaded to
+      give it back (None: never).
+    Counts are kept (`restores`, the server's `restarts`, `recycled`), logged, and written to
+    the server's state file for the metrics; `error` is the last failure (None once serving)."""
 
-    def __init__(self, server: TritonServer, interval: float = 1.0, max_restarts: int = 5, window: float = 600.0,
-                 log: TextIO | None = None, shm_limit: int | None = SHM_LIMIT) -> None:
+    def __init__(self, server: TritonServer, interval: float = 1.0, log: TextIO | None = None,
+                 shm_limit: int | None = SHM_LIMIT, backoff: float = 1.0, max_backoff: float = 60.0) -> None:
         super().__init__(name="triton-supervisor", daemon=True)
-        self.server, self.interval, self.max_restarts, self.window = server, interval, max_restarts, window
+        self.server, self.interval, self.backoff, self.max_backoff = server, interval, backoff, max_backoff
         self.log = log or sys.stderr
         self.error: str | None = None
-        self.recoveries: list[float] = []   # seconds each restart took
+        self.recoveries: list[float] = []   # seconds each server restart took
+        self.restores = 0                   # models reloaded because they died or were unloaded
         self.shm_limit, self.recycled = shm_limit, 0   # models reloaded for their shared memory
-        self._restart_times: collections.deque[float] = collections.deque()
         self._halt = threading.Event()
 
+    def say(self, text: str) -> None:
+        print(f"supervisor: {text}", file=self.log, flush=True)
+
     def run(self) -> None:
+        self._publish()
         while not self._halt.wait(self.interval):
-            dead = self.server.dead_models()
-            if not dead and self.shm_limit is not None and not self._halt.is_set():
-                self._recycle()
-            if not dead or self._halt.is_set():
-                continue
-            now = time.monotonic()
-            while self._restart_times and now - self._restart_times[0] > self.window:
-                self._restart_times.popleft()
-            if len(self._restart_times) >= self.max_restarts:
-                self.error = f"{len(self._restart_times)} restarts in {self.window:.0f} s, last for {', '.join(dead)}"
+            self.check()
+
+    def check(self) -> None:
+        """One round: restore what is broken, else give memory back."""
+        if not self.server.alive():
+            self._restart("tritonserver exited")
+            return
+        broken = sorted(set(self.server.dead_models()) | set(self.server.unready_models()))
+        for model in broken:
+            if self._halt.is_set():
                 return
-            self._restart_times.append(now)
-            print(f"supervisor: {', '.join(dead)} died; restarting tritonserver", file=self.log, flush=True)
+            try:
+                self.server.reload(model)
+            except (RecycleError, OSError) as exc:   # OSError: urllib's errors
+                self._restart(f"reloading {model} failed ({exc})")
+                return
+            self.restores += 1
+            self.say(f"{model} had died or was unloaded; reloaded it (restore #{self.restores})")
+            self._publish()
+        if not broken and self.shm_limit is not None and not self._halt.is_set():
+            self._recycle()
+
+    def _restart(self, why: str) -> None:
+        """Restart the server until it serves (or the supervisor is stopped), backing off."""
+        delay = self.backoff
+        while not self._halt.is_set():
+            self.say(f"{why}; restarting tritonserver (restart #{self.server.restarts + 1})")
             try:
                 self.recoveries.append(self.server.restart())
             except ServerError as exc:
-                self.error = f"restart failed: {exc}"
-                return
-            print(f"supervisor: serving again after {self.recoveries[-1]:.1f} s", file=self.log, flush=True)
+                self.error = f"restart failed: {str(exc).splitlines()[0]}"
+                self.say(f"{self.error}; trying again in {delay:.0f} s")
+                self._halt.wait(delay)
+                delay, why = min(delay * 2, self.max_backoff), "the last restart failed"
+                continue
+            self.error = None
+            self.say(f"serving again after {self.recoveries[-1]:.1f} s ({self.server.restarts} restarts so far)")
+            self._publish()
+            return
 
     def _recycle(self) -> None:
         try:
             recycled = self.server.recycle(self.shm_limit)
         except (RecycleError, OSError) as exc:   # OSError: urllib's errors; the next round tries again
-            print(f"supervisor: reloading a model for its memory failed: {exc}", file=self.log, flush=True)
+            self.say(f"reloading a model for its memory failed: {exc}")
             return
         for model, held in recycled.items():
             self.recycled += 1
-            print(f"supervisor: {model}'s shared memory grew to {held / 2**20:.0f} MiB; reloaded it with fresh "
-                  f"stubs", file=self.log, flush=True)
+            self.say(f"{model}'s shared memory grew to {held / 2**20:.0f} MiB; reloaded it with fresh stubs")
+        if recycled:
+            self._publish()
+
+    def _publish(self) -> None:
+        """Write the counters where face_preprocess reads them for the metrics (atomically)."""
+        state = {"server_restarts": self.server.restarts, "model_restores": self.restores,
+                 "memory_reloads": self.recycled}
+        tmp = self.server.state_file.with_suffix(".tmp")
+        try:
+            tmp.write_text(json.dumps(state))
+            tmp.replace(self.server.state_file)
+        except OSError:   # the server was stopped and its state folder removed
+            pass
 
     def stop(self) -> None:
         """Stop watching (the server keeps running); waits for a restart under way."""
@@ -466,8 +608,9 @@ class Supervisor(threading.Thread):
 
 
 def serve_forever(server: TritonServer, supervise: bool = True) -> int:
-    """Run until Ctrl-C / SIGTERM (then stop the server cleanly). With `supervise`, a dead stub
-    or server is restarted (Supervisor); without, or when the supervisor gives up, return 1."""
+    """Run until Ctrl-C / SIGTERM (then stop the server cleanly). With `supervise`, broken
+    models and a dead server are restored for as long as it takes (Supervisor); without,
+    return 1 when the server dies."""
     def on_term(signum, frame):
         raise KeyboardInterrupt
 
@@ -485,8 +628,7 @@ def serve_forever(server: TritonServer, supervise: bool = True) -> int:
                 supervisor.start()
                 while supervisor.is_alive():
                     supervisor.join(1.0)
-                print(f"error: supervisor gave up: {supervisor.error}", file=sys.stderr)
-                return 1
+                return 1   # not reached: the supervisor ends only when stopped
             finally:
                 supervisor.stop()
     except KeyboardInterrupt:

@@ -47,15 +47,20 @@ def idle_for(http_url: str, model: str) -> float:
     return time.time() - last_ms / 1000
 
 
-def reload_model(http_url: str, model: str) -> None:
-    """Reload `model` with new stubs (its served config, `recycled` counter raised)."""
-    config = _get(http_url, f"/v2/models/{model}/config")
-    parameters = config.setdefault("parameters", {})
-    count = int(parameters.get("recycled", {}).get("string_value", "0")) + 1
-    parameters["recycled"] = {"string_value": str(count)}
-    body = json.dumps({"parameters": {"config": json.dumps(config)}}).encode()
+def reload_model(http_url: str, model: str, headers: dict[str, str]) -> None:
+    """Reload `model` with new stubs (its served config, `recycled` counter raised), or load it
+    from the repository when it is not loaded. `headers` open the restricted repository API."""
+    try:
+        config = _get(http_url, f"/v2/models/{model}/config")
+    except urllib.error.HTTPError:   # not loaded: no served config to raise
+        body = b"{}"
+    else:
+        parameters = config.setdefault("parameters", {})
+        count = int(parameters.get("recycled", {}).get("string_value", "0")) + 1
+        parameters["recycled"] = {"string_value": str(count)}
+        body = json.dumps({"parameters": {"config": json.dumps(config)}}).encode()
     request = urllib.request.Request(f"http://{http_url}/v2/repository/models/{model}/load", body, method="POST",
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json", **headers})
     try:
         with urllib.request.urlopen(request, timeout=300):
             pass

@@ -192,3 +192,45 @@ class BlsNet:
             s.name, tensors[s.name][start:start + count].reshape(count, *dims)), device)
         parts = self._outputs(requests, lambda t, s: from_dlpack(t.to_dlpack()).reshape((-1,) + s.concrete(1)[1:]))
         return tuple(p[0] if len(p) == 1 else torch.cat(p) for p in zip(*parts))
+
+
+SUPERVISOR_METRICS = {"server_restarts": "tritonserver restarts by the facerestore supervisor since `serve` started",
+                      "model_restores": "models reloaded by the supervisor because their stub died or they were unloaded",
+                      "memory_reloads": "idle models reloaded by the supervisor to give back their shared memory"}
+
+
+def publish_supervisor_metrics(args: dict, interval: float = 1.0) -> None:
+    """Publish the supervisor's counters (its state file, $FACERESTORE_SUPERVISOR_STATE, written
+    by runtime/serving/serve.py) as gauges ``facerestore_supervisor_<name>`` on Triton's
+    metrics port, refreshed every `interval` s by a daemon thread. Only instance 0 of the
+    calling model publishes (one series per server); nothing when not supervised."""
+    import json
+    import os
+    import threading
+    import time
+    from pathlib import Path
+
+    path = os.environ.get("FACERESTORE_SUPERVISOR_STATE")
+    if not path or not str(args.get("model_instance_name", "")).endswith("_0"):
+        return
+    families = {name: pb_utils.MetricFamily(name=f"facerestore_supervisor_{name}", description=text,
+                                            kind=pb_utils.MetricFamily.GAUGE)
+                for name, text in SUPERVISOR_METRICS.items()}
+    # (family, metric): a family must outlive its metric, or setting the metric raises
+    gauges = {name: (family, family.Metric(labels={})) for name, family in families.items()}
+
+    def refresh() -> None:
+        seen = None
+        while True:
+            try:
+                text = Path(path).read_text()
+                if text != seen:
+                    for name, value in json.loads(text).items():
+                        if name in gauges:
+                            gauges[name][1].set(float(value))
+                    seen = text
+            except (OSError, ValueError):   # not written yet, or being replaced
+                pass
+            time.sleep(interval)
+
+    threading.Thread(target=refresh, name="supervisor-metrics", daemon=True).start()

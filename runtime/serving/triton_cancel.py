@@ -16,7 +16,12 @@ import triton_python_backend_utils as pb_utils
 
 
 class RequestCancelled(Exception):
-    """The request was cancelled while its model worked on it."""
+    """The request was cancelled while its model worked on it: by its client, or (`timed_out`)
+    because its TIMEOUT passed."""
+
+    def __init__(self, message: str, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
 
 
 class StopWhenCancelled:
@@ -28,7 +33,7 @@ class StopWhenCancelled:
 
     def check(self) -> None:
         if time.time() > self.deadline:
-            raise RequestCancelled("the request's TIMEOUT passed; restoration stopped")
+            raise RequestCancelled("the request's TIMEOUT passed; restoration stopped", timed_out=True)
         if self.request.is_cancelled():
             raise RequestCancelled("request cancelled by the client")
 
@@ -48,8 +53,9 @@ class StopWhenCancelled:
 
 
 def cancelled_response(model: str, exc: RequestCancelled):
-    """The error answer of a cancelled request (Triton's CANCELLED code where the stub has it)."""
-    code = getattr(pb_utils.TritonError, "CANCELLED", None)
+    """The error answer of a stopped request: UNAVAILABLE (HTTP 503, not a bad input's 400) when
+    its TIMEOUT passed, CANCELLED when its client cancelled it."""
+    code = getattr(pb_utils.TritonError, "UNAVAILABLE" if exc.timed_out else "CANCELLED", None)
     message = f"{model}: {exc}"
     return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code) if code is not None
                                       else pb_utils.TritonError(message))

@@ -25,7 +25,7 @@ from runtime.face.pipeline import FaceOptions, FacePipeline
 from runtime.imageio import ImageError, decode_frame, frame_bytes, frame_photo
 from runtime.serving.request_checks import check_options, check_output_size, image_size, output_suffix, \
     passes_through, photo_bytes
-from runtime.serving.triton_backend import BlsNet, fail, respond, scalar, warm_up
+from runtime.serving.triton_backend import BlsNet, fail, publish_supervisor_metrics, respond, scalar, warm_up
 
 DETECTOR, MESH = PREPROCESS.networks
 OPTIONS = [t for t in PREPROCESS.inputs if t.optional and t is not IMAGE]
@@ -38,6 +38,7 @@ class TritonPythonModel:
         self.max_faces = int(params["max_faces"]["string_value"])
         self.detector, self.mesh = BlsNet(CONTRACTS[DETECTOR]), BlsNet(CONTRACTS[MESH])
         warm_up()
+        publish_supervisor_metrics(args)
 
     def execute(self, requests):
         return [self._one(r) for r in requests]
