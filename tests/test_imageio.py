@@ -11,7 +11,7 @@ from PIL import Image
 from runtime.files import write_atomic
 from runtime.imageio import ImageError, bytes_frame, decode_frame, decode_image, encode_image, frame_bytes, \
     frame_photo, read_image
-from runtime.samples import ASTRONAUT, CAMERA, GRACE_HOPPER
+from runtime.samples import ASTRONAUT, CAMERA, GRACE_HOPPER, read_rgb8
 
 
 def _png(arr: np.ndarray) -> bytes:
@@ -167,3 +167,14 @@ def test_write_atomic_leaves_no_partial_file(tmp_path):
         write_atomic(target, "second")
     assert target.read_bytes() == b"first"
     assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+
+
+def test_animated_images_are_refused_not_cut_to_their_first_frame():
+    frames = [Image.fromarray(np.roll(read_rgb8(CAMERA), 30 * i, axis=1)) for i in range(4)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=80)
+    with pytest.raises(ImageError, match=r"clip\.gif: an animated image \(4 frames\); only still images"):
+        decode_image(buf.getvalue(), "clip.gif")
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF")
+    assert decode_image(buf.getvalue(), "still.gif").size == frames[0].size   # one frame is fine

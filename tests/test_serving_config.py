@@ -78,7 +78,8 @@ def test_preprocess_is_given_every_option_and_ensembles_describe_their_tensors()
 
 def test_instances_and_queue_policy_are_rendered_from_the_capacity(capsys):
     configs = model_configs("cpu", capacity=Capacity(python_instances=3, network_instances=2, max_queue_size=5,
-                                                     queue_timeout_s=2.5))
+                                                     queue_timeout_s=2.5, max_pixels=12_000_000))
+    assert configs[PREPROCESS.name].parameters["max_pixels"].string_value == "12000000"   # serve --max-pixels
     for name in PYTHON_MODELS:
         assert configs[name].instance_group[0].count == 3
         policy = configs[name].dynamic_batching.default_queue_policy
@@ -92,6 +93,8 @@ def test_instances_and_queue_policy_are_rendered_from_the_capacity(capsys):
     for argv, words in ((["--python-instances", "0"], "python instances must be >= 1, got 0"),
                         (["--network-instances", "-1"], "network instances must be >= 1"),
                         (["--max-queue-size", "-1"], "max queue size must be >= 0"),
-                        (["--queue-timeout", "nan"], "queue timeout must be in [0, 600]")):
+                        (["--queue-timeout", "nan"], "queue timeout must be in [0, 600]"),
+                        (["--max-pixels", "0"], "max pixels must be >= 1, got 0"),
+                        (["--admin-key-file", "/nonexistent/key"], "/nonexistent/key: cannot read the admin key")):
         assert main(["serve", "--render", "cpu", *argv]) == 2
         assert words in capsys.readouterr().err

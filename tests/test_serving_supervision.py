@@ -184,37 +184,50 @@ def test_the_supervisor_never_gives_up(supervised_storm):
     ensemble = SERVICES["safm"].ensemble
     faults = [lambda: unload(server, ensemble), lambda: unload(server, "safm"), lambda: kill_stub(server, "safm_faces"),
               lambda: unload(server, "face_preprocess"), lambda: kill_stub(server, "face_postprocess"),
-              lambda: os.kill(server.process.pid, signal.SIGKILL), lambda: unload(server, ensemble),
+              lambda: kill_server(server), lambda: unload(server, ensemble),
               lambda: kill_stub(server, "safm"), lambda: unload(server, "face_detector"), lambda: unload(server, ensemble)]
     start = time.monotonic()
-    for fault in faults:
-        wait_until(server.is_ready, 60)
+    for i, fault in enumerate(faults):   # one every 5 s, whether the last one was mended or not
+        time.sleep(max(0.0, start + 5 * i - time.monotonic()))
         fault()
-        time.sleep(0.5)
-    wait_until(server.is_ready, 60)
+    assert time.monotonic() - start < 60
+    wait_until(server.is_ready, 120)
     took = time.monotonic() - start
     with RestoreClient(server.http_url, "http", "safm", timeout=120, retry_s=30) as client:
         assert client.restore(PHOTO).faces == 1
     text = log.getvalue()
-    print(f"10 faults in {took:.0f} s: {supervisor.restores} models reloaded, {server.restarts} server restarts")
-    assert took < 60 and supervisor.is_alive() and supervisor.error is None
-    assert server.restarts == 1 and supervisor.restores >= 9
+    print(f"10 faults in 45 s, serving again after {took:.0f} s: {supervisor.restores} models reloaded, {server.restarts} server restarts")
+    assert supervisor.is_alive() and supervisor.error is None
+    assert server.restarts == 1 and supervisor.restores >= 6   # faults that meet while one is mended count once
     assert f"restore #{supervisor.restores}" in text and "restart #1" in text
     wait_until(lambda: metric(server, "facerestore_supervisor_model_restores") == supervisor.restores, 10)
     assert metric(server, "facerestore_supervisor_server_restarts") == 1
 
 
 def unload(server: TritonServer, model: str) -> None:
+    """Unload `model` with the admin key (a server that is restarting refuses: the fault is lost)."""
     request = urllib.request.Request(f"http://{server.http_url}/v2/repository/models/{model}/unload", b"{}",
                                      method="POST", headers=server.admin_headers)
-    with urllib.request.urlopen(request, timeout=60) as r:
-        assert r.status == 200
+    try:
+        with urllib.request.urlopen(request, timeout=60):
+            pass
+    except OSError:
+        pass
 
 
 def kill_stub(server: TritonServer, model: str) -> None:
-    for pid, (name, _) in server.stubs.items():
+    for pid, (name, _) in list(server.stubs.items()):
         if name == model:
-            os.kill(pid, signal.SIGKILL)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def kill_server(server: TritonServer) -> None:
+    process = server.process
+    if process is not None:
+        process.kill()
 
 
 def wait_until(condition, seconds: float) -> None:
