@@ -163,17 +163,24 @@ def test_probe_tells_the_truth_where_triton_health_does_not(supervised):
 
 def test_readiness_is_false_while_an_ensemble_is_unloaded(supervised):
     """Triton's /v2/health/ready stays 200 after an ensemble was unloaded (every request then
-    gets 404); our readiness says so until the supervisor has loaded it again."""
+    gets "has no available versions"); our readiness says so until the supervisor has loaded it
+    again, and a client that retries meanwhile is answered once it is back."""
     server, supervisor = supervised
     supervisor.stop()
     unload(server, SERVICES["safm"].ensemble)
     wait_until(lambda: server.answers("/v2/health/ready"), 10)   # Triton: ready again once unloaded
     assert not server.is_ready()
     assert server.unready_models() == [SERVICES["safm"].ensemble]
-    Supervisor(server).check()
+    answered = []
+    with RestoreClient(server.http_url, "http", "safm", timeout=120, retry_s=60) as client:
+        waiting = threading.Thread(target=lambda: answered.append(client.restore(PHOTO).faces))
+        waiting.start()
+        time.sleep(2)   # it was refused and is retrying
+        Supervisor(server).check()
+        waiting.join(timeout=120)
+        assert client.retries >= 1
+    assert answered == [1]
     assert server.is_ready() and server.unready_models() == []
-    with RestoreClient(server.http_url, "http", "safm", timeout=120) as client:
-        assert client.restore(PHOTO).faces == 1
 
 
 def test_the_supervisor_never_gives_up(supervised_storm):

@@ -47,10 +47,13 @@ class ClientError(RuntimeError):
 # answers meaning "not now" rather than "not this request": the server is down or restarting
 # (connection refused, gRPC UNAVAILABLE, HTTP 503), overloaded (a step's queue full, or the
 # request waited there longer than its queue timeout: runtime.contracts.service.Capacity), or a
-# python stub died (Triton's 500 "Stub process ... is not healthy", until the supervisor restarts it)
+# python stub died (Triton's 500 "Stub process ... is not healthy"), or a model was unloaded
+# ("... has no available versions", a 400), until the supervisor has reloaded it. Not: the
+# request's own TIMEOUT passed (a 503 too, but the same request would time out again).
 OVERLOADED = ("Exceeds maximum queue size", "Request timeout expired")
 UNAVAILABLE = ("StatusCode.UNAVAILABLE", "503", "not healthy", *OVERLOADED, "failed to connect",
-               "Socket closed", "Connection reset", "Connection refused")
+               "Socket closed", "Connection reset", "Connection refused", "has no available versions")
+FINAL = ("TIMEOUT passed",)
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -60,7 +63,7 @@ def is_unavailable(exc: BaseException) -> bool:
 
     if isinstance(exc, InferenceServerException):
         text = f"{exc.status()} {exc.message()}"
-        return any(u in text for u in UNAVAILABLE)
+        return any(u in text for u in UNAVAILABLE) and not any(f in text for f in FINAL)
     return isinstance(exc, OSError) or type(exc).__module__.startswith(("geventhttpclient", "gevent"))
 
 
