@@ -257,6 +257,7 @@ class TritonServer:
         self._spec: tuple[Path, dict[str, str], list[str]] | None = None
         self.stubs: dict[int, tuple[str, str]] = {}   # pid -> (model, shm region) once ready
         self.restarts = 0
+        self._retired: set[int] = set()   # stubs of reloaded models, left to finish
         self.admin_key = admin_key or secrets.token_urlsafe(32)
         self.restricted = restricted_api_args(self.admin_key)
         self.models = repository_models(self.repository)
@@ -449,7 +450,7 @@ class TritonServer:
         self.process = None
         for _, region in self.stubs.values():   # a killed stub leaves its region behind
             (SHM_DIR / region).unlink(missing_ok=True)
-        self.stubs = {}
+        self.stubs, self._retired = {}, set()
 
     def dead_models(self) -> list[str]:
         """Models whose python stub died since the server was ready (Triton keeps reporting them
@@ -462,12 +463,16 @@ class TritonServer:
 
     def reload(self, model: str) -> None:
         """Load `model` again with new stubs (tritonserver's repository API, the served config
-        with its `recycled` counter raised; an unloaded model is loaded from the repository):
-        the old stubs finish what they hold and leave, their regions are removed, the new ones
+        with its `recycled` counter raised; an unloaded model is loaded from the repository, and
+        loading an ensemble loads its steps again too): the old stubs of every model that got
+        new ones finish what they hold and leave, dead ones' regions are removed, the new ones
         are watched and protected. RecycleError if tritonserver refuses."""
-        old = {pid: v for pid, v in self.stubs.items() if v[0] == model}
         reload_model(self.http_url, model, self.admin_headers)
-        fresh = {pid: v for pid, v in python_stubs(self.process.pid).items() if v[0] == model and pid not in old}
+        fresh = {pid: v for pid, v in python_stubs(self.process.pid).items()
+                 if pid not in self.stubs and pid not in self._retired}
+        renewed = {m for m, _ in fresh.values()}
+        old = {pid: v for pid, v in self.stubs.items() if v[0] in renewed}
+        self._retired |= set(old)   # still finishing their requests: never taken for new ones
         protect_regions(fresh)
         live = set(live_group_members(self.process.pid))
         for pid, (_, region) in old.items():
