@@ -2,7 +2,9 @@
 
 Both renderings have the same models, tensors and ensembles (runtime/contracts/service.py):
 
-- ``face_restore_<restorer>`` (ensemble): face_preprocess -> <restorer>_faces -> face_postprocess
+- ``face_restore_<restorer>`` (the gate, python: triton_repo/gate_model.py) hands each request to
+  ``face_restore_<restorer>_job`` (ensemble): face_preprocess -> <restorer>_faces ->
+  face_postprocess, and tells the faces step when its gRPC client cancelled
 - ``face_preprocess``, ``face_postprocess``, ``<restorer>_faces``: python backend, KIND_CPU
   (``authface_faces`` KIND_GPU in the gpu rendering: its denoising loop stays on the device);
   sources committed under triton_repo/<name>/1/model.py (they import ``runtime``, installed in
@@ -33,13 +35,14 @@ from runtime.restorers import CONTRACTS, MODEL_GROUPS, RESTORERS
 from export.ngc import ngc_release
 from runtime.contracts.base import NetworkContract
 from runtime.engines import BuildTarget
-from runtime.contracts.service import PYTHON_MODELS, SERVICES, TRITON_TYPES, Capacity, PythonModel, \
+from runtime.contracts.service import GATES, PYTHON_MODELS, SERVICES, TRITON_TYPES, Capacity, PythonModel, \
     RestorerService, ServiceTensor, triton_dims
 from runtime.files import write_atomic
 from runtime.weights import source_id
 
 SOURCE_REPO = Path(__file__).resolve().parents[1] / "triton_repo"   # committed sources
 ONNXRUNTIME_MODEL = SOURCE_REPO / "onnxruntime_model.py"
+GATE_MODEL = SOURCE_REPO / "gate_model.py"   # face_restore_<restorer>/1/model.py
 MARKER = ".rendering.json"   # what a rendering wrote (target, models), to clean up a re-render
 TARGETS = ("cpu", "gpu")
 HEADER = ("# Rendered by `python -m export triton-repo --target {target}` from runtime/contracts;\n"
@@ -159,14 +162,12 @@ def python_config(model: PythonModel, target: str, capacity: Capacity = Capacity
 
 
 def ensemble_config(service: RestorerService):
-    """config.pbtxt of ``face_restore_<restorer>``: the steps only wire tensors, by name."""
+    """config.pbtxt of ``face_restore_<restorer>_job``: the steps only wire tensors, by name."""
     mc = _mc()
-    config = mc.ModelConfig(name=service.ensemble, platform="ensemble", max_batch_size=0)
-    _add_service_io(config, service.inputs, service.outputs)
-    for spec in service.inputs + service.outputs:   # what each tensor holds, in GET /v2/models/<ensemble>/config
-        config.parameters[spec.name].string_value = spec.help
+    config = mc.ModelConfig(name=service.job, platform="ensemble", max_batch_size=0)
+    _add_service_io(config, service.job_inputs, service.outputs)
     wanted = {t.name for t in service.outputs}
-    available = {t.name for t in service.inputs}   # a step's optional input this ensemble lacks stays unmapped
+    available = {t.name for t in service.job_inputs}   # a step's optional input this ensemble lacks stays unmapped
     for i, model in enumerate(service.steps):
         step = config.ensemble_scheduling.step.add(model_name=model.name, model_version=-1)
         for spec in model.inputs:
@@ -192,8 +193,21 @@ def model_configs(target: str, restorers: list[str] | None = None, capacity: Cap
             configs[name] = network_config(CONTRACTS[name], target, capacity)
         for model in service.steps:
             configs[model.name] = python_config(model, target, capacity)
-        configs[service.ensemble] = ensemble_config(service)
+        configs[service.job] = ensemble_config(service)
+        configs[service.ensemble] = gate_config(service, target, capacity)
     return configs
+
+
+def gate_config(service: RestorerService, target: str, capacity: Capacity):
+    """config.pbtxt of ``face_restore_<restorer>``, the gate (triton_repo/gate_model.py): the
+    served inputs and outputs, described in its parameters (GET /v2/models/<name>/config); as
+    many instances as the job's three steps hold at once (it only waits on them), and the
+    steps' queue policy."""
+    config = python_config(service.gate, target, capacity)
+    config.instance_group[0].count *= len(service.steps)
+    for spec in service.inputs + service.outputs:
+        config.parameters[spec.name].string_value = spec.help
+    return config
 
 
 def _service(restorer: str) -> RestorerService:
@@ -311,6 +325,10 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
         (folder / "1").mkdir(parents=True, exist_ok=True)
         if name in PYTHON_MODELS and not in_source:
             _link_or_copy(SOURCE_REPO / name / "1" / "model.py", folder / "1" / "model.py", link=False)
+        if name in GATES and not in_source:
+            _link_or_copy(GATE_MODEL, folder / "1" / "model.py", link=False)
+        elif name in GATES and not (folder / "1" / "model.py").exists():   # committed: a link to the one source
+            (folder / "1" / "model.py").symlink_to(os.path.relpath(GATE_MODEL, folder / "1"))
         if name in CONTRACTS and target == "cpu" and not configs_only:
             checkpoint = checkpoints.get(_group(name))
             _link_or_copy(_onnx_file(CONTRACTS[name], Path(engines), checkpoint), folder / "1" / "model.onnx")

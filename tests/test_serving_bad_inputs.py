@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import struct
 import time
 import urllib.request
@@ -26,7 +27,8 @@ from benchmarks.serving import png_bytes
 from runtime.contracts.service import MAX_UPLOAD_BYTES, SERVICES
 from runtime.imageio import DEFAULT_MAX_PIXELS, decode_image
 from runtime.samples import ASTRONAUT, GRACE_HOPPER, NO_FACE, read_rgb8
-from runtime.serving.serve import Supervisor, TritonServer, group_memory, python_stubs
+from runtime.serving.client import RestoreClient
+from runtime.serving.serve import SHM_DIR, Supervisor, TritonServer, group_memory, python_stubs
 from runtime.serving.shm_recycle import grown_models
 from tests.kserve_http import element, infer, infer_json, tensor
 from tests.test_triton import engines, server  # noqa: F401  (the session's one server)
@@ -261,6 +263,63 @@ def test_work_nobody_waits_for_is_stopped(server, memory_at_start):
             impatient.restore(ASTRONAUT_PNG, steps=200)
     with RestoreClient(server.grpc_url, "grpc", "authface") as client:
         assert client.restore(ASTRONAUT_PNG, steps=2).latency_s < STOPPED_WITHIN_S
+
+
+def cpu_seconds(server: TritonServer) -> float:
+    """CPU time (user + system) used so far by the server and its python stubs."""
+    total = 0.0
+    for pid in python_stubs(server.process.pid) | {server.process.pid: None}:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def test_a_grpc_request_cancelled_in_the_faces_step_stops_using_cpu(server, memory_at_start):
+    """A raw gRPC client (no TIMEOUT input: the server's most, 600 s) cancels a 200-step AuthFace
+    request while its faces step runs: the gate (triton_repo/gate_model.py) raises the request's
+    cancel flag and the denoising loop stops at its next UNet call; within 2 s the server uses no
+    more CPU than when idle. Before the gate (6308b0f) such a request ran on for its 200 steps."""
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    image = grpcclient.InferInput("IMAGE", [1], "BYTES")
+    image.set_data_from_numpy(np.array([ASTRONAUT_PNG], np.object_))
+    steps = grpcclient.InferInput("STEPS", [1], "INT32")
+    steps.set_data_from_numpy(np.array([200], np.int32))
+    done = []
+    start = preprocessed_count(server)
+    call = client.async_infer(AUTHFACE, [image, steps], callback=lambda result, error: done.append(error))
+    deadline = time.monotonic() + 60
+    while preprocessed_count(server) == start:   # face_preprocess is done: the faces step runs now
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(1.0)
+    running = cpu_seconds(server)
+    time.sleep(1.0)
+    busy = cpu_seconds(server) - running                     # the loop, for a second
+    call.cancel()
+    time.sleep(2.0)                                          # "stops within 2 s"
+    after = cpu_seconds(server)
+    time.sleep(3.0)
+    idle_rate = (cpu_seconds(server) - after) / 3.0
+    client.close()
+    print(f"gRPC cancel in the faces step: {busy:.2f} CPU-s/s while running, {idle_rate:.2f} CPU-s/s from 2 s after "
+          f"the cancel")
+    assert busy > 0.3                                        # it was working
+    assert idle_rate < 0.1, idle_rate                        # and stopped
+    assert done and done[0] is not None                      # the client got its cancellation
+    with RestoreClient(server.grpc_url, "grpc", "authface") as client2:
+        assert client2.restore(ASTRONAUT_PNG, steps=2).faces == 1
+    assert not list(SHM_DIR.glob("facerestore-cancel-*"))    # every flag removed with its request
+
+
+def preprocessed_count(server: TritonServer) -> int:
+    with urllib.request.urlopen(f"http://{server.http_url}/v2/models/face_preprocess/stats", timeout=10) as r:
+        stats = json.loads(r.read())["model_stats"][0]["inference_stats"]
+    return int(stats["success"]["count"]) + int(stats["fail"]["count"])
 
 
 def memory_given_back(server: TritonServer) -> int:

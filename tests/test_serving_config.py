@@ -67,13 +67,17 @@ def test_photo_bytes_binary_base64_and_limits():
 
 def test_preprocess_is_given_every_option_and_ensembles_describe_their_tensors():
     for service in SERVICES.values():
-        config = model_configs("cpu", [service.restorer])[service.ensemble]
-        (preprocess,) = [s for s in config.ensemble_scheduling.step if s.model_name == PREPROCESS.name]
+        configs = model_configs("cpu", [service.restorer])
+        job, gate = configs[service.job], configs[service.ensemble]
+        (preprocess,) = [s for s in job.ensemble_scheduling.step if s.model_name == PREPROCESS.name]
         checked = {t.name for t in service.inputs if t.name in RANGES or t.name == "OUTPUT_FORMAT"}
         assert checked <= set(preprocess.input_map) and TIMEOUT.name in checked   # all checked up front
         assert set(preprocess.input_map) <= {t.name for t in service.inputs}   # nothing the ensemble lacks
+        (faces,) = [s for s in job.ensemble_scheduling.step if s.model_name == service.faces.name]
+        assert faces.input_map["CANCEL_FLAG"] == "CANCEL_FLAG"   # the gate's flag reaches the faces step
+        assert [t.name for t in gate.input] == [t.name for t in service.inputs]   # clients never name the flag
         for spec in service.inputs + service.outputs:
-            assert config.parameters[spec.name].string_value == spec.help
+            assert gate.parameters[spec.name].string_value == spec.help
 
 
 def test_instances_and_queue_policy_are_rendered_from_the_capacity(capsys):

@@ -17,11 +17,11 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from export.triton_repo import SOURCE_REPO, model_configs, render_repo
+from export.triton_repo import GATE_MODEL, SOURCE_REPO, model_configs, render_repo
 from benchmarks.serving import png_bytes
 from runtime.serving.client import ClientError, RestoreClient
 from runtime.restorers import CONTRACTS
-from runtime.contracts.service import MAX_UPLOAD_BYTES, PYTHON_MODELS, SERVICES, TRITON_TYPES, triton_dims
+from runtime.contracts.service import GATES, MAX_UPLOAD_BYTES, PYTHON_MODELS, SERVICES, TRITON_TYPES, triton_dims
 from runtime.face import FaceOptions, FacePipeline
 from runtime.imageio import decode_image, encode_image
 from runtime.restore import restore_photo
@@ -289,6 +289,11 @@ def test_gpu_rendering_configs_follow_the_contracts(gpu_repo):
             assert [g.kind for g in config.instance_group] == [kind]
             assert (config.parameters["FORCE_CPU_ONLY_INPUT_TENSORS"].string_value == "no") == PYTHON_MODELS[name].gpu
             assert (SOURCE_REPO / name / "1" / "model.py").is_file()
+        elif name in GATES:   # face_restore_<restorer>: a python model in front of its job ensemble
+            assert config.backend == "python" and config.parameters["job"].string_value == name + "_job"
+            assert [g.kind for g in config.instance_group] == [mc.ModelInstanceGroup.KIND_CPU]
+            assert config.instance_group[0].count == 3 * configs["face_preprocess"].instance_group[0].count
+            assert (SOURCE_REPO / name / "1" / "model.py").resolve() == GATE_MODEL
         else:   # ensembles: every step is a model of the repository, every tensor produced before use
             assert config.platform == "ensemble"
             produced = {t.name for t in config.input}
@@ -311,7 +316,7 @@ def test_crops_travel_as_uint8_and_the_frame_goes_from_pre_to_postprocess(gpu_re
     assert set(between.values()) == {mc.TYPE_UINT8}
     assert "max_pixels" not in configs["face_postprocess"].parameters
     for service in SERVICES.values():
-        steps = {s.model_name: s for s in configs[service.ensemble].ensemble_scheduling.step}
+        steps = {s.model_name: s for s in configs[service.job].ensemble_scheduling.step}
         assert steps["face_preprocess"].output_map["FRAME"] == steps["face_postprocess"].input_map["FRAME"] == "FRAME"
 
 

@@ -116,6 +116,9 @@ FRAME = ServiceTensor("FRAME", "uint8", (-1, -1, -1, -1),
                       help="the decoded photo [H, W, C, bytes per sample] (runtime.imageio.frame_bytes); "
                            "empty when the photo passes through unchanged")
 DEADLINE = ServiceTensor("DEADLINE", "float64", (1,), help="when the request's TIMEOUT passes (UNIX time, s)")
+CANCEL_FLAG = ServiceTensor("CANCEL_FLAG", "bytes", (1,), True,
+                            help="the file face_restore_<restorer> creates when its gRPC client cancelled: the "
+                                 "faces step stops at its next network call (runtime/serving/triton_cancel.py)")
 
 
 @dataclass(frozen=True)
@@ -150,7 +153,17 @@ class RestorerService:
 
     @property
     def ensemble(self) -> str:
+        """The served entry point (a python model, the gate: triton_repo/gate_model.py)."""
         return f"face_restore_{self.restorer}"
+
+    @property
+    def job(self) -> str:
+        """The ensemble the gate hands each request to: preprocess -> faces -> postprocess."""
+        return f"face_restore_{self.restorer}_job"
+
+    @property
+    def gate(self) -> PythonModel:
+        return PythonModel(self.ensemble, self.inputs, self.outputs, parameters=(("job", self.job),))
 
     @property
     def steps(self) -> tuple[PythonModel, ...]:
@@ -164,11 +177,16 @@ class RestorerService:
     @property
     def options(self) -> tuple[ServiceTensor, ...]:
         """The restorer's own optional inputs (FIDELITY; STEPS, SEED, STRENGTH)."""
-        return tuple(t for t in self.faces.inputs if t.optional)
+        return tuple(t for t in self.faces.inputs if t.optional and t is not CANCEL_FLAG)
 
     @property
     def inputs(self) -> tuple[ServiceTensor, ...]:
         return (IMAGE, ONLY_CENTER_FACE, UPSCALE, OUTPUT_FORMAT, PASTE_MASK, COLOUR_FIX, TIMEOUT) + self.options
+
+    @property
+    def job_inputs(self) -> tuple[ServiceTensor, ...]:
+        """The job ensemble's: the served inputs and the gate's cancel flag."""
+        return self.inputs + (CANCEL_FLAG,)
 
     @property
     def outputs(self) -> tuple[ServiceTensor, ...]:
@@ -211,7 +229,7 @@ class Capacity:
 def restorer_service(spec: RestorerSpec) -> RestorerService:
     """The served restorer of a spec: its <name>_faces model takes the crops (and label maps when
     it reads them), the deadline and its served options, and calls its networks through BLS."""
-    inputs = (CROPS, *((LABEL_MAPS,) if spec.label_maps else ()), DEADLINE,
+    inputs = (CROPS, *((LABEL_MAPS,) if spec.label_maps else ()), DEADLINE, CANCEL_FLAG,
               *(OPTIONS[o.tensor_name] for o in spec.served_options()))
     return RestorerService(spec.name, PythonModel(f"{spec.name}_faces", inputs, (RESTORED_CROPS,),
                                                   networks=tuple(spec.network_names),
@@ -220,6 +238,7 @@ def restorer_service(spec: RestorerSpec) -> RestorerService:
 
 SERVICES: dict[str, RestorerService] = {name: restorer_service(spec) for name, spec in RESTORERS.items() if spec.networks}
 PYTHON_MODELS: dict[str, PythonModel] = {m.name: m for s in SERVICES.values() for m in s.steps}
+GATES: dict[str, PythonModel] = {s.ensemble: s.gate for s in SERVICES.values()}
 
 
 def triton_dims(spec: TensorSpec) -> tuple[tuple[int, ...], tuple[int, ...] | None]:

@@ -1,18 +1,60 @@
 """Request cancellation in the python-backend models: a network wrapper that stops the face
 loop (SaFM chunks) or the AuthFace denoising loop at its next network call once the request's
-DEADLINE (its TIMEOUT, set by face_preprocess) has passed or Triton marks the request
-cancelled, so no work is spent on an answer nobody waits for.
+DEADLINE (its TIMEOUT, set by face_preprocess) has passed, Triton marks the request
+cancelled, or the request's cancel flag exists, so no work is spent on an answer nobody waits
+for.
 
-Why both: Triton 2.51 propagates a cancelled ensemble request only to the steps scheduled
+Why three: Triton 2.51 propagates a cancelled ensemble request only to the steps scheduled
 after the cancellation, never to the step already running (its ``is_cancelled()`` stays
-False), so a client that gives up during the AuthFace loop is only seen through the deadline.
+False). The gate in front of the ensemble (triton_repo/gate_model.py) sees its gRPC client
+cancel and creates the flag file it named in CANCEL_FLAG (a CancelFlag in /dev/shm); HTTP
+clients that disconnect are seen by nobody, only through the deadline.
 
 Importable only inside Triton's python-backend stub (``triton_python_backend_utils``)."""
 from __future__ import annotations
 
+import os
+import re
 import time
+import uuid
+from pathlib import Path
 
 import triton_python_backend_utils as pb_utils
+
+from runtime.serving.shm_recycle import SHM_DIR
+
+FLAG_PREFIX = "facerestore-cancel-"
+POLL_S = 0.2   # how often the gate asks Triton whether its client cancelled
+
+
+class CancelFlag:
+    """The cancel flag of one request: a file name in /dev/shm, created (0600) by `raise_` when
+    the client cancelled, removed when the request ends (leaving the `with` block)."""
+
+    def __init__(self) -> None:
+        self.path = SHM_DIR / f"{FLAG_PREFIX}{uuid.uuid4().hex}"
+        self.raised = False
+
+    def __enter__(self) -> "CancelFlag":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def raise_(self) -> None:
+        os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        self.raised = True
+
+
+def flag_path(value: bytes | None) -> Path | None:
+    """The cancel flag a request names (its CANCEL_FLAG input), None when it names none;
+    ValueError for anything but a flag the gate could have made."""
+    if not value:
+        return None
+    path = Path(value.decode(errors="replace"))
+    if path.parent != SHM_DIR or not re.fullmatch(re.escape(FLAG_PREFIX) + "[0-9a-f]{32}", path.name):
+        raise ValueError("CANCEL_FLAG: not a cancel flag of this server")
+    return path
 
 
 class RequestCancelled(Exception):
@@ -26,15 +68,23 @@ class RequestCancelled(Exception):
 
 class StopWhenCancelled:
     """`net` (session interface, optional ``run_torch``) that raises RequestCancelled before a
-    call once `request` is cancelled or `deadline` (UNIX time) has passed."""
+    call once `request` is cancelled, its cancel `flag` exists or `deadline` (UNIX time) has passed."""
 
-    def __init__(self, net, request, deadline: float) -> None:
-        self.net, self.request, self.deadline = net, request, deadline
+    def __init__(self, net, request, deadline: float, flag: Path | None = None) -> None:
+        self.net, self.request, self.deadline, self.flag = net, request, deadline, flag
+
+    @classmethod
+    def of(cls, net, request) -> "StopWhenCancelled":
+        """`net` stopped by the request's own DEADLINE and CANCEL_FLAG inputs."""
+        from runtime.contracts.service import CANCEL_FLAG, DEADLINE
+        from runtime.serving.triton_backend import scalar
+
+        return cls(net, request, float(scalar(request, DEADLINE)), flag_path(scalar(request, CANCEL_FLAG)))
 
     def check(self) -> None:
         if time.time() > self.deadline:
             raise RequestCancelled("the request's TIMEOUT passed; restoration stopped", timed_out=True)
-        if self.request.is_cancelled():
+        if self.request.is_cancelled() or (self.flag is not None and self.flag.exists()):
             raise RequestCancelled("request cancelled by the client")
 
     def __call__(self, *args, **inputs):

@@ -20,7 +20,7 @@ import numpy as np
 from runtime.restorers.authface.pipeline import AuthFaceRestorer
 from runtime.restorers.authface.restorer import scheduler_config
 from runtime.restorers import CONTRACTS
-from runtime.contracts.service import SERVICES, CROPS, DEADLINE, STEPS, SEED, STRENGTH, RESTORED_CROPS
+from runtime.contracts.service import SERVICES, CROPS, STEPS, SEED, STRENGTH, RESTORED_CROPS
 from runtime.serving.request_checks import check_number
 from runtime.serving.triton_cancel import RequestCancelled, StopWhenCancelled, cancelled_response
 from runtime.serving.triton_backend import BlsNet, face_batch, fail, model_device, respond, scalar, tensor, warm_up
@@ -51,9 +51,8 @@ class TritonPythonModel:
 
     def _one(self, request):
         try:
-            deadline = float(scalar(request, DEADLINE))
             strength = scalar(request, STRENGTH)
-            nets = [StopWhenCancelled(net, request, deadline) for net in self.nets]   # the loop ends on cancellation or timeout
+            nets = [StopWhenCancelled.of(net, request) for net in self.nets]   # the loop ends on cancellation or timeout
             restorer = self._restorer(nets, steps=int(check_number(STEPS.name, scalar(request, STEPS, self.steps))),
                                       seed=int(scalar(request, SEED, 0)),
                                       strength=None if strength is None else check_number(STRENGTH.name, strength))

@@ -5,7 +5,7 @@ import numpy as np
 
 from runtime.restorers import CONTRACTS
 from runtime.restorers.safm.contracts import DEFAULT_FIDELITY
-from runtime.contracts.service import SERVICES, CROPS, DEADLINE, LABEL_MAPS, FIDELITY, RESTORED_CROPS
+from runtime.contracts.service import SERVICES, CROPS, LABEL_MAPS, FIDELITY, RESTORED_CROPS
 from runtime.serving.request_checks import check_number
 from runtime.restorers.safm.restorer import SaFMRestorer
 from runtime.serving.triton_cancel import RequestCancelled, StopWhenCancelled, cancelled_response
@@ -26,10 +26,9 @@ class TritonPythonModel:
 
     def _one(self, request):
         try:
-            deadline = float(scalar(request, DEADLINE))
             fidelity = check_number(FIDELITY.name, scalar(request, FIDELITY, DEFAULT_FIDELITY))
             crops, maps = tensor(request, CROPS), tensor(request, LABEL_MAPS)
-            restorer = SaFMRestorer(StopWhenCancelled(self.net, request, deadline), fidelity)   # stops on cancellation or timeout
+            restorer = SaFMRestorer(StopWhenCancelled.of(self.net, request), fidelity)   # stops on cancellation or timeout
             restored = np.empty_like(crops)
             for i in range(0, len(crops), self.chunk):   # bounded micro-batches: memory independent of faces
                 restored[i:i + self.chunk] = restorer(face_batch(crops[i:i + self.chunk], maps[i:i + self.chunk]))

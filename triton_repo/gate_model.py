@@ -1,0 +1,52 @@
+"""face_restore_<restorer>, the served entry point (the gate): hands each request to the
+ensemble face_restore_<restorer>_job (face_preprocess -> <restorer>_faces -> face_postprocess)
+through BLS, and watches the request meanwhile.
+
+Why: Triton tells a python model that its gRPC client cancelled (``is_cancelled()``), but a
+cancelled ensemble only skips the steps not yet started, never the running one
+(triton-inference-server/server#6739; v2.51.0 docs/user_guide/request_cancellation.md: the
+core checks between ensemble steps). So when the client is gone, the gate creates the file it
+named in CANCEL_FLAG, and the faces step stops at its next network call
+(runtime/serving/triton_cancel.py). Its HTTP frontend never cancels (a client that
+disconnects is not noticed): there only the request's TIMEOUT stops the work.
+
+`python -m export triton-repo` copies this file to face_restore_<restorer>/1/model.py."""
+import asyncio
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from runtime.contracts.service import CANCEL_FLAG, SERVICES
+from runtime.serving.triton_cancel import POLL_S, CancelFlag
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.service = SERVICES[args["model_name"].removeprefix("face_restore_")]
+        self.loop = asyncio.new_event_loop()   # this stub's own, for async_exec
+
+    def execute(self, requests):
+        return [self._one(r) for r in requests]
+
+    def _one(self, request):
+        with CancelFlag() as flag:
+            inputs = [t for t in (pb_utils.get_input_tensor_by_name(request, s.name) for s in self.service.inputs)
+                      if t is not None]
+            inputs.append(pb_utils.Tensor(CANCEL_FLAG.name, np.array([str(flag.path).encode()], np.object_)))
+            job = pb_utils.InferenceRequest(model_name=self.service.job, inputs=inputs,
+                                            requested_output_names=sorted(request.requested_output_names()))
+            response = self.loop.run_until_complete(self._watched(job, request, flag))
+        if response.has_error():
+            return pb_utils.InferenceResponse(error=response.error())
+        return pb_utils.InferenceResponse(response.output_tensors())
+
+    @staticmethod
+    async def _watched(job, request, flag: CancelFlag):
+        """The job's response; the flag raised once the client cancelled."""
+        task = asyncio.ensure_future(job.async_exec())
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=POLL_S)
+            if done:
+                return task.result()
+            if not flag.raised and request.is_cancelled():
+                flag.raise_()
