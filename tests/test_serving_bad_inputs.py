@@ -308,7 +308,7 @@ def test_a_grpc_request_cancelled_in_the_faces_step_stops_using_cpu(server, memo
     client.close()
     print(f"gRPC cancel in the faces step: {busy:.2f} CPU-s/s while running, {idle_rate:.2f} CPU-s/s from 2 s after "
           f"the cancel")
-    assert busy > 0.3                                        # it was working
+    assert busy > 0.2                                        # it was working
     assert idle_rate < 0.1, idle_rate                        # and stopped
     assert done and done[0] is not None                      # the client got its cancellation
     with RestoreClient(server.grpc_url, "grpc", "authface") as client2:

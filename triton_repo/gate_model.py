@@ -17,6 +17,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from runtime.contracts.service import CANCEL_FLAG, SERVICES
+from runtime.serving.triton_backend import error_code, error_response, fail
 from runtime.serving.triton_cancel import POLL_S, CancelFlag
 
 
@@ -29,15 +30,19 @@ class TritonPythonModel:
         return [self._one(r) for r in requests]
 
     def _one(self, request):
-        with CancelFlag() as flag:
-            inputs = [t for t in (pb_utils.get_input_tensor_by_name(request, s.name) for s in self.service.inputs)
-                      if t is not None]
-            inputs.append(pb_utils.Tensor(CANCEL_FLAG.name, np.array([str(flag.path).encode()], np.object_)))
-            job = pb_utils.InferenceRequest(model_name=self.service.job, inputs=inputs,
-                                            requested_output_names=sorted(request.requested_output_names()))
-            response = self.loop.run_until_complete(self._watched(job, request, flag))
-        if response.has_error():
-            return pb_utils.InferenceResponse(error=response.error())
+        try:
+            with CancelFlag() as flag:
+                inputs = [t for t in (pb_utils.get_input_tensor_by_name(request, s.name) for s in self.service.inputs)
+                          if t is not None]
+                inputs.append(pb_utils.Tensor(CANCEL_FLAG.name, np.array([str(flag.path).encode()], np.object_)))
+                job = pb_utils.InferenceRequest(model_name=self.service.job, inputs=inputs,
+                                                requested_output_names=sorted(request.requested_output_names()))
+                response = self.loop.run_until_complete(self._watched(job, request, flag))
+        except Exception as exc:   # the gate's own fault fails its request, never the model
+            return fail(self.service.ensemble, exc)
+        if response.has_error():   # the job's error, its code read from its message (lost through BLS)
+            message = response.error().message()
+            return error_response(message, error_code(message))
         return pb_utils.InferenceResponse(response.output_tensors())
 
     @staticmethod

@@ -52,15 +52,41 @@ def respond(outputs: dict[ServiceTensor, object]):
                                        for s, v in outputs.items()])
 
 
+INTERNAL = "internal error"   # how fail() begins a server fault's message (the gate reads it)
+
+
 def fail(model: str, exc: BaseException):
     """An error response: bad input (ImageError, ValueError) is the client's; anything else is
-    also logged with its traceback on the server."""
+    an internal error, also logged with its traceback on the server."""
     bad_input = isinstance(exc, (ImageError, ValueError))
     if not bad_input:
         print(f"{model}: {traceback.format_exc()}", file=sys.stderr, flush=True)
-    code = getattr(pb_utils.TritonError, "INVALID_ARG" if bad_input else "INTERNAL", None)
-    error = pb_utils.TritonError(f"{model}: {exc}", code) if code is not None else pb_utils.TritonError(f"{model}: {exc}")
-    return pb_utils.InferenceResponse(error=error)
+    return error_response(f"{model}: {exc}" if bad_input else f"{model}: {INTERNAL}: {exc}",
+                          "INVALID_ARG" if bad_input else "INTERNAL")
+
+
+def error_response(message: str, code: str):
+    """An error response with Triton's error `code` (its name) where the stub has it."""
+    value = getattr(pb_utils.TritonError, code, None)
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, value) if value is not None
+                                      else pb_utils.TritonError(message))
+
+
+# A BLS response's error has lost its code (python backend r24.10 src/request_executor.cc: the
+# error is rebuilt from its message alone, as INTERNAL): the gate gets it back from the message.
+# First match wins; a message that matches nothing is the client's (our steps' bad-input errors).
+ERROR_CODES = (("CANCELLED", ("cancelled by the client", "Request was cancelled")),
+               ("UNAVAILABLE", ("TIMEOUT passed", "Exceeds maximum queue size", "Request timeout expired",
+                                "has no available versions")),
+               ("INTERNAL", (INTERNAL, "is not healthy", "Stub process")))
+
+
+def error_code(message: str) -> str:
+    """The Triton error code (name) of a step's error `message` seen through BLS."""
+    for code, words in ERROR_CODES:
+        if any(w in message for w in words):
+            return code
+    return "INVALID_ARG"
 
 
 def face_batch(crops: np.ndarray, label_maps: np.ndarray | None = None,

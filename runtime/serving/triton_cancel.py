@@ -10,7 +10,8 @@ False). The gate in front of the ensemble (triton_repo/gate_model.py) sees its g
 cancel and creates the flag file it named in CANCEL_FLAG (a CancelFlag in /dev/shm); HTTP
 clients that disconnect are seen by nobody, only through the deadline.
 
-Importable only inside Triton's python-backend stub (``triton_python_backend_utils``)."""
+Used inside Triton's python-backend stubs (``StopWhenCancelled.of`` and ``cancelled_response``
+import ``triton_python_backend_utils``)."""
 from __future__ import annotations
 
 import os
@@ -18,8 +19,6 @@ import re
 import time
 import uuid
 from pathlib import Path
-
-import triton_python_backend_utils as pb_utils
 
 from runtime.serving.shm_recycle import SHM_DIR
 
@@ -105,7 +104,6 @@ class StopWhenCancelled:
 def cancelled_response(model: str, exc: RequestCancelled):
     """The error answer of a stopped request: UNAVAILABLE (HTTP 503, not a bad input's 400) when
     its TIMEOUT passed, CANCELLED when its client cancelled it."""
-    code = getattr(pb_utils.TritonError, "UNAVAILABLE" if exc.timed_out else "CANCELLED", None)
-    message = f"{model}: {exc}"
-    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code) if code is not None
-                                      else pb_utils.TritonError(message))
+    from runtime.serving.triton_backend import error_response
+
+    return error_response(f"{model}: {exc}", "UNAVAILABLE" if exc.timed_out else "CANCELLED")
