@@ -270,7 +270,8 @@ def server_target(plans: list[Path], gpu: str | None = None) -> BuildTarget:
     return BuildTarget(tensorrt=tensorrt, gpu=first.gpu, compute_capability=first.compute_capability)
 
 
-def _group(network: str) -> str:
+def model_group(network: str) -> str:
+    """The `export --model` group (face, safm, authface) a network belongs to."""
     return next(g for g, names in MODEL_GROUPS.items() if network in names)
 
 
@@ -310,13 +311,13 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
         if name in PYTHON_MODELS and not in_source:
             _link_or_copy(SOURCE_REPO / name / "1" / "model.py", folder / "1" / "model.py", link=False)
         if name in CONTRACTS and target == "cpu" and not configs_only:
-            checkpoint = checkpoints.get(_group(name))
+            checkpoint = checkpoints.get(model_group(name))
             _link_or_copy(_onnx_file(CONTRACTS[name], Path(engines), checkpoint), folder / "1" / "model.onnx")
             _link_or_copy(ONNXRUNTIME_MODEL, folder / "1" / "model.py", link=False)
         if name in CONTRACTS and target == "gpu" and not configs_only:
             plan = Path(engines) / f"{name}.plan"
             if plan.is_file():
-                _check_engine(CONTRACTS[name], plan, checkpoints.get(_group(name)), server)
+                _check_engine(CONTRACTS[name], plan, checkpoints.get(model_group(name)), server)
                 _link_or_copy(plan, folder / "1" / "model.plan")
             else:
                 missing.append(str(plan))

@@ -160,3 +160,24 @@ def test_onnxruntime_gpu_providers():
     assert ort_providers("cuda:1", gpu, tmp) == [("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]
     assert ort_providers("tensorrt", ["CPUExecutionProvider"], tmp) == ["CPUExecutionProvider"]   # the CPU wheel
     assert ort_providers("cpu", gpu, tmp) == ["CPUExecutionProvider"]
+
+
+def test_build_engines_reports_every_network_and_never_stops_at_one(tmp_path, capsys):
+    """Several models in one run: a SaFM checkpoint that is not one fails its network, the face
+    networks are still exported and verified, one table reports them all, the exit status says so."""
+    out, bad = tmp_path / "engines", tmp_path / "broken.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    assert export_main(["build-engines", "--model", "face", "safm", "--safm-checkpoint", str(bad),
+                        "--out", str(out), "--onnx-only"]) == 1
+    printed = capsys.readouterr()
+    assert sorted(p.name for p in out.glob("*.onnx")) == ["face_detector.onnx", "face_mesh.onnx"]
+    assert printed.out.count("| yes |") == 8   # both face networks, every output, batches 1 and 4
+    assert "| safm | onnx export |" in printed.out and "broken.json: not found" in printed.out
+    assert "1 networks failed" in printed.err
+    if not torch.cuda.is_available():   # no TensorRT: every ONNX file is still made, then the reason
+        assert export_main(["build-engines", "--model", "face_mesh", "face_detector", "--out", str(out),
+                            "--no-verify"]) == 3
+        assert "cannot build TensorRT engines here: no CUDA device" in capsys.readouterr().err
+    assert export_main(["build-engines", "--model", "face", "safm", "--checkpoint", str(bad), "--out", str(out),
+                        "--onnx-only"]) == 2
+    assert "--safm-checkpoint" in capsys.readouterr().err
