@@ -175,7 +175,11 @@ def test_gpu_rendering_throughput_fields():
         config = configs[name]
         assert 1 not in config.dynamic_batching.preferred_batch_size
         assert contract.max_batch in config.dynamic_batching.preferred_batch_size
-        assert config.dynamic_batching.max_queue_delay_microseconds > 0
+        if contract.per_step:   # no delay paid on every denoising step; its profile's optimum is a preferred batch
+            assert config.dynamic_batching.max_queue_delay_microseconds == 0
+            assert contract.opt_batch in config.dynamic_batching.preferred_batch_size
+        else:
+            assert config.dynamic_batching.max_queue_delay_microseconds > 0
         graphs = config.optimization.cuda
         assert graphs.graphs == (name in CUDA_GRAPH_NETWORKS)
         assert [g.batch_size for g in graphs.graph_spec] == (list(range(1, contract.max_batch + 1))
@@ -188,13 +192,31 @@ def test_gpu_rendering_throughput_fields():
                 w = warmup.inputs[spec.name]
                 assert tuple(w.dims) == triton_dims(spec)[0] and w.random_data
                 assert w.data_type == next(t.data_type for t in config.input if t.name == spec.name)
-    assert configs["unet_controlnet"].optimization.cuda.graphs
+    assert configs["unet_controlnet"].optimization.cuda.graphs and CONTRACTS["unet_controlnet"].per_step
     authface = configs[SERVICES["authface"].faces.name]
     assert [g.kind for g in authface.instance_group] == [mc.ModelInstanceGroup.KIND_GPU]
     assert authface.parameters["FORCE_CPU_ONLY_INPUT_TENSORS"].string_value == "no"
     cpu = model_configs("cpu")   # the CPU server has no GPU: nothing GPU-only there
     assert all(not c.model_warmup and not c.optimization.cuda.graphs for c in cpu.values())
     assert all(g.kind == mc.ModelInstanceGroup.KIND_CPU for c in cpu.values() for g in c.instance_group)
+
+
+def test_gpu_rendering_sizes_the_cuda_memory_pool_for_its_gpu_python_models(tmp_path):
+    """The server flags written beside the gpu rendering: Triton's default 64 MB pool plus, per
+    authface_faces instance, its largest BLS call (the UNet+ControlNet's inputs and output at
+    max batch: the 8-face control image alone is 25 MB); a SaFM-only server needs no more."""
+    from export.triton_repo import SERVER_ARGS, TRITON_DEFAULT_CUDA_POOL, INSTANCES
+
+    render_repo("gpu", tmp_path / "all", configs_only=True)
+    (flag,) = (tmp_path / "all" / SERVER_ARGS).read_text().split()
+    device, size = flag.removeprefix("--cuda-memory-pool-byte-size=").split(":")
+    unet = CONTRACTS["unet_controlnet"]
+    control = 8 * 3 * 512 * 512 * 4
+    assert device == "0" and unet.call_bytes(unet.max_batch) > control
+    assert int(size) >= TRITON_DEFAULT_CUDA_POOL + INSTANCES["gpu"]["python"] * unet.call_bytes(unet.max_batch)
+    assert int(size) % (1 << 20) == 0
+    render_repo("gpu", tmp_path / "safm", restorers=["safm"], configs_only=True)
+    assert (tmp_path / "safm" / SERVER_ARGS).read_text().split() == [f"--cuda-memory-pool-byte-size=0:{64 << 20}"]
 
 
 # --- engines checked against the server -----------------------------------------------------------
