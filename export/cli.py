@@ -60,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="build the VAE in fp16 too: only for a fp16-safe VAE (SDXL's own overflows to NaN)")
     eng.add_argument("--no-verify", action="store_true", help="skip the parity checks")
     _add_triton_repo(sub)
+    k8s = sub.add_parser("k8s-overlay", help="the Kubernetes overlay of a GPU deployment (image, GPU node selector)",
+                         description="Write OUT/kustomization.yaml over deploy/k8s: the server image REGISTRY/"
+                                     "facerestore-triton:<NGC release of deploy/docker/ngc.env> (`make docker-push`) "
+                                     "and a node selector nvidia.com/gpu.product for the GPU the plans in ENGINES "
+                                     "were built for (their manifests). Then: kubectl apply -k OUT.")
+    k8s.add_argument("--engines", type=Path, default=Path("engines/gpu"), help="folder of the plans (default: %(default)s)")
+    k8s.add_argument("--registry", required=True, help="where the cluster pulls the image from (host/path)")
+    k8s.add_argument("--out", type=Path, default=Path("engines/k8s"), help="overlay folder (default: %(default)s)")
     return parser
 
 
@@ -204,6 +212,18 @@ def _triton_repo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _k8s_overlay(args: argparse.Namespace) -> int:
+    from export.k8s_overlay import OverlayError, write_overlay
+
+    try:
+        path = write_overlay(args.engines, args.registry, args.out)
+    except OverlayError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"Kubernetes overlay in {path}: kubectl apply -k {path.parent}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m export`."""
     args = build_parser().parse_args(argv)
@@ -211,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         return _triton_repo(args)
     if args.command == "build-engines":
         return _build_engines(args)
+    if args.command == "k8s-overlay":
+        return _k8s_overlay(args)
     names = MODEL_GROUPS.get(args.model, [args.model])
     if args.command == "verify":
         return _verify(names, args.out, args.checkpoint)
