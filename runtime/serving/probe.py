@@ -24,7 +24,6 @@ import urllib.request
 from pathlib import Path
 
 from runtime.contracts.service import SERVICES
-from runtime.samples import ASTRONAUT
 
 
 def served_ensembles(repository: Path) -> list[str]:
@@ -58,6 +57,7 @@ def ready(url: str, repository: Path, timeout: float = 3.0) -> str | None:
 
 def probe(url: str, restorer: str = "safm", timeout: float = 10.0) -> str | None:
     """None when the ensemble restored the sample photo's face, else what went wrong."""
+    from runtime.samples import ASTRONAUT
     from runtime.serving.client import ClientError, RestoreClient
 
     try:
