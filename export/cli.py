@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar="MODEL", help="groups (face, safm, authface) or networks (default: face)")
     eng.add_argument("--out", type=Path, default=Path("engines"), help="artifact folder (default: %(default)s)")
     eng.add_argument("--checkpoint", type=Path, default=None,
-                     help="weights of the one restorer named in --model (see above)")
+                     help="weights of the one restorer in --model (safm: a .safetensors file, authface: a "
+                          "checkpoint folder; default: the shipped ones)")
     eng.add_argument("--safm-checkpoint", type=Path, default=None, help="SaFM weights (.safetensors)")
     eng.add_argument("--authface-checkpoint", type=Path, default=None, help="AuthFace checkpoint folder")
     eng.add_argument("--onnx-only", action="store_true", help="stop after ONNX + parity (no TensorRT needed)")
