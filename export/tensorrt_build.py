@@ -35,7 +35,10 @@ def wanted_manifest(contract: NetworkContract, onnx_path: Path, checkpoint: Path
     return Manifest(network=contract.name, onnx_sha256=sha256_file(onnx_path),
                     source_weights=source_id(checkpoint), target=target, precision=precision,
                     profiles={k: [list(s) for s in v] for k, v in contract.profile(max_batch).items()},
-                    build_flags={"builder_optimization_level": opt_level, "fp16": precision == "fp16", "tf32": True})
+                    build_flags={"builder_optimization_level": opt_level, "fp16": precision == "fp16", "tf32": True,
+                                 # neither is set in the build (polygraphy's defaults): the plan runs on this
+                                 # TensorRT release and this GPU only (runtime.engines.check_loadable)
+                                 "version_compatible": False, "hardware_compatibility": "none"})
 
 
 def build_engine(contract: NetworkContract, onnx_path: Path, plan: Path, checkpoint: Path | None = None,

@@ -53,7 +53,13 @@ HEADER = ("# Rendered by `python -m export triton-repo --target {target}` from r
 # few cores, and each python instance is a process that imports torch: one each); each network
 # is one instance with dynamic batching (faces of concurrent photos batch up)
 INSTANCES = {"cpu": {"python": 1, "network": 1}, "gpu": {"python": 4, "network": 1}}
+# how long the batcher waits for a preferred batch; none for a per-step network (the UNet+ControlNet:
+# 2 ms on each of 20 steps would be 40 ms a request; batches form from the steps queued meanwhile)
 QUEUE_DELAY_US = {"cpu": 1000, "gpu": 2000}
+# the server's command-line flags the rendering needs, one per line (deploy/docker/tritonserver.sh reads it)
+SERVER_ARGS = "tritonserver.args"
+# Triton's CUDA memory pool per GPU when not set: 64 MB (tritonserver --help, --cuda-memory-pool-byte-size)
+TRITON_DEFAULT_CUDA_POOL = 64 << 20
 CUDA_GRAPH_NETWORKS = ("unet_controlnet",)   # runs every step with the same shapes: graphs pay off
 WARMUP_COUNT = 2
 
@@ -109,7 +115,7 @@ def network_config(contract: NetworkContract, target: str, capacity: Capacity = 
     kind = mc.ModelInstanceGroup.KIND_GPU if target == "gpu" else mc.ModelInstanceGroup.KIND_CPU
     config.instance_group.add(kind=kind, count=capacity.network_instances or INSTANCES[target]["network"])
     config.dynamic_batching.preferred_batch_size.extend(preferred_batch_sizes(contract))
-    config.dynamic_batching.max_queue_delay_microseconds = QUEUE_DELAY_US[target]
+    config.dynamic_batching.max_queue_delay_microseconds = 0 if contract.per_step else QUEUE_DELAY_US[target]
     if target == "gpu":
         if contract.name in CUDA_GRAPH_NETWORKS:
             config.optimization.cuda.graphs = True
@@ -123,6 +129,26 @@ def preferred_batch_sizes(contract: NetworkContract) -> list[int]:
     """The batches the dynamic batcher waits (up to max_queue_delay) to form: never 1, which it
     would send at once, so that faces of concurrent photos merge."""
     return sorted({contract.opt_batch, contract.max_batch} - {1}) or [contract.max_batch]
+
+
+def cuda_memory_pool_bytes(restorers: list[str] | None = None, capacity: Capacity = Capacity()) -> int:
+    """Triton's CUDA memory pool for the gpu rendering: the python backend moves a GPU model's
+    BLS tensors through it and falls back to slower CUDA IPC when it is full (python_backend
+    r24.12 src/infer_response.cc). Each GPU python instance has one network call in flight at a
+    time (its async chunks are bounded by the network's max batch), so the pool holds, per
+    instance, its largest call's inputs and outputs at max batch (AuthFace: the 25 MB control
+    image of 8 faces plus latents), on top of Triton's own default of 64 MB."""
+    per_instance = {model.name: max(CONTRACTS[n].call_bytes(CONTRACTS[n].max_batch) for n in model.networks)
+                    for s in (_service(r) for r in (restorers or list(SERVICES))) for model in s.steps
+                    if model.gpu and model.networks}
+    instances = capacity.python_instances or INSTANCES["gpu"]["python"]
+    total = TRITON_DEFAULT_CUDA_POOL + instances * sum(per_instance.values())
+    return -(-total // (1 << 20)) << 20   # whole MiB
+
+
+def server_args(restorers: list[str] | None = None, capacity: Capacity = Capacity()) -> list[str]:
+    """The tritonserver flags a gpu rendering needs (written to <repository>/tritonserver.args)."""
+    return [f"--cuda-memory-pool-byte-size=0:{cuda_memory_pool_bytes(restorers, capacity)}"]
 
 
 def _add_warmup(config, contract: NetworkContract) -> None:
@@ -286,7 +312,8 @@ def server_target(plans: list[Path], gpu: str | None = None) -> BuildTarget:
     return BuildTarget(tensorrt=tensorrt, gpu=first.gpu, compute_capability=first.compute_capability)
 
 
-def _group(network: str) -> str:
+def model_group(network: str) -> str:
+    """The `export --model` group (face, safm, authface) a network belongs to."""
     return next(g for g, names in MODEL_GROUPS.items() if network in names)
 
 
@@ -330,13 +357,13 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
         elif name in GATES and not (folder / "1" / "model.py").exists():   # committed: a link to the one source
             (folder / "1" / "model.py").symlink_to(os.path.relpath(GATE_MODEL, folder / "1"))
         if name in CONTRACTS and target == "cpu" and not configs_only:
-            checkpoint = checkpoints.get(_group(name))
+            checkpoint = checkpoints.get(model_group(name))
             _link_or_copy(_onnx_file(CONTRACTS[name], Path(engines), checkpoint), folder / "1" / "model.onnx")
             _link_or_copy(ONNXRUNTIME_MODEL, folder / "1" / "model.py", link=False)
         if name in CONTRACTS and target == "gpu" and not configs_only:
             plan = Path(engines) / f"{name}.plan"
             if plan.is_file():
-                _check_engine(CONTRACTS[name], plan, checkpoints.get(_group(name)), server)
+                _check_engine(CONTRACTS[name], plan, checkpoints.get(model_group(name)), server)
                 _link_or_copy(plan, folder / "1" / "model.plan")
             else:
                 missing.append(str(plan))
@@ -345,6 +372,8 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
 
         config = scheduler_config(checkpoints.get("authface"))
         write_atomic(out / "authface_faces" / "1" / "scheduler_config.json", json.dumps(config, indent=2).encode())
+    if target == "gpu":
+        write_atomic(out / SERVER_ARGS, ("\n".join(server_args(restorers, capacity)) + "\n").encode())
     if not in_source:
         write_atomic(out / MARKER, json.dumps({"target": target, "models": sorted(configs)}, indent=2).encode())
     if missing:

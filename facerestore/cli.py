@@ -83,6 +83,10 @@ def _add_restorer_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fp16-vae", action="store_true",
                    help="run the networks that stay fp32 at half precision (AuthFace's VAE) in --precision too "
                         "(fp16-safe VAEs only)")
+    p.add_argument("--torch-mode", default="eager", choices=["eager", "cuda-graph", "compile"],
+                   help="torch backend: how the network run once per denoising step (AuthFace's UNet+ControlNet) "
+                        "runs: eager, replayed from CUDA graphs (--device cuda), or torch.compile "
+                        "(default: %(default)s)")
     for spec in RESTORERS.values():   # each restorer's own options, from its spec (runtime/restorers/<name>/)
         group = p.add_argument_group(spec.name) if spec.options else None
         for o in spec.options:
@@ -220,7 +224,7 @@ def _make_restorer(args: argparse.Namespace):
 
         onnx_dir = {c.name: cached_onnx_dir(c, args.checkpoint, args.onnx_dir) for c in spec.networks}
     return make_restorer(spec.name, args.checkpoint, backend, onnx_dir, args.device, args.precision,
-                         fp16_vae=args.fp16_vae, **options)
+                         fp16_vae=args.fp16_vae, torch_mode=args.torch_mode, **options)
 
 
 BENCH_HELP = """Time the job on this machine and save JSON + Markdown (+ PNG) under OUT/<device>/:

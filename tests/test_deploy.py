@@ -57,41 +57,77 @@ def _backend_folder() -> Path:
     return Path(pytriton.__file__).parent / "tritonserver" / "backends" / "python"
 
 
+SOURCE_IN_IMAGE = "/tmp/facerestore/"   # where the Dockerfiles COPY the project before installing its wheel
+
+
 def docker_context(out: Path, dockerfile: Path) -> Path:
-    """What the Dockerfile's COPY lines put in its WORKDIR, copied from the checkout into `out`."""
+    """What the Dockerfile's COPY lines put in its source folder, copied from the checkout into `out`."""
     for line in dockerfile.read_text().splitlines():
         if line.startswith("COPY "):
             *sources, dest = line.split()[1:]
+            if not dest.startswith(SOURCE_IN_IMAGE):
+                continue
             for source in sources:
-                to = out / (Path(source).name if dest.endswith("/") else dest)
+                rel = dest.removeprefix(SOURCE_IN_IMAGE)
+                to = out / rel / Path(source).name if dest.endswith("/") else out / rel
                 to.parent.mkdir(parents=True, exist_ok=True)
                 (shutil.copytree if (ROOT / source).is_dir() else shutil.copy)(ROOT / source, to)
     return out
 
 
-def test_python_models_import_the_installed_project_as_the_stub_does(tmp_path):
-    """Install what the image copies with the image's own script (deps from this venv), then import every
-    python model of both renderings with only <model>/1, <model> and the backend folder on
-    sys.path: no PYTHONPATH, no checkout, no editable finder (-S: .pth files are not read)."""
-    target, src = tmp_path / "site", docker_context(tmp_path / "src", DOCKER / "Dockerfile")
-    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
-    subprocess.run(["sh", str(INSTALL), str(src), "--no-deps", "--no-build-isolation", "--quiet",
-                    "--target", str(target)], check=True, env=env, cwd=tmp_path, timeout=300)
-    assert (target / "runtime" / "samples" / "astronaut.png").is_file()
+def outside_checkout(target: Path) -> str:
+    """Python code that leaves only the installed project (`target`) and this venv's third-party
+    packages on sys.path: no checkout, no PYTHONPATH, no editable finder (run with -I -S)."""
+    deps = sysconfig.get_paths()["purelib"]
+    return f"import sys; sys.path[:] = [p for p in sys.path if 'site-packages' not in p] + [{str(target)!r}, {deps!r}]\n"
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """The project as the images install it: the wheel built from what the Dockerfile copies, by
+    the image's own script, into a temporary folder (dependencies: this venv's)."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    target, src = tmp / "site", docker_context(tmp / "src", DOCKER / "Dockerfile")
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp)}
+    subprocess.run(["sh", str(INSTALL), str(src), "--no-deps", "--quiet", "--target", str(target)],
+                   check=True, env=env, cwd=tmp, timeout=600)
+    return target
+
+
+def test_python_models_import_the_installed_project_as_the_stub_does(installed, tmp_path):
+    """Every python model of both renderings imports with only <model>/1, <model> and the
+    backend folder on sys.path, from a folder outside the checkout; the package data came along."""
+    assert (installed / "runtime" / "samples" / "astronaut.png").is_file()
+    assert (installed / "training" / "weights" / "safm" / "safm-demo.safetensors").is_file()
     gpu, cpu = tmp_path / "gpu", tmp_path / "cpu"
     render_repo("gpu", gpu, configs_only=True)
     for name in ("face_detector", "unet_controlnet"):   # the cpu rendering's network model.py
         (cpu / name / "1").mkdir(parents=True)
         shutil.copy(ONNXRUNTIME_MODEL, cpu / name / "1" / "model.py")
     models = [str(gpu / n) for n in PYTHON_MODELS] + [str(cpu / n) for n in ("face_detector", "unet_controlnet")]
-    deps = sysconfig.get_paths()["purelib"]
-    code = f"import sys; sys.path[:] = [p for p in sys.path if 'site-packages' not in p] + [{str(target)!r}, {deps!r}]\n"
-
-    result = subprocess.run([sys.executable, "-I", "-S", "-c", code + STUB_IMPORT, json.dumps(models),
-                             str(_backend_folder()), str(target)], cwd=tmp_path, env=env, capture_output=True,
-                            text=True, timeout=300)
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-I", "-S", "-c", outside_checkout(installed) + STUB_IMPORT,
+                             json.dumps(models), str(_backend_folder()), str(installed)], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"imported {len(models)} models from {target}" in result.stdout
+    assert f"imported {len(models)} models from {installed}" in result.stdout
+
+
+def test_installed_package_exports_safm_from_its_own_weights(installed, tmp_path):
+    """`python -m export build-engines --model safm --onnx-only` of the installed package, run
+    from a folder outside the checkout: ONNX of the shipped demo weights (package data), verified."""
+    code = outside_checkout(installed) + textwrap.dedent('''
+        import runpy, export
+        assert export.__file__.startswith(sys.argv[1]), export.__file__
+        sys.argv = ["python -m export", "build-engines", "--model", "safm", "--onnx-only", "--out", "engines"]
+        runpy.run_module("export", run_name="__main__", alter_sys=True)
+    ''')
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-I", "-S", "-c", code, str(installed)], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    onnx = tmp_path / "engines" / "safm.onnx"
+    assert onnx.is_file() and "| safm |" in result.stdout   # the parity table
 
 
 def test_a_python_model_importing_the_checkout_fails_the_stub_import(tmp_path):
@@ -100,10 +136,9 @@ def test_a_python_model_importing_the_checkout_fails_the_stub_import(tmp_path):
     target.mkdir()
     (tmp_path / "m" / "1").mkdir(parents=True)
     (tmp_path / "m" / "1" / "model.py").write_text("import tests.conftest\nclass TritonPythonModel: pass\n")
-    code = f"import sys; sys.path[:] = [p for p in sys.path if 'site-packages' not in p] + [{str(target)!r}]\n"
-    result = subprocess.run([sys.executable, "-I", "-S", "-c", code + STUB_IMPORT, json.dumps([str(tmp_path / "m")]),
-                             str(_backend_folder()), str(target)], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run([sys.executable, "-I", "-S", "-c", outside_checkout(target) + STUB_IMPORT,
+                             json.dumps([str(tmp_path / "m")]), str(_backend_folder()), str(target)], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "No module named 'tests'" in result.stderr
 
 
@@ -140,7 +175,11 @@ def test_gpu_rendering_throughput_fields():
         config = configs[name]
         assert 1 not in config.dynamic_batching.preferred_batch_size
         assert contract.max_batch in config.dynamic_batching.preferred_batch_size
-        assert config.dynamic_batching.max_queue_delay_microseconds > 0
+        if contract.per_step:   # no delay paid on every denoising step; its profile's optimum is a preferred batch
+            assert config.dynamic_batching.max_queue_delay_microseconds == 0
+            assert contract.opt_batch in config.dynamic_batching.preferred_batch_size
+        else:
+            assert config.dynamic_batching.max_queue_delay_microseconds > 0
         graphs = config.optimization.cuda
         assert graphs.graphs == (name in CUDA_GRAPH_NETWORKS)
         assert [g.batch_size for g in graphs.graph_spec] == (list(range(1, contract.max_batch + 1))
@@ -153,13 +192,31 @@ def test_gpu_rendering_throughput_fields():
                 w = warmup.inputs[spec.name]
                 assert tuple(w.dims) == triton_dims(spec)[0] and w.random_data
                 assert w.data_type == next(t.data_type for t in config.input if t.name == spec.name)
-    assert configs["unet_controlnet"].optimization.cuda.graphs
+    assert configs["unet_controlnet"].optimization.cuda.graphs and CONTRACTS["unet_controlnet"].per_step
     authface = configs[SERVICES["authface"].faces.name]
     assert [g.kind for g in authface.instance_group] == [mc.ModelInstanceGroup.KIND_GPU]
     assert authface.parameters["FORCE_CPU_ONLY_INPUT_TENSORS"].string_value == "no"
     cpu = model_configs("cpu")   # the CPU server has no GPU: nothing GPU-only there
     assert all(not c.model_warmup and not c.optimization.cuda.graphs for c in cpu.values())
     assert all(g.kind == mc.ModelInstanceGroup.KIND_CPU for c in cpu.values() for g in c.instance_group)
+
+
+def test_gpu_rendering_sizes_the_cuda_memory_pool_for_its_gpu_python_models(tmp_path):
+    """The server flags written beside the gpu rendering: Triton's default 64 MB pool plus, per
+    authface_faces instance, its largest BLS call (the UNet+ControlNet's inputs and output at
+    max batch: the 8-face control image alone is 25 MB); a SaFM-only server needs no more."""
+    from export.triton_repo import SERVER_ARGS, TRITON_DEFAULT_CUDA_POOL, INSTANCES
+
+    render_repo("gpu", tmp_path / "all", configs_only=True)
+    (flag,) = (tmp_path / "all" / SERVER_ARGS).read_text().split()
+    device, size = flag.removeprefix("--cuda-memory-pool-byte-size=").split(":")
+    unet = CONTRACTS["unet_controlnet"]
+    control = 8 * 3 * 512 * 512 * 4
+    assert device == "0" and unet.call_bytes(unet.max_batch) > control
+    assert int(size) >= TRITON_DEFAULT_CUDA_POOL + INSTANCES["gpu"]["python"] * unet.call_bytes(unet.max_batch)
+    assert int(size) % (1 << 20) == 0
+    render_repo("gpu", tmp_path / "safm", restorers=["safm"], configs_only=True)
+    assert (tmp_path / "safm" / SERVER_ARGS).read_text().split() == [f"--cuda-memory-pool-byte-size=0:{64 << 20}"]
 
 
 # --- engines checked against the server -----------------------------------------------------------
@@ -186,6 +243,18 @@ def test_gpu_rendering_links_plans_built_for_the_server(tmp_path):
     render_repo("gpu", out, engines, restorers=["safm"], gpu=H100)
     for name in SAFM_NETWORKS:
         assert (out / name / "1" / "model.plan").read_bytes() == b"not a real engine"
+
+
+@pytest.mark.parametrize("reported", ["10.7.0", "10.7.0.23"])
+def test_gpu_rendering_takes_plans_of_the_servers_tensorrt_in_either_form(tmp_path, reported):
+    """TensorRT 10.7's bindings report '10.7.0' (the container), its headers and NVIDIA's wheel
+    names add the build '10.7.0.23': the same release, so the same plans (ngc.env says 10.7.0)."""
+    engines = fake_engines(tmp_path / "engines", SAFM_NETWORKS, reported)
+    render_repo("gpu", tmp_path / "repo", engines, restorers=["safm"], gpu=H100)
+    assert (tmp_path / "repo" / "safm" / "1" / "model.plan").is_file()
+    with pytest.raises(RepoError, match=r"built for TensorRT 10\.8\.0\.43"):   # the next release, four parts
+        render_repo("gpu", tmp_path / "r2", fake_engines(tmp_path / "next", SAFM_NETWORKS, "10.8.0.43"),
+                    restorers=["safm"])
 
 
 def test_gpu_rendering_refuses_plans_of_another_tensorrt_or_gpu(tmp_path):
@@ -221,7 +290,7 @@ TAG = re.compile(r"nvcr\.io/nvidia/(tritonserver|tensorrt):(\d\d\.\d\d)")
 def test_the_ngc_release_is_named_once():
     env = read_env(NGC_ENV)
     assert re.fullmatch(r"\d\d\.\d\d", env["NGC_RELEASE"])
-    assert re.fullmatch(r"\d+\.\d+\.\d+\.\d+", env["TENSORRT_VERSION"])
+    assert re.fullmatch(r"\d+\.\d+\.\d+", env["TENSORRT_VERSION"])   # what the container's bindings report
     texts = {p: p.read_text() for p in [*DOCKERFILES, ROOT / "Makefile", ROOT / "README.md",
                                         *(ROOT / "deploy").rglob("*.md")] if p.is_file()}
     assert {str(p): TAG.findall(t) for p, t in texts.items() if TAG.search(t)} == {}   # no yy.mm tag written out
@@ -231,18 +300,84 @@ def test_the_ngc_release_is_named_once():
     assert "NGC_RELEASE" in (ROOT / "Makefile").read_text() and "ngc.env" in (ROOT / "Makefile").read_text()
 
 
+def instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of a Dockerfile, continuation lines joined, comments dropped."""
+    joined, out = "", []
+    for line in dockerfile.read_text().splitlines():
+        if not joined and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        joined += line.rstrip("\\").strip() + " "
+        if not line.rstrip().endswith("\\"):
+            word, _, rest = joined.strip().partition(" ")
+            out.append((word.upper(), rest))
+            joined = ""
+    return out
+
+
 @pytest.mark.parametrize("dockerfile", ["Dockerfile", "Dockerfile.engines"])
-def test_dockerfile_installs_with_the_tested_script_and_copies_what_exists(dockerfile):
-    text = (DOCKER / dockerfile).read_text()
-    runs = [line for line in text.splitlines() if "install-project.sh" in line and line.startswith("RUN ")]
+def test_dockerfile_installs_the_wheel_with_the_tested_script_and_copies_what_exists(dockerfile):
+    steps = instructions(DOCKER / dockerfile)
+    runs = [args for word, args in steps if word == "RUN" and "install-project.sh" in args]
     assert len(runs) == 1 and "-e " not in runs[0] and "--editable" not in runs[0]
-    for line in text.splitlines():
-        if line.startswith("COPY "):
-            for src in line.split()[1:-1]:
+    assert "rm -rf /tmp/facerestore" in runs[0]   # nothing imports the copied sources later
+    for word, args in steps:
+        if word == "COPY":
+            for src in args.split()[:-1]:
                 assert (ROOT / src).exists(), f"{dockerfile}: COPY {src}: not in the repository"
+    workdirs = [args for word, args in steps if word == "WORKDIR"]
+    assert workdirs and not workdirs[-1].startswith(SOURCE_IN_IMAGE)   # commands run away from the sources
     assert (DOCKER / f"{dockerfile}.dockerignore").is_file()   # the .venv never goes into the context
     if dockerfile == "Dockerfile":
-        assert "--model-repository=/models" in text and "--shm-size" in text
+        entrypoint = json.loads(next(args for word, args in steps if word == "ENTRYPOINT"))
+        assert entrypoint == ["facerestore-tritonserver"]
+        server = (DOCKER / "tritonserver.sh").read_text()
+        assert "--model-repository=" in server and "--exit-on-error=false" in server
+        assert "--shm-size" in (DOCKER / dockerfile).read_text()
+
+
+def torch_problems(env: dict[str, str]) -> list[str]:
+    """What is wrong with the torch that ngc.env installs into the images: unpinned, not a CUDA
+    build, a CUDA major other than the base image's, a newer CUDA minor than the base's (its
+    driver requirement would not cover it), or an index of another build."""
+    torch, index, cuda = env.get("TORCH_VERSION", ""), env.get("TORCH_INDEX", ""), env.get("CUDA_VERSION", "")
+    pinned = re.fullmatch(r"\d+\.\d+\.\d+\+cu(\d+)(\d)", torch)
+    if not pinned:
+        return [f"TORCH_VERSION={torch!r} is not a pinned CUDA build (X.Y.Z+cuNNN)"]
+    base = [int(x) for x in cuda.split(".")[:2]]
+    build = [int(pinned[1]), int(pinned[2])]
+    problems = []
+    if build[0] != base[0] or build[1] > base[1]:
+        problems.append(f"torch built for CUDA {build[0]}.{build[1]} on a CUDA {cuda} base")
+    if index != f"https://download.pytorch.org/whl/cu{pinned[1]}{pinned[2]}":
+        problems.append(f"TORCH_INDEX {index} is not PyTorch's index of that build")
+    return problems
+
+
+def test_images_install_a_torch_for_the_base_images_cuda():
+    env = read_env(NGC_ENV)
+    assert torch_problems(env) == []
+    assert torch_problems({**env, "TORCH_VERSION": "2.13.0"})                      # unpinned: PyPI's CUDA 13 build
+    assert torch_problems({**env, "TORCH_VERSION": "2.13.0+cu130", "TORCH_INDEX": "https://download.pytorch.org/whl/cu130"})
+    assert torch_problems({**env, "TORCH_INDEX": "https://pypi.org/simple"})
+    for dockerfile in DOCKERFILES:
+        steps = instructions(dockerfile)
+        after_from = steps[[w for w, _ in steps].index("FROM") + 1:]
+        assert {"TORCH_VERSION", "TORCH_INDEX"} <= {a for w, a in after_from if w == "ARG"}, dockerfile
+        (run,) = [a for w, a in steps if w == "RUN" and "install-project.sh" in a]
+        torch_step = '--index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}"'
+        assert torch_step in run and run.index(torch_step) < run.index("install-project.sh"), dockerfile
+
+
+def test_make_passes_every_ngc_env_line_to_the_image_builds():
+    """`make -n` (prints, runs nothing): both docker builds get every ngc.env value as a build arg."""
+    result = subprocess.run(["make", "-n", "docker-engines", "docker-serve"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    builds = [line for line in result.stdout.splitlines() if line.startswith("docker build")]
+    assert len(builds) == 2
+    for build in builds:
+        for key, value in read_env(NGC_ENV).items():
+            assert f"--build-arg {key}={value}" in build, (key, build)
 
 
 @pytest.mark.parametrize("dockerfile", ["Dockerfile", "Dockerfile.engines"])

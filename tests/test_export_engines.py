@@ -56,6 +56,28 @@ def test_manifest_profiles_precision_and_reuse(mesh_onnx, tmp_path):
     assert not is_up_to_date(plan, dataclasses.replace(m, target=dataclasses.replace(H100, tensorrt="10.14.0")))
 
 
+def test_what_decides_that_a_plan_loads():
+    """The TensorRT release (three or four parts: the bindings report 10.7.0, packages 10.7.0.23)
+    and the GPU; a version-compatible plan loads in later runtimes of its major, a hardware-
+    compatible one on other GPUs of its level."""
+    from runtime.engines import gpu_runs, tensorrt_release, tensorrt_runs
+
+    assert tensorrt_release("10.7.0") == tensorrt_release("10.7.0.23") == (10, 7, 0)
+    assert tensorrt_runs("10.7.0.23", "10.7.0") and not tensorrt_runs("10.7.0", "10.8.0.43")
+    assert tensorrt_runs("10.7.0", "10.9.0", version_compatible=True)
+    assert not tensorrt_runs("10.7.0", "11.0.0", version_compatible=True)
+    assert not tensorrt_runs("10.9.0", "10.7.0", version_compatible=True)
+    for bad in ("10.7", "ten.7.0", "10.7.0.23.1"):
+        with pytest.raises(ValueError, match="not a TensorRT version"):
+            tensorrt_release(bad)
+    l4 = BuildTarget(tensorrt="10.13.0", gpu="NVIDIA L4", compute_capability="8.9")
+    t4 = BuildTarget(tensorrt="10.13.0", gpu="Tesla T4", compute_capability="7.5")
+    pcie = dataclasses.replace(H100, gpu="NVIDIA H100 PCIe")
+    assert gpu_runs(H100, H100) and not gpu_runs(H100, l4) and not gpu_runs(H100, pcie)
+    assert gpu_runs(H100, pcie, "same_compute_capability") and not gpu_runs(H100, l4, "same_compute_capability")
+    assert gpu_runs(H100, l4, "ampere_plus") and not gpu_runs(H100, t4, "ampere_plus")
+
+
 def test_vae_stays_fp32_unless_fp16_safe():
     fp32_net = dataclasses.replace(SAFM, precision="fp32")
     assert engine_precision(fp32_net, fp16_vae=False) == "fp32"
@@ -160,3 +182,24 @@ def test_onnxruntime_gpu_providers():
     assert ort_providers("cuda:1", gpu, tmp) == [("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]
     assert ort_providers("tensorrt", ["CPUExecutionProvider"], tmp) == ["CPUExecutionProvider"]   # the CPU wheel
     assert ort_providers("cpu", gpu, tmp) == ["CPUExecutionProvider"]
+
+
+def test_build_engines_reports_every_network_and_never_stops_at_one(tmp_path, capsys):
+    """Several models in one run: a SaFM checkpoint that is not one fails its network, the face
+    networks are still exported and verified, one table reports them all, the exit status says so."""
+    out, bad = tmp_path / "engines", tmp_path / "broken.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    assert export_main(["build-engines", "--model", "face", "safm", "--safm-checkpoint", str(bad),
+                        "--out", str(out), "--onnx-only"]) == 1
+    printed = capsys.readouterr()
+    assert sorted(p.name for p in out.glob("*.onnx")) == ["face_detector.onnx", "face_mesh.onnx"]
+    assert printed.out.count("| yes |") == 8   # both face networks, every output, batches 1 and 4
+    assert "| safm | onnx export |" in printed.out and "broken.json: not found" in printed.out
+    assert "1 networks failed" in printed.err
+    if not torch.cuda.is_available():   # no TensorRT: every ONNX file is still made, then the reason
+        assert export_main(["build-engines", "--model", "face_mesh", "face_detector", "--out", str(out),
+                            "--no-verify"]) == 3
+        assert "cannot build TensorRT engines here: no CUDA device" in capsys.readouterr().err
+    assert export_main(["build-engines", "--model", "face", "safm", "--checkpoint", str(bad), "--out", str(out),
+                        "--onnx-only"]) == 2
+    assert "--safm-checkpoint" in capsys.readouterr().err

@@ -29,6 +29,12 @@ class TensorSpec:
         """The shape with the batch axis filled in."""
         return tuple(batch if d == BATCH else int(d) for d in self.shape)
 
+    def nbytes(self, batch: int) -> int:
+        """Bytes of the tensor at `batch` (its declared dtype)."""
+        import numpy as np
+
+        return int(np.prod(self.concrete(batch))) * np.dtype(self.dtype).itemsize
+
 
 @dataclass(frozen=True)
 class NetworkContract:
@@ -41,6 +47,7 @@ class NetworkContract:
     max_batch: int = 8
     precision: str = "fp16"  # TensorRT build precision; "fp32" keeps the network in fp32/tf32
     parity_tolerance: float = 1e-4  # fp32 ONNX Runtime vs PyTorch: max |err| / max |output|
+    per_step: bool = False  # called once per denoising step of a request (a batching delay is paid every step)
 
     @property
     def input_names(self) -> list[str]:
@@ -62,6 +69,11 @@ class NetworkContract:
         if set(named) != set(self.input_names):
             raise ValueError(f"{self.name}: inputs {sorted(named)} given, it takes {self.input_names}")
         return {n: named[n] for n in self.input_names}
+
+    def call_bytes(self, batch: int) -> int:
+        """Bytes of one call's inputs and outputs at `batch`: what a BLS caller moves through
+        Triton's memory for it."""
+        return sum(t.nbytes(batch) for t in self.inputs + self.outputs)
 
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
         """torch.onnx.export's dynamic_axes for every tensor with a batch axis."""

@@ -33,24 +33,26 @@ def torch_precision(device: str, precision: str) -> str:
 
 
 def _torch_sessions(spec: RestorerSpec, checkpoint: Path | None, device: str, precision: str, fp16_vae: bool,
-                    channels_last: bool) -> dict[str, Net]:
+                    channels_last: bool, mode: str = "eager") -> dict[str, Net]:
     import torch
 
-    from runtime.sessions import DTYPES, TorchSession
+    from runtime.sessions import DTYPES, TorchSession, torch_mode
 
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {device!r}: no CUDA device here; use device='cpu'")
     dtype = DTYPES[torch_precision(device, precision)]
     modules = spec.torch_modules(checkpoint) if spec.torch_modules else {}
-    return {c.name: TorchSession(modules[c.name], c, device,
-                                 torch.float32 if c.name in spec.fp32_networks and not fp16_vae else dtype,
-                                 channels_last) for c in spec.networks}
+    sessions = {c.name: TorchSession(modules[c.name], c, device,
+                                     torch.float32 if c.name in spec.fp32_networks and not fp16_vae else dtype,
+                                     channels_last) for c in spec.networks}
+    # the networks run once per denoising step: CUDA graphs or torch.compile when asked
+    return {name: torch_mode(s, mode) if name in spec.cuda_graph_networks else s for name, s in sessions.items()}
 
 
 def make_restorer(name: str, checkpoint: Path | None = None, backend: str = "torch",
                   onnx_dir: Path | dict[str, Path] | None = None, device: str = "cpu", precision: str = "fp32", *,
                   threads: int | None = None, fp16_vae: bool = False, channels_last: bool = True,
-                  progress: bool = True, **options: Any) -> Restorer:
+                  progress: bool = True, torch_mode: str = "eager", **options: Any) -> Restorer:
     """The restorer `name` of the registry on `backend`.
 
     checkpoint: its weights (None: the restorer's default). onnx_dir: folder of the ONNX files
@@ -60,11 +62,15 @@ def make_restorer(name: str, checkpoint: Path | None = None, backend: str = "tor
     "fp32", "fp16", "bf16" or "auto". threads: ONNX Runtime intra-op threads (None: one per
     physical core). fp16_vae: keep no network in fp32 at half precision (fp16-safe VAEs only).
     channels_last: torch backend in the NHWC memory layout. progress: progress bars and notes.
+    torch_mode: torch backend, how the spec's per-step networks run (AuthFace's UNet+ControlNet):
+    'eager', 'cuda-graph' (CUDA only) or 'compile' (runtime.sessions.torch_mode).
     options: the restorer's own options (its spec), checked against their ranges."""
     if name not in RESTORERS:
         raise ValueError(f"unknown restorer '{name}'; choose one of {sorted(RESTORERS)}")
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}")
+    if torch_mode != "eager" and backend != "torch":
+        raise ValueError(f"torch mode '{torch_mode}' is for the torch backend, not {backend}")
     spec = RESTORERS[name]
     settings = spec.settings(options)
     if device == "auto":
@@ -77,7 +83,7 @@ def make_restorer(name: str, checkpoint: Path | None = None, backend: str = "tor
     if not spec.networks:
         sessions: dict[str, Net] = {}
     elif backend == "torch":
-        sessions = _torch_sessions(spec, checkpoint, device, precision, fp16_vae, channels_last)
+        sessions = _torch_sessions(spec, checkpoint, device, precision, fp16_vae, channels_last, torch_mode)
     elif backend == "onnxruntime":
         from runtime.sessions import onnx_session
 

@@ -30,11 +30,15 @@ VAE_ENCODER = NetworkContract(
     opt_batch=1, max_batch=8, precision="fp32",
 )
 
+# Called once per denoising step (per_step: no batching delay, the Triton configs render none).
+# opt_batch 4: the gpu rendering runs 4 authface_faces instances, each with one step in flight,
+# so under load the dynamic batcher merges up to 4 photos' steps; the TensorRT profile is tuned
+# for that batch and the batcher prefers it (export/triton_repo.py: preferred_batch_sizes).
 UNET_CONTROLNET = NetworkContract(
     name="unet_controlnet",
     inputs=(SAMPLE, TIMESTEP, CONTROL_IMAGE, CONDITIONING_SCALE),
     outputs=(TensorSpec("noise_pred", _LATENT),),
-    opt_batch=1, max_batch=8, precision="fp16",
+    opt_batch=4, max_batch=8, precision="fp16", per_step=True,
 )
 
 VAE_DECODER = NetworkContract(

@@ -4,8 +4,9 @@ The three stages are callables with the session interface (numpy arrays in, tupl
 arrays out), so PyTorch, ONNX Runtime and TensorRT plug in the same way. The denoising loop
 and the scheduler (diffusers, swappable by name) run here in fp32, on ``device``: latents,
 scheduler state and the control image (uploaded once) stay there between steps. A stage with
-a ``run_torch`` method (TensorRTSession, the BLS nets of the GPU Triton model) is called with
-torch tensors on that device; any other stage gets numpy arrays.
+a ``run_torch`` method (TorchSession and its CUDA-graph / compiled forms, TensorRTSession, the
+BLS nets of the GPU Triton model) is called with torch tensors on that device; any other stage
+(ONNX Runtime) gets numpy arrays.
 """
 from __future__ import annotations
 
@@ -98,6 +99,7 @@ class AuthFaceRestorer:
         out = net(**{name: x.cpu().numpy() for name, x in inputs.items()})[0]
         return torch.from_numpy(np.asarray(out, np.float32)).to(self.device)
 
+    @torch.inference_mode()
     def restore(self, images: np.ndarray) -> np.ndarray:
         """Degraded faces NCHW in [-1, 1] -> restored faces NCHW in about [-1, 1]."""
         n, _, h, w = images.shape
