@@ -376,7 +376,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    from runtime.serving.serve import ServerError, TritonServer, read_admin_key, serve_forever
+    from runtime.serving.admin_key import read_admin_key
+    from runtime.serving.serve import ServerError, TritonServer, serve_forever
 
     repo = args.repo or Path("out/triton_repo_cpu" if args.render == "cpu" else "triton_repo")
     try:

@@ -463,3 +463,41 @@ def test_bls_net_chunks_concurrently_and_reads_its_memory(tmp_path):
         got = result.as_numpy(name)
         assert got.shape == expected.shape == (11, FACE_MESH.outputs[0].shape[1])
         assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max(), name
+
+
+def test_the_gpu_entrypoint_closes_the_control_apis(tmp_path):
+    """deploy/docker/tritonserver.sh, run as the image runs it (a stand-in `tritonserver` on
+    PATH records its arguments): the restricted-API flags with the key of $ADMIN_KEY_FILE, or a
+    new random key each start when there is none; the key is never printed."""
+    from runtime.serving.admin_key import ADMIN_HEADER, RESTRICTED_APIS
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "tritonserver"
+    fake.write_text(f'#!/bin/sh\nfor a in "$@"; do echo "$a"; done > "{tmp_path}/args"\n')
+    fake.chmod(0o755)
+    (bin_dir / "python3").symlink_to(sys.executable)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "PYTHONPATH": str(ROOT), "MODELS": str(tmp_path / "models")}
+
+    def run(key_file: Path) -> tuple[list[str], str]:
+        done = subprocess.run(["sh", str(DOCKER / "tritonserver.sh"), "--log-verbose=0"], capture_output=True,
+                              text=True, env={**env, "ADMIN_KEY_FILE": str(key_file)}, timeout=60, check=True)
+        return (tmp_path / "args").read_text().splitlines(), done.stdout + done.stderr
+
+    key_file = tmp_path / "admin-key"
+    key_file.write_text("s3cret-Key_1\n")
+    args, printed = run(key_file)
+    rule = f"{','.join(RESTRICTED_APIS)}:{ADMIN_HEADER}=s3cret-Key_1"
+    assert f"--http-restricted-api={rule}" in args and f"--grpc-restricted-protocol={rule}" in args
+    assert args[-1] == "--log-verbose=0" and "s3cret" not in printed
+    keys = set()
+    for _ in range(2):   # no secret: a random key per start
+        args, printed = run(tmp_path / "missing")
+        (flag,) = [a for a in args if a.startswith("--http-restricted-api=")]
+        keys.add(flag.split("=", 2)[2])
+        assert flag.split("=", 2)[2] not in printed
+    assert len(keys) == 2 and all(len(k) >= 32 for k in keys)
+    key_file.write_text("bad key, with=signs")
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        run(key_file)
+    assert "cannot" not in refused.value.stderr and "admin key must be letters" in refused.value.stderr

@@ -76,13 +76,14 @@ def test_manifests_fit_the_served_job():
 
 def referenced_objects(doc: dict) -> set[tuple[str, str]]:
     """(kind, name) of every object a manifest refers to by name: claims, config maps, secrets
-    (volumes), the HPA's target."""
+    (volumes), the HPA's target. An optional volume (the admin-key secret, never in git) is not
+    a reference the kustomization must hold."""
     refs = set()
     spec = doc.get("spec", {})
     for volume in spec.get("template", {}).get("spec", {}).get("volumes", []):
         for key, kind, field in (("persistentVolumeClaim", "PersistentVolumeClaim", "claimName"),
                                  ("configMap", "ConfigMap", "name"), ("secret", "Secret", "secretName")):
-            if key in volume:
+            if key in volume and not volume[key].get("optional"):
                 refs.add((kind, volume[key][field]))
     if "scaleTargetRef" in spec:
         refs.add((spec["scaleTargetRef"]["kind"], spec["scaleTargetRef"]["name"]))
@@ -169,3 +170,16 @@ def test_overlay_sets_the_image_from_ngc_env_and_the_gpu_from_the_plans(tmp_path
         kubernetes_validate.validate(doc, KUBERNETES, strict=True)
     fake_engines(engines, ["safm"], ngc_release().tensorrt, gpu="NVIDIA L4", cc="8.9")
     assert export_main(["k8s-overlay", "--engines", str(engines), "--registry", "r.example", "--out", str(out)]) == 2
+
+
+def test_the_admin_key_secret_is_mounted_where_the_entrypoint_reads_it():
+    """deploy/docker/tritonserver.sh reads $ADMIN_KEY_FILE (default below); the Deployment mounts
+    the optional secret there, readable by the pod's group, and no Secret is committed."""
+    docs = manifests()
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "admin-key"]
+    assert volume["secret"] == {"secretName": "facerestore-admin-key", "optional": True, "defaultMode": 0o440}
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "admin-key"]
+    script = (K8S.parent / "docker" / "tritonserver.sh").read_text()
+    assert f"ADMIN_KEY_FILE:-{mount['mountPath']}/admin-key" in script and mount["readOnly"]
+    assert "Secret" not in docs

@@ -22,7 +22,8 @@ from benchmarks.serving import png_bytes
 from runtime.contracts.service import SERVICES
 from runtime.samples import ASTRONAUT, read_rgb8
 from runtime.serving.client import RestoreClient
-from runtime.serving.serve import ADMIN_HEADER, SHM_DIR, TritonServer, python_stubs
+from runtime.serving.admin_key import ADMIN_HEADER
+from runtime.serving.serve import SHM_DIR, TritonServer, python_stubs
 from tests.test_triton import engines, server  # noqa: F401  (the session's one server)
 
 SAFM = SERVICES["safm"].ensemble

@@ -53,7 +53,6 @@ from __future__ import annotations
 import collections
 import json
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -69,11 +68,9 @@ import weakref
 from pathlib import Path
 from typing import TextIO
 
+from runtime.serving.admin_key import ADMIN_HEADER, new_admin_key, restricted_api_args
 from runtime.serving.shm_recycle import IDLE_S, SHM_DIR, SHM_LIMIT, RecycleError, grown_models, idle_for, reload_model
 
-# Triton API groups no client may use without the admin key (tritonserver --help lists the groups)
-RESTRICTED_APIS = ("model-repository", "shared-memory", "logging", "trace")
-ADMIN_HEADER = "facerestore-admin-key"
 STATE_ENV = "FACERESTORE_SUPERVISOR_STATE"   # the supervisor's counters, read by face_preprocess for metrics
 
 # glibc malloc of the server and its stubs: every block over 1 MiB (photos, uploads, face
@@ -85,28 +82,6 @@ HARMLESS = ("NVML", "CUDA", "Cuda", "cuda", "DCGM", "pinned memory")   # log lin
 
 class ServerError(RuntimeError):
     """The server could not be started or died; the message carries the end of its log."""
-
-
-def restricted_api_args(key: str) -> list[str]:
-    """tritonserver's flags that close RESTRICTED_APIS on HTTP and gRPC to requests without the
-    ADMIN_HEADER holding `key` (letters, digits, '-' and '_' only: the flag's own syntax)."""
-    if not key or not all(c.isalnum() or c in "-_" for c in key):
-        raise ServerError("the admin key must be letters, digits, '-' or '_' (and not empty)")
-    rule = f"{','.join(RESTRICTED_APIS)}:{ADMIN_HEADER}={key}"
-    return [f"--http-restricted-api={rule}", f"--grpc-restricted-protocol={rule}"]
-
-
-def read_admin_key(path: Path) -> str:
-    """The admin key stored in `path` (e.g. a mounted Kubernetes secret), stripped."""
-    try:
-        key = Path(path).read_text().strip()
-    except OSError as exc:
-        raise ServerError(f"{path}: cannot read the admin key ({exc.strerror})") from None
-    try:
-        restricted_api_args(key)
-    except ServerError as exc:
-        raise ServerError(f"{path}: {exc}") from None
-    return key
 
 
 def repository_models(repository: Path) -> list[str]:
@@ -258,7 +233,7 @@ class TritonServer:
         self.stubs: dict[int, tuple[str, str]] = {}   # pid -> (model, shm region) once ready
         self.restarts = 0
         self._retired: set[int] = set()   # stubs of reloaded models, left to finish
-        self.admin_key = admin_key or secrets.token_urlsafe(32)
+        self.admin_key = admin_key or new_admin_key()
         self.restricted = restricted_api_args(self.admin_key)
         self.models = repository_models(self.repository)
         self._state = tempfile.TemporaryDirectory(prefix="facerestore-serve-")
