@@ -161,6 +161,15 @@ def assert_same_tensors(got: dict, expected: dict) -> None:
     assert not differ, f"tensors differ: {differ[:10]}"
 
 
+def cli_face_pipeline(options=None):
+    """The face pipeline `restore --backend auto` runs: ONNX Runtime on the cached ONNX files."""
+    from export.onnx_cache import onnx_dir
+    from runtime.contracts.face import FACE_DETECTOR, FACE_MESH
+    from runtime.face import onnx_face_pipeline
+
+    return onnx_face_pipeline(onnx_dir(FACE_DETECTOR), onnx_dir(FACE_MESH), options)
+
+
 def paste_regions(pipeline, photo) -> tuple[np.ndarray, np.ndarray]:
     """(inside, outside): boolean [H, W] maps of where `pipeline` (its options, scale 1) pastes the
     faces it finds in `photo`: inside, every pixel a face's mask fully covers (the restored face

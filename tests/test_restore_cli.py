@@ -12,16 +12,7 @@ from PIL import Image
 from facerestore.cli import main
 from runtime.imageio import read_image
 from runtime.samples import ASTRONAUT, CAMERA, GRACE_HOPPER, NO_FACE, crowd_photo
-from tests.conftest import paste_regions, write_rgb
-
-
-def cli_face_pipeline():
-    """The face pipeline `restore --backend auto` runs: ONNX Runtime on the cached ONNX files."""
-    from export.onnx_cache import onnx_dir
-    from runtime.contracts.face import FACE_DETECTOR, FACE_MESH
-    from runtime.face import onnx_face_pipeline
-
-    return onnx_face_pipeline(onnx_dir(FACE_DETECTOR), onnx_dir(FACE_MESH))
+from tests.conftest import cli_face_pipeline, paste_regions, write_rgb
 
 
 def _report(out) -> dict:
