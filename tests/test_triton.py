@@ -117,8 +117,8 @@ def test_served_face_options_equal_in_process(server, engines, face_pipeline):
     restorer = make_restorer("safm", None, "onnxruntime", engines)
     group = png_bytes(group_photo())
     cases = [(group, {"only_center_face": True}, FaceOptions(only_center_face=True), 1),
-             (PHOTOS["astronaut"], {"paste_mask": "square"}, FaceOptions(paste_mask="square"), 1),
-             (PHOTOS["astronaut"], {"colour_fix": "adain"}, FaceOptions(colour_fix="adain"), 1)]
+             (PHOTOS["astronaut"], {"paste_mask": b"square"}, FaceOptions(paste_mask="square"), 1),
+             (PHOTOS["astronaut"], {"colour_fix": b"adain"}, FaceOptions(colour_fix="adain"), 1)]
     with RestoreClient(server.http_url, "http", "safm") as client:
         for data, options, face_options, faces in cases:
             result = client.restore(data, **options)
@@ -251,10 +251,22 @@ def test_client_cli_writes_restored_photos(server, tmp_path, capsys):
     assert main(["client", str(src), "--out", str(out), "--url", server.grpc_url, "--concurrency", "2"]) == 0
     assert (out / "coffee.png").read_bytes() == NO_FACE.read_bytes()
     assert decode_image((out / "astronaut.png").read_bytes()).size == (512, 512)
-    text = capsys.readouterr().out
-    assert "1 faces" in text and "2/2 photos restored" in text and "latency ms" in text
+    captured = capsys.readouterr()
+    assert "1 faces" in captured.out and "2/2 photos restored" in captured.out and "latency ms" in captured.out
+    assert "UNTRAINED" not in captured.err   # the demo SaFM is trained
     assert main(["client", str(src / "astronaut.png"), "--out", str(src), "--url", server.grpc_url]) == 1
     assert "would overwrite an input" in capsys.readouterr().err
+
+
+def test_client_warns_when_the_served_weights_are_untrained(server, tmp_path, capsys):
+    """The session serves random-init tiny AuthFace: the client says so, from the served model's
+    provenance parameter, before sending the photo."""
+    from facerestore.cli import main
+
+    assert main(["client", str(GRACE_HOPPER), "--restorer", "authface", "--steps", "1", "--out", str(tmp_path),
+                 "--url", server.grpc_url]) == 0
+    assert "warning: served authface weights are UNTRAINED (random init" in capsys.readouterr().err
+    assert (tmp_path / GRACE_HOPPER.name).is_file()
 
 
 def test_server_stops_its_process_group_and_frees_its_ports(server, tmp_path):
