@@ -156,6 +156,7 @@ def test_codeformer_checkpoint_keys_map_onto_safm_base():
 
 
 def test_checkpoint_commands(tmp_path, capsys):
+    from training.provenance import safm_provenance
     from training.safm.__main__ import main as safm_main
 
     assert safm_main(["init", "--config", "safm-tiny", "--seed", "5", "--out", str(tmp_path / "a")]) == 0
@@ -164,6 +165,9 @@ def test_checkpoint_commands(tmp_path, capsys):
     assert safm_main(["import-codeformer", "--config", "safm-tiny", "--codeformer", str(tmp_path / "a.safetensors"),
                       "--out", str(tmp_path / "b")]) == 0
     assert "loaded 209 tensors" in capsys.readouterr().out
+    origin = safm_provenance(tmp_path / "b.safetensors")   # labelled: imported parts, random fusion, untrained
+    assert not origin.trained and origin.text == (f"safm-tiny: CodeFormer encoder, codebook and generator imported from "
+                                                  f"{tmp_path / 'a.safetensors'}; the fusion (SaFM) and LDE are random")
     assert safm_main(["import-codeformer", "--codeformer", str(tmp_path / "a.safetensors"),
                       "--out", str(tmp_path / "a")]) == 2
     assert "would overwrite the input" in capsys.readouterr().err
