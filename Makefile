@@ -27,13 +27,13 @@ $(MEDIAPIPE_WHEEL): | $(STAMP)
 demo: $(STAMP)
 	$(BIN)/facerestore restore --out out/demo --compare
 
-# Debian's Chromium + ChromeDriver for the web page's browser tests (no browser download); when
-# they cannot be installed the browser tests skip and say why.
+# Debian's Chromium + ChromeDriver for the web page's browser tests (no browser download); `make test`
+# stops here when they cannot be installed (a bare `pytest` without them skips those tests and says why).
 browser:
-	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver) \
-	  || echo "chromium could not be installed: the browser tests will skip"
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
 
-test: $(STAMP) $(MEDIAPIPE_WHEEL) typecheck browser
+# mypy runs once, inside the suite (tests/test_typecheck.py: what `make typecheck` runs)
+test: $(STAMP) $(MEDIAPIPE_WHEEL) browser
 	$(BIN)/python -m pytest -v --durations=15   # one line per test (progress), the slowest at the end
 
 # the TensorRT-touching modules against polygraphy's source and TensorRT's stubs (tests/typecheck.py)

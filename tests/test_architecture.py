@@ -162,8 +162,7 @@ def test_triton_models_without_a_torch_loop_load_neither_torch_nor_training(mode
     import pytriton
 
     backend = Path(pytriton.__file__).parent / "tritonserver" / "backends" / "python"
-    if not (backend / "triton_python_backend_utils.py").is_file():
-        pytest.skip(f"nvidia-pytriton has no python backend folder at {backend}")
+    assert (backend / "triton_python_backend_utils.py").is_file(), f"nvidia-pytriton has no python backend at {backend}"
     source = ROOT / "triton_repo" / model / "1" / "model.py"
     loaded = _loaded(f"import importlib.util\nspec = importlib.util.spec_from_file_location('model', {str(source)!r})\n"
                      "spec.loader.exec_module(importlib.util.module_from_spec(spec))", str(backend))

@@ -127,6 +127,51 @@ def test_every_scheduler_runs(scheduler, faces):
         assert out.shape == (1, 3, 512, 512) and np.isfinite(out).all()
 
 
+def exact_noise_predictor(x0: torch.Tensor, scheduler_config: dict):
+    """A UNet+ControlNet stand-in that knows the clean latent x0 of every face: at timestep t it
+    returns the exact noise of its (variance-preserving) input, eps = (x - sqrt(a_t) x0) /
+    sqrt(1 - a_t), a_t the training schedule's alpha-bar written out here from the config (not
+    diffusers'). Every sampler driven by it must end at x0: its fixed point."""
+    from runtime.restorers.authface.contracts import SAMPLE, TIMESTEP
+
+    betas = np.linspace(scheduler_config["beta_start"] ** 0.5, scheduler_config["beta_end"] ** 0.5,
+                        scheduler_config["num_train_timesteps"], dtype=np.float64) ** 2   # "scaled_linear"
+    alpha_bar = np.cumprod(1 - betas)
+    clean = x0.numpy().astype(np.float64)
+
+    def net(**inputs: np.ndarray) -> tuple[np.ndarray]:
+        t = inputs[TIMESTEP.name].astype(np.float64)
+        assert np.array_equal(t, np.round(t)), t   # the "leading" schedule's timesteps are integers
+        a = alpha_bar[t.astype(int)].reshape(-1, 1, 1, 1)
+        return (((inputs[SAMPLE.name] - np.sqrt(a) * clean) / np.sqrt(1 - a)).astype(np.float32),)
+
+    return net
+
+
+@pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
+def test_every_scheduler_reaches_the_clean_latent_of_an_exact_noise_predictor(scheduler):
+    """Each sampler (faithful mode from pure noise, and from the noised encoder latent at
+    strength 0.5) on the exact noise predictor ends at its clean latents: a sampler whose
+    sigmas, input scaling, timesteps or begin index disagree with the schedule it was trained
+    on (and this predictor follows) ends elsewhere. Final noise level zero for all
+    (set_alpha_to_one: DDIM's last step goes to alpha-bar 1 as the others' to sigma 0)."""
+    from runtime.restorers.authface.contracts import DECODER_LATENT
+    from runtime.restorers.authface.pipeline import AuthFaceRestorer
+    from training.authface.configs import SDXL_SCHEDULER
+
+    config = {**SDXL_SCHEDULER, "set_alpha_to_one": True}
+    x0 = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+    encoded = lambda **inputs: (np.full((2, 4, 8, 8), 0.3, np.float32),)   # noqa: E731 - z0 of the strength mode
+    decoded = lambda **inputs: (inputs[DECODER_LATENT.name],)              # noqa: E731 - the final latents
+    for strength in (None, 0.5):
+        restorer = AuthFaceRestorer(encoded, exact_noise_predictor(x0, config), decoded, config, scheduler=scheduler,
+                                    steps=6, seed=1, strength=strength, progress=False)
+        got = torch.from_numpy(restorer.restore(np.zeros((2, 3, 64, 64), np.float32)))
+        err = float((got - x0).abs().max())
+        print(f"{scheduler} strength {strength}: max |latent - x0| {err:.1e}")
+        assert err < 1e-4, (scheduler, strength, err)   # measured at most 2.3e-6
+
+
 def test_strength_runs_fewer_unet_calls(faces):
     def counted(r):
         calls = {"unet": 0, "encoder": 0}

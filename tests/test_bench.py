@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from export.onnx_export import export_onnx
-from benchmarks import BenchPlan, run_bench
 from benchmarks.restorers import EAGER, EAGER_NCHW, gflop_per_face, measure, network_paths, sample_tensors, sdxl_floor
 from benchmarks.timing import interleaved_ms, stats, time_ms
 from facerestore.cli import main
@@ -85,16 +84,20 @@ def test_sdxl_floor_matches_design():
     assert rows["unet_controlnet"]["floor_ms_here"] == pytest.approx(2.30e3, rel=0.01)   # 2.3 TF at 1 TF/s
 
 
-def test_run_bench_writes_json_and_markdown(tmp_path):
-    folder = run_bench(BenchPlan(out_dir=tmp_path, repeats=2, max_seconds=0.5, command="test"))
+def test_bench_cli_writes_json_and_markdown(tmp_path):
+    """`facerestore bench` with nothing to time but the face pipeline: torch and ONNX Runtime (the
+    face networks' cached ONNX files) per stage, one folder for this machine."""
+    assert main(["bench", "--out", str(tmp_path), "--repeats", "2", "--max-seconds", "0.5"]) == 0
+    (folder,) = tmp_path.iterdir()
     result = json.loads((folder / "face_pipeline.json").read_text())
-    assert result["faces"] == 3 and result["command"] == "test"
-    assert [r["stage"] for r in result["stages"]] == ["detect", "mesh", "align", "paste", "end_to_end"]
-    assert {r["backend"] for r in result["stages"]} == {"torch"}  # no ONNX folders in the plan: torch only
+    assert result["faces"] == 3 and result["command"] == "facerestore bench"
+    assert [r["stage"] for r in result["stages"]][::2] == ["detect", "mesh", "align", "paste", "end_to_end"]
+    assert [r["backend"] for r in result["stages"]] == ["torch", "onnxruntime"] * 5
     assert all(r["runs"] == 2 and r["ms_per_face"] == pytest.approx(r["median_ms"] / 3, abs=0.01)
                for r in result["stages"])
     table = (folder / "face_pipeline.md").read_text()
-    assert "| end_to_end | torch | 2 |" in table and folder.parent == tmp_path
+    assert "| end_to_end | torch | 2 |" in table and "| end_to_end | onnxruntime | 2 |" in table
+    assert sorted(p.name for p in folder.iterdir()) == ["face_pipeline.json", "face_pipeline.md"]
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -3,7 +3,6 @@ once into the cache), a start-up without torch, tiling only when --min-face-size
 uint8 pixels kept from decoding, bf16 on CPUs that compute it."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,10 +19,9 @@ from runtime.face.detect import INPUT_SIZE, MIN_FACE_AT_INPUT, TILE_SIDE, tile_s
 from runtime.imageio import Photo, read_image, to_float
 from runtime.samples import ASTRONAUT, GRACE_HOPPER, crowd_photo
 from runtime.sessions import onnx_session
+from tests.conftest import subprocess_env
 from tests.golden import golden_photos, landmarks_of
 from training.cpu import has_bf16, native_bf16, reported_flags
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +30,10 @@ def ort_pipeline() -> FacePipeline:
 
 
 def _imports(argv: list[str], tmp_path: Path) -> tuple[subprocess.CompletedProcess, set[str]]:
-    """Run `python -X importtime -m facerestore ARGV` from the checkout; the modules it imported."""
-    env = {**os.environ, "FACERESTORE_CACHE": str(cache_root()), "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "facerestore", *argv], cwd=ROOT, env=env,
+    """Run `python -X importtime -m facerestore ARGV` (this checkout's code, the test's working
+    directory and the session's cache); the modules it imported."""
+    env = subprocess_env(PYTHONWARNINGS="ignore")
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "facerestore", *argv], env=env,
                           capture_output=True, text=True, timeout=300)
     modules = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
     return proc, modules

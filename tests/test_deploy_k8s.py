@@ -11,6 +11,7 @@ import subprocess
 import threading
 from pathlib import Path
 
+import kubernetes_validate   # a dev tool (dev extra): missing is an error, not a skip
 import pytest
 import yaml
 
@@ -19,7 +20,6 @@ from runtime.contracts.service import SERVICES
 K8S = Path(__file__).resolve().parents[1] / "deploy" / "k8s"
 KUBERNETES = "1.30.0"   # the oldest Kubernetes version the manifests must be valid for
 
-kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="pip install kubernetes-validate (dev extra)")
 
 
 def manifests() -> dict[str, dict]:

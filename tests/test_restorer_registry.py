@@ -6,14 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 
 from runtime.restorers import RESTORERS
 from runtime.samples import ASTRONAUT
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import subprocess_env
 
 TOY = '''
 import json, sys
@@ -93,8 +91,8 @@ print(json.dumps(result))
 
 def test_a_toy_restorer_gets_cli_checks_ensemble_export_and_restore_for_free(tmp_path):
     assert "toy" not in RESTORERS   # registered only in the subprocess
-    proc = subprocess.run([sys.executable, "-c", TOY, str(tmp_path), str(ASTRONAUT)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=900)
+    proc = subprocess.run([sys.executable, "-c", TOY, str(tmp_path), str(ASTRONAUT)], env=subprocess_env(),
+                          capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.splitlines()[-1])
     assert result["flag"] == 0.5                                       # --gain from the option declaration

@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 
+from tests.conftest import assert_same_tensors
 from training.safm import (CONFIGS, CheckpointError, SaFMRestorer, load_checkpoint, load_codeformer_weights,
                            random_init, save_checkpoint)
 from training.safm.fusion import MultiHeadCrossAttention, SemanticAwareFusion
@@ -110,7 +111,7 @@ def test_checkpoint_round_trip_and_errors(tiny, tmp_path):
     path = save_checkpoint(tiny, tmp_path / "demo")
     assert path.name == "demo.safetensors" and json.loads(path.with_suffix(".json").read_text())["config"]["name"] == "safm-tiny"
     loaded = load_checkpoint(path)
-    assert all(torch.equal(a, b) for a, b in zip(tiny.state_dict().values(), loaded.state_dict().values()))
+    assert_same_tensors(loaded.state_dict(), tiny.state_dict())
     path.with_suffix(".json").unlink()
     with pytest.raises(CheckpointError, match=r"demo.json: not found"):
         load_checkpoint(path)
@@ -155,14 +156,18 @@ def test_codeformer_checkpoint_keys_map_onto_safm_base():
 
 
 def test_checkpoint_commands(tmp_path, capsys):
+    from training.provenance import safm_provenance
     from training.safm.__main__ import main as safm_main
 
     assert safm_main(["init", "--config", "safm-tiny", "--seed", "5", "--out", str(tmp_path / "a")]) == 0
     made = load_checkpoint(tmp_path / "a.safetensors")
-    assert all(torch.equal(x, y) for x, y in zip(made.state_dict().values(), random_init("safm-tiny", 5).state_dict().values()))
+    assert_same_tensors(made.state_dict(), random_init("safm-tiny", 5).state_dict())
     assert safm_main(["import-codeformer", "--config", "safm-tiny", "--codeformer", str(tmp_path / "a.safetensors"),
                       "--out", str(tmp_path / "b")]) == 0
     assert "loaded 209 tensors" in capsys.readouterr().out
+    origin = safm_provenance(tmp_path / "b.safetensors")   # labelled: imported parts, random fusion, untrained
+    assert not origin.trained and origin.text == (f"safm-tiny: CodeFormer encoder, codebook and generator imported from "
+                                                  f"{tmp_path / 'a.safetensors'}; the fusion (SaFM) and LDE are random")
     assert safm_main(["import-codeformer", "--codeformer", str(tmp_path / "a.safetensors"),
                       "--out", str(tmp_path / "a")]) == 2
     assert "would overwrite the input" in capsys.readouterr().err

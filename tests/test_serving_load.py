@@ -8,7 +8,6 @@ from facerestore.cli import main
 from runtime.imageio import decode_image
 from runtime.samples import ASTRONAUT, GRACE_HOPPER, read_rgb8
 from runtime.serving.serve import free_port
-from tests.test_triton import engines, server  # noqa: F401  (the session's one server)
 
 
 def test_percentile_is_nearest_rank():

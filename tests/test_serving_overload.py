@@ -24,7 +24,6 @@ from runtime.samples import ASTRONAUT, read_rgb8
 from runtime.serving.serve import TritonServer
 from tests.kserve_http import infer, tensor
 from tests.test_serving_bad_inputs import face_grid
-from tests.test_triton import engines  # noqa: F401  (the session's ONNX files)
 
 SERVICE = SERVICES["authface"]
 CAPACITY = Capacity(python_instances=1, max_queue_size=1, queue_timeout_s=8.0)

@@ -22,7 +22,6 @@ from runtime.contracts.service import SERVICES
 from runtime.serving.client import ClientError, RestoreClient
 from runtime.samples import ASTRONAUT, read_rgb8
 from runtime.serving.serve import SHM_DIR, Supervisor, TritonServer, live_group_members
-from tests.test_triton import engines  # noqa: F401  (the session's ONNX files)
 
 RECOVERY_S = 30.0        # kill -> the first request answered again
 READY_FAILS_S = 5.0      # kill -> readiness reports it

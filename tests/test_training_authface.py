@@ -4,16 +4,14 @@ and time weighting), both trainers on a real face cache with the tiny config (fi
 what is frozen, overfitting one batch, resuming) and the CLI's errors."""
 from __future__ import annotations
 
-import importlib.util
 import math
-import shutil
+import sys
 
 import numpy as np
 import pytest
 import torch
 
-from facerestore.cli import main as cli
-from runtime.samples import ASTRONAUT, GRACE_HOPPER
+from tests.conftest import FACE_CACHE_CAPTION
 from training.authface.__main__ import main as authface_main
 from training.authface.checkpoint import load_checkpoint, make_random_checkpoint
 from training.authface.configs import SDXL_SCHEDULER, get_config
@@ -23,19 +21,13 @@ from training.authface.train import (CaptionEncoderError, HashingCaptionEncoder,
                                      Stage2Trainer, encode_captions, make_caption_encoder)
 
 RES = 128   # trainers run at 128x128 (16x16 latents) here to keep the file fast; the default is 512
-CAPTION = "portrait, woman, uniform, glasses, high quality"
+CAPTION = FACE_CACHE_CAPTION   # grace_hopper's caption in the session's face cache
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    """A face cache made by `facerestore curate` from real photos, one of them captioned."""
-    src = tmp_path_factory.mktemp("photos")
-    for p in (ASTRONAUT, GRACE_HOPPER):
-        shutil.copy(p, src / p.name)
-    (src / "grace_hopper.txt").write_text(CAPTION)
-    out = tmp_path_factory.mktemp("cache")
-    assert cli(["curate", str(src), "--out", str(out), "--min-face", "60", "--min-sharpness", "5"]) == 0
-    return out
+def cache(face_cache):
+    """The session's face cache (tests/conftest.py): astronaut, grace_hopper captioned."""
+    return face_cache
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +218,7 @@ def test_caption_encoders():
         make_caption_encoder(get_config("sdxl"), None, torch.device("cpu"))
 
 
-def test_sdxl_caption_encoder_errors_name_the_folder_and_package(tmp_path):
+def test_sdxl_caption_encoder_errors_name_the_folder_and_package(tmp_path, monkeypatch):
     with pytest.raises(CaptionEncoderError, match="nope: no such folder"):
         SDXLCaptionEncoder(tmp_path / "nope")
     (tmp_path / "text_encoder").mkdir()
@@ -234,9 +226,9 @@ def test_sdxl_caption_encoder_errors_name_the_folder_and_package(tmp_path):
         SDXLCaptionEncoder(tmp_path)
     for part in SDXLCaptionEncoder.PARTS:
         (tmp_path / part).mkdir(exist_ok=True)
-    if importlib.util.find_spec("transformers") is None:
-        with pytest.raises(CaptionEncoderError, match=r"needs the `transformers` package"):
-            SDXLCaptionEncoder(tmp_path)
+    monkeypatch.setitem(sys.modules, "transformers", None)   # as if not installed, whether it is or not
+    with pytest.raises(CaptionEncoderError, match=r"needs the `transformers` package"):
+        SDXLCaptionEncoder(tmp_path)
 
 
 def test_stage1_cli_fine_tunes_the_unet(cache, ckpt_dir, tmp_path, capsys):

@@ -12,6 +12,7 @@ from safetensors.torch import save_file
 
 from facerestore.cli import main as cli
 from runtime.samples import ASTRONAUT, GRACE_HOPPER, NO_FACE
+from tests.conftest import assert_same_tensors
 from training.cpu import has_bf16, reported_flags
 from training.data.degradations import DegradationConfig, degrade
 from training.data.faces import AlignedFaces
@@ -24,15 +25,9 @@ from training.shipped import DEMO_SAFM
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    """A face cache made by `facerestore curate` from real photos (with a caption for one)."""
-    src = tmp_path_factory.mktemp("photos")
-    for p in (ASTRONAUT, GRACE_HOPPER, NO_FACE):
-        shutil.copy(p, src / p.name)
-    (src / "grace_hopper.txt").write_text("portrait, woman, uniform, glasses, high quality")
-    out = tmp_path_factory.mktemp("cache")
-    assert cli(["curate", str(src), "--out", str(out), "--min-face", "60", "--min-sharpness", "5"]) == 0
-    return out
+def cache(face_cache):
+    """The session's face cache (tests/conftest.py)."""
+    return face_cache
 
 
 def test_curate_reports_what_it_dropped(cache):
@@ -153,11 +148,31 @@ def test_all_losses_run_and_training_resumes(cache, tmp_path):
     resumed = _trainer(cache, tmp_path / "run", **kw)
     assert resumed.step == 2
     first = _trainer(cache, tmp_path / "run", **kw)
-    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), resumed.model.state_dict().values()))
+    assert_same_tensors(first.model.state_dict(), resumed.model.state_dict())
     assert resumed.opt_g.state_dict()["state"][0]["exp_avg"].abs().sum() > 0
     resumed.train(steps=3)
     assert [int(r.split(",")[0]) for r in (tmp_path / "run/losses.csv").read_text().splitlines()[1:]] == [1, 2, 3]
     assert (tmp_path / "run/safm.safetensors").is_file()
+
+
+def test_resume_continues_exactly_as_an_uninterrupted_run(cache, tmp_path):
+    """2 steps, a new trainer on the saved state, 1 more step: the same weights, optimiser moments,
+    losses and RNG as 3 steps in one run (batch 1 on a 2-face cache: the resume lands mid-epoch)."""
+    whole = _trainer(cache, tmp_path / "whole")
+    rows = whole.train(steps=3)
+    whole_rng = torch.get_rng_state()
+    _trainer(cache, tmp_path / "split", save_every=2).train(steps=2)
+    resumed = _trainer(cache, tmp_path / "split")
+    assert resumed.step == 2
+    assert resumed.train(steps=3)[-1] == rows[-1]
+    assert torch.equal(torch.get_rng_state(), whole_rng)
+    assert_same_tensors(resumed.model.state_dict(), whole.model.state_dict())
+    got, expected = resumed.opt_g.state_dict(), whole.opt_g.state_dict()
+    as_json = lambda groups: json.loads(json.dumps(groups))   # noqa: E731 - the saved state is JSON: betas a list
+    assert as_json(got["param_groups"]) == as_json(expected["param_groups"])
+    assert list(got["state"]) == list(expected["state"])
+    for pid, state in expected["state"].items():
+        assert_same_tensors(got["state"][pid], state)
 
 
 def test_missing_loss_weights_are_a_clear_error(cache, tmp_path, capsys):

@@ -1,12 +1,13 @@
 """The whole job on a real Triton Inference Server (nvidia-pytriton's tritonserver 2.51, CPU,
 the `cpu` rendering), on loopback ports chosen free at run time; and the `gpu` rendering as text.
 
-One server for the session: the demo safm-tiny weights and tiny AuthFace exported to ONNX,
-rendered, started, and always stopped (its process group killed) by a finalizer. The photos
+The session's one server and export (`server`, `engines`, tests/conftest.py): the demo safm-tiny
+weights and tiny AuthFace exported to ONNX, rendered, started, and always stopped. The photos
 go over HTTP and gRPC and must equal the in-process restore (same weights, ONNX Runtime).
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 import urllib.request
@@ -27,8 +28,6 @@ from runtime.imageio import decode_image, encode_image
 from runtime.restore import restore_photo
 from runtime.samples import ASTRONAUT, GRACE_HOPPER, NO_FACE, read_rgb8
 from runtime.serving.serve import ServerError, TritonServer, live_group_members, port_is_free
-from runtime.sessions import onnx_session
-from tests.conftest import export_networks
 
 # Served vs in-process restore, same ONNX files and the same runtime code on both sides.
 # Measured on CPU: bit-identical (max |diff| 0). Allowed: one 8-bit rounding step, where a
@@ -41,36 +40,6 @@ AUTHFACE_STEPS = 2
 
 # PNG: no JPEG re-quantisation between the two paths
 PHOTOS = {"astronaut": png_bytes(read_rgb8(ASTRONAUT)), "grace_hopper": png_bytes(read_rgb8(GRACE_HOPPER))}
-
-
-@pytest.fixture(scope="session")
-def engines(tmp_path_factory) -> Path:
-    """ONNX files of every served network, default weights (demo safm-tiny, random-init tiny AuthFace,
-    the committed MediaPipe ports); no onnxslim pass, to keep the test quick."""
-    served = dict.fromkeys(name for service in SERVICES.values() for name in service.networks)
-    return export_networks(served, tmp_path_factory.mktemp("engines"), slim=False)
-
-
-@pytest.fixture(scope="session")
-def server(engines, tmp_path_factory, request) -> TritonServer:
-    repo = tmp_path_factory.mktemp("triton") / "repo"
-    render_repo("cpu", repo, engines)
-    log = repo.parent / "tritonserver.log"
-    server = TritonServer(repo, server="bundled", log=log, exit_timeout=5, ready_timeout=240)
-    request.addfinalizer(server.stop)   # always: kills the process group even if a test failed
-    try:
-        server.start()
-    except ServerError:
-        print(log.read_text()[-5000:])
-        raise
-    return server
-
-
-@pytest.fixture(scope="session")
-def face_pipeline(engines):
-    """The in-process face pipeline on the same ONNX files as the served face models."""
-    return lambda options=None: FacePipeline(onnx_session(CONTRACTS["face_detector"], engines),
-                                             onnx_session(CONTRACTS["face_mesh"], engines), options)
 
 
 def in_process(data: bytes, pipeline: FacePipeline, restorer) -> tuple[np.ndarray, int]:
@@ -110,7 +79,7 @@ def test_served_options_equal_in_process(server, engines, face_pipeline):
     expected, _ = in_process(data, face_pipeline(FaceOptions(upscale=2)), make_restorer("safm", None, "onnxruntime",
                                                                                              engines, fidelity=0.2))
     with RestoreClient(server.http_url, "http", "safm") as client:
-        result = client.restore(data, upscale=2.0, fidelity=0.2, only_center_face=True)
+        result = client.restore(data, upscale=2.0, fidelity=0.2)
         assert decode_image(result.image).size == (1024, 1024)
         assert_close(result.image, expected)
         jpg = client.restore(data, output_format="jpg")
@@ -123,18 +92,63 @@ def test_served_options_equal_in_process(server, engines, face_pipeline):
             client.restore(data, steps=3)
 
 
-@pytest.mark.skipif("authface" not in SERVICES, reason="AuthFace contracts not present")
+def test_served_fidelity_reaches_the_network(server, engines, face_pipeline):
+    """w = 0 and w = 1 served equal in-process, and differ from each other: a server (or an
+    export) that dropped FIDELITY would give one picture for both. (The ONNX file itself follows
+    w as torch does: tests/test_safm_runtime.py.)"""
+    from runtime.restorers.factory import make_restorer
+
+    data, served = PHOTOS["grace_hopper"], {}
+    with RestoreClient(server.grpc_url, "grpc", "safm") as client:
+        for w in (0.0, 1.0):
+            served[w] = client.restore(data, fidelity=w).image
+            expected, _ = in_process(data, face_pipeline(), make_restorer("safm", None, "onnxruntime", engines, fidelity=w))
+            assert_close(served[w], expected)
+    apart = np.abs(decode_image(served[0.0]).rgb - decode_image(served[1.0]).rgb)
+    assert apart.max() > 2 / 255, apart.max() * 255   # measured 5/255 (the demo's w changes a clean face a little)
+
+
+def test_served_face_options_equal_in_process(server, engines, face_pipeline):
+    """only_center_face on a 3-face photo (one face restored), the square paste mask, and the
+    AdaIN colour fix on random-init AuthFace (its colours are wrong, so the fix shows): each
+    served picture equals the in-process one with the same FaceOptions, and each option changes
+    the picture."""
+    from runtime.restorers.factory import make_restorer
+    from runtime.samples import group_photo
+
+    restorers = {"safm": make_restorer("safm", None, "onnxruntime", engines),
+                 "authface": make_restorer("authface", None, "onnxruntime", engines, steps=1, progress=False)}
+    group = png_bytes(group_photo())
+    cases = [("safm", group, {"only_center_face": True}, FaceOptions(only_center_face=True), 1),
+             ("safm", PHOTOS["astronaut"], {"paste_mask": b"square"}, FaceOptions(paste_mask="square"), 1),
+             ("authface", PHOTOS["astronaut"], {"colour_fix": b"adain", "steps": 1}, FaceOptions(colour_fix="adain"), 1)]
+    for name, data, options, face_options, faces in cases:
+        with RestoreClient(server.http_url, "http", name) as client:
+            result = client.restore(data, **options)
+        expected, expected_faces = in_process(data, face_pipeline(face_options), restorers[name])
+        assert result.faces == expected_faces == faces, options
+        assert_close(result.image, expected)
+        default, default_faces = in_process(data, face_pipeline(), restorers[name])
+        assert np.abs(default - expected).max() > 10 / 255, options   # the option changed the picture
+    assert default_faces == 1 and in_process(group, face_pipeline(), restorers["safm"])[1] == 3
+
+
 def test_served_authface_equals_in_process(server, engines, face_pipeline):
     from runtime.restorers.factory import make_restorer
 
-    restorer = make_restorer("authface", None, "onnxruntime", engines, steps=AUTHFACE_STEPS, seed=7, progress=False)
-    data = PHOTOS["grace_hopper"]
-    expected, faces = in_process(data, face_pipeline(), restorer)
-    with RestoreClient(server.grpc_url, "grpc", "authface") as client:
-        result = client.restore(data, steps=AUTHFACE_STEPS, seed=7)
-    assert result.faces == faces == 1
-    err = assert_close(result.image, expected)
-    print(f"authface ({AUTHFACE_STEPS} steps): {result.latency_s * 1000:.0f} ms, max |diff| {err[0]:.1f}/255")
+    data, pictures = PHOTOS["grace_hopper"], []
+    for strength in (None, 0.5):   # faithful mode (pure noise) and the strength mode
+        restorer = make_restorer("authface", None, "onnxruntime", engines, steps=AUTHFACE_STEPS, seed=7,
+                                 strength=strength, progress=False)
+        expected, faces = in_process(data, face_pipeline(), restorer)
+        with RestoreClient(server.grpc_url, "grpc", "authface") as client:
+            result = client.restore(data, steps=AUTHFACE_STEPS, seed=7, strength=strength)
+        assert result.faces == faces == 1
+        err = assert_close(result.image, expected)
+        pictures.append(expected)
+        print(f"authface ({AUTHFACE_STEPS} steps, strength {strength}): {result.latency_s * 1000:.0f} ms, "
+              f"max |diff| {err[0]:.1f}/255")
+    assert np.abs(pictures[0] - pictures[1]).max() > 10 / 255   # STRENGTH reached the sampler
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
@@ -167,8 +181,11 @@ def test_upload_limit_is_refused_before_sending(server):
             client.restore(b"\0" * (MAX_UPLOAD_BYTES + 1), "huge.png")
 
 
-def test_concurrent_requests_all_succeed(server):
-    """8 clients (half gRPC, half HTTP) x 4 photos at once."""
+def test_concurrent_requests_all_succeed(server, engines, face_pipeline):
+    """8 clients (half gRPC, half HTTP) x 4 photos at once; every answer is its own photo's
+    in-process restore (faces of several requests batched together come back to their photo)."""
+    from runtime.restorers.factory import make_restorer
+
     photos = [PHOTOS["astronaut"], PHOTOS["grace_hopper"], NO_FACE.read_bytes(), PHOTOS["grace_hopper"]]
     results, errors = [], []
 
@@ -176,8 +193,8 @@ def test_concurrent_requests_all_succeed(server):
         protocol = "grpc" if i % 2 else "http"
         try:
             with RestoreClient(server.url(protocol), protocol, "safm") as client:
-                for data in photos:
-                    results.append(client.restore(data, f"client{i}"))
+                for k, data in enumerate(photos):
+                    results.append((k, client.restore(data, f"client{i}")))
         except Exception as exc:   # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -189,8 +206,16 @@ def test_concurrent_requests_all_succeed(server):
         t.join()
     wall = time.perf_counter() - start
     assert not errors, errors
-    assert len(results) == 32 and sorted(r.faces for r in results) == [0] * 8 + [1] * 24
-    lat = sorted(r.latency_s for r in results)
+    assert len(results) == 32 and sorted(r.faces for _, r in results) == [0] * 8 + [1] * 24
+    restorer = make_restorer("safm", None, "onnxruntime", engines)
+    expected = {k: in_process(data, face_pipeline(), restorer)[0] for k, data in enumerate(photos[:2])}
+    expected[3] = expected[1]
+    for k, result in results:
+        if k in expected:
+            assert_close(result.image, expected[k])
+        else:
+            assert result.image == photos[k]
+    lat = sorted(r.latency_s for _, r in results)
     print(f"32 requests, 8 clients: {wall:.1f} s wall, latency p50 {lat[16] * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms")
 
 
@@ -230,10 +255,22 @@ def test_client_cli_writes_restored_photos(server, tmp_path, capsys):
     assert main(["client", str(src), "--out", str(out), "--url", server.grpc_url, "--concurrency", "2"]) == 0
     assert (out / "coffee.png").read_bytes() == NO_FACE.read_bytes()
     assert decode_image((out / "astronaut.png").read_bytes()).size == (512, 512)
-    text = capsys.readouterr().out
-    assert "1 faces" in text and "2/2 photos restored" in text and "latency ms" in text
+    captured = capsys.readouterr()
+    assert "1 faces" in captured.out and "2/2 photos restored" in captured.out and "latency ms" in captured.out
+    assert "UNTRAINED" not in captured.err   # the demo SaFM is trained
     assert main(["client", str(src / "astronaut.png"), "--out", str(src), "--url", server.grpc_url]) == 1
     assert "would overwrite an input" in capsys.readouterr().err
+
+
+def test_client_warns_when_the_served_weights_are_untrained(server, tmp_path, capsys):
+    """The session serves random-init tiny AuthFace: the client says so, from the served model's
+    provenance parameter, before sending the photo."""
+    from facerestore.cli import main
+
+    assert main(["client", str(GRACE_HOPPER), "--restorer", "authface", "--steps", "1", "--out", str(tmp_path),
+                 "--url", server.grpc_url]) == 0
+    assert "warning: served authface weights are UNTRAINED (random init" in capsys.readouterr().err
+    assert (tmp_path / GRACE_HOPPER.name).is_file()
 
 
 def test_server_stops_its_process_group_and_frees_its_ports(server, tmp_path):
@@ -252,6 +289,41 @@ def test_server_stops_its_process_group_and_frees_its_ports(server, tmp_path):
     (repo / "face_postprocess" / "config.pbtxt").write_text("name: \"face_postprocess\"\nbackend: \"nope\"\n")
     with pytest.raises(ServerError, match="exited"):
         TritonServer(repo, server="bundled", log=tmp_path / "log2.txt").start()
+
+
+def test_serve_cli_renders_serves_and_stops_on_sigterm(engines, tmp_path):
+    """`facerestore serve --render cpu` as a user runs it (free ports): it renders, serves a
+    restore, and SIGTERM stops the server and its python models, leaving the ports free."""
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import subprocess_env
+
+    log = tmp_path / "serve.log"
+    argv = [sys.executable, "-m", "facerestore", "serve", "--render", "cpu", "--restorers", "safm", "--engines",
+            str(engines), "--repo", str(tmp_path / "repo"), "--server", "bundled", "--http-port", "0",
+            "--grpc-port", "0", "--metrics-port", "0", "--python-instances", "1"]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=subprocess_env(), start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (found := re.search(r"serving .*: HTTP (\S+), gRPC (\S+), metrics", log.read_text())):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        http, grpc = found.group(1).rstrip(","), found.group(2).rstrip(",")
+        with RestoreClient(grpc, "grpc", "safm") as client:
+            assert client.restore(PHOTOS["astronaut"]).faces == 1
+        ports = [int(u.rsplit(":", 1)[1]) for u in (http, grpc)]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert "stopping tritonserver" in log.read_text() and all(port_is_free(p) for p in ports)
+    assert live_group_members(proc.pid) == []
 
 
 # --- the gpu rendering, as text ---------------------------------------------------------------

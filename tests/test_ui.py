@@ -32,8 +32,7 @@ from runtime.restorers.authface import SCHEDULER_NAMES
 from runtime.samples import ASTRONAUT, GRACE_HOPPER, NO_FACE
 from runtime.serving.serve import free_port
 from runtime.ui.backends import LocalBackend, RestoreFailed, TritonBackend
-
-pytest.importorskip("gradio", reason="the web page needs the `ui` extra (gradio)")
+from tests.conftest import subprocess_env
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -119,9 +118,9 @@ def ui_process(log: Path, *args: str) -> Iterator[str]:
     stops its process group."""
     port = free_port()
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "facerestore", "ui", "--port", str(port), *args], cwd=ROOT,
+        proc = subprocess.Popen([sys.executable, "-m", "facerestore", "ui", "--port", str(port), *args],
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+                                env=subprocess_env(OMP_NUM_THREADS="1"))
     url = f"http://127.0.0.1:{port}/"
     try:
         start = time.monotonic()
@@ -259,13 +258,13 @@ def test_page_shows_authface_steps_while_they_run(browser, local_page, tmp_path)
 
 
 @pytest.fixture(scope="module")
-def triton_server(tmp_path_factory):
-    """A real tritonserver (bundled, CPU) serving the SaFM ensemble with the demo weights."""
+def triton_server(engines, tmp_path_factory):
+    """A real tritonserver (bundled, CPU) serving only the SaFM ensemble, on the session's ONNX files."""
     from export.triton_repo import render_repo
     from runtime.serving.serve import ServerError, TritonServer
 
     work = tmp_path_factory.mktemp("ui-triton")
-    render_repo("cpu", work / "repo", work / "engines", ["safm"])
+    render_repo("cpu", work / "repo", engines, ["safm"])
     server = TritonServer(work / "repo", server="bundled", log=work / "tritonserver.log", exit_timeout=5,
                           ready_timeout=240)
     try:

@@ -21,6 +21,7 @@ def loss_curve(path: Path, out: Path, column: str = "total", window: int = 8, si
     steps, values = read_losses(path, column)
     if len(steps) < 2:
         raise ValueError(f"{path}: fewer than two logged steps")
+    window = min(window, len(values))   # a short run: the mean of what was logged
     w, h = size
     pad = 48
     img = np.full((h, w, 3), 255, np.uint8)

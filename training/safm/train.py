@@ -116,12 +116,19 @@ class SaFMTrainer:
         return {"g": self.opt_g, **({"d": self.opt_d} if self.opt_d else {})}
 
     def _batches(self):
-        """Endless batches; the dataset's degradations are re-drawn every epoch."""
-        for epoch in itertools.count(self.step):
+        """Endless batches; the dataset's degradations are re-drawn every epoch, its order drawn
+        from (seed, epoch). A resumed run goes on where the saved one stopped: in the same epoch,
+        past the batches already used (so resuming gives the batches of an uninterrupted run)."""
+        per_epoch = math.ceil(len(self.data) / self.cfg.batch)
+        first, skip = divmod(self.step * self.cfg.grad_accum, per_epoch)
+        for epoch in itertools.count(first):
             self.data.epoch = epoch
-            loader = DataLoader(self.data, batch_size=self.cfg.batch, shuffle=True, drop_last=False,
-                                num_workers=self.cfg.workers, pin_memory=self.cfg.device.startswith("cuda"),
-                                generator=torch.Generator().manual_seed(self.cfg.seed + epoch))
+            generator = torch.Generator().manual_seed(self.cfg.seed + epoch)
+            order = torch.randperm(len(self.data), generator=generator).tolist()
+            loader = DataLoader(self.data, batch_size=self.cfg.batch, sampler=order[skip * self.cfg.batch:],
+                                drop_last=False, num_workers=self.cfg.workers,
+                                pin_memory=self.cfg.device.startswith("cuda"), generator=generator)
+            skip = 0
             yield from loader
 
     def losses(self, batch: dict) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
