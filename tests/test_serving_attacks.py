@@ -24,7 +24,6 @@ from runtime.samples import ASTRONAUT, read_rgb8
 from runtime.serving.client import RestoreClient
 from runtime.serving.admin_key import ADMIN_HEADER
 from runtime.serving.serve import SHM_DIR, TritonServer, python_stubs
-from tests.test_triton import engines, server  # noqa: F401  (the session's one server)
 
 SAFM = SERVICES["safm"].ensemble
 MARKER = Path("/tmp/facerestore-attack-marker")   # what the injected model would write
