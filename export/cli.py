@@ -68,7 +68,10 @@ def _add_triton_repo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--engines", type=Path, default=Path("engines"),
                    help="folder of the .plan / .onnx files (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("triton_repo"), help="model repository (default: %(default)s)")
-    p.add_argument("--restorers", nargs="+", default=None, help="ensembles to serve (default: all)")
+    p.add_argument("--restorers", nargs="+", default=None,
+                   help="ensembles to serve (default: every restorer whose weights are trained)")
+    p.add_argument("--allow-untrained", action="store_true",
+                   help="serve restorers whose weights are untrained too (refused when named, left out otherwise)")
     p.add_argument("--checkpoint", "--safm-checkpoint", dest="safm_checkpoint", type=Path, default=None,
                    help="SaFM weights of the ONNX files (default: the demo safm-tiny weights)")
     p.add_argument("--authface-checkpoint", type=Path, default=None,
@@ -147,7 +150,7 @@ def _triton_repo(args: argparse.Namespace) -> int:
         return 2
     try:
         models = render_repo(args.target, args.out, args.engines, args.restorers, checkpoints, args.configs_only,
-                             gpu=args.gpu, capacity=capacity)
+                             gpu=args.gpu, capacity=capacity, allow_untrained=args.allow_untrained)
     except (RepoError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -276,7 +276,7 @@ def _group(network: str) -> str:
 
 def render_repo(target: str, out: Path, engines: Path | None = None, restorers: list[str] | None = None,
                 checkpoints: dict[str, Path | None] | None = None, configs_only: bool = False,
-                gpu: str | None = None, capacity: Capacity = Capacity()) -> list[str]:
+                gpu: str | None = None, capacity: Capacity = Capacity(), allow_untrained: bool = False) -> list[str]:
     """Write the model repository for `target` ('cpu' or 'gpu') into `out`.
 
     engines: folder of <network>.onnx (cpu; missing ones are exported from `checkpoints`) or
@@ -287,8 +287,12 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
     gpu: the serving GPU's name (gpu target): plans built on another are refused; None = the
         GPU of the first plan, all plans must agree.
     capacity: instance counts and the python steps' queue policy (runtime.contracts.service.Capacity).
+    allow_untrained: serve restorers whose weights' provenance says untrained; else one named in
+        `restorers` is a RepoError, and without `restorers` they are left out (a note on stderr).
     Returns the model names written."""
     out, checkpoints = Path(out), dict(checkpoints or {})
+    if not configs_only:
+        restorers = trained_restorers(restorers, checkpoints, allow_untrained)
     configs = model_configs(target, restorers, capacity)
     in_source = out.resolve() == SOURCE_REPO.resolve()
     if in_source and target != "gpu":
@@ -331,6 +335,27 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
         raise RepoError(f"TensorRT engines missing: {', '.join(missing)}; build them (`python -m export "
                         f"build-engines`) on the GPU, or pass --configs-only")
     return sorted(configs)
+
+
+def trained_restorers(restorers: list[str] | None, checkpoints: dict[str, Path | None],
+                      allow_untrained: bool) -> list[str]:
+    """The restorers to render: `restorers` (default: all of SERVICES) less those whose weights
+    are untrained, unless `allow_untrained`; an untrained one named in `restorers` is a RepoError."""
+    from runtime.restorers.factory import UntrainedWeights, check_trained
+
+    keep = []
+    for restorer in restorers or list(SERVICES):
+        try:
+            check_trained(_service(restorer).restorer, checkpoints.get(restorer), allow_untrained)
+        except UntrainedWeights as exc:
+            if restorers:
+                raise RepoError(str(exc)) from None
+            print(f"note: {restorer} not served: {exc}", file=sys.stderr)
+            continue
+        keep.append(restorer)
+    if not keep:
+        raise RepoError("no restorer with trained weights to serve; pass --allow-untrained to serve untrained ones")
+    return keep
 
 
 # the restorer models of the served job -> what their weights are (a config parameter)

@@ -30,17 +30,21 @@ Restorers:
             (with its .json beside it); without one, the shipped demo weights (safm-small, a small
             model trained on photographs and four faces; training/weights/safm/README.md).
             --fidelity in [0, 1] weighs the local detail enhancement from the input's features
-            (our addition to the paper). Untrained weights are announced with a warning.
+            (our addition to the paper).
   authface  the AuthFace diffusion restorer (AuthFace: Towards Authentic Blind Face
             Restoration with Face-Oriented Generative Diffusion Prior): SDXL-architecture UNet +
             ControlNet conditioned on the degraded face, null prompt. --checkpoint DIR from
-            `python -m training.authface make-checkpoint`; without one, random-init tiny (loud
-            warning). --scheduler ddim|dpmpp|euler|euler_a|unipc, --steps, --seed (per face, so a
+            `python -m training.authface make-checkpoint`; without one, random-init tiny
+            (untrained). --scheduler ddim|dpmpp|euler|euler_a|unipc, --steps, --seed (per face, so a
             face's result does not depend on the others), --conditioning-scale (ControlNet
             weight). Faithful mode (the paper) starts from pure noise; --strength S in (0, 1] (our
             extension) starts from the degraded face's latent noised to S and runs only the last
             steps * S steps. The VAE stays fp32 (SDXL's VAE overflows to NaN in fp16) unless
             --fp16-vae says it is fp16-safe.
+
+Untrained weights (random init, a ControlNet made from the UNet, an imported VQGAN alone: what
+their provenance says) are refused with exit status 2; --allow-untrained runs them, says so on
+stderr and marks report.json ("untrained": true) and the summary line.
 
 Backends: --backend auto (default) runs the face networks and SaFM in-process on ONNX Runtime on
 a CPU (files from --engines when they are there, else exported once into the cache
@@ -80,6 +84,9 @@ def _add_restorer_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"],
                    help="torch backend precision; fp16 needs --device cuda, bf16 CUDA or a CPU with "
                         "AVX512-BF16/AMX (default: %(default)s)")
+    p.add_argument("--allow-untrained", action="store_true",
+                   help="run weights whose provenance says untrained (random init, a ControlNet made from the UNet, "
+                        "an imported VQGAN alone) instead of refusing them; the report says so")
     p.add_argument("--fp16-vae", action="store_true",
                    help="run the networks that stay fp32 at half precision (AuthFace's VAE) in --precision too "
                         "(fp16-safe VAEs only)")
@@ -200,6 +207,8 @@ def _run_restore(args: argparse.Namespace) -> int:
     done = [r for r in results if r.error is None]
     faces = sum(r.faces for r in done)
     verb = "passed through unchanged (identity)" if restorer.name == "identity" else "restored"
+    if (origin := restorer.provenance) is not None and not origin.trained:
+        verb = "run through UNTRAINED weights, not restored"
     print(f"{len(done)}/{len(results)} photos written to {args.out} ({faces} faces {verb}, "
           f"{sum(1 for r in done if not r.faces)} without faces, {len(results) - len(done)} errors)")
     if not results:
@@ -210,17 +219,18 @@ def _run_restore(args: argparse.Namespace) -> int:
 
 def _make_restorer(args: argparse.Namespace):
     """The restorer the restore arguments ask for (any restorer of the registry, runtime/restorers/)."""
-    from runtime.restorers.factory import make_restorer
+    from runtime.restorers.factory import check_trained, make_restorer
 
     spec, backend = RESTORERS[args.model], _resolve_backend(args)
     options = spec.settings({o.name: getattr(args, o.name) for o in spec.options})   # checked before any work
+    check_trained(spec.name, args.checkpoint, args.allow_untrained)                   # before any export
     onnx_dir = args.onnx_dir
     if args.backend == "auto" and backend == "onnxruntime":   # the ONNX cache, exported on first use
         from export.onnx_cache import onnx_dir as cached_onnx_dir
 
         onnx_dir = {c.name: cached_onnx_dir(c, args.checkpoint, args.onnx_dir) for c in spec.networks}
     return make_restorer(spec.name, args.checkpoint, backend, onnx_dir, args.device, args.precision,
-                         fp16_vae=args.fp16_vae, **options)
+                         fp16_vae=args.fp16_vae, allow_untrained=args.allow_untrained, **options)
 
 
 BENCH_HELP = """Time the job on this machine and save JSON + Markdown (+ PNG) under OUT/<device>/:
@@ -351,7 +361,11 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--engines", type=Path, default=Path("engines"), help="ONNX/plan folder for --render")
     p.add_argument("--checkpoint", type=Path, default=None, help="--render: SaFM weights (default: the shipped demo weights, training/weights/safm/)")
     p.add_argument("--authface-checkpoint", type=Path, default=None, help="--render: AuthFace checkpoint folder")
-    p.add_argument("--restorers", nargs="+", default=None, help="--render: ensembles to serve (default: all)")
+    p.add_argument("--restorers", nargs="+", default=None,
+                   help="--render: ensembles to serve (default: every restorer whose weights are trained)")
+    p.add_argument("--allow-untrained", action="store_true",
+                   help="--render: serve restorers whose weights are untrained too (refused when named in "
+                        "--restorers, left out otherwise)")
     add_capacity_options(p, "--render: ")
     p.add_argument("--server", default="auto", help="auto, bundled, or a tritonserver path (default: %(default)s)")
     p.add_argument("--http-port", type=int, default=8000, help="0 = a free port (default: %(default)s)")
@@ -378,7 +392,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         try:
             render_repo(args.render, repo, args.engines, args.restorers,
                         {"safm": args.checkpoint, "authface": args.authface_checkpoint},
-                        capacity=capacity)
+                        capacity=capacity, allow_untrained=args.allow_untrained)
         except (RepoError, FileNotFoundError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -469,6 +483,9 @@ def _add_ui(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help="refuse photos with more pixels (default: %(default)s)")
+    p.add_argument("--allow-untrained", action="store_true",
+                   help="in-process: run restorers whose weights are untrained (the page says so) instead of "
+                        "refusing them with the reason")
 
 
 def _run_ui(args: argparse.Namespace) -> int:
@@ -491,7 +508,7 @@ def _run_ui(args: argparse.Namespace) -> int:
                   "report each failed request", file=sys.stderr)
     else:
         backend = LocalBackend({"safm": args.checkpoint, "authface": args.authface_checkpoint}, args.backend,
-                               args.engines, args.device, args.max_pixels)
+                               args.engines, args.device, args.max_pixels, args.allow_untrained)
     launch(backend, args.host, args.port or free_port())
     return 0
 

@@ -104,6 +104,7 @@ def restore_files(inputs: list[Path], out_dir: Path, pipeline: FacePipeline, res
             result.error = str(exc)
             tqdm.write(f"error: {exc}", file=sys.stderr)
     report = {"restorer": restorer.name, "provenance": None if origin is None else origin.to_dict(),
+              "untrained": origin is not None and not origin.trained,
               "photos": [r.__dict__ for r in results]}
     write_atomic(out_dir / "report.json", json.dumps(report, indent=2).encode())
     return results

@@ -77,7 +77,7 @@ def test_restore_torch_and_onnxruntime_give_the_same_picture(checkpoints, tmp_pa
     shutil.copy(ASTRONAUT, src / "astronaut.png")
     shutil.copy(GRACE_HOPPER, src / "grace.png")  # PNG: no JPEG re-quantisation between the two runs
     export_onnx(SAFM, tmp_path / "engines", ckpt)
-    common = ["restore", str(src), "--model", "safm", "--checkpoint", str(ckpt)]
+    common = ["restore", str(src), "--model", "safm", "--checkpoint", str(ckpt), "--allow-untrained"]
     assert main(common + ["--out", str(tmp_path / "torch")]) == 0
     assert main(common + ["--out", str(tmp_path / "ort"), "--backend", "onnxruntime",
                           "--onnx-dir", str(tmp_path / "engines")]) == 0

@@ -54,7 +54,7 @@ def engines(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def server(engines, tmp_path_factory, request) -> TritonServer:
     repo = tmp_path_factory.mktemp("triton") / "repo"
-    render_repo("cpu", repo, engines)
+    render_repo("cpu", repo, engines, allow_untrained=True)   # the random-init AuthFace too
     log = repo.parent / "tritonserver.log"
     server = TritonServer(repo, server="bundled", log=log, exit_timeout=5, ready_timeout=240)
     request.addfinalizer(server.stop)   # always: kills the process group even if a test failed
@@ -127,7 +127,8 @@ def test_served_options_equal_in_process(server, engines, face_pipeline):
 def test_served_authface_equals_in_process(server, engines, face_pipeline):
     from runtime.restorers.factory import make_restorer
 
-    restorer = make_restorer("authface", None, "onnxruntime", engines, steps=AUTHFACE_STEPS, seed=7, progress=False)
+    restorer = make_restorer("authface", None, "onnxruntime", engines, steps=AUTHFACE_STEPS, seed=7, progress=False,
+                             allow_untrained=True)
     data = PHOTOS["grace_hopper"]
     expected, faces = in_process(data, face_pipeline(), restorer)
     with RestoreClient(server.grpc_url, "grpc", "authface") as client:

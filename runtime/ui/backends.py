@@ -94,12 +94,15 @@ def face_subset(batch: FaceBatch, i: int) -> FaceBatch:
 
 class LocalBackend:
     """In-process: the face pipeline and restorers of this runtime, built on first use and kept
-    (the last few restorer settings), run on `device` with `backend` (torch or onnxruntime)."""
+    (the last few restorer settings), run on `device` with `backend` (torch or onnxruntime).
+    A restorer whose weights are untrained is refused (the page shows why) unless `allow_untrained`."""
 
     def __init__(self, checkpoints: dict[str, Path | None] | None = None, backend: str = "torch",
-                 engines: Path = Path("engines"), device: str = "cpu", max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+                 engines: Path = Path("engines"), device: str = "cpu", max_pixels: int = DEFAULT_MAX_PIXELS,
+                 allow_untrained: bool = False) -> None:
         self.checkpoints = checkpoints or {}
         self.backend, self.engines, self.device, self.max_pixels = backend, engines, device, max_pixels
+        self.allow_untrained = allow_untrained
         self.description = f"in-process ({backend} on {device})"
         self._nets = None
         self._restorers: OrderedDict[tuple, tuple[Any, list[str]]] = OrderedDict()
@@ -138,7 +141,7 @@ class LocalBackend:
         from runtime.restorers.factory import make_restorer
 
         return make_restorer(restorer, self.checkpoints.get(restorer), self.backend, self.engines, self.device,
-                             progress=False, **settings)
+                             progress=False, allow_untrained=self.allow_untrained, **settings)
 
     def restore(self, name: str, data: bytes, restorer: str, settings: dict[str, Any], face: FaceOptions,
                 progress: Progress) -> PhotoOutcome:
