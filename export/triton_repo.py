@@ -214,12 +214,18 @@ def _link_or_copy(src: Path, dst: Path, link: bool = True) -> None:
     os.replace(tmp, dst)
 
 
-def _onnx_file(contract: NetworkContract, engines: Path, checkpoint: Path | None) -> Path:
+def _onnx_file(contract: NetworkContract, engines: Path | None, checkpoint: Path | None) -> Path:
     """<engines>/<name>.onnx of the given weights, exported first when missing; an ONNX file
-    of other weights is refused (as runtime.sessions.onnx_session does)."""
-    from export.onnx_cache import onnx_up_to_date
+    of other weights is refused (as runtime.sessions.onnx_session does). engines None: the
+    ONNX cache's file of these weights (export.onnx_cache: keyed by their digest, exported once)."""
+    from export.onnx_cache import onnx_dir, onnx_up_to_date
 
-    path = engines / f"{contract.name}.onnx"
+    if engines is None:
+        try:
+            return onnx_dir(contract, checkpoint) / f"{contract.name}.onnx"
+        except ValueError as exc:
+            raise RepoError(f"{exc} (or --engines DIR of ONNX files)") from None
+    path = Path(engines) / f"{contract.name}.onnx"
     if not path.is_file():
         from export.onnx_export import export_onnx
 
@@ -279,8 +285,9 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
                 gpu: str | None = None, capacity: Capacity = Capacity(), allow_untrained: bool = False) -> list[str]:
     """Write the model repository for `target` ('cpu' or 'gpu') into `out`.
 
-    engines: folder of <network>.onnx (cpu; missing ones are exported from `checkpoints`) or
-        <network>.plan (gpu; a missing plan is an error unless configs_only).
+    engines: folder of <network>.onnx (cpu; missing ones are exported from `checkpoints`; None:
+        the ONNX cache, keyed by the weights' digest) or <network>.plan (gpu; a missing plan is an
+        error unless configs_only).
     restorers: which ensembles (default: all of runtime.contracts.service.SERVICES).
     checkpoints: weights per model group ('face', 'safm', 'authface'); None = the default
         (committed MediaPipe ports, demo safm-tiny, random-init tiny AuthFace).
@@ -297,8 +304,8 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
     in_source = out.resolve() == SOURCE_REPO.resolve()
     if in_source and target != "gpu":
         raise RepoError(f"{out} holds the committed gpu rendering; render --target {target} into another folder")
-    if not configs_only and engines is None:
-        raise RepoError("--engines is needed (or --configs-only)")
+    if not configs_only and engines is None and target == "gpu":
+        raise RepoError("--engines is needed for the gpu target (or --configs-only)")
     if not in_source:
         _remove_stale(out, set(configs))
     missing = []
@@ -315,7 +322,7 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
             _link_or_copy(SOURCE_REPO / name / "1" / "model.py", folder / "1" / "model.py", link=False)
         if name in CONTRACTS and target == "cpu" and not configs_only:
             checkpoint = checkpoints.get(_group(name))
-            _link_or_copy(_onnx_file(CONTRACTS[name], Path(engines), checkpoint), folder / "1" / "model.onnx")
+            _link_or_copy(_onnx_file(CONTRACTS[name], engines, checkpoint), folder / "1" / "model.onnx")
             _link_or_copy(ONNXRUNTIME_MODEL, folder / "1" / "model.py", link=False)
         if name in CONTRACTS and target == "gpu" and not configs_only:
             plan = Path(engines) / f"{name}.plan"

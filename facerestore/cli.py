@@ -47,14 +47,14 @@ their provenance says) are refused with exit status 2; --allow-untrained runs th
 stderr and marks report.json ("untrained": true) and the summary line.
 
 Backends: --backend auto (default) runs the face networks and SaFM in-process on ONNX Runtime on
-a CPU (files from --engines when they are there, else exported once into the cache
-$FACERESTORE_CACHE or ~/.cache/facerestore; later runs start without importing torch) and torch
-otherwise (--device cuda, --precision bf16, AuthFace). torch (eager, the reference; --precision
-fp16/bf16 on CUDA, bf16 also on CPUs with AVX512-BF16 or AMX), onnxruntime (the ONNX file
-<--engines>/<network>.onnx made by `python -m export onnx --model safm --checkpoint ...`) or
-tensorrt (<--engines>/<network>.plan from `python -m export build-engines`, on its GPU, with CUDA
-graphs). A file exported or built from other weights than --checkpoint is refused, and so is an
-engine built for another GPU or TensorRT version."""
+a CPU and torch otherwise (--device cuda, --precision bf16, AuthFace). torch (eager, the
+reference; --precision fp16/bf16 on CUDA, bf16 also on CPUs with AVX512-BF16 or AMX), onnxruntime
+or tensorrt (<--engines>/<network>.plan from `python -m export build-engines`, on its GPU, with
+CUDA graphs). ONNX Runtime reads its files from one cache, $FACERESTORE_CACHE or
+~/.cache/facerestore: one folder per network and weights digest, exported there on first use
+(later runs start without importing torch), whichever command or backend asked; or from
+--engines DIR when given, used as given. A file exported or built from other weights than
+--checkpoint is refused, and so is an engine built for another GPU or TensorRT version."""
 
 
 def _add_paste_options(p: argparse.ArgumentParser, mask: str | None, fix: str | None) -> None:
@@ -79,8 +79,9 @@ def _add_restorer_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", type=Path, default=None, help="restorer weights (see Restorers above)")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime", "tensorrt"],
                    help="(default: %(default)s, see Backends above)")
-    p.add_argument("--engines", "--onnx-dir", dest="onnx_dir", type=Path, default=Path("engines"),
-                   help="where onnxruntime / tensorrt find <network>.onnx / .plan (default: %(default)s)")
+    p.add_argument("--engines", "--onnx-dir", dest="onnx_dir", type=Path, default=None,
+                   help="a folder of <network>.onnx / .plan files, used as given (files of other weights are "
+                        "refused); default: for onnxruntime the ONNX cache (see Backends), for tensorrt engines/")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"],
                    help="torch backend precision; fp16 needs --device cuda, bf16 CUDA or a CPU with "
                         "AVX512-BF16/AMX (default: %(default)s)")
@@ -168,8 +169,8 @@ def _resolve_backend(args: argparse.Namespace) -> str:
 
 
 def _face_pipeline(args: argparse.Namespace, options):
-    """The face networks on ONNX Runtime (from --engines or the cache) on a CPU unless --backend
-    torch; on torch otherwise."""
+    """The face networks on ONNX Runtime (from --engines when it holds them, else the cache) on a
+    CPU unless --backend torch; on torch otherwise."""
     from runtime.face import onnx_face_pipeline, torch_face_pipeline
 
     if args.backend == "torch" or args.device != "cpu":
@@ -224,11 +225,11 @@ def _make_restorer(args: argparse.Namespace):
     spec, backend = RESTORERS[args.model], _resolve_backend(args)
     options = spec.settings({o.name: getattr(args, o.name) for o in spec.options})   # checked before any work
     check_trained(spec.name, args.checkpoint, args.allow_untrained)                   # before any export
-    onnx_dir = args.onnx_dir
-    if args.backend == "auto" and backend == "onnxruntime":   # the ONNX cache, exported on first use
+    onnx_dir = args.onnx_dir or Path("engines")   # used as given (tensorrt: plans are built on their GPU)
+    if backend == "onnxruntime" and args.onnx_dir is None:   # the ONNX cache, exported on first use
         from export.onnx_cache import onnx_dir as cached_onnx_dir
 
-        onnx_dir = {c.name: cached_onnx_dir(c, args.checkpoint, args.onnx_dir) for c in spec.networks}
+        onnx_dir = {c.name: cached_onnx_dir(c, args.checkpoint) for c in spec.networks}
     return make_restorer(spec.name, args.checkpoint, backend, onnx_dir, args.device, args.precision,
                          fp16_vae=args.fp16_vae, allow_untrained=args.allow_untrained, **options)
 
@@ -342,7 +343,8 @@ face_restore_<restorer> (photo bytes in; restored photo, face count and boxes ou
 gRPC and a metrics port. Ctrl-C or SIGTERM stops the server and its python models.
 
 --render cpu  renders the repository for nvidia-pytriton's bundled CPU tritonserver (networks as
-              python-backend ONNX Runtime models; ONNX files from --engines, exported when missing)
+              python-backend ONNX Runtime models; ONNX files from the ONNX cache that `restore`
+              uses, one export per weights digest, or from --engines DIR as given)
 --render gpu  renders it for the NGC container's tritonserver (TensorRT plans from --engines)
 without --render the repository (--repo) is served as it is.
 --server auto uses a `tritonserver` on PATH, else the bundled one (nvidia-pytriton).
@@ -358,7 +360,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--render", choices=["cpu", "gpu"], default=None, help="render the model repository first")
     p.add_argument("--repo", type=Path, default=None,
                    help="model repository (default: out/triton_repo_cpu with --render cpu, else triton_repo)")
-    p.add_argument("--engines", type=Path, default=Path("engines"), help="ONNX/plan folder for --render")
+    p.add_argument("--engines", type=Path, default=None,
+                   help="--render: ONNX/plan folder, used as given (default: engines for gpu; for cpu the ONNX "
+                        "cache, one export per weights digest, shared with `restore`)")
     p.add_argument("--checkpoint", type=Path, default=None, help="--render: SaFM weights (default: the shipped demo weights, training/weights/safm/)")
     p.add_argument("--authface-checkpoint", type=Path, default=None, help="--render: AuthFace checkpoint folder")
     p.add_argument("--restorers", nargs="+", default=None,
@@ -390,7 +394,8 @@ def _run_serve(args: argparse.Namespace) -> int:
         from export.triton_repo import RepoError, render_repo
 
         try:
-            render_repo(args.render, repo, args.engines, args.restorers,
+            engines = args.engines or (Path("engines") if args.render == "gpu" else None)
+            render_repo(args.render, repo, engines, args.restorers,
                         {"safm": args.checkpoint, "authface": args.authface_checkpoint},
                         capacity=capacity, allow_untrained=args.allow_untrained)
         except (RepoError, FileNotFoundError) as exc:
@@ -479,7 +484,8 @@ def _add_ui(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", type=Path, default=None, help="SaFM weights (default: the shipped demo weights)")
     p.add_argument("--authface-checkpoint", type=Path, default=None, help="AuthFace checkpoint folder")
     p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"], help="(default: %(default)s)")
-    p.add_argument("--engines", type=Path, default=Path("engines"), help="ONNX/plan folder (default: %(default)s)")
+    p.add_argument("--engines", type=Path, default=None,
+                   help="ONNX/plan folder, used as given (default: for onnxruntime the ONNX cache, for tensorrt engines)")
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help="refuse photos with more pixels (default: %(default)s)")
@@ -507,8 +513,10 @@ def _run_ui(args: argparse.Namespace) -> int:
             print(f"warning: no ready Triton server at {backend.url} ({backend.protocol}) yet; the page will "
                   "report each failed request", file=sys.stderr)
     else:
+        from export.onnx_cache import onnx_dir
+
         backend = LocalBackend({"safm": args.checkpoint, "authface": args.authface_checkpoint}, args.backend,
-                               args.engines, args.device, args.max_pixels, args.allow_untrained)
+                               args.engines, args.device, args.max_pixels, args.allow_untrained, onnx_dir)
     launch(backend, args.host, args.port or free_port())
     return 0
 

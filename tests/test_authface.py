@@ -201,7 +201,7 @@ def test_restore_cli_runs_authface_end_to_end(tmp_path, capsys):
 
     out = tmp_path / "out"
     assert main(["restore", str(GRACE_HOPPER), "--model", "authface", "--steps", "3", "--scheduler", "dpmpp",
-                 "--out", str(out), "--compare"]) == 0
+                 "--out", str(out), "--compare", "--allow-untrained"]) == 0
     assert "UNTRAINED (random init" in capsys.readouterr().err  # no checkpoint: the loud warning
     assert (out / "grace_hopper.jpg").is_file() and (out / "compare" / "grace_hopper.jpg").is_file()
     assert main(["restore", str(GRACE_HOPPER), "--model", "authface", "--checkpoint", str(tmp_path / "none"),

@@ -92,7 +92,7 @@ def test_refusals_are_clear(checkpoints, tmp_path, capsys):
     export_onnx(SAFM, tmp_path / "engines")  # default weights, not the checkpoint's
     args = ["restore", str(ASTRONAUT), "--out", str(tmp_path / "o"), "--model", "safm"]
     assert main(args + ["--backend", "onnxruntime", "--onnx-dir", str(tmp_path / "engines"),
-                        "--checkpoint", str(checkpoints["safm-tiny"])]) == 2
+                        "--checkpoint", str(checkpoints["safm-tiny"]), "--allow-untrained"]) == 2
     assert "exported from other weights" in capsys.readouterr().err
     assert main(args + ["--backend", "onnxruntime", "--onnx-dir", str(tmp_path / "none")]) == 2
     assert "none/safm.onnx: not found; run `python -m export onnx --model safm" in capsys.readouterr().err
