@@ -115,6 +115,9 @@ def _add_restore(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--upscale", type=float, default=1.0, help="output photo scale factor (default: %(default)s)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help="refuse photos with more pixels (decompression-bomb guard, default: %(default)s)")
+    p.add_argument("--jpeg-quality", type=int, default=None,
+                   help="write JPEG outputs at this quality (1-100) instead of with the input's own quantisation "
+                        "tables and chroma subsampling (default: the input's; EXIF and ICC are kept either way)")
     p.add_argument("--save-crops", action="store_true", help="also write aligned and restored crops under OUT/crops")
     p.add_argument("--compare", action="store_true", help="also write before|after images under OUT/compare")
 
@@ -196,12 +199,16 @@ def _run_restore(args: argparse.Namespace) -> int:
     if args.size < 64 or args.upscale <= 0 or args.upscale > 8:
         print("error: --size must be >= 64 and --upscale in (0, 8]", file=sys.stderr)
         return 2
+    if args.jpeg_quality is not None and not 1 <= args.jpeg_quality <= 100:
+        print(f"error: --jpeg-quality must be in [1, 100], got {args.jpeg_quality}", file=sys.stderr)
+        return 2
     options = _face_options(args, args.upscale)
     inputs = args.inputs or FACE_PHOTOS
     try:
         restorer = _make_restorer(args)
         results = restore_files(inputs, args.out, _face_pipeline(args, options), restorer,
-                                save_crops=args.save_crops, compare=args.compare, max_pixels=args.max_pixels)
+                                save_crops=args.save_crops, compare=args.compare, max_pixels=args.max_pixels,
+                                jpeg_quality=args.jpeg_quality)
     except errors as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -123,6 +123,15 @@ def test_served_options_equal_in_process(server, engines, face_pipeline):
             client.restore(data, steps=3)
 
 
+def test_served_jpeg_keeps_its_tables_subsampling_exif_and_icc(server, face_pipeline):
+    from tests.test_jpeg_outputs import check_kept, q99_444_jpeg
+
+    data = q99_444_jpeg()
+    with RestoreClient(server.grpc_url, "grpc", "safm") as client:
+        out = client.restore(data, "astronaut.jpg", "jpg").image
+    assert check_kept(data, out, face_pipeline()) >= 45.0   # outside the faces, dB against the input
+
+
 @pytest.mark.skipif("authface" not in SERVICES, reason="AuthFace contracts not present")
 def test_served_authface_equals_in_process(server, engines, face_pipeline):
     from runtime.restorers.factory import make_restorer
