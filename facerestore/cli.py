@@ -237,8 +237,15 @@ def _run_demo(args: argparse.Namespace) -> int:
     from runtime.demo import run_demo
     from runtime.samples import DEGRADED_SAMPLE
 
+    from runtime.engines import EngineMismatch
+    from runtime.sessions import SessionError
+
     restore = build_parser().parse_args(["restore", "--out", str(args.out)])   # restore's defaults: the demo SaFM
-    gains = run_demo(args.out, _face_pipeline(restore, _face_options(restore)), _make_restorer(restore))
+    try:
+        gains = run_demo(args.out, _face_pipeline(restore, _face_options(restore)), _make_restorer(restore))
+    except (FileNotFoundError, ValueError, SessionError, EngineMismatch) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     sheet = args.out / "compare" / f"{DEGRADED_SAMPLE.stem}_faces.png"
     for g in gains:
         print(f"{DEGRADED_SAMPLE.name}: face PSNR {g.psnr_degraded:.2f} -> {g.psnr_restored:.2f} dB "

@@ -78,6 +78,6 @@ def run_demo(out_dir: Path, pipeline: FacePipeline, restorer: Restorer) -> list[
     degraded = read_image(DEGRADED_SAMPLE).rgb8()
     restored = read_image(out_dir / DEGRADED_SAMPLE.name).rgb8()
     sheet, gains = face_sheet(degraded, restored, read_image(GRACE_HOPPER).rgb8(), pipeline)
-    ok, buf = cv2.imencode(".png", sheet[..., ::-1])
-    write_atomic(out_dir / "compare" / f"{DEGRADED_SAMPLE.stem}_faces.png", buf.tobytes())
+    write_atomic(out_dir / "compare" / f"{DEGRADED_SAMPLE.stem}_faces.png",
+                 cv2.imencode(".png", sheet[..., ::-1])[1].tobytes())
     return gains

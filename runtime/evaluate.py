@@ -68,14 +68,13 @@ def evaluate_photo(clean: np.ndarray, name: str, copy: int, preset: str, pipelin
     photo = frame_photo(degraded)
     out, batch, _, _ = restore_photo(photo, pipeline, restorer)
     clean_photo = frame_photo(clean)
-    expected = pipeline.align(clean_photo, pipeline.find(clean_photo)[0])
-    missed = [i for i in range(len(expected)) if not _found(expected.faces[i], batch)]
+    missed = pipeline.align(clean_photo, [f for f in pipeline.find(clean_photo)[0] if not _found(f, batch)])
     restored = to_uint8(out.rgb)
     size = pipeline.options.size
     masks = pipeline.paste_masks(batch) if len(batch) else None
     faces, tiles = [], []
     scored = [(a, m, True) for a, m in zip(batch.affines, batch.label_maps)]
-    scored += [(expected.affines[i], expected.label_maps[i], False) for i in missed]
+    scored += [(a, m, False) for a, m in zip(missed.affines, missed.label_maps)]
     for i, (affine, labels, found) in enumerate(scored):
         c, d, r = (to_uint8(warp_face(to_float(x), affine, size)) for x in (clean, degraded, restored))
         face = face_mask(labels) >= 0.5

@@ -37,3 +37,14 @@ def test_serve_rendering_and_restore_share_one_cache_and_never_read_engines(tmp_
     # the folder the user names is used as given: its file of other weights stays a clear error
     assert main(mine + ["--backend", "onnxruntime", "--engines", "engines", "--out", str(tmp_path / "given")]) == 2
     assert "engines/safm.onnx: exported from other weights" in capsys.readouterr().err
+
+
+def test_the_page_on_onnxruntime_reads_the_same_cache(monkeypatch, tmp_path):
+    from runtime.face import FaceOptions
+    from runtime.ui.backends import LocalBackend
+
+    monkeypatch.chdir(tmp_path)
+    page = LocalBackend(backend="onnxruntime", locate=onnx_dir)   # as `facerestore ui --backend onnxruntime`
+    outcome = page.restore(GRACE_HOPPER.name, GRACE_HOPPER.read_bytes(), "safm", {"fidelity": 0.5}, FaceOptions(),
+                           lambda *a: None)
+    assert outcome.result.faces == 1 and not (tmp_path / "engines").exists()
