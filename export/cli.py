@@ -79,13 +79,18 @@ def _add_triton_repo(sub: argparse._SubParsersAction) -> None:
                        description="Write config.pbtxt files (rendered from the contracts) and the python models into "
                                    "OUT and fill in the binaries: --target gpu links ENGINES/<network>.plan as "
                                    "tensorrt_plan models (NGC tritonserver); --target cpu links ENGINES/<network>.onnx "
-                                   "(exported first when missing) behind python-backend ONNX Runtime models "
+                                   "(exported first when missing; without --engines the ONNX cache's file of the "
+                                   "weights) behind python-backend ONNX Runtime models "
                                    "(nvidia-pytriton's CPU tritonserver). Same models, tensors and ensembles.")
     p.add_argument("--target", choices=TARGETS, default="gpu", help="(default: %(default)s)")
-    p.add_argument("--engines", type=Path, default=Path("engines"),
-                   help="folder of the .plan / .onnx files (default: %(default)s)")
+    p.add_argument("--engines", type=Path, default=None,
+                   help="folder of the .plan / .onnx files (default: engines for --target gpu; for cpu the ONNX "
+                        "cache, one export per weights digest)")
     p.add_argument("--out", type=Path, default=Path("triton_repo"), help="model repository (default: %(default)s)")
-    p.add_argument("--restorers", nargs="+", default=None, help="ensembles to serve (default: all)")
+    p.add_argument("--restorers", nargs="+", default=None,
+                   help="ensembles to serve (default: every restorer whose weights are trained)")
+    p.add_argument("--allow-untrained", action="store_true",
+                   help="serve restorers whose weights are untrained too (refused when named, left out otherwise)")
     p.add_argument("--checkpoint", "--safm-checkpoint", dest="safm_checkpoint", type=Path, default=None,
                    help="SaFM weights of the ONNX files (default: the demo safm-tiny weights)")
     p.add_argument("--authface-checkpoint", type=Path, default=None,
@@ -204,8 +209,9 @@ def _triton_repo(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        models = render_repo(args.target, args.out, args.engines, args.restorers, checkpoints, args.configs_only,
-                             gpu=args.gpu, capacity=capacity)
+        engines = args.engines or (Path("engines") if args.target == "gpu" else None)
+        models = render_repo(args.target, args.out, engines, args.restorers, checkpoints, args.configs_only,
+                             gpu=args.gpu, capacity=capacity, allow_untrained=args.allow_untrained)
     except (RepoError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -256,12 +256,18 @@ def _link_or_copy(src: Path, dst: Path, link: bool = True) -> None:
     os.replace(tmp, dst)
 
 
-def _onnx_file(contract: NetworkContract, engines: Path, checkpoint: Path | None) -> Path:
+def _onnx_file(contract: NetworkContract, engines: Path | None, checkpoint: Path | None) -> Path:
     """<engines>/<name>.onnx of the given weights, exported first when missing; an ONNX file
-    of other weights is refused (as runtime.sessions.onnx_session does)."""
-    from export.onnx_cache import onnx_up_to_date
+    of other weights is refused (as runtime.sessions.onnx_session does). engines None: the
+    ONNX cache's file of these weights (export.onnx_cache: keyed by their digest, exported once)."""
+    from export.onnx_cache import onnx_dir, onnx_up_to_date
 
-    path = engines / f"{contract.name}.onnx"
+    if engines is None:
+        try:
+            return onnx_dir(contract, checkpoint) / f"{contract.name}.onnx"
+        except ValueError as exc:
+            raise RepoError(f"{exc} (or --engines DIR of ONNX files)") from None
+    path = Path(engines) / f"{contract.name}.onnx"
     if not path.is_file():
         from export.onnx_export import export_onnx
 
@@ -319,25 +325,30 @@ def model_group(network: str) -> str:
 
 def render_repo(target: str, out: Path, engines: Path | None = None, restorers: list[str] | None = None,
                 checkpoints: dict[str, Path | None] | None = None, configs_only: bool = False,
-                gpu: str | None = None, capacity: Capacity = Capacity()) -> list[str]:
+                gpu: str | None = None, capacity: Capacity = Capacity(), allow_untrained: bool = False) -> list[str]:
     """Write the model repository for `target` ('cpu' or 'gpu') into `out`.
 
-    engines: folder of <network>.onnx (cpu; missing ones are exported from `checkpoints`) or
-        <network>.plan (gpu; a missing plan is an error unless configs_only).
+    engines: folder of <network>.onnx (cpu; missing ones are exported from `checkpoints`; None:
+        the ONNX cache, keyed by the weights' digest) or <network>.plan (gpu; a missing plan is an
+        error unless configs_only).
     restorers: which ensembles (default: all of runtime.contracts.service.SERVICES).
     checkpoints: weights per model group ('face', 'safm', 'authface'); None = the default
         (committed MediaPipe ports, demo safm-tiny, random-init tiny AuthFace).
     gpu: the serving GPU's name (gpu target): plans built on another are refused; None = the
         GPU of the first plan, all plans must agree.
     capacity: instance counts and the python steps' queue policy (runtime.contracts.service.Capacity).
+    allow_untrained: serve restorers whose weights' provenance says untrained; else one named in
+        `restorers` is a RepoError, and without `restorers` they are left out (a note on stderr).
     Returns the model names written."""
     out, checkpoints = Path(out), dict(checkpoints or {})
+    if not configs_only:
+        restorers = trained_restorers(restorers, checkpoints, allow_untrained)
     configs = model_configs(target, restorers, capacity)
     in_source = out.resolve() == SOURCE_REPO.resolve()
     if in_source and target != "gpu":
         raise RepoError(f"{out} holds the committed gpu rendering; render --target {target} into another folder")
-    if not configs_only and engines is None:
-        raise RepoError("--engines is needed (or --configs-only)")
+    if not configs_only and engines is None and target == "gpu":
+        raise RepoError("--engines is needed for the gpu target (or --configs-only)")
     if not in_source:
         _remove_stale(out, set(configs))
     missing = []
@@ -358,7 +369,7 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
             (folder / "1" / "model.py").symlink_to(os.path.relpath(GATE_MODEL, folder / "1"))
         if name in CONTRACTS and target == "cpu" and not configs_only:
             checkpoint = checkpoints.get(model_group(name))
-            _link_or_copy(_onnx_file(CONTRACTS[name], Path(engines), checkpoint), folder / "1" / "model.onnx")
+            _link_or_copy(_onnx_file(CONTRACTS[name], engines, checkpoint), folder / "1" / "model.onnx")
             _link_or_copy(ONNXRUNTIME_MODEL, folder / "1" / "model.py", link=False)
         if name in CONTRACTS and target == "gpu" and not configs_only:
             plan = Path(engines) / f"{name}.plan"
@@ -380,6 +391,27 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
         raise RepoError(f"TensorRT engines missing: {', '.join(missing)}; build them (`python -m export "
                         f"build-engines`) on the GPU, or pass --configs-only")
     return sorted(configs)
+
+
+def trained_restorers(restorers: list[str] | None, checkpoints: dict[str, Path | None],
+                      allow_untrained: bool) -> list[str]:
+    """The restorers to render: `restorers` (default: all of SERVICES) less those whose weights
+    are untrained, unless `allow_untrained`; an untrained one named in `restorers` is a RepoError."""
+    from runtime.restorers.factory import UntrainedWeights, check_trained
+
+    keep = []
+    for restorer in restorers or list(SERVICES):
+        try:
+            check_trained(_service(restorer).restorer, checkpoints.get(restorer), allow_untrained)
+        except UntrainedWeights as exc:
+            if restorers:
+                raise RepoError(str(exc)) from None
+            print(f"note: {restorer} not served: {exc}", file=sys.stderr)
+            continue
+        keep.append(restorer)
+    if not keep:
+        raise RepoError("no restorer with trained weights to serve; pass --allow-untrained to serve untrained ones")
+    return keep
 
 
 # the restorer models of the served job -> what their weights are (a config parameter)

@@ -30,27 +30,31 @@ Restorers:
             (with its .json beside it); without one, the shipped demo weights (safm-small, a small
             model trained on photographs and four faces; training/weights/safm/README.md).
             --fidelity in [0, 1] weighs the local detail enhancement from the input's features
-            (our addition to the paper). Untrained weights are announced with a warning.
+            (our addition to the paper).
   authface  the AuthFace diffusion restorer (AuthFace: Towards Authentic Blind Face
             Restoration with Face-Oriented Generative Diffusion Prior): SDXL-architecture UNet +
             ControlNet conditioned on the degraded face, null prompt. --checkpoint DIR from
-            `python -m training.authface make-checkpoint`; without one, random-init tiny (loud
-            warning). --scheduler ddim|dpmpp|euler|euler_a|unipc, --steps, --seed (per face, so a
+            `python -m training.authface make-checkpoint`; without one, random-init tiny
+            (untrained). --scheduler ddim|dpmpp|euler|euler_a|unipc, --steps, --seed (per face, so a
             face's result does not depend on the others), --conditioning-scale (ControlNet
             weight). Faithful mode (the paper) starts from pure noise; --strength S in (0, 1] (our
             extension) starts from the degraded face's latent noised to S and runs only the last
             steps * S steps. The VAE stays fp32 (SDXL's VAE overflows to NaN in fp16) unless
             --fp16-vae says it is fp16-safe.
 
+Untrained weights (random init, a ControlNet made from the UNet, an imported VQGAN alone: what
+their provenance says) are refused with exit status 2; --allow-untrained runs them, says so on
+stderr and marks report.json ("untrained": true) and the summary line.
+
 Backends: --backend auto (default) runs the face networks and SaFM in-process on ONNX Runtime on
-a CPU (files from --engines when they are there, else exported once into the cache
-$FACERESTORE_CACHE or ~/.cache/facerestore; later runs start without importing torch) and torch
-otherwise (--device cuda, --precision bf16, AuthFace). torch (eager, the reference; --precision
-fp16/bf16 on CUDA, bf16 also on CPUs with AVX512-BF16 or AMX), onnxruntime (the ONNX file
-<--engines>/<network>.onnx made by `python -m export onnx --model safm --checkpoint ...`) or
-tensorrt (<--engines>/<network>.plan from `python -m export build-engines`, on its GPU, with CUDA
-graphs). A file exported or built from other weights than --checkpoint is refused, and so is an
-engine built for another GPU or TensorRT version."""
+a CPU and torch otherwise (--device cuda, --precision bf16, AuthFace). torch (eager, the
+reference; --precision fp16/bf16 on CUDA, bf16 also on CPUs with AVX512-BF16 or AMX), onnxruntime
+or tensorrt (<--engines>/<network>.plan from `python -m export build-engines`, on its GPU, with
+CUDA graphs). ONNX Runtime reads its files from one cache, $FACERESTORE_CACHE or
+~/.cache/facerestore: one folder per network and weights digest, exported there on first use
+(later runs start without importing torch), whichever command or backend asked; or from
+--engines DIR when given, used as given. A file exported or built from other weights than
+--checkpoint is refused, and so is an engine built for another GPU or TensorRT version."""
 
 
 def _add_paste_options(p: argparse.ArgumentParser, mask: str | None, fix: str | None) -> None:
@@ -75,11 +79,15 @@ def _add_restorer_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", type=Path, default=None, help="restorer weights (see Restorers above)")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime", "tensorrt"],
                    help="(default: %(default)s, see Backends above)")
-    p.add_argument("--engines", "--onnx-dir", dest="onnx_dir", type=Path, default=Path("engines"),
-                   help="where onnxruntime / tensorrt find <network>.onnx / .plan (default: %(default)s)")
+    p.add_argument("--engines", "--onnx-dir", dest="onnx_dir", type=Path, default=None,
+                   help="a folder of <network>.onnx / .plan files, used as given (files of other weights are "
+                        "refused); default: for onnxruntime the ONNX cache (see Backends), for tensorrt engines/")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"],
                    help="torch backend precision; fp16 needs --device cuda, bf16 CUDA or a CPU with "
                         "AVX512-BF16/AMX (default: %(default)s)")
+    p.add_argument("--allow-untrained", action="store_true",
+                   help="run weights whose provenance says untrained (random init, a ControlNet made from the UNet, "
+                        "an imported VQGAN alone) instead of refusing them; the report says so")
     p.add_argument("--fp16-vae", action="store_true",
                    help="run the networks that stay fp32 at half precision (AuthFace's VAE) in --precision too "
                         "(fp16-safe VAEs only)")
@@ -111,6 +119,9 @@ def _add_restore(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--upscale", type=float, default=1.0, help="output photo scale factor (default: %(default)s)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help="refuse photos with more pixels (decompression-bomb guard, default: %(default)s)")
+    p.add_argument("--jpeg-quality", type=int, default=None,
+                   help="write JPEG outputs at this quality (1-100) instead of with the input's own quantisation "
+                        "tables and chroma subsampling (default: the input's; EXIF and ICC are kept either way)")
     p.add_argument("--save-crops", action="store_true", help="also write aligned and restored crops under OUT/crops")
     p.add_argument("--compare", action="store_true", help="also write before|after images under OUT/compare")
 
@@ -165,8 +176,8 @@ def _resolve_backend(args: argparse.Namespace) -> str:
 
 
 def _face_pipeline(args: argparse.Namespace, options):
-    """The face networks on ONNX Runtime (from --engines or the cache) on a CPU unless --backend
-    torch; on torch otherwise."""
+    """The face networks on ONNX Runtime (from --engines when it holds them, else the cache) on a
+    CPU unless --backend torch; on torch otherwise."""
     from runtime.face import onnx_face_pipeline, torch_face_pipeline
 
     if args.backend == "torch" or args.device != "cpu":
@@ -192,18 +203,24 @@ def _run_restore(args: argparse.Namespace) -> int:
     if args.size < 64 or args.upscale <= 0 or args.upscale > 8:
         print("error: --size must be >= 64 and --upscale in (0, 8]", file=sys.stderr)
         return 2
+    if args.jpeg_quality is not None and not 1 <= args.jpeg_quality <= 100:
+        print(f"error: --jpeg-quality must be in [1, 100], got {args.jpeg_quality}", file=sys.stderr)
+        return 2
     options = _face_options(args, args.upscale)
     inputs = args.inputs or FACE_PHOTOS
     try:
         restorer = _make_restorer(args)
         results = restore_files(inputs, args.out, _face_pipeline(args, options), restorer,
-                                save_crops=args.save_crops, compare=args.compare, max_pixels=args.max_pixels)
+                                save_crops=args.save_crops, compare=args.compare, max_pixels=args.max_pixels,
+                                jpeg_quality=args.jpeg_quality)
     except errors as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     done = [r for r in results if r.error is None]
     faces = sum(r.faces for r in done)
     verb = "passed through unchanged (identity)" if restorer.name == "identity" else "restored"
+    if (origin := restorer.provenance) is not None and not origin.trained:
+        verb = "run through UNTRAINED weights, not restored"
     print(f"{len(done)}/{len(results)} photos written to {args.out} ({faces} faces {verb}, "
           f"{sum(1 for r in done if not r.faces)} without faces, {len(results) - len(done)} errors)")
     if not results:
@@ -212,19 +229,50 @@ def _run_restore(args: argparse.Namespace) -> int:
     return 0 if done else 1
 
 
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    from runtime.demo import __doc__ as doc
+
+    p = sub.add_parser("demo", help="restore the shipped samples, one of them degraded, and show the face zoomed",
+                       description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", "-o", type=Path, default=Path("out/demo"), help="output folder (default: %(default)s)")
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from runtime.demo import run_demo
+    from runtime.samples import DEGRADED_SAMPLE
+
+    from runtime.engines import EngineMismatch
+    from runtime.sessions import SessionError
+
+    restore = build_parser().parse_args(["restore", "--out", str(args.out)])   # restore's defaults: the demo SaFM
+    try:
+        gains = run_demo(args.out, _face_pipeline(restore, _face_options(restore)), _make_restorer(restore))
+    except (FileNotFoundError, ValueError, SessionError, EngineMismatch) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    sheet = args.out / "compare" / f"{DEGRADED_SAMPLE.stem}_faces.png"
+    for g in gains:
+        print(f"{DEGRADED_SAMPLE.name}: face PSNR {g.psnr_degraded:.2f} -> {g.psnr_restored:.2f} dB "
+              f"({g.gain:+.2f} dB) against the clean photo; degraded | restored | clean in {sheet}")
+    print(f"before | after of every sample in {args.out / 'compare'}")
+    return 0 if gains else 1
+
+
 def _make_restorer(args: argparse.Namespace):
     """The restorer the restore arguments ask for (any restorer of the registry, runtime/restorers/)."""
-    from runtime.restorers.factory import make_restorer
+    from runtime.restorers.factory import check_trained, make_restorer
 
     spec, backend = RESTORERS[args.model], _resolve_backend(args)
     options = spec.settings({o.name: getattr(args, o.name) for o in spec.options})   # checked before any work
-    onnx_dir = args.onnx_dir
-    if args.backend == "auto" and backend == "onnxruntime":   # the ONNX cache, exported on first use
+    check_trained(spec.name, args.checkpoint, args.allow_untrained)                   # before any export
+    onnx_dir = args.onnx_dir or Path("engines")   # used as given (tensorrt: plans are built on their GPU)
+    if backend == "onnxruntime" and args.onnx_dir is None:   # the ONNX cache, exported on first use
         from export.onnx_cache import onnx_dir as cached_onnx_dir
 
-        onnx_dir = {c.name: cached_onnx_dir(c, args.checkpoint, args.onnx_dir) for c in spec.networks}
+        onnx_dir = {c.name: cached_onnx_dir(c, args.checkpoint) for c in spec.networks}
     return make_restorer(spec.name, args.checkpoint, backend, onnx_dir, args.device, args.precision,
-                         fp16_vae=args.fp16_vae, torch_mode=args.torch_mode, **options)
+                         fp16_vae=args.fp16_vae, torch_mode=args.torch_mode, allow_untrained=args.allow_untrained,
+                         **options)
 
 
 BENCH_HELP = """Time the job on this machine and save JSON + Markdown (+ PNG) under OUT/<device>/:
@@ -336,7 +384,8 @@ face_restore_<restorer> (photo bytes in; restored photo, face count and boxes ou
 gRPC and a metrics port. Ctrl-C or SIGTERM stops the server and its python models.
 
 --render cpu  renders the repository for nvidia-pytriton's bundled CPU tritonserver (networks as
-              python-backend ONNX Runtime models; ONNX files from --engines, exported when missing)
+              python-backend ONNX Runtime models; ONNX files from the ONNX cache that `restore`
+              uses, one export per weights digest, or from --engines DIR as given)
 --render gpu  renders it for the NGC container's tritonserver (TensorRT plans from --engines)
 without --render the repository (--repo) is served as it is.
 --server auto uses a `tritonserver` on PATH, else the bundled one (nvidia-pytriton).
@@ -357,10 +406,16 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--render", choices=["cpu", "gpu"], default=None, help="render the model repository first")
     p.add_argument("--repo", type=Path, default=None,
                    help="model repository (default: out/triton_repo_cpu with --render cpu, else triton_repo)")
-    p.add_argument("--engines", type=Path, default=Path("engines"), help="ONNX/plan folder for --render")
+    p.add_argument("--engines", type=Path, default=None,
+                   help="--render: ONNX/plan folder, used as given (default: engines for gpu; for cpu the ONNX "
+                        "cache, one export per weights digest, shared with `restore`)")
     p.add_argument("--checkpoint", type=Path, default=None, help="--render: SaFM weights (default: the shipped demo weights, training/weights/safm/)")
     p.add_argument("--authface-checkpoint", type=Path, default=None, help="--render: AuthFace checkpoint folder")
-    p.add_argument("--restorers", nargs="+", default=None, help="--render: ensembles to serve (default: all)")
+    p.add_argument("--restorers", nargs="+", default=None,
+                   help="--render: ensembles to serve (default: every restorer whose weights are trained)")
+    p.add_argument("--allow-untrained", action="store_true",
+                   help="--render: serve restorers whose weights are untrained too (refused when named in "
+                        "--restorers, left out otherwise)")
     add_capacity_options(p, "--render: ")
     p.add_argument("--server", default="auto", help="auto, bundled, or a tritonserver path (default: %(default)s)")
     p.add_argument("--http-port", type=int, default=8000, help="0 = a free port (default: %(default)s)")
@@ -390,9 +445,10 @@ def _run_serve(args: argparse.Namespace) -> int:
         from export.triton_repo import RepoError, render_repo
 
         try:
-            render_repo(args.render, repo, args.engines, args.restorers,
+            engines = args.engines or (Path("engines") if args.render == "gpu" else None)
+            render_repo(args.render, repo, engines, args.restorers,
                         {"safm": args.checkpoint, "authface": args.authface_checkpoint},
-                        capacity=capacity)
+                        capacity=capacity, allow_untrained=args.allow_untrained)
         except (RepoError, FileNotFoundError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -480,10 +536,14 @@ def _add_ui(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", type=Path, default=None, help="SaFM weights (default: the shipped demo weights)")
     p.add_argument("--authface-checkpoint", type=Path, default=None, help="AuthFace checkpoint folder")
     p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"], help="(default: %(default)s)")
-    p.add_argument("--engines", type=Path, default=Path("engines"), help="ONNX/plan folder (default: %(default)s)")
+    p.add_argument("--engines", type=Path, default=None,
+                   help="ONNX/plan folder, used as given (default: for onnxruntime the ONNX cache, for tensorrt engines)")
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help="refuse photos with more pixels (default: %(default)s)")
+    p.add_argument("--allow-untrained", action="store_true",
+                   help="in-process: run restorers whose weights are untrained (the page says so) instead of "
+                        "refusing them with the reason")
 
 
 def _run_ui(args: argparse.Namespace) -> int:
@@ -505,13 +565,16 @@ def _run_ui(args: argparse.Namespace) -> int:
             print(f"warning: no ready Triton server at {backend.url} ({backend.protocol}) yet; the page will "
                   "report each failed request", file=sys.stderr)
     else:
+        from export.onnx_cache import onnx_dir
+
         backend = LocalBackend({"safm": args.checkpoint, "authface": args.authface_checkpoint}, args.backend,
-                               args.engines, args.device, args.max_pixels)
+                               args.engines, args.device, args.max_pixels, args.allow_untrained, onnx_dir)
     launch(backend, args.host, args.port or free_port())
     return 0
 
 
-COMMANDS = {"restore": (_add_restore, _run_restore), "evaluate": (_add_evaluate, _run_evaluate),
+COMMANDS = {"restore": (_add_restore, _run_restore), "demo": (_add_demo, _run_demo),
+            "evaluate": (_add_evaluate, _run_evaluate),
             "bench": (_add_bench, _run_bench),
             "export": (_add_export, _run_export), "curate": (_add_curate, _run_curate),
             "serve": (_add_serve, _run_serve), "client": (_add_client, _run_client), "ui": (_add_ui, _run_ui)}

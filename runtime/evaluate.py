@@ -8,6 +8,11 @@ where the face-shaped paste mask is at least 1/2, whichever mask pastes); the co
 low-passed restored face, sigma = crop/32: what the colour fix keeps small). Per photo: PSNR
 of the whole photo, and the largest change outside the paste masks (0: untouched). Writes
 evaluation.json, evaluation.md and contact_sheet.png (clean | degraded | restored per face).
+
+Faces are those of the clean photo: one the pipeline does not find after the degradation is
+missed, reported per photo and in the table, and scored where the clean photo has it (its
+aligned crop of the clean, degraded and restored photos: what the restorer left there), so it
+counts against the restorer in the means, never as a smaller denominator.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from tqdm import tqdm
 
 from runtime.face.align import warp_face
 from runtime.face.paste import LOW_PASS, face_mask, paste_faces
-from runtime.face.pipeline import FacePipeline
+from runtime.face.pipeline import Face, FaceBatch, FacePipeline
 from runtime.files import write_atomic
 from runtime.imageio import frame_photo, read_image, to_float, to_uint8
 from runtime.restore import collect_inputs, restore_photo
@@ -51,6 +56,7 @@ class FaceScore:
     psnr_face_restored: float
     ssim_face_degraded: float
     ssim_face_restored: float
+    found: bool = True   # False: not found after the degradation, scored unrestored where the clean photo has it
 
 
 def evaluate_photo(clean: np.ndarray, name: str, copy: int, preset: str, pipeline: FacePipeline,
@@ -61,16 +67,20 @@ def evaluate_photo(clean: np.ndarray, name: str, copy: int, preset: str, pipelin
     degraded, _ = degrade(clean, seed, replace(PRESETS[preset], clean_fraction=0.0))  # never an undegraded copy
     photo = frame_photo(degraded)
     out, batch, _, _ = restore_photo(photo, pipeline, restorer)
+    clean_photo = frame_photo(clean)
+    missed = pipeline.align(clean_photo, [f for f in pipeline.find(clean_photo)[0] if not _found(f, batch)])
     restored = to_uint8(out.rgb)
     size = pipeline.options.size
     masks = pipeline.paste_masks(batch) if len(batch) else None
     faces, tiles = [], []
-    for i, affine in enumerate(batch.affines):
+    scored = [(a, m, True) for a, m in zip(batch.affines, batch.label_maps)]
+    scored += [(a, m, False) for a, m in zip(missed.affines, missed.label_maps)]
+    for i, (affine, labels, found) in enumerate(scored):
         c, d, r = (to_uint8(warp_face(to_float(x), affine, size)) for x in (clean, degraded, restored))
-        face = face_mask(batch.label_maps[i]) >= 0.5
+        face = face_mask(labels) >= 0.5
         faces.append(FaceScore(name, copy, i, psnr(d, c), psnr(r, c), ssim(d, c), ssim(r, c), delta_e76(d, c),
                                delta_e76(r, c), delta_e76(r, d, LOW_PASS * size), psnr(d, c, face), psnr(r, c, face),
-                               ssim(d, c, face), ssim(r, c, face)))
+                               ssim(d, c, face), ssim(r, c, face), found))
         tiles.append(np.concatenate([cv2.resize(x, (SHEET_SIDE, SHEET_SIDE), interpolation=cv2.INTER_AREA)
                                      for x in (c, d, r)], axis=1))
     touched = np.zeros(clean.shape[:2], np.float32)
@@ -79,10 +89,18 @@ def evaluate_photo(clean: np.ndarray, name: str, copy: int, preset: str, pipelin
                               masks)[..., 0]
     outside = touched == 0
     changed = np.abs(restored.astype(np.int16) - degraded.astype(np.int16)).max(axis=2)
-    row = {"photo": name, "copy": copy, "faces": len(batch), "psnr_photo_degraded": psnr(degraded, clean),
+    row = {"photo": name, "copy": copy, "faces": len(batch), "missed": len(missed),
+           "psnr_photo_degraded": psnr(degraded, clean),
            "psnr_photo_restored": psnr(restored, clean),
            "max_change_outside_faces": int(changed[outside].max()) if outside.any() else 0}
     return faces, row, tiles
+
+
+def _found(face: Face, batch: FaceBatch) -> bool:
+    """Whether a face of the clean photo is among the faces found in the degraded one (a
+    detection centred within half its box width of it)."""
+    d = face.detection
+    return any(np.linalg.norm(f.detection.center - d.center) < 0.5 * d.width for f in batch.faces)
 
 
 def evaluate_folder(inputs: list[Path], out_dir: Path, pipeline: FacePipeline, restorer: Restorer,
@@ -101,10 +119,12 @@ def evaluate_folder(inputs: list[Path], out_dir: Path, pipeline: FacePipeline, r
         faces += f
         photos.append(row)
         tiles += t
-    keys = [k for k in asdict(faces[0]) if k not in ("photo", "copy", "face")] if faces else []
+    keys = [k for k in asdict(faces[0]) if k not in ("photo", "copy", "face", "found")] if faces else []
     mean = {k: round(float(np.mean([getattr(s, k) for s in faces])), 4) for k in keys}
-    result = {"restorer": restorer.name, "preset": preset, "copies": copies, "faces": len(faces),
-              "photos": len(files), "mean": mean, "per_face": [asdict(s) for s in faces], "per_photo": photos}
+    origin = restorer.provenance
+    result = {"restorer": restorer.name, "untrained": origin is not None and not origin.trained, "preset": preset,
+              "copies": copies, "faces": len(faces), "missed": sum(not s.found for s in faces), "photos": len(files),
+              "mean": mean, "per_face": [asdict(s) for s in faces], "per_photo": photos}
     out_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(out_dir / "evaluation.json", json.dumps(result, indent=2).encode())
     write_atomic(out_dir / "evaluation.md", markdown(result).encode())
@@ -116,8 +136,11 @@ def evaluate_folder(inputs: list[Path], out_dir: Path, pipeline: FacePipeline, r
 def markdown(result: dict) -> str:
     """The evaluation as a Markdown report."""
     m = result["mean"]
-    lines = [f"# Evaluation: {result['restorer']}, preset `{result['preset']}`", "",
-             f"{result['faces']} faces in {result['photos']} photos x {result['copies']} degraded copies.", ""]
+    untrained = " (UNTRAINED weights: not a restorer)" if result["untrained"] else ""
+    missed = (f" {result['missed']} of them not found after the degradation: scored as left unrestored, in the "
+              "means." if result["missed"] else " Every face was found after the degradation.")
+    lines = [f"# Evaluation: {result['restorer']}{untrained}, preset `{result['preset']}`", "",
+             f"{result['faces']} faces in {result['photos']} photos x {result['copies']} degraded copies.{missed}", ""]
     if m:
         lines += ["| mean over faces | degraded | restored |", "|---|---:|---:|",
                   f"| PSNR dB, face (inside the face-shaped mask) | {m['psnr_face_degraded']:.2f} | {m['psnr_face_restored']:.2f} |",
@@ -126,8 +149,8 @@ def markdown(result: dict) -> str:
                   f"| SSIM, whole aligned crop | {m['ssim_degraded']:.4f} | {m['ssim_restored']:.4f} |",
                   f"| colour difference vs clean (CIE76) | {m['delta_e_degraded']:.2f} | {m['delta_e_restored']:.2f} |",
                   f"| colour shift vs input, low-passed (CIE76) | | {m['colour_shift']:.2f} |", ""]
-    lines += ["| photo | copy | faces | PSNR photo degraded | PSNR photo restored | max change outside faces |",
-              "|---|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['photo']} | {r['copy']} | {r['faces']} | {r['psnr_photo_degraded']:.2f} | "
+    lines += ["| photo | copy | faces found | missed | PSNR photo degraded | PSNR photo restored | "
+              "max change outside faces |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['photo']} | {r['copy']} | {r['faces']} | {r['missed']} | {r['psnr_photo_degraded']:.2f} | "
               f"{r['psnr_photo_restored']:.2f} | {r['max_change_outside_faces']} |" for r in result["per_photo"]]
     return "\n".join(lines) + "\n"

@@ -4,7 +4,10 @@ Inside the pipeline a photo is float32 RGB in [0, 1] plus what is needed to give
 its own form: grayscale stays grayscale, alpha is kept, 16-bit PNG keeps 16 bits. Decoding is
 two steps: the decoded samples (`decode_frame`, uint8 or uint16, gray/alpha channels as stored:
 the served job hands them from its first step to its last as bytes, `frame_bytes`), then
-their Photo (`frame_photo`); a frame gives the same Photo wherever it is made.
+their Photo (`frame_photo`); a frame gives the same Photo wherever it is made. What encoding
+keeps of the input file (`source_format`: a JPEG's quantisation tables and chroma subsampling,
+EXIF, ICC profile) is read from its header, so a JPEG comes back with its own tables and outside
+the faces its pixels stay within JPEG rounding of the input's.
 """
 from __future__ import annotations
 
@@ -32,6 +35,36 @@ class ImageError(ValueError):
 
 
 @dataclass
+class SourceFormat:
+    """What re-encoding keeps of the input file: a JPEG's quantisation tables and chroma
+    subsampling (PIL's: 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0), its EXIF (orientation reset to 1: the
+    decoded pixels are upright) and ICC profile. JPEG outputs carry all four; other formats none."""
+
+    qtables: dict[int, list[int]] | None = None
+    subsampling: int | None = None
+    exif: bytes | None = None
+    icc: bytes | None = None
+
+
+def source_format(data: bytes) -> SourceFormat:
+    """The SourceFormat of encoded image bytes, from the header only (an unreadable file: empty)."""
+    from PIL import JpegImagePlugin
+
+    try:
+        pil = Image.open(io.BytesIO(data))
+        exif = pil.getexif()
+    except Exception:   # decode_frame names the file and the cause; nothing to keep here
+        return SourceFormat()
+    if 0x0112 in exif:
+        exif[0x0112] = 1
+    jpeg = pil.format == "JPEG"
+    sampling = JpegImagePlugin.get_sampling(pil) if jpeg else -1
+    return SourceFormat(qtables={k: list(v) for k, v in pil.quantization.items()} if jpeg else None,
+                        subsampling=sampling if sampling >= 0 else None, exif=exif.tobytes() if len(exif) else None,
+                        icc=pil.info.get("icc_profile") or None)
+
+
+@dataclass
 class Photo:
     """A decoded photo: RGB float32 in [0, 1] (HxWx3) plus the facts needed to restore its form."""
 
@@ -40,6 +73,7 @@ class Photo:
     grayscale: bool = False
     bit_depth: int = 8                # 8 or 16
     pixels8: np.ndarray | None = field(default=None, repr=False, compare=False)  # rgb as uint8, when known
+    source: SourceFormat | None = field(default=None, repr=False, compare=False)  # what encoding keeps of the input
 
     @property
     def size(self) -> tuple[int, int]:
@@ -72,8 +106,11 @@ def _png_bit_depth(data: bytes) -> int:
 
 
 def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
-    """Decode encoded image bytes into a Photo; raise ImageError naming `name` and the cause."""
-    return frame_photo(decode_frame(data, name, max_pixels))
+    """Decode encoded image bytes into a Photo (with its SourceFormat); raise ImageError naming
+    `name` and the cause."""
+    photo = frame_photo(decode_frame(data, name, max_pixels))
+    photo.source = source_format(data)
+    return photo
 
 
 def decode_frame(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -158,8 +195,10 @@ def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
     return decode_image(data, str(path), max_pixels)
 
 
-def encode_image(photo: Photo, suffix: str) -> bytes:
-    """Encode a Photo in its own form (gray/alpha/bit depth) for a file suffix such as '.png'."""
+def encode_image(photo: Photo, suffix: str, jpeg_quality: int | None = None) -> bytes:
+    """Encode a Photo in its own form (gray/alpha/bit depth) for a file suffix such as '.png'.
+    JPEG: with the input's quantisation tables, subsampling, EXIF and ICC (photo.source), or at
+    `jpeg_quality` (1-100) when given; quality 95 for a photo that was no JPEG."""
     ext = ENCODERS.get(suffix.lower())
     if ext is None:
         raise ImageError(f"cannot write '{suffix}' files; use one of {sorted(ENCODERS)}")
@@ -176,11 +215,28 @@ def encode_image(photo: Photo, suffix: str) -> bytes:
             Image.fromarray(out, "LA").save(buf, {".png": "PNG", ".tiff": "TIFF", ".webp": "WEBP"}[ext])
             return buf.getvalue()
         out = out[..., [0, 0, 0, 1]]   # 16 bits: neither writes 16-bit LA; RGBA of the same samples
-    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext == ".jpg" else []
-    ok, buf = cv2.imencode(ext, out, params)
+    if ext == ".jpg":
+        return _encode_jpeg(out[..., 0] if photo.grayscale else out[..., ::-1], photo.source or SourceFormat(),
+                            jpeg_quality)
+    ok, buf = cv2.imencode(ext, out)
     if not ok:
         raise ImageError(f"OpenCV could not encode a {out.shape} {out.dtype} image as {ext}")
     return buf.tobytes()
+
+
+def _encode_jpeg(samples: np.ndarray, source: SourceFormat, quality: int | None) -> bytes:
+    """uint8 gray [H, W] or RGB [H, W, 3] as JPEG (Pillow): `quality` when given, else the
+    source's quantisation tables (95 without), its chroma subsampling, EXIF and ICC."""
+    if quality is not None and not 1 <= quality <= 100:
+        raise ImageError(f"JPEG quality must be in [1, 100], got {quality}")
+    options: dict = {"quality": quality} if quality is not None else (
+        {"qtables": source.qtables} if source.qtables else {"quality": 95})
+    if source.subsampling is not None and samples.ndim == 3:
+        options["subsampling"] = source.subsampling
+    options.update({k: v for k, v in (("exif", source.exif), ("icc_profile", source.icc)) if v})
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(samples), "L" if samples.ndim == 2 else "RGB").save(buf, "JPEG", **options)
+    return buf.getvalue()
 
 
 def _luma(rgb: np.ndarray) -> np.ndarray:

@@ -68,9 +68,11 @@ def restore_photo(photo: Photo, pipeline: FacePipeline, restorer: Restorer):
 
 def restore_files(inputs: list[Path], out_dir: Path, pipeline: FacePipeline, restorer: Restorer,
                   save_crops: bool = False, compare: bool = False,
-                  max_pixels: int = DEFAULT_MAX_PIXELS) -> list[PhotoResult]:
+                  max_pixels: int = DEFAULT_MAX_PIXELS, jpeg_quality: int | None = None) -> list[PhotoResult]:
     """Restore every photo; a bad file is reported (one line on stderr) and the batch goes on.
-    Outputs are written atomically and never over an input. A report.json lists every file."""
+    Outputs are written atomically and never over an input; a JPEG is written with the input's
+    quantisation tables, subsampling, EXIF and ICC, or at `jpeg_quality` when given. A report.json
+    lists every file."""
     files = collect_inputs(inputs)
     input_set = {f.resolve() for f, _ in files}
     results = []
@@ -91,7 +93,7 @@ def restore_files(inputs: list[Path], out_dir: Path, pipeline: FacePipeline, res
                 target.parent.mkdir(parents=True, exist_ok=True)
                 write_atomic(target, path.read_bytes())  # no face: the photo is copied through
             else:
-                write_atomic(target, encode_image(out, target.suffix))
+                write_atomic(target, encode_image(out, target.suffix, jpeg_quality))
             result.output = str(target)
             if save_crops:
                 _write_crops(out_dir / "crops" / rel.parent, rel.stem, batch.crops, restored)
@@ -104,6 +106,7 @@ def restore_files(inputs: list[Path], out_dir: Path, pipeline: FacePipeline, res
             result.error = str(exc)
             tqdm.write(f"error: {exc}", file=sys.stderr)
     report = {"restorer": restorer.name, "provenance": None if origin is None else origin.to_dict(),
+              "untrained": origin is not None and not origin.trained,
               "photos": [r.__dict__ for r in results]}
     write_atomic(out_dir / "report.json", json.dumps(report, indent=2).encode())
     return results

@@ -13,11 +13,26 @@ GRACE_HOPPER = SAMPLES_DIR / "grace_hopper.jpg"  # Grace Hopper, US Navy (matplo
 CAMERA = SAMPLES_DIR / "camera.png"              # cameraman, grayscale (scikit-image data)
 NO_FACE = SAMPLES_DIR / "coffee.png"             # a cup of coffee, no face (scikit-image data)
 FACE_PHOTOS = [ASTRONAUT, GRACE_HOPPER]
+DEGRADED_PRESET, DEGRADED_SEED = "blur2-x4-jpeg60", 0
+# Grace Hopper through the evaluation preset (degraded_sample() makes it again): the demo's
+# degraded input, compared with GRACE_HOPPER
+DEGRADED_SAMPLE = SAMPLES_DIR / f"grace_hopper_{DEGRADED_PRESET}.png"
 
 
 def read_rgb8(path: Path) -> np.ndarray:
     """A sample as uint8 RGB HxWx3."""
     return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def degraded_sample() -> np.ndarray:
+    """DEGRADED_SAMPLE's pixels (uint8 RGB), made from GRACE_HOPPER: the DEGRADED_PRESET
+    degradation (training/data/degradations.py) drawn with DEGRADED_SEED."""
+    from dataclasses import replace
+
+    from training.data.degradations import PRESETS, degrade
+
+    preset = replace(PRESETS[DEGRADED_PRESET], clean_fraction=0.0)
+    return degrade(read_rgb8(GRACE_HOPPER), DEGRADED_SEED, preset)[0]
 
 
 def group_photo(height: int = 600, gap: int = 24) -> np.ndarray:

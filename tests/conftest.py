@@ -107,7 +107,7 @@ def server(engines, tmp_path_factory, request):
     from runtime.serving.serve import ServerError, TritonServer
 
     repo = tmp_path_factory.mktemp("triton") / "repo"
-    render_repo("cpu", repo, engines)
+    render_repo("cpu", repo, engines, allow_untrained=True)   # the random-init AuthFace too
     log = repo.parent / "tritonserver.log"
     triton = TritonServer(repo, server="bundled", log=log, exit_timeout=5, ready_timeout=240)
     request.addfinalizer(triton.stop)   # always: kills the process group even if a test failed

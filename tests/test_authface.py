@@ -33,7 +33,7 @@ def faces() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def restorer():
-    return make_restorer("authface", steps=STEPS, seed=0, progress=False)
+    return make_restorer("authface", allow_untrained=True, steps=STEPS, seed=0, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_sdxl_config_is_the_real_architecture():
 def test_same_seed_same_image_other_seed_other_image(restorer, faces):
     a = restorer.restore(faces[:1])
     assert np.array_equal(a, restorer.restore(faces[:1]))
-    other = make_restorer("authface", steps=STEPS, seed=1, progress=False).restore(faces[:1])
+    other = make_restorer("authface", allow_untrained=True, steps=STEPS, seed=1, progress=False).restore(faces[:1])
     assert np.abs(a - other).max() > 1e-2
 
 
@@ -123,7 +123,7 @@ def test_batch_of_three_equals_three_single_runs(restorer, faces):
 @pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
 def test_every_scheduler_runs(scheduler, faces):
     for strength in (None, 0.5):
-        out = make_restorer("authface", scheduler=scheduler, steps=2, strength=strength, progress=False).restore(faces[:1])
+        out = make_restorer("authface", allow_untrained=True, scheduler=scheduler, steps=2, strength=strength, progress=False).restore(faces[:1])
         assert out.shape == (1, 3, 512, 512) and np.isfinite(out).all()
 
 
@@ -181,10 +181,10 @@ def test_strength_runs_fewer_unet_calls(faces):
         r.restore(faces[:1])
         return calls
 
-    assert counted(make_restorer("authface", steps=6, progress=False)) == {"unet": 6, "encoder": 0}
-    assert counted(make_restorer("authface", steps=6, strength=0.5, progress=False)) == {"unet": 3, "encoder": 1}
+    assert counted(make_restorer("authface", allow_untrained=True, steps=6, progress=False)) == {"unet": 6, "encoder": 0}
+    assert counted(make_restorer("authface", allow_untrained=True, steps=6, strength=0.5, progress=False)) == {"unet": 3, "encoder": 1}
     with pytest.raises(ValueError, match="strength"):
-        make_restorer("authface", strength=1.5)
+        make_restorer("authface", allow_untrained=True, strength=1.5)
 
 
 def test_restores_a_real_photo_only_around_the_face(restorer, pipeline):
@@ -224,19 +224,19 @@ def test_onnx_graphs_follow_contracts_and_match_torch(onnx_dir):
 
 
 def test_onnxruntime_restorer_matches_torch(restorer, faces, onnx_dir, tmp_path):
-    ort = make_restorer("authface", backend="onnxruntime", onnx_dir=onnx_dir, steps=STEPS, seed=0, progress=False)
+    ort = make_restorer("authface", allow_untrained=True, backend="onnxruntime", onnx_dir=onnx_dir, steps=STEPS, seed=0, progress=False)
     err = float(np.abs(ort.restore(faces[:2]) - restorer.restore(faces[:2])).max())
     print(f"onnxruntime vs torch restorer: max abs err {err:.2e} (image range [-1, 1])")
     assert err < 2e-3
     with pytest.raises(RuntimeError, match="vae_encoder.onnx: not found"):
-        make_restorer("authface", backend="onnxruntime", onnx_dir=tmp_path)
+        make_restorer("authface", allow_untrained=True, backend="onnxruntime", onnx_dir=tmp_path)
     with pytest.raises(RuntimeError, match="vae_encoder.plan: not found"):
-        make_restorer("authface", backend="tensorrt", onnx_dir=tmp_path)
+        make_restorer("authface", allow_untrained=True, backend="tensorrt", onnx_dir=tmp_path)
     other = make_random_checkpoint("tiny", seed=1).save(tmp_path / "ckpt")
     with pytest.raises(RuntimeError, match="other weights"):  # graphs of the default weights, another checkpoint
-        make_restorer("authface", backend="onnxruntime", onnx_dir=onnx_dir, checkpoint=other)
+        make_restorer("authface", allow_untrained=True, backend="onnxruntime", onnx_dir=onnx_dir, checkpoint=other)
     with pytest.raises(ValueError, match="fp16"):
-        make_restorer("authface", precision="fp16")
+        make_restorer("authface", allow_untrained=True, precision="fp16")
 
 
 def test_restore_cli_runs_authface_end_to_end(tmp_path, capsys):
@@ -246,7 +246,7 @@ def test_restore_cli_runs_authface_end_to_end(tmp_path, capsys):
 
     out = tmp_path / "out"
     assert main(["restore", str(GRACE_HOPPER), "--model", "authface", "--steps", "3", "--scheduler", "dpmpp",
-                 "--out", str(out), "--compare"]) == 0
+                 "--out", str(out), "--compare", "--allow-untrained"]) == 0
     assert "UNTRAINED (random init" in capsys.readouterr().err  # no checkpoint: the loud warning
     assert (out / "grace_hopper.jpg").is_file() and (out / "compare" / "grace_hopper.jpg").is_file()
     assert main(["restore", str(GRACE_HOPPER), "--model", "authface", "--checkpoint", str(tmp_path / "none"),

@@ -78,7 +78,7 @@ def test_restore_torch_and_onnxruntime_give_the_same_picture(checkpoints, tmp_pa
     shutil.copy(ASTRONAUT, src / "astronaut.png")
     shutil.copy(GRACE_HOPPER, src / "grace.png")  # PNG: no JPEG re-quantisation between the two runs
     export_onnx(SAFM, tmp_path / "engines", ckpt)
-    common = ["restore", str(src), "--model", "safm", "--checkpoint", str(ckpt)]
+    common = ["restore", str(src), "--model", "safm", "--checkpoint", str(ckpt), "--allow-untrained"]
     assert main(common + ["--out", str(tmp_path / "torch")]) == 0
     assert main(common + ["--out", str(tmp_path / "ort"), "--backend", "onnxruntime",
                           "--onnx-dir", str(tmp_path / "engines")]) == 0
@@ -93,7 +93,7 @@ def test_refusals_are_clear(checkpoints, tmp_path, capsys):
     export_onnx(SAFM, tmp_path / "engines")  # default weights, not the checkpoint's
     args = ["restore", str(ASTRONAUT), "--out", str(tmp_path / "o"), "--model", "safm"]
     assert main(args + ["--backend", "onnxruntime", "--onnx-dir", str(tmp_path / "engines"),
-                        "--checkpoint", str(checkpoints["safm-tiny"])]) == 2
+                        "--checkpoint", str(checkpoints["safm-tiny"]), "--allow-untrained"]) == 2
     assert "exported from other weights" in capsys.readouterr().err
     assert main(args + ["--backend", "onnxruntime", "--onnx-dir", str(tmp_path / "none")]) == 2
     assert "none/safm.onnx: not found; run `python -m export onnx --model safm" in capsys.readouterr().err

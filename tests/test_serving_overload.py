@@ -37,7 +37,8 @@ OUTPUTS = tuple(t.name for t in SERVICE.outputs)
 @pytest.fixture(scope="module")
 def small_queue(engines, tmp_path_factory, request) -> TritonServer:
     repo = tmp_path_factory.mktemp("overload") / "repo"
-    render_repo("cpu", repo, engines, restorers=[SERVICE.restorer], capacity=CAPACITY)
+    render_repo("cpu", repo, engines, restorers=[SERVICE.restorer], capacity=CAPACITY,
+                allow_untrained=True)
     server = TritonServer(repo, server="bundled", log=repo.parent / "tritonserver.log", exit_timeout=5,
                           ready_timeout=240)
     request.addfinalizer(server.stop)   # always: the process group dies even if a test failed

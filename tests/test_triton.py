@@ -117,7 +117,8 @@ def test_served_face_options_equal_in_process(server, engines, face_pipeline):
     from runtime.samples import group_photo
 
     restorers = {"safm": make_restorer("safm", None, "onnxruntime", engines),
-                 "authface": make_restorer("authface", None, "onnxruntime", engines, steps=1, progress=False)}
+                 "authface": make_restorer("authface", None, "onnxruntime", engines, steps=1, progress=False,
+                                             allow_untrained=True)}
     group = png_bytes(group_photo())
     cases = [("safm", group, {"only_center_face": True}, FaceOptions(only_center_face=True), 1),
              ("safm", PHOTOS["astronaut"], {"paste_mask": b"square"}, FaceOptions(paste_mask="square"), 1),
@@ -139,7 +140,7 @@ def test_served_authface_equals_in_process(server, engines, face_pipeline):
     data, pictures = PHOTOS["grace_hopper"], []
     for strength in (None, 0.5):   # faithful mode (pure noise) and the strength mode
         restorer = make_restorer("authface", None, "onnxruntime", engines, steps=AUTHFACE_STEPS, seed=7,
-                                 strength=strength, progress=False)
+                                 strength=strength, progress=False, allow_untrained=True)
         expected, faces = in_process(data, face_pipeline(), restorer)
         with RestoreClient(server.grpc_url, "grpc", "authface") as client:
             result = client.restore(data, steps=AUTHFACE_STEPS, seed=7, strength=strength)
@@ -149,6 +150,16 @@ def test_served_authface_equals_in_process(server, engines, face_pipeline):
         print(f"authface ({AUTHFACE_STEPS} steps, strength {strength}): {result.latency_s * 1000:.0f} ms, "
               f"max |diff| {err[0]:.1f}/255")
     assert np.abs(pictures[0] - pictures[1]).max() > 10 / 255   # STRENGTH reached the sampler
+
+
+def test_served_jpeg_keeps_its_tables_subsampling_exif_and_icc(server, face_pipeline):
+    from tests.test_jpeg_outputs import check_kept, q99_444_jpeg
+
+    data = q99_444_jpeg()
+    with RestoreClient(server.grpc_url, "grpc", "safm") as client:
+        out = client.restore(data, "astronaut.jpg", "jpg").image
+    assert check_kept(data, out, face_pipeline()) >= 45.0   # outside the faces, dB against the input
+
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])

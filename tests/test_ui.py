@@ -69,7 +69,7 @@ def test_served_options_are_the_ensemble_inputs():
 
 @pytest.fixture(scope="module")
 def local() -> LocalBackend:
-    return LocalBackend()
+    return LocalBackend(allow_untrained=True)   # the random-init AuthFace too
 
 
 def test_in_process_back_end_gives_crops_and_paste_masks(local):
@@ -108,6 +108,14 @@ def test_bad_uploads_are_one_line_errors(local):
                                                 {}, FaceOptions(), lambda *a: None)
     outcome = local.restore(NO_FACE.name, NO_FACE.read_bytes(), "identity", {}, FaceOptions(), lambda *a: None)
     assert outcome.result.faces == 0 and np.array_equal(outcome.after, outcome.before)
+
+
+def test_untrained_restorer_is_refused_with_the_reason_unless_allowed():
+    settings = {"scheduler": "ddim", "steps": 2, "seed": 0, "conditioning_scale": 1.0, "strength": None}
+    with pytest.raises(RestoreFailed, match=r"^astronaut\.png: authface weights are untrained \(.*random init.*"
+                                            r"pass --allow-untrained"):
+        LocalBackend().restore(ASTRONAUT.name, ASTRONAUT.read_bytes(), "authface", settings, FaceOptions(),
+                               lambda *a: None)
 
 
 # --- the page in a real browser -------------------------------------------------------------------
@@ -217,7 +225,7 @@ def check_restored_on_page(driver, url: str, photo: Path, faces_shown: int, scre
 @pytest.fixture(scope="module")
 def local_page(tmp_path_factory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("ui") / "ui.log"
-    with ui_process(log) as url:
+    with ui_process(log, "--allow-untrained") as url:   # the random-init AuthFace too
         assert "Running on local URL:  http://127.0.0.1:" in log.read_text()   # loopback by default
         yield url
 

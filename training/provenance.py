@@ -30,6 +30,13 @@ class Provenance:
         return (f"warning: {restorer} weights are UNTRAINED ({self.text}): its output is not a restored face; "
                 "train or import real weights (README: Training)")
 
+    def refusal(self, restorer: str) -> str | None:
+        """The one-line reason to refuse running these weights unless asked (None when trained)."""
+        if self.trained:
+            return None
+        return (f"{restorer} weights are untrained ({self.text}): their output is not a restored face; train or "
+                "import real weights (README: Training), or pass --allow-untrained to run them anyway")
+
 
 def safm_provenance(checkpoint: Path) -> Provenance:
     """The provenance of a SaFM checkpoint (`<stem>.safetensors` + `<stem>.json`) from its .json,

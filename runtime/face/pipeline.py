@@ -95,7 +95,7 @@ class FacePipeline:
             detections = [_aligned_detection(*photo.size)]
         else:
             detections = detect_faces(self.detector, rgb8, opts.min_score, opts.min_face_size)
-        skipped = [Skipped(d, f"face {d.width:.0f}px wide < --min-face-size {opts.min_face_size:g}")
+        skipped = [Skipped(d, f"face {np.floor(d.width * 10) / 10:g}px wide < --min-face-size {opts.min_face_size:g}")
                    for d in detections if d.width < opts.min_face_size and not opts.aligned]
         detections = [d for d in detections if d.width >= opts.min_face_size or opts.aligned]
         if opts.only_center_face and len(detections) > 1:
@@ -154,7 +154,8 @@ def paste(photo: Photo, batch: FaceBatch, restored: np.ndarray, options: FaceOpt
     """The photo with restored faces [N, S, S, 3] (uint8 RGB) blended back, upscaled by
     the options' factor; grayscale, alpha and bit depth of the input are kept. Each face is
     first colour-fixed against the photo's own aligned face, then pasted through the face
-    mask (from batch.label_maps) or the square. Outside the masks the photo is untouched.
+    mask (from batch.label_maps) or the square. Outside the masks the photo is untouched, and
+    its SourceFormat goes with it (a JPEG is encoded with its own tables).
     Needs no networks: the Triton postprocess model calls it as the in-process path does."""
     size = restored.shape[1] if len(restored) else options.size
     fixed = np.stack([colour_fix(face, warp_face(photo.rgb, affine, size), options.colour_fix)
@@ -173,7 +174,7 @@ def paste(photo: Photo, batch: FaceBatch, restored: np.ndarray, options: FaceOpt
     affines = batch.affines.copy()
     affines[:, :, :2] /= up
     out = paste_faces(rgb, fixed, affines, masks)   # touches (and clips) only the faces' regions
-    return Photo(rgb=out, alpha=alpha, grayscale=photo.grayscale, bit_depth=photo.bit_depth)
+    return Photo(rgb=out, alpha=alpha, grayscale=photo.grayscale, bit_depth=photo.bit_depth, source=photo.source)
 
 
 def _aligned_detection(width: int, height: int) -> Detection:

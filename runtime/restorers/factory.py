@@ -12,6 +12,21 @@ from runtime.restorers.base import Net, Restorer, RestorerSpec
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 
 
+class UntrainedWeights(ValueError):
+    """Weights whose provenance says they were never trained as a restorer, refused unless allowed."""
+
+
+def check_trained(name: str, checkpoint: Path | None, allow_untrained: bool = False) -> None:
+    """UntrainedWeights (one line: the restorer, what its weights are, --allow-untrained) when the
+    provenance of `name`'s weights says untrained and `allow_untrained` is False; read from the
+    checkpoint's notes, before any network is loaded. A restorer without weights passes."""
+    spec = RESTORERS[name]
+    if allow_untrained or spec.provenance is None:
+        return
+    if (reason := spec.provenance(checkpoint).refusal(name)) is not None:
+        raise UntrainedWeights(reason)
+
+
 def torch_precision(device: str, precision: str) -> str:
     """`precision` if the device can run it ("auto": fp16 on CUDA, fp32 elsewhere), else ValueError:
     fp16 only on CUDA (CPU half precision is slow), bf16 on CUDA or on a CPU that computes it
@@ -52,7 +67,8 @@ def _torch_sessions(spec: RestorerSpec, checkpoint: Path | None, device: str, pr
 def make_restorer(name: str, checkpoint: Path | None = None, backend: str = "torch",
                   onnx_dir: Path | dict[str, Path] | None = None, device: str = "cpu", precision: str = "fp32", *,
                   threads: int | None = None, fp16_vae: bool = False, channels_last: bool = True,
-                  progress: bool = True, torch_mode: str = "eager", **options: Any) -> Restorer:
+                  progress: bool = True, torch_mode: str = "eager", allow_untrained: bool = False,
+                  **options: Any) -> Restorer:
     """The restorer `name` of the registry on `backend`.
 
     checkpoint: its weights (None: the restorer's default). onnx_dir: folder of the ONNX files
@@ -64,6 +80,7 @@ def make_restorer(name: str, checkpoint: Path | None = None, backend: str = "tor
     channels_last: torch backend in the NHWC memory layout. progress: progress bars and notes.
     torch_mode: torch backend, how the spec's per-step networks run (AuthFace's UNet+ControlNet):
     'eager', 'cuda-graph' (CUDA only) or 'compile' (runtime.sessions.torch_mode).
+    allow_untrained: build it even when its weights' provenance says untrained (else UntrainedWeights).
     options: the restorer's own options (its spec), checked against their ranges."""
     if name not in RESTORERS:
         raise ValueError(f"unknown restorer '{name}'; choose one of {sorted(RESTORERS)}")
@@ -73,6 +90,7 @@ def make_restorer(name: str, checkpoint: Path | None = None, backend: str = "tor
         raise ValueError(f"torch mode '{torch_mode}' is for the torch backend, not {backend}")
     spec = RESTORERS[name]
     settings = spec.settings(options)
+    check_trained(name, checkpoint, allow_untrained)
     if device == "auto":
         import torch
 

@@ -8,7 +8,7 @@ import io
 from collections import OrderedDict
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import cv2
 import numpy as np
@@ -18,6 +18,9 @@ from runtime.face.pipeline import FaceBatch, FaceOptions
 from runtime.imageio import DEFAULT_MAX_PIXELS, ImageError, Photo, decode_image, encode_image, to_uint8
 from runtime.restore import PhotoResult, output_path
 from runtime.restorers import RESTORERS, RestorerOption
+
+if TYPE_CHECKING:
+    from runtime.contracts.base import NetworkContract
 
 Progress = Callable[[float, str], None]   # (fraction done, what is running)
 FACE_TILE = 256                           # side of the per-face images shown
@@ -94,12 +97,18 @@ def face_subset(batch: FaceBatch, i: int) -> FaceBatch:
 
 class LocalBackend:
     """In-process: the face pipeline and restorers of this runtime, built on first use and kept
-    (the last few restorer settings), run on `device` with `backend` (torch or onnxruntime)."""
+    (the last few restorer settings), run on `device` with `backend` (torch or onnxruntime).
+    A restorer whose weights are untrained is refused (the page shows why) unless `allow_untrained`.
+    engines: a folder of ONNX files / engines used as given; None: `locate(contract, checkpoint)`
+    gives each network's ONNX folder (the CLI's ONNX cache), else engines/."""
 
     def __init__(self, checkpoints: dict[str, Path | None] | None = None, backend: str = "torch",
-                 engines: Path = Path("engines"), device: str = "cpu", max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+                 engines: Path | None = None, device: str = "cpu", max_pixels: int = DEFAULT_MAX_PIXELS,
+                 allow_untrained: bool = False,
+                 locate: Callable[[NetworkContract, Path | None], Path] | None = None) -> None:
         self.checkpoints = checkpoints or {}
         self.backend, self.engines, self.device, self.max_pixels = backend, engines, device, max_pixels
+        self.allow_untrained, self.locate = allow_untrained, locate
         self.description = f"in-process ({backend} on {device})"
         self._nets = None
         self._restorers: OrderedDict[tuple, tuple[Any, list[str]]] = OrderedDict()
@@ -135,10 +144,15 @@ class LocalBackend:
         return self._restorers[key]
 
     def _build(self, restorer: str, settings: dict[str, Any]):
-        from runtime.restorers.factory import make_restorer
+        from runtime.restorers.factory import check_trained, make_restorer
 
-        return make_restorer(restorer, self.checkpoints.get(restorer), self.backend, self.engines, self.device,
-                             progress=False, **settings)
+        checkpoint = self.checkpoints.get(restorer)
+        check_trained(restorer, checkpoint, self.allow_untrained)   # before any export
+        engines: Path | dict[str, Path] = self.engines or Path("engines")
+        if self.engines is None and self.locate is not None and self.backend == "onnxruntime":
+            engines = {c.name: self.locate(c, checkpoint) for c in RESTORERS[restorer].networks}
+        return make_restorer(restorer, checkpoint, self.backend, engines, self.device,
+                             progress=False, allow_untrained=self.allow_untrained, **settings)
 
     def restore(self, name: str, data: bytes, restorer: str, settings: dict[str, Any], face: FaceOptions,
                 progress: Progress) -> PhotoOutcome:

@@ -12,7 +12,7 @@ from runtime.contracts.service import DEFAULT_OUTPUT_FORMAT, POSTPROCESS, IMAGE,
     RESTORED_CROPS, UPSCALE, OUTPUT_FORMAT, PASTE_MASK, COLOUR_FIX, RESTORED
 from runtime.face.paste import COLOUR_FIXES, PASTE_MASKS
 from runtime.face.pipeline import FaceOptions, paste
-from runtime.imageio import bytes_frame, encode_image, frame_photo
+from runtime.imageio import bytes_frame, encode_image, frame_photo, source_format
 from runtime.serving.request_checks import answer_bytes, check_number, check_output_size, choice, output_suffix, \
     passes_through, photo_bytes
 from runtime.serving.triton_backend import face_batch, fail, respond, scalar, tensor, warm_up
@@ -37,6 +37,7 @@ class TritonPythonModel:
             if passes_through(data, len(affines), upscale, suffix):
                 return respond({RESTORED: [answer_bytes(data, as_base64)]})  # no face: the photo comes back unchanged
             photo = frame_photo(bytes_frame(tensor(request, FRAME)))
+            photo.source = source_format(data)   # a JPEG keeps its tables, subsampling, EXIF and ICC
             check_output_size(photo.size, upscale)
             out = paste(photo, face_batch(restored, tensor(request, LABEL_MAPS), affines), restored,
                         FaceOptions(upscale=upscale, paste_mask=mask, colour_fix=fix))
