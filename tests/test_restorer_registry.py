@@ -80,9 +80,9 @@ try:
 except ValueError as exc:
     result["served_check"] = str(exc)
 configs = model_configs("cpu", ["toy"])
-ensemble = configs["face_restore_toy"]
+ensemble = configs["face_restore_toy_job"]
 result["models"] = sorted(configs)
-result["ensemble_inputs"] = [i.name for i in ensemble.input]
+result["ensemble_inputs"] = [i.name for i in configs["face_restore_toy"].input]
 result["steps"] = {s.model_name: sorted(s.input_map) for s in ensemble.ensemble_scheduling.step}
 result["faces_inputs"] = {i.name: i.data_type for i in configs["toy_faces"].input}
 print(json.dumps(result))
@@ -101,9 +101,9 @@ def test_a_toy_restorer_gets_cli_checks_ensemble_export_and_restore_for_free(tmp
     assert "| toy_gain | restored |" in proc.stdout
     assert result["served_check"] == "GAIN must be in [0, 2], got 5.0"    # the server's check, same declaration
     assert result["models"] == ["face_detector", "face_mesh", "face_postprocess", "face_preprocess",
-                                "face_restore_toy", "toy_faces", "toy_gain"]
+                                "face_restore_toy", "face_restore_toy_job", "toy_faces", "toy_gain"]
     assert "GAIN" in result["ensemble_inputs"] and "GAIN" in result["steps"]["face_preprocess"]
-    assert result["steps"]["toy_faces"] == ["CROPS", "DEADLINE", "GAIN"]
+    assert result["steps"]["toy_faces"] == ["CANCEL_FLAG", "CROPS", "DEADLINE", "GAIN"]
     assert result["faces_inputs"]["GAIN"] == 11   # TYPE_FP32
     # restored through its ONNX file at gain 1: the photo the identity check gives, to rounding
     assert result["restore_rc"] == 0 and result["identity_rc"] == 0
