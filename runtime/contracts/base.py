@@ -64,9 +64,10 @@ class NetworkContract:
         return {n: named[n] for n in self.input_names}
 
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
-        """torch.onnx.export's dynamic_axes for every tensor with a batch axis."""
-        return {t.name: {i: BATCH for i, d in enumerate(t.shape) if d == BATCH}
-                for t in self.inputs + self.outputs if BATCH in t.shape}
+        """torch.onnx.export's dynamic_axes: every named axis (the batch; an image size where the
+        contract leaves it open) of every tensor that has one."""
+        return {t.name: {i: d for i, d in enumerate(t.shape) if isinstance(d, str)}
+                for t in self.inputs + self.outputs if any(isinstance(d, str) for d in t.shape)}
 
     def profile(self, max_batch: int | None = None) -> dict[str, tuple[tuple[int, ...], ...]]:
         """TensorRT optimization profile: input name -> (min, opt, max) shapes."""
