@@ -113,10 +113,11 @@ class UpsamplerConfig:
     scale: int
     features: int
     depth: int         # RRDB blocks, or the compact model's middle convolutions
+    growth: int = 32   # RRDBNet's dense growth channels
 
     def build(self) -> nn.Module:
         if self.arch == "rrdbnet":
-            return RRDBNet(self.scale, self.features, self.depth)
+            return RRDBNet(self.scale, self.features, self.depth, self.growth)
         return SRVGGNetCompact(self.scale, self.features, self.depth)
 
 
@@ -128,7 +129,8 @@ def infer_config(state: dict[str, torch.Tensor], source: str) -> UpsamplerConfig
         if in_ch not in scales:
             raise PublishedWeightsError(f"{source}: RRDBNet conv_first takes {in_ch} channels (3, 12 or 48 expected)")
         blocks = len({m[1] for k in state if (m := re.match(r"body\.(\d+)\.", k))})
-        return UpsamplerConfig("rrdbnet", scales[in_ch], state["conv_first.weight"].shape[0], blocks)
+        growth = state["body.0.rdb1.conv1.weight"].shape[0] if blocks else 32
+        return UpsamplerConfig("rrdbnet", scales[in_ch], state["conv_first.weight"].shape[0], blocks, growth)
     if "body.0.weight" in state:
         convs = sorted(int(m[1]) for k in state if (m := re.fullmatch(r"body\.(\d+)\.weight", k))
                        and state[k].dim() == 4)

@@ -1,6 +1,8 @@
 """Train a small compact background upsampler (SRVGGNetCompact, training/published/upsamplers.py)
 on general photographs: random HR crops, the LR input their bicubic (antialiased) x`scale`
-reduction, L1 loss. Bounded by wall time (`--minutes`), resumable from its train state, with a
+reduction, L1 loss, the last convolution starting at zero (the network starts as nearest-neighbour
+upsampling). Bounded by wall time (`--minutes`, the learning rate cosine-decayed over it, so a
+rerun is not bit-identical), resumable from its train state, with a
 checkpoint (`upsampler.safetensors` + `.json` with provenance) every `--save-every` steps.
 
 Photos are split once by name (`split_photos`): every HELD_OUT_EVERY-th file (sorted) is held
@@ -9,6 +11,7 @@ out for the evaluation and never trained on.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -55,11 +58,11 @@ class UpsamplerTrainConfig:
     photos: Path
     out: Path
     scale: int = 4
-    features: int = 32
-    convs: int = 12
-    crop: int = 128           # HR crop side
+    features: int = 24
+    convs: int = 6
+    crop: int = 96            # HR crop side
     batch: int = 16
-    lr: float = 5e-4
+    lr: float = 1e-3          # cosine-decayed to 1% over the wall-time budget
     minutes: float = 28.0     # wall-time budget of this invocation
     save_every: int = 250
     log_every: int = 25
@@ -106,6 +109,8 @@ def train(cfg: UpsamplerTrainConfig) -> int:
     photos = [read_rgb(f) for f in train_files]
     arch = UpsamplerConfig("srvgg", cfg.scale, cfg.features, cfg.convs)
     model = arch.build()
+    torch.nn.init.zeros_(model.body[-1].weight)
+    torch.nn.init.zeros_(model.body[-1].bias)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
     state_dir, step, cpu_s = cfg.out / "train_state", 0, 0.0
     if (state_dir / "train_state.json").is_file():
@@ -121,9 +126,11 @@ def train(cfg: UpsamplerTrainConfig) -> int:
             "held_out": [f.name for f in held],
             "provenance": {"text": provenance_text(cfg, step, len(photos), cpu_s), "trained": True}})
 
-    end = time.monotonic() + cfg.minutes * 60
+    start = time.monotonic()
     bar = tqdm(desc="train upsampler", unit="step", initial=step, disable=None)
-    while time.monotonic() < end:
+    while (elapsed := time.monotonic() - start) < cfg.minutes * 60:
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * elapsed / (cfg.minutes * 60))))
         t0 = time.process_time()
         lr, hr = _batch(photos, cfg, rng)
         loss = F.l1_loss(model(lr), hr)
