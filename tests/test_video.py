@@ -1,0 +1,220 @@
+"""Clips in, clips out (runtime/video/): real sample photos panned and zoomed into short clips
+with a synthesised audio track, restored through `facerestore restore` beside a photo; timing,
+frame count and audio kept, faces restored and steady, bad clips refused by name, memory flat."""
+from __future__ import annotations
+
+import json
+import resource
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from facerestore.cli import main
+from runtime.face.pipeline import FaceOptions
+from runtime.imageio import Photo
+from runtime.restore import restore_photo
+from runtime.restorers.factory import make_restorer
+from runtime.samples import ASTRONAUT, GRACE_HOPPER
+from runtime.video.container import VideoError, transcode
+from runtime.video.restore import ClipRestorer
+from tests.clips import decoded_frames, make_clip, stream_packets
+
+# The output's face region may change frame to frame by at most this much more than the
+# input's (mean absolute change, 8-bit levels, relative): restoration adds detail that moves with
+# the face, smoothing keeps the crop from shaking. Measured: see test_restored_clip.
+JITTER_MARGIN = 0.25
+
+
+def face_boxes(pipeline, frames: list[np.ndarray]) -> list[tuple[int, int, int, int] | None]:
+    """The first face's landmark box (x0, y0, x1, y1) in each frame, from the input frames."""
+    boxes = []
+    for f in frames:
+        faces, _ = pipeline.find(Photo(rgb=f.astype(np.float32) / 255, pixels8=f))
+        if not faces:
+            boxes.append(None)
+            continue
+        lm = faces[0].landmarks[:, :2]
+        x0, y0 = np.floor(lm.min(0)).astype(int)
+        x1, y1 = np.ceil(lm.max(0)).astype(int)
+        boxes.append((max(0, x0), max(0, y0), x1, y1))
+    return boxes
+
+
+def jitter(frames: list[np.ndarray], boxes) -> float:
+    """Mean absolute frame-to-frame change inside the face box of the later frame."""
+    diffs = [np.abs(frames[t][y0:y1, x0:x1].astype(np.float64) - frames[t - 1][y0:y1, x0:x1]).mean()
+             for t in range(1, len(frames)) if (box := boxes[t]) is not None for x0, y0, x1, y1 in [box]]
+    return float(np.mean(diffs))
+
+
+def duration(path: Path) -> float:
+    with av.open(str(path)) as c:
+        return c.duration / av.time_base
+
+
+@pytest.fixture(scope="module")
+def restored(tmp_path_factory):
+    """A 2.5 s clip (20 frames at 8 fps, 256x192, stereo AAC) of Grace Hopper and the astronaut
+    photo restored in one call by the shipped SaFM on ONNX Runtime, 4 faces per call."""
+    folder = tmp_path_factory.mktemp("video")
+    clip = make_clip(folder / "hopper.mp4", GRACE_HOPPER, frames=20, fps=8, size=(256, 192))
+    out = folder / "out"
+    code = main(["restore", str(clip), str(ASTRONAUT), "--out", str(out), "--batch-faces", "4"])
+    return clip, out, code
+
+
+def test_restored_clip_keeps_frames_timing_and_audio(restored):
+    clip, out, code = restored
+    assert code == 0
+    result = out / "hopper.mp4"
+    (frames_in, times_in), (frames_out, times_out) = decoded_frames(clip), decoded_frames(result)
+    assert len(frames_out) == len(frames_in) == 20
+    assert times_out == times_in
+    assert duration(result) == pytest.approx(duration(clip), abs=1e-3)
+    assert stream_packets(result, "audio") == stream_packets(clip, "audio")   # stream copy: bit-identical
+    with av.open(str(result)) as c:
+        v = c.streams.video[0]
+        assert (v.codec_context.name, v.codec_context.format.name, v.width, v.height) == ("h264", "yuv420p", 256, 192)
+        assert v.average_rate == Fraction(8)
+    report = json.loads((out / "report.json").read_text())
+    entry = next(p for p in report["photos"] if p["input"] == str(clip))
+    assert entry["video"]["frames"] == 20 and entry["faces"] == 20 and entry["video"]["tracks"] == 1
+    assert entry["video"]["copied"] == ["audio aac"]
+    assert (out / "astronaut.png").is_file()
+
+
+def test_faces_are_restored_in_the_frames_and_do_not_jitter(restored, pipeline):
+    clip, out, _ = restored
+    frames_in, _ = decoded_frames(clip)
+    frames_out, _ = decoded_frames(out / "hopper.mp4")
+    boxes = face_boxes(pipeline, frames_in)
+    assert all(b is not None for b in boxes)
+    x0, y0, x1, y1 = boxes[0]
+    face = np.zeros(frames_in[0].shape[:2], bool)
+    face[y0:y1, x0:x1] = True
+    change = np.abs(frames_out[0].astype(np.float64) - frames_in[0]).mean(-1)
+    # restored inside the face, only re-encoded (H.264 CRF 18 of a CRF 20 source) outside it
+    assert change[face].mean() > 2 * change[~face].mean()
+    # frame 0 (its landmarks unsmoothed) restored as a photo by the same restorer gives the same face
+    photo = Photo(rgb=frames_in[0].astype(np.float32) / 255, pixels8=frames_in[0])
+    from facerestore.cli import _face_pipeline, build_parser, _make_restorer
+
+    args = build_parser().parse_args(["restore"])
+    as_photo = restore_photo(photo, _face_pipeline(args, FaceOptions()), _make_restorer(args))[0].rgb8()
+    same = np.abs(frames_out[0].astype(np.float64) - as_photo).mean(-1)
+    assert same[face].mean() < 0.5 * change[face].mean()
+    j_in, j_out = jitter(frames_in, boxes), jitter(frames_out, boxes)
+    print(f"jitter of the face region: input {j_in:.3f}, output {j_out:.3f} (8-bit levels per frame)")
+    assert j_out <= j_in * (1 + JITTER_MARGIN)
+
+
+def _expect_error(tmp_path, capsys, name: str, data: bytes | None, message: str) -> None:
+    path = tmp_path / name
+    if data is not None:
+        path.write_bytes(data)
+    out = tmp_path / f"out-{path.stem}"
+    assert main(["restore", str(path), "--out", str(out), "--model", "identity"]) == 1
+    err = capsys.readouterr().err
+    assert str(path) in err and message in err, err
+    assert sorted(p.name for p in out.iterdir()) == ["report.json"]   # no half file, no temp file
+
+
+def test_bad_clips_are_refused_by_name(tmp_path, capsys):
+    good = make_clip(tmp_path / "good.mp4", GRACE_HOPPER, frames=6, size=(128, 96)).read_bytes()
+    _expect_error(tmp_path, capsys, "text.mp4", b"this is not a video\n" * 20, "not a readable video")
+    _expect_error(tmp_path, capsys, "empty.mp4", b"", "empty file (0 bytes)")
+    _expect_error(tmp_path, capsys, "truncated.mp4", good[:len(good) // 2], "not a readable video, or truncated")
+    sound = tmp_path / "sound.mp4"
+    with av.open(str(sound), "w") as c:   # audio only
+        a = c.add_stream("aac", rate=48000, layout="stereo")
+        frame = av.AudioFrame.from_ndarray(np.zeros((2, 1024), np.float32), format="fltp", layout="stereo")
+        frame.sample_rate, frame.pts = 48000, 0
+        c.mux(a.encode(frame))
+        c.mux(a.encode(None))
+    _expect_error(tmp_path, capsys, "sound.mp4", None, "no video stream (streams: audio)")
+    blank = tmp_path / "blank.mkv"
+    with av.open(str(blank), "w") as c:   # a video stream without frames beside some audio
+        v = c.add_stream("libx264", rate=24)
+        v.width, v.height, v.pix_fmt = 64, 64, "yuv420p"
+        a = c.add_stream("aac", rate=48000, layout="stereo")
+        for j in range(10):
+            frame = av.AudioFrame.from_ndarray(np.zeros((2, 1024), np.float32), format="fltp", layout="stereo")
+            frame.sample_rate, frame.pts = 48000, j * 1024
+            c.mux(a.encode(frame))
+        c.mux(a.encode(None))
+        c.mux(v.encode(None))
+    _expect_error(tmp_path, capsys, "blank.mkv", None, "zero-length clip")
+
+
+@pytest.mark.parametrize("kind", ["variable_rate", "rotated", "10bit", "upscale"])
+def test_clips_that_are_handled(kind, tmp_path):
+    """Variable frame rate (timestamps kept), rotation metadata (written back), 10-bit (kept),
+    --upscale (frame count kept, size doubled), on the identity restorer."""
+    kw = {"variable_rate": {"timestamps": [0, 10, 30, 35, 60, 100, 110, 130]},
+          "rotated": {"rotation": 90}, "10bit": {"pix_fmt": "yuv420p10le"}, "upscale": {}}[kind]
+    clip = make_clip(tmp_path / "in.mp4", GRACE_HOPPER, frames=8, size=(160, 120), **kw)
+    extra = ["--upscale", "2"] if kind == "upscale" else []
+    assert main(["restore", str(clip), "--out", str(tmp_path / "out"), "--model", "identity", "--detect-every", "3",
+                 *extra]) == 0
+    result = tmp_path / "out" / "in.mp4"
+    frames_in, times_in = decoded_frames(clip)
+    frames_out, times_out = decoded_frames(result)
+    assert len(frames_out) == len(frames_in) == 8 and times_out == times_in
+    with av.open(str(clip)) as a, av.open(str(result)) as b:
+        va, vb = a.streams.video[0], b.streams.video[0]
+        assert vb.codec_context.format.name == va.codec_context.format.name
+        first_a, first_b = next(a.decode(video=0)), next(b.decode(video=0))
+        assert first_b.rotation == first_a.rotation == (90 if kind == "rotated" else 0)
+        scale = 2 if kind == "upscale" else 1
+        assert (vb.width, vb.height) == (va.width * scale, va.height * scale)
+    if kind != "upscale":   # identity restorer: the frames come back up to re-encoding
+        diff = np.abs(np.stack(frames_out).astype(np.float64) - np.stack(frames_in)).mean()
+        assert diff < 3
+
+
+def test_interrupted_clip_leaves_no_file(tmp_path):
+    clip = make_clip(tmp_path / "in.mp4", GRACE_HOPPER, frames=24, size=(128, 96))
+    calls = []
+
+    def process(frames):
+        calls.append(len(frames))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return [f.pixels for f in frames]
+
+    with pytest.raises(KeyboardInterrupt):
+        transcode(clip, tmp_path / "out" / "in.mp4", process, chunk=8)
+    assert list((tmp_path / "out").iterdir()) == []
+    with pytest.raises(VideoError, match="no such file"):
+        transcode(tmp_path / "missing.mp4", tmp_path / "out" / "x.mp4", process)
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def test_memory_stays_flat_over_300_frames(tmp_path):
+    """Streamed: RSS after frame 300 within 25 MB of RSS after frame 50 (a 160x120 clip; the
+    identity restorer, detection every 10th frame, the face mesh following in between)."""
+    from facerestore.cli import _face_pipeline, build_parser
+
+    clip = make_clip(tmp_path / "long.mp4", GRACE_HOPPER, frames=300, fps=30, size=(160, 120))
+    args = build_parser().parse_args(["restore"])
+    restorer = ClipRestorer(_face_pipeline(args, FaceOptions()), make_restorer("identity"), batch_faces=10, detect_every=10)
+    seen, rss = [0], {}
+
+    def progress(n: int) -> None:
+        seen[0] += n
+        if seen[0] in (50, 300):
+            rss[seen[0]] = rss_mb()
+
+    info = transcode(clip, tmp_path / "out.mp4", restorer, chunk=10, progress=progress)
+    assert info.frames == 300 and restorer.faces >= 290
+    print(f"RSS at frame 50: {rss[50]:.1f} MB, at frame 300: {rss[300]:.1f} MB")
+    assert rss[300] - rss[50] < 25
