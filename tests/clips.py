@@ -83,3 +83,29 @@ def decoded_frames(path: Path) -> tuple[list[np.ndarray], list[float]]:
     with av.open(str(path)) as c:
         frames = [(f.to_ndarray(format="rgb24"), float(f.time)) for f in c.decode(video=0)]
     return [f for f, _ in frames], [t for _, t in frames]
+
+
+def face_boxes(pipeline, frames: list[np.ndarray]) -> list[tuple[int, int, int, int] | None]:
+    """The first face's landmark box (x0, y0, x1, y1) in each frame (None: no face)."""
+    from runtime.imageio import Photo
+
+    boxes = []
+    for f in frames:
+        faces, _ = pipeline.find(Photo(rgb=f.astype(np.float32) / 255, pixels8=f))
+        if not faces:
+            boxes.append(None)
+            continue
+        lm = faces[0].landmarks[:, :2]
+        x0, y0 = np.floor(lm.min(0)).astype(int)
+        x1, y1 = np.ceil(lm.max(0)).astype(int)
+        boxes.append((max(0, x0), max(0, y0), int(x1), int(y1)))
+    return boxes
+
+
+def face_change(before: np.ndarray, after: np.ndarray, box: tuple[int, int, int, int]) -> tuple[float, float]:
+    """Mean absolute difference (8-bit levels) inside the face box and outside it."""
+    x0, y0, x1, y1 = box
+    face = np.zeros(before.shape[:2], bool)
+    face[y0:y1, x0:x1] = True
+    change = np.abs(after.astype(np.float64) - before).mean(-1)
+    return float(change[face].mean()), float(change[~face].mean())

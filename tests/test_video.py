@@ -20,27 +20,13 @@ from runtime.restorers.factory import make_restorer
 from runtime.samples import ASTRONAUT, GRACE_HOPPER
 from runtime.video.container import VideoError, transcode
 from runtime.video.restore import ClipRestorer
-from tests.clips import decoded_frames, make_clip, stream_packets
+from tests.clips import decoded_frames, face_boxes, face_change, make_clip, stream_packets
 
 # The output's face region may change frame to frame by at most this much more than the
-# input's (mean absolute change, 8-bit levels, relative): restoration adds detail that moves with
-# the face, smoothing keeps the crop from shaking. Measured: see test_restored_clip.
-JITTER_MARGIN = 0.25
-
-
-def face_boxes(pipeline, frames: list[np.ndarray]) -> list[tuple[int, int, int, int] | None]:
-    """The first face's landmark box (x0, y0, x1, y1) in each frame, from the input frames."""
-    boxes = []
-    for f in frames:
-        faces, _ = pipeline.find(Photo(rgb=f.astype(np.float32) / 255, pixels8=f))
-        if not faces:
-            boxes.append(None)
-            continue
-        lm = faces[0].landmarks[:, :2]
-        x0, y0 = np.floor(lm.min(0)).astype(int)
-        x1, y1 = np.ceil(lm.max(0)).astype(int)
-        boxes.append((max(0, x0), max(0, y0), x1, y1))
-    return boxes
+# input's (mean absolute change in 8-bit levels, relative): restoration adds detail that moves
+# with the face, smoothing keeps the crop from shaking. Measured on this clip: input 15.65,
+# output 14.33 (on its H.264 version 15.23 and 14.13): the output is steadier than the input.
+JITTER_MARGIN = 0.10
 
 
 def jitter(frames: list[np.ndarray], boxes) -> float:
@@ -57,10 +43,12 @@ def duration(path: Path) -> float:
 
 @pytest.fixture(scope="module")
 def restored(tmp_path_factory):
-    """A 2.5 s clip (20 frames at 8 fps, 256x192, stereo AAC) of Grace Hopper and the astronaut
-    photo restored in one call by the shipped SaFM on ONNX Runtime, 4 faces per call."""
+    """A 2.5 s clip (20 frames at 8 fps, 256x192, lossless FFV1 RGB so that pixels can be compared
+    exactly, stereo AAC) of Grace Hopper and the astronaut photo restored in one call by the
+    shipped SaFM on ONNX Runtime, 4 faces per call."""
     folder = tmp_path_factory.mktemp("video")
-    clip = make_clip(folder / "hopper.mp4", GRACE_HOPPER, frames=20, fps=8, size=(256, 192))
+    clip = make_clip(folder / "hopper.mkv", GRACE_HOPPER, frames=20, fps=8, size=(256, 192), codec="ffv1",
+                     pix_fmt="bgr0")
     out = folder / "out"
     code = main(["restore", str(clip), str(ASTRONAUT), "--out", str(out), "--batch-faces", "4"])
     return clip, out, code
@@ -69,7 +57,7 @@ def restored(tmp_path_factory):
 def test_restored_clip_keeps_frames_timing_and_audio(restored):
     clip, out, code = restored
     assert code == 0
-    result = out / "hopper.mp4"
+    result = out / "hopper.mkv"
     (frames_in, times_in), (frames_out, times_out) = decoded_frames(clip), decoded_frames(result)
     assert len(frames_out) == len(frames_in) == 20
     assert times_out == times_in
@@ -77,7 +65,7 @@ def test_restored_clip_keeps_frames_timing_and_audio(restored):
     assert stream_packets(result, "audio") == stream_packets(clip, "audio")   # stream copy: bit-identical
     with av.open(str(result)) as c:
         v = c.streams.video[0]
-        assert (v.codec_context.name, v.codec_context.format.name, v.width, v.height) == ("h264", "yuv420p", 256, 192)
+        assert (v.codec_context.name, v.codec_context.format.name, v.width, v.height) == ("ffv1", "bgr0", 256, 192)
         assert v.average_rate == Fraction(8)
     report = json.loads((out / "report.json").read_text())
     entry = next(p for p in report["photos"] if p["input"] == str(clip))
@@ -89,23 +77,23 @@ def test_restored_clip_keeps_frames_timing_and_audio(restored):
 def test_faces_are_restored_in_the_frames_and_do_not_jitter(restored, pipeline):
     clip, out, _ = restored
     frames_in, _ = decoded_frames(clip)
-    frames_out, _ = decoded_frames(out / "hopper.mp4")
+    frames_out, _ = decoded_frames(out / "hopper.mkv")
     boxes = face_boxes(pipeline, frames_in)
     assert all(b is not None for b in boxes)
-    x0, y0, x1, y1 = boxes[0]
-    face = np.zeros(frames_in[0].shape[:2], bool)
-    face[y0:y1, x0:x1] = True
-    change = np.abs(frames_out[0].astype(np.float64) - frames_in[0]).mean(-1)
-    # restored inside the face, only re-encoded (H.264 CRF 18 of a CRF 20 source) outside it
-    assert change[face].mean() > 2 * change[~face].mean()
-    # frame 0 (its landmarks unsmoothed) restored as a photo by the same restorer gives the same face
+    for t in range(len(frames_in)):   # changed: the face, nothing else (the paste mask's feather included)
+        x0, y0, x1, y1 = boxes[t]
+        grow = (x1 - x0) // 3
+        changed = np.abs(frames_out[t].astype(int) - frames_in[t]).max(-1) > 0
+        changed[max(0, y0 - grow):y1 + grow, max(0, x0 - grow):x1 + grow] = False
+        assert not changed.any(), f"frame {t}: pixels changed away from the face"
+        assert face_change(frames_in[t], frames_out[t], boxes[t])[0] > 1.0   # restored, not copied
+    # frame 0 (its landmarks not yet smoothed) restored as a photo by the same restorer: the same picture
     photo = Photo(rgb=frames_in[0].astype(np.float32) / 255, pixels8=frames_in[0])
     from facerestore.cli import _face_pipeline, build_parser, _make_restorer
 
     args = build_parser().parse_args(["restore"])
     as_photo = restore_photo(photo, _face_pipeline(args, FaceOptions()), _make_restorer(args))[0].rgb8()
-    same = np.abs(frames_out[0].astype(np.float64) - as_photo).mean(-1)
-    assert same[face].mean() < 0.5 * change[face].mean()
+    assert np.abs(as_photo.astype(int) - frames_out[0]).max() <= 1
     j_in, j_out = jitter(frames_in, boxes), jitter(frames_out, boxes)
     print(f"jitter of the face region: input {j_in:.3f}, output {j_out:.3f} (8-bit levels per frame)")
     assert j_out <= j_in * (1 + JITTER_MARGIN)
@@ -165,7 +153,7 @@ def test_clips_that_are_handled(kind, tmp_path):
     assert len(frames_out) == len(frames_in) == 8 and times_out == times_in
     with av.open(str(clip)) as a, av.open(str(result)) as b:
         va, vb = a.streams.video[0], b.streams.video[0]
-        assert vb.codec_context.format.name == va.codec_context.format.name
+        assert (vb.codec_context.name, vb.codec_context.format.name) == (va.codec_context.name, va.codec_context.format.name)
         first_a, first_b = next(a.decode(video=0)), next(b.decode(video=0))
         assert first_b.rotation == first_a.rotation == (90 if kind == "rotated" else 0)
         scale = 2 if kind == "upscale" else 1
