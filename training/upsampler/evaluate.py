@@ -25,7 +25,7 @@ METHODS = ("bicubic", "lanczos", "upsampler")
 def network_upscale(model: torch.nn.Module, native: int, lr: np.ndarray, scale: int) -> np.ndarray:
     """uint8 RGB `lr` upsampled by the network, resized to `scale` when that is not its own."""
     with torch.no_grad():
-        x = torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255
+        x = torch.from_numpy(lr.copy()).permute(2, 0, 1)[None].float() / 255
         y = model(x)[0].clamp(0, 1).permute(1, 2, 0).numpy()
     out = np.rint(y * 255).astype(np.uint8)
     if scale != native:
