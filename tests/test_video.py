@@ -4,7 +4,9 @@ frame count and audio kept, faces restored and steady, bad clips refused by name
 from __future__ import annotations
 
 import json
-import resource
+import os
+import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -180,29 +182,50 @@ def test_interrupted_clip_leaves_no_file(tmp_path):
         transcode(tmp_path / "missing.mp4", tmp_path / "out" / "x.mp4", process)
 
 
-def rss_mb() -> float:
+RSS_SCRIPT = """
+import json, sys
+from pathlib import Path
+from facerestore.cli import _face_pipeline, build_parser
+from runtime.face.pipeline import FaceOptions
+from runtime.restorers.factory import make_restorer
+from runtime.video.container import transcode
+from runtime.video.restore import ClipRestorer
+
+def rss_mb():
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+args = build_parser().parse_args(["restore"])
+clip = ClipRestorer(_face_pipeline(args, FaceOptions()), make_restorer("identity"), batch_faces=10, detect_every=10)
+seen, rss = [0], {}
+
+def progress(n):
+    seen[0] += n
+    if seen[0] in (50, 170, 300):
+        rss[seen[0]] = rss_mb()
+
+info = transcode(Path(sys.argv[1]), Path(sys.argv[2]), clip, chunk=10, progress=progress)
+print(json.dumps({"frames": info.frames, "faces": clip.faces, "rss": rss}))
+"""
 
 
 def test_memory_stays_flat_over_300_frames(tmp_path):
-    """Streamed: RSS after frame 300 within 25 MB of RSS after frame 50 (a 160x120 clip; the
-    identity restorer, detection every 10th frame, the face mesh following in between)."""
+    """Streamed: RSS after frame 300 within 12 MB of RSS after frame 50, and within 5 MB of RSS
+    after frame 170 (one 160x120 frame kept per frame would add 7 MB there) (the identity restorer,
+    detection every 10th frame, the face mesh following in between), in a fresh process with the
+    face networks' ONNX files already exported (an export in the same process leaves torch's
+    memory settling for a while: +30 MB between frames 50 and 300 there, measured). Measured
+    here: +8.0 MB from frame 50 to 300 (+2.7 in another run), flat after frame 100."""
     from facerestore.cli import _face_pipeline, build_parser
 
+    _face_pipeline(build_parser().parse_args(["restore"]), FaceOptions())   # the ONNX cache, filled here
     clip = make_clip(tmp_path / "long.mp4", GRACE_HOPPER, frames=300, fps=30, size=(160, 120))
-    args = build_parser().parse_args(["restore"])
-    restorer = ClipRestorer(_face_pipeline(args, FaceOptions()), make_restorer("identity"), batch_faces=10, detect_every=10)
-    seen, rss = [0], {}
-
-    def progress(n: int) -> None:
-        seen[0] += n
-        if seen[0] in (50, 300):
-            rss[seen[0]] = rss_mb()
-
-    info = transcode(clip, tmp_path / "out.mp4", restorer, chunk=10, progress=progress)
-    assert info.frames == 300 and restorer.faces >= 290
-    print(f"RSS at frame 50: {rss[50]:.1f} MB, at frame 300: {rss[300]:.1f} MB")
-    assert rss[300] - rss[50] < 25
+    done = subprocess.run([sys.executable, "-c", RSS_SCRIPT, str(clip), str(tmp_path / "out.mp4")], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert done.returncode == 0, done.stderr[-2000:]
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    rss = {int(k): v for k, v in measured["rss"].items()}
+    assert measured["frames"] == 300 and measured["faces"] >= 290
+    print(f"RSS at frames 50, 170, 300: {rss[50]:.1f}, {rss[170]:.1f}, {rss[300]:.1f} MB")
+    assert rss[300] - rss[50] < 12 and rss[300] - rss[170] < 5
