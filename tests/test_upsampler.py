@@ -123,3 +123,19 @@ def test_faces_are_pasted_on_the_upsampled_photo(pipeline, tmp_path):
     inside = cv2.warpAffine(masks[0], cv2.invertAffineTransform(affine), out.size) > 0
     assert np.array_equal(out.rgb[~inside], background[~inside])
     assert np.abs(out.rgb[inside] - background[inside]).mean() > 1e-3   # the face was pasted there
+
+
+def test_restore_cli_pastes_faces_on_the_demo_upsampler(tmp_path, capsys):
+    """`restore --bg-upsampler demo` (the shipped compact x4, on ONNX Runtime, exported once into
+    the cache) at --upscale 2 in 128-px tiles; weights that are no upsampler are refused by name."""
+    from facerestore.cli import main
+
+    out = tmp_path / "out"
+    assert main(["restore", str(ASTRONAUT), "--model", "identity", "--bg-upsampler", "demo", "--upscale", "2",
+                 "--tile", "128", "--out", str(out)]) == 0
+    photo, restored = read_image(ASTRONAUT), read_image(out / "astronaut.png")
+    assert restored.size == (photo.size[0] * 2, photo.size[1] * 2)
+    bad = tmp_path / "bad.pth"
+    torch.save({"params": {"conv.weight": torch.zeros(3, 3, 3, 3)}}, bad)
+    assert main(["restore", str(ASTRONAUT), "--bg-upsampler", str(bad), "--out", str(tmp_path / "x")]) == 2
+    assert f"{bad}: neither RRDBNet" in capsys.readouterr().err
