@@ -26,7 +26,10 @@ class TensorSpec:
     keep_fp32: bool = False
 
     def concrete(self, batch: int) -> tuple[int, ...]:
-        """The shape with the batch axis filled in."""
+        """The shape with the batch axis filled in (ValueError for another open axis: an image
+        size, which no TensorRT profile here covers yet)."""
+        if open_axes := [d for d in self.shape if isinstance(d, str) and d != BATCH]:
+            raise ValueError(f"tensor '{self.name}' has open axes {open_axes}: no fixed shape for a TensorRT profile")
         return tuple(batch if d == BATCH else int(d) for d in self.shape)
 
 
