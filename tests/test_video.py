@@ -199,7 +199,7 @@ seen, rss = [0], {}
 
 def progress(n):
     seen[0] += n
-    if seen[0] in (50, 170, 300):
+    if seen[0] >= 50:
         rss[seen[0]] = rss_mb()
 
 info = transcode(Path(sys.argv[1]), Path(sys.argv[2]), clip, chunk=10, progress=progress)
@@ -208,12 +208,14 @@ print(json.dumps({"frames": info.frames, "faces": clip.faces, "rss": rss}))
 
 
 def test_memory_stays_flat_over_300_frames(tmp_path):
-    """Streamed: RSS after frame 300 within 12 MB of RSS after frame 50, and within 5 MB of RSS
-    after frame 170 (one 160x120 frame kept per frame would add 7 MB there) (the identity restorer,
-    detection every 10th frame, the face mesh following in between), in a fresh process with the
-    face networks' ONNX files already exported (an export in the same process leaves torch's
-    memory settling for a while: +30 MB between frames 50 and 300 there, measured). Measured
-    here: +8.0 MB from frame 50 to 300 (+2.7 in another run), flat after frame 100."""
+    """Streamed: RSS sampled every 10 frames from frame 50 to 300 of a 160x120 clip (the identity
+    restorer, detection every 10th frame, the face mesh following in between), in a fresh process
+    with the face networks' ONNX files already exported. Memory that piles up grows with the
+    frames: the robust (Theil-Sen, median of pairwise) slope of RSS over frames stays under
+    20 KB a frame (keeping each 57 KB frame would be 57, each 768 KB face crop 768), and RSS at
+    frame 300 within 40 MB of frame 50. Measured here: slopes 0.000-0.003 MB a frame; RSS from
+    frame 50 to 300 +0.4 to +8 MB in most runs, once +34 MB in one step (ONNX Runtime's and the
+    allocator's pools growing once, flat before and after)."""
     from facerestore.cli import _face_pipeline, build_parser
 
     _face_pipeline(build_parser().parse_args(["restore"]), FaceOptions())   # the ONNX cache, filled here
@@ -223,6 +225,8 @@ def test_memory_stays_flat_over_300_frames(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     measured = json.loads(done.stdout.strip().splitlines()[-1])
     rss = {int(k): v for k, v in measured["rss"].items()}
-    assert measured["frames"] == 300 and measured["faces"] >= 290
-    print(f"RSS at frames 50, 170, 300: {rss[50]:.1f}, {rss[170]:.1f}, {rss[300]:.1f} MB")
-    assert rss[300] - rss[50] < 12 and rss[300] - rss[170] < 5
+    assert measured["frames"] == 300 and measured["faces"] >= 290 and sorted(rss)[::25] == [50, 300]
+    frames = sorted(rss)
+    slope = float(np.median([(rss[b] - rss[a]) / (b - a) for i, a in enumerate(frames) for b in frames[i + 1:]]))
+    print(f"RSS at frame 50: {rss[50]:.1f} MB, at frame 300: {rss[300]:.1f} MB; slope {slope * 1024:.1f} KB a frame")
+    assert slope < 20 / 1024 and rss[300] - rss[50] < 40
