@@ -16,8 +16,10 @@ def _alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float:
 
 class OneEuroFilter:
     """x_hat = lowpass(x, cutoff = min_cutoff + beta * |speed|), speed = lowpass(dx/dt, d_cutoff) / scale.
-    Defaults (Hz; beta per face size per second) chosen on the tests' panned clips: a still face's
-    points settle within a few frames, a face crossing the frame in two seconds lags under 1 px."""
+    Defaults: cutoffs in Hz, beta per face size per second. Measured on a 100-px face at 24 fps:
+    a still point with 1 px of noise (sd) comes out with 0.54 px, one moving at 128 px/s (1.3
+    face widths a second) lags 2.3 px behind (8 fps: 0.68 px and 2.7 px). The crop and the paste
+    use the same smoothed affine, so a lag moves the face in the crop, it does not misplace it."""
 
     def __init__(self, min_cutoff: float = 1.5, beta: float = 4.0, d_cutoff: float = 1.0) -> None:
         self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
