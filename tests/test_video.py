@@ -230,3 +230,28 @@ def test_memory_stays_flat_over_300_frames(tmp_path):
     slope = float(np.median([(rss[b] - rss[a]) / (b - a) for i, a in enumerate(frames) for b in frames[i + 1:]]))
     print(f"RSS at frame 50: {rss[50]:.1f} MB, at frame 300: {rss[300]:.1f} MB; slope {slope * 1024:.1f} KB a frame")
     assert slope < 20 / 1024 and rss[300] - rss[50] < 40
+
+
+@pytest.mark.parametrize("detect_every", [1, 3])
+def test_a_face_that_leaves_and_comes_back(detect_every, tmp_path):
+    """Frames 6-11 show the coffee photo (no face): the face's track ends when it leaves (the mesh
+    no longer sees it, or no detection overlaps it) and a new one starts when it is back."""
+    from benchmarks.video import camera_move
+    from facerestore.cli import _face_pipeline, build_parser
+    from runtime.samples import NO_FACE, read_rgb8
+
+    views = camera_move(read_rgb8(GRACE_HOPPER), 18, (160, 120))
+    empty = camera_move(read_rgb8(NO_FACE), 6, (160, 120))
+    path = tmp_path / "away.mkv"
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("ffv1", rate=12)
+        v.width, v.height, v.pix_fmt = 160, 120, "bgr0"
+        for i, view in enumerate(views[:6] + empty + views[12:]):
+            frame = av.VideoFrame.from_ndarray(view, format="rgb24")
+            frame.pts = i
+            c.mux(v.encode(frame))
+        c.mux(v.encode(None))
+    clip = ClipRestorer(_face_pipeline(build_parser().parse_args(["restore"]), FaceOptions()), make_restorer("identity"),
+                        batch_faces=4, detect_every=detect_every)
+    info = transcode(path, tmp_path / "out.mkv", clip, chunk=4)
+    assert info.frames == 18 and clip.faces == 12 and clip.tracker.started == 2
