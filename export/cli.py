@@ -18,7 +18,10 @@ came from), verified against PyTorch on real inputs, then TensorRT engines with 
 
 --model names a group (face, safm, authface) or one network; --checkpoint is that model's
 weights (a .safetensors file for safm, a checkpoint folder for authface; default: the shipped
-face networks, the demo safm-tiny weights, random-init tiny AuthFace)."""
+face networks, the demo safm-tiny weights, random-init tiny AuthFace). bg_upsampler is the
+background upsampler (--checkpoint: RealESRGAN_x4plus/x2plus or realesr-general-x4v3 .pth, or
+ours; default: the shipped compact x4 demo), ONNX with open height and width (no TensorRT
+profile for it yet)."""
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:

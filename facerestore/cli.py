@@ -15,9 +15,24 @@ Restore every face of every photo: detect faces (MediaPipe BlazeFace full-range)
 landmarks (MediaPipe face mesh), align each face to the FFHQ 512 template, restore all faces
 of a photo as one batch, paste them back with a soft mask over each face's own region.
 
-Inputs are files and/or folders (searched recursively for .png .jpg .jpeg .webp .bmp .tif);
-with none, the sample photos shipped with the package are used. Each output keeps the input's
-relative path and format; grayscale, alpha, 16-bit PNG and EXIF orientation are honoured.
+Inputs are files and/or folders (searched recursively for .png .jpg .jpeg .webp .bmp .tif and
+clips .mp4 .m4v .mov .mkv .webm .avi); with none, the sample photos shipped with the package are
+used. Each output keeps the input's relative path and format; grayscale, alpha, 16-bit PNG and
+EXIF orientation are honoured.
+
+Clips (PyAV, no system ffmpeg): streamed a chunk of frames at a time; the same frame count,
+timestamps (variable rates kept), size (or --upscale), pixel format (10-bit stays 10-bit) and
+codec where it can be encoded here, else H.264 (libx264 CRF 18); audio, subtitle and data
+streams are copied untouched; display rotation is honoured and written back. Faces are detected
+on every --detect-every-th frame and followed by the face mesh in between, their landmarks
+smoothed over time (One-Euro filter) so crops and paste masks do not jitter; the faces of
+--batch-faces frames go to the restorer in calls of up to --batch-faces faces. Progress shows
+frames/s and the ETA; a clip is written under a temporary name and renamed when complete.
+
+--bg-upsampler PATH upsamples the background with a Real-ESRGAN-class network (RealESRGAN_x4plus
+/ x2plus: RRDBNet, weights under params_ema; realesr-general-x4v3: SRVGGNetCompact, params; or
+`demo`: our small compact x4, training/weights/upsampler/) in tiles of --tile pixels, and the
+restored faces are pasted on its output (as GFPGAN and CodeFormer do) at --upscale.
 A photo without a face is copied through. A bad file is reported on one line and the rest
 of the batch goes on; the exit status is non-zero only when no photo could be processed.
 A report.json in the output folder lists faces, skipped detections and errors per photo.
@@ -124,6 +139,13 @@ def _add_restore(sub: argparse._SubParsersAction) -> None:
                         "tables and chroma subsampling (default: the input's; EXIF and ICC are kept either way)")
     p.add_argument("--save-crops", action="store_true", help="also write aligned and restored crops under OUT/crops")
     p.add_argument("--compare", action="store_true", help="also write before|after images under OUT/compare")
+    p.add_argument("--bg-upsampler", type=Path, default=None, metavar="PATH",
+                   help="background upsampler weights (.pth/.safetensors), or `demo` (see above; default: resize)")
+    p.add_argument("--tile", type=int, default=400,
+                   help="background upsampler tile side in input pixels, 0 = whole photo (default: %(default)s)")
+    p.add_argument("--batch-faces", type=int, default=8, help="clips: faces per restorer call (default: %(default)s)")
+    p.add_argument("--detect-every", type=int, default=1,
+                   help="clips: detect faces on every k-th frame, follow them in between (default: %(default)s)")
 
 
 def _face_options(args: argparse.Namespace, upscale: float = 1.0):
@@ -190,7 +212,7 @@ def _face_pipeline(args: argparse.Namespace, options):
 
 
 def _run_restore(args: argparse.Namespace) -> int:
-    from runtime.restore import restore_files
+    from runtime.restore import VideoOptions, restore_files
     from runtime.samples import FACE_PHOTOS
     from runtime.engines import EngineMismatch
     from runtime.sessions import SessionError
@@ -206,13 +228,17 @@ def _run_restore(args: argparse.Namespace) -> int:
     if args.jpeg_quality is not None and not 1 <= args.jpeg_quality <= 100:
         print(f"error: --jpeg-quality must be in [1, 100], got {args.jpeg_quality}", file=sys.stderr)
         return 2
+    if args.batch_faces < 1 or args.detect_every < 1 or args.tile < 0:
+        print("error: --batch-faces and --detect-every must be >= 1, --tile >= 0", file=sys.stderr)
+        return 2
     options = _face_options(args, args.upscale)
     inputs = args.inputs or FACE_PHOTOS
     try:
         restorer = _make_restorer(args)
         results = restore_files(inputs, args.out, _face_pipeline(args, options), restorer,
                                 save_crops=args.save_crops, compare=args.compare, max_pixels=args.max_pixels,
-                                jpeg_quality=args.jpeg_quality)
+                                jpeg_quality=args.jpeg_quality, upsampler=_bg_upsampler(args),
+                                video=VideoOptions(args.batch_faces, args.detect_every))
     except errors as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -256,6 +282,27 @@ def _run_demo(args: argparse.Namespace) -> int:
               f"({g.gain:+.2f} dB) against the clean photo; degraded | restored | clean in {sheet}")
     print(f"before | after of every sample in {args.out / 'compare'}")
     return 0 if gains else 1
+
+
+def _bg_upsampler(args: argparse.Namespace):
+    """The --bg-upsampler network (None without one): ONNX Runtime where the restorer runs on it
+    (exported once into the cache), torch otherwise."""
+    if args.bg_upsampler is None:
+        return None
+    from runtime.upsampler import onnx_upsampler, torch_upsampler
+    from training.published.weights import PublishedWeightsError
+    from training.shipped import DEMO_UPSAMPLER
+
+    weights = DEMO_UPSAMPLER if str(args.bg_upsampler) == "demo" else args.bg_upsampler
+    try:
+        if _resolve_backend(args) == "onnxruntime":
+            from export.onnx_cache import onnx_dir
+            from runtime.contracts.upsampler import BG_UPSAMPLER
+
+            return onnx_upsampler(onnx_dir(BG_UPSAMPLER, weights, args.onnx_dir), weights, args.device, args.tile)
+        return torch_upsampler(weights, args.device, args.precision, args.tile)
+    except PublishedWeightsError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _make_restorer(args: argparse.Namespace):

@@ -7,8 +7,10 @@ from export.networks.authface import AUTHFACE_NETWORKS
 from export.networks.base import ExportNetwork
 from export.networks.face import FACE_DETECTOR_NETWORK, FACE_MESH_NETWORK
 from export.networks.safm import SAFM_NETWORK
+from export.networks.upsampler import BG_UPSAMPLER_NETWORK
 
 NETWORKS: dict[str, ExportNetwork] = {n.contract.name: n for n in (FACE_DETECTOR_NETWORK, FACE_MESH_NETWORK,
-                                                                    SAFM_NETWORK, *AUTHFACE_NETWORKS)}
+                                                                    SAFM_NETWORK, *AUTHFACE_NETWORKS,
+                                                                    BG_UPSAMPLER_NETWORK)}
 
 __all__ = ["NETWORKS", "ExportNetwork"]

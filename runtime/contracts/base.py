@@ -26,7 +26,10 @@ class TensorSpec:
     keep_fp32: bool = False
 
     def concrete(self, batch: int) -> tuple[int, ...]:
-        """The shape with the batch axis filled in."""
+        """The shape with the batch axis filled in (ValueError for another open axis: an image
+        size, which no TensorRT profile here covers yet)."""
+        if open_axes := [d for d in self.shape if isinstance(d, str) and d != BATCH]:
+            raise ValueError(f"tensor '{self.name}' has open axes {open_axes}: no fixed shape for a TensorRT profile")
         return tuple(batch if d == BATCH else int(d) for d in self.shape)
 
     def nbytes(self, batch: int) -> int:
@@ -76,9 +79,10 @@ class NetworkContract:
         return sum(t.nbytes(batch) for t in self.inputs + self.outputs)
 
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
-        """torch.onnx.export's dynamic_axes for every tensor with a batch axis."""
-        return {t.name: {i: BATCH for i, d in enumerate(t.shape) if d == BATCH}
-                for t in self.inputs + self.outputs if BATCH in t.shape}
+        """torch.onnx.export's dynamic_axes: every named axis (the batch; an image size where the
+        contract leaves it open) of every tensor that has one."""
+        return {t.name: {i: d for i, d in enumerate(t.shape) if isinstance(d, str)}
+                for t in self.inputs + self.outputs if any(isinstance(d, str) for d in t.shape)}
 
     def profile(self, max_batch: int | None = None) -> dict[str, tuple[tuple[int, ...], ...]]:
         """TensorRT optimization profile: input name -> (min, opt, max) shapes."""

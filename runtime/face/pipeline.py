@@ -139,9 +139,9 @@ class FacePipeline:
         """The soft masks this pipeline's options paste through (paste_masks)."""
         return paste_masks(batch, self.options)
 
-    def paste(self, photo: Photo, batch: FaceBatch, restored: np.ndarray) -> Photo:
+    def paste(self, photo: Photo, batch: FaceBatch, restored: np.ndarray, background: np.ndarray | None = None) -> Photo:
         """`restored` pasted back with this pipeline's options (paste)."""
-        return paste(photo, batch, restored, self.options)
+        return paste(photo, batch, restored, self.options, background)
 
 
 def paste_masks(batch: FaceBatch, options: FaceOptions) -> np.ndarray | None:
@@ -150,12 +150,15 @@ def paste_masks(batch: FaceBatch, options: FaceOptions) -> np.ndarray | None:
     return np.stack([face_mask(m) for m in batch.label_maps]) if options.paste_mask == "face" else None
 
 
-def paste(photo: Photo, batch: FaceBatch, restored: np.ndarray, options: FaceOptions) -> Photo:
+def paste(photo: Photo, batch: FaceBatch, restored: np.ndarray, options: FaceOptions,
+          background: np.ndarray | None = None) -> Photo:
     """The photo with restored faces [N, S, S, 3] (uint8 RGB) blended back, upscaled by
     the options' factor; grayscale, alpha and bit depth of the input are kept. Each face is
     first colour-fixed against the photo's own aligned face, then pasted through the face
     mask (from batch.label_maps) or the square. Outside the masks the photo is untouched, and
     its SourceFormat goes with it (a JPEG is encoded with its own tables).
+    `background` (float32 RGB [0, 1] at the output size, e.g. from a background upsampler)
+    replaces the Lanczos-resized photo the faces are pasted on.
     Needs no networks: the Triton postprocess model calls it as the in-process path does."""
     size = restored.shape[1] if len(restored) else options.size
     fixed = np.stack([colour_fix(face, warp_face(photo.rgb, affine, size), options.colour_fix)
@@ -163,14 +166,19 @@ def paste(photo: Photo, batch: FaceBatch, restored: np.ndarray, options: FaceOpt
     masks = paste_masks(batch, options) if len(restored) else None
     up = options.upscale
     alpha = photo.alpha
-    if up != 1:   # the resized frame is the output (clipped in place: Lanczos overshoots)
-        w, h = photo.size
-        dsize = (round(w * up), round(h * up))
+    w, h = photo.size
+    dsize = (round(w * up), round(h * up))
+    if background is not None:
+        if background.shape[:2] != dsize[::-1]:
+            raise ValueError(f"background is {background.shape[1]}x{background.shape[0]}, the output {dsize[0]}x{dsize[1]}")
+        rgb = background.astype(np.float32)   # a copy: the faces are pasted in place
+    elif up != 1:   # the resized frame is the output (clipped in place: Lanczos overshoots)
         rgb = cv2.resize(photo.rgb.astype(np.float32, copy=False), dsize, interpolation=cv2.INTER_LANCZOS4)
         np.clip(rgb, 0, 1, out=rgb)
-        alpha = None if alpha is None else np.clip(cv2.resize(alpha, dsize, interpolation=cv2.INTER_LINEAR), 0, 1)
     else:         # the output starts as the photo's own pixels (the photo is not modified)
         rgb = photo.rgb.astype(np.float32)
+    if alpha is not None and up != 1:
+        alpha = np.clip(cv2.resize(alpha, dsize, interpolation=cv2.INTER_LINEAR), 0, 1)
     affines = batch.affines.copy()
     affines[:, :, :2] /= up
     out = paste_faces(rgb, fixed, affines, masks)   # touches (and clips) only the faces' regions

@@ -3,13 +3,14 @@
 export's model groups, the benchmarks and the client read it; a restorer is one subpackage and
 one line here (docs/ARCHITECTURE.md)."""
 from runtime.contracts import FACE_CONTRACTS, NetworkContract
+from runtime.contracts.upsampler import BG_UPSAMPLER
 from runtime.restorers.authface import AUTHFACE_RESTORER
 from runtime.restorers.base import Restorer, RestorerOption, RestorerSpec
 from runtime.restorers.identity import IDENTITY
 from runtime.restorers.safm import SAFM_RESTORER
 
 RESTORERS: dict[str, RestorerSpec] = {}
-CONTRACTS: dict[str, NetworkContract] = {c.name: c for c in FACE_CONTRACTS}   # every network by name
+CONTRACTS: dict[str, NetworkContract] = {c.name: c for c in (*FACE_CONTRACTS, BG_UPSAMPLER)}   # every network by name
 MODEL_GROUPS: dict[str, list[str]] = {"face": [c.name for c in FACE_CONTRACTS]}   # `export --model` groups
 
 

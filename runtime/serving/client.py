@@ -230,7 +230,8 @@ def restore_files(inputs: list[Path], out_dir: Path, url: str | list[str] | None
                   restorer: str = "safm", concurrency: int = 1, verbose: bool = True, retry_s: float = 60.0,
                   **options) -> ClientRun:
     """Send every photo of `inputs` (files/folders, as `facerestore restore`) to the server(s)
-    with `concurrency` parallel connections; write each restored photo atomically under
+    with `concurrency` parallel connections (a clip: its frames, `concurrency` at a time, muxed
+    back with its audio: runtime/video/served.py); write each restored photo atomically under
     `out_dir` (same relative path and format, PNG when the format can't be written, never over
     an input). Several URLs (replicas of a fleet): the connections are spread over them, and a
     photo one replica cannot take (unavailable for retry_s) goes to the next. A failed photo is
@@ -291,11 +292,44 @@ def restore_files(inputs: list[Path], out_dir: Path, url: str | list[str] | None
         bar.update(1)
         return result
 
+    def clip(item: tuple[Path, Path]) -> FileResult:
+        """A clip: its frames sent `concurrency` at a time (runtime/video/served.py)."""
+        from runtime.video.container import VideoError
+        from runtime.video.served import restore_clip_served
+
+        path, rel = item
+        result = FileResult(input=str(path))
+        target = output_path(out_dir, rel)
+
+        def frame(data: bytes, name: str) -> tuple[bytes, int]:
+            restored = send(data, Path(name), ".png")
+            return restored.image, restored.faces
+
+        try:
+            if target.resolve() in input_set:
+                raise ClientError(f"{path}: output {target} would overwrite an input; choose another --out")
+            t0 = time.perf_counter()
+            info, result.faces = restore_clip_served(path, target, frame, concurrency, options.get("upscale") or 1.0)
+            result.output, result.latency_s = str(target), time.perf_counter() - t0
+            if verbose:
+                bar.write(f"{path} -> {target}: {info.frames} frames, {result.faces} faces, "
+                          f"{info.frames / result.latency_s:.2f} frames/s, {info.encoder}, copied: "
+                          f"{', '.join(info.copied) or 'no other streams'}", file=sys.stdout)
+        except (ClientError, VideoError, ValueError) as exc:
+            result.error = str(exc)
+            bar.write(f"error: {exc}", file=sys.stderr)
+        bar.update(1)
+        return result
+
+    from runtime.video.container import VIDEO_SUFFIXES
+
     run = ClientRun()
     start = time.perf_counter()
     try:
+        clips = [f for f in files if f[0].suffix.lower() in VIDEO_SUFFIXES]   # one at a time, frames in parallel
+        run.results = [clip(c) for c in clips]
         with ThreadPoolExecutor(max(1, concurrency)) as pool:
-            run.results = list(pool.map(one, files))
+            run.results += list(pool.map(one, [f for f in files if f not in clips]))
     finally:
         bar.close()
         for c in clients:

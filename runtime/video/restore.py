@@ -1,0 +1,113 @@
+"""Restore the faces of a clip, streamed: frames come from `transcode` a chunk at a time, faces
+are followed and smoothed through the clip (tracking.py), the faces of the whole chunk go to the
+restorer together in calls of at most `batch_faces`, and each frame is pasted back (on the
+background upsampler's output when one is given) and encoded before the next chunk is read.
+Memory holds one chunk of frames, never the clip."""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from runtime.face.pipeline import FaceBatch, FacePipeline
+from runtime.imageio import Photo, to_float, to_uint8
+from runtime.restorers import Restorer
+from runtime.upsampler import BackgroundUpsampler
+from runtime.video.container import Frame, VideoInfo, probe, transcode
+from runtime.video.tracking import FaceTracker
+
+ARRAYS = [f.name for f in fields(FaceBatch) if f.name != "faces"]
+
+
+@dataclass
+class VideoResult:
+    """What happened to one clip (a report.json entry)."""
+
+    input: str
+    output: str | None = None
+    frames: int = 0
+    faces: int = 0            # faces restored, over all frames
+    tracks: int = 0           # faces that came into view
+    seconds: float = 0.0
+    fps: float = 0.0
+    encoder: str = ""
+    copied: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def join(batches: list[FaceBatch]) -> FaceBatch:
+    """The faces of several frames as one batch (a frame without faces adds empty arrays)."""
+    return FaceBatch(**{n: np.concatenate([getattr(b, n) for b in batches]) for n in ARRAYS},
+                     faces=[f for b in batches for f in b.faces])
+
+
+def part(batch: FaceBatch, start: int, stop: int) -> FaceBatch:
+    """Faces start..stop of a batch."""
+    return FaceBatch(**{n: getattr(batch, n)[start:stop] for n in ARRAYS}, faces=batch.faces[start:stop])
+
+
+def frame_photo(frame: Frame) -> Photo:
+    """A frame as the face pipeline's Photo (16 bits for deeper sources)."""
+    px = frame.pixels
+    return Photo(rgb=to_float(px), bit_depth=16 if px.dtype == np.uint16 else 8,
+                 pixels8=px if px.dtype == np.uint8 else None)
+
+
+def photo_pixels(photo: Photo, dtype: np.dtype) -> np.ndarray:
+    """A pasted Photo back to frame samples of `dtype`."""
+    if dtype == np.uint16:
+        return np.clip(np.rint(photo.rgb * 65535.0), 0, 65535).astype(np.uint16)
+    return to_uint8(photo.rgb)
+
+
+class ClipRestorer:
+    """The frame callback of `transcode` for one clip (it keeps the clip's face tracks)."""
+
+    def __init__(self, pipeline: FacePipeline, restorer: Restorer, batch_faces: int = 8, detect_every: int = 1,
+                 upsampler: BackgroundUpsampler | None = None, smooth: bool = True) -> None:
+        if batch_faces < 1:
+            raise ValueError(f"--batch-faces must be >= 1, not {batch_faces}")
+        self.pipeline, self.restorer, self.batch_faces, self.upsampler = pipeline, restorer, batch_faces, upsampler
+        self.tracker = FaceTracker(pipeline, detect_every, smooth)
+        self.faces = 0
+        self.calls = 0
+
+    def __call__(self, frames: list[Frame]) -> list[np.ndarray]:
+        photos = [frame_photo(f) for f in frames]
+        batches = [self.pipeline.align(p, self.tracker.faces(p, f.time)[0]) for p, f in zip(photos, frames)]
+        counts = [len(b) for b in batches]
+        every = join(batches)
+        restored = np.zeros_like(every.crops)
+        for start in range(0, len(every), self.batch_faces):   # faces of many frames per call
+            restored[start:start + self.batch_faces] = self.restorer(part(every, start, start + self.batch_faces))
+            self.calls += 1
+        self.faces += len(every)
+        out, start = [], 0
+        up = self.pipeline.options.upscale
+        for photo, batch, n, frame in zip(photos, batches, counts, frames):
+            background = self.upsampler(photo.rgb, up) if self.upsampler is not None else None
+            pasted = self.pipeline.paste(photo, batch, restored[start:start + n], background)
+            out.append(photo_pixels(pasted, frame.pixels.dtype))
+            start += n
+        return out
+
+
+def restore_video(path: Path, target: Path, pipeline: FacePipeline, restorer: Restorer, batch_faces: int = 8,
+                  detect_every: int = 1, upsampler: BackgroundUpsampler | None = None) -> VideoResult:
+    """Restore the faces of clip `path` into `target` (VideoError for a bad clip); progress
+    (frames/s, ETA) on stderr."""
+    result = VideoResult(input=str(path))
+    info: VideoInfo = probe(path)
+    clip = ClipRestorer(pipeline, restorer, batch_faces, detect_every, upsampler)
+    start = time.perf_counter()
+    with tqdm(total=info.frames or None, desc=f"{Path(path).name} ({restorer.name})", unit="frame",
+              file=sys.stderr, disable=None) as bar:
+        info = transcode(path, target, clip, chunk=batch_faces, upscale=pipeline.options.upscale, progress=bar.update)
+    result.seconds = time.perf_counter() - start
+    result.output, result.frames, result.faces, result.tracks = str(target), info.frames, clip.faces, clip.tracker.started
+    result.fps, result.encoder, result.copied = info.frames / max(result.seconds, 1e-9), info.encoder, info.copied
+    return result

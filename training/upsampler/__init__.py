@@ -1,0 +1,1 @@
+"""The shipped compact background upsampler: its trainer and its held-out evaluation."""
