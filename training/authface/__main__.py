@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     """train-stage1 / train-stage2 (training/authface/train.py; defaults are the paper's)."""
-    from training.authface.train import Stage1Config, Stage2Config
+    from training.authface.train import OPTIMIZERS, Stage1Config, Stage2Config
     from training.distributed import PARALLEL_HELP, add_parallel_options
 
     for name, cls, text in (
@@ -88,6 +88,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         for arg in floats:
             p.add_argument(f"--{arg.replace('_', '-')}", type=float, default=getattr(d, arg))
         p.add_argument("--gradient-checkpointing", action="store_true")
+        p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer,
+                       help="adamw (default), adamw-fused (torch's fused kernel), adamw-8bit (bitsandbytes: 8-bit states, "
+                            "a quarter of the memory; the SDXL stage I on one 80 GB GPU, see "
+                            "benchmarks/results/computed/training_memory.md)")
         p.add_argument("--no-amp", action="store_true", help="train in fp32 (default: bf16 autocast on CUDA and on CPUs with AVX512-BF16 or AMX)")
         p.add_argument("--device", default=d.device)
 

@@ -208,6 +208,7 @@ class SaFMTrainer:
                   f"global batch {self.global_batch}")
         bar = tqdm(total=target, initial=self.step, desc="train safm", unit="step", disable=None if main else True)
         while self.step < target:
+            step_started = time.perf_counter()
             if cfg.lr_final is not None:
                 lr = cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1 + math.cos(math.pi * self.step / target))
                 for group in self.opt_g.param_groups:
@@ -234,7 +235,8 @@ class SaFMTrainer:
                 warm = time.monotonic()
             if cfg.budget_minutes is not None and self.step == first_step + WARMUP_STEPS + CALIBRATION_STEPS:
                 target = bar.total = self._fit_budget(started, warm)
-            rows.append(end_step(self.step, target, logged, log, bar, cfg.log_every, cfg.save_every, self.save))
+            rows.append(end_step(self.step, target, logged, log, bar, cfg.log_every, cfg.save_every, self.save,
+                                 {"seconds": time.perf_counter() - step_started}))
         bar.close()
         return rows
 
