@@ -6,7 +6,8 @@ tensor once; the weights themselves left out: they are counted once as the weigh
 per-parameter bytes of weights, gradients and optimizer states:
 
 - weights fp32 4 B, gradients fp32 4 B; bf16 autocast also keeps the bf16 copy of every
-  matmul/conv weight for the backward (2 B);
+  matmul/conv weight for the backward (2 B); its activations are those of the UNet run in bf16
+  (autocast runs group norms and softmax in fp32, so a little more in truth);
 - AdamW (torch, also `fused=True`): exp_avg + exp_avg_sq fp32, 8 B; 8-bit AdamW
   (bitsandbytes `AdamW8bit`, block-wise quantized states): 2 B + 2 x 4 B per 2048-element block;
 - attention: the saved attention probabilities of the math kernel (what SDPA runs on meta and

@@ -98,6 +98,20 @@ def load_train_state(folder: Path, models: dict[str, nn.Module], optimizers: dic
     return {**meta, **({"note": note} if note else {})}
 
 
+def resume(folder: Path, models: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer], ranks: Ranks,
+           seed: int, samples_per_step: int) -> dict | None:
+    """A trainer's resume: None without a train state in `folder`, else its metadata with
+    `samples` (the stream position; a state from before it: step x samples_per_step) after
+    loading it (rank 0 prints the note of a rank whose RNG the state lacks)."""
+    if not has_train_state(folder):
+        return None
+    meta = load_train_state(folder, models, optimizers, ranks, seed)
+    meta["samples"] = meta["extra"].get("samples", meta["step"] * samples_per_step)
+    if ranks.main and meta.get("note"):
+        print(f"resume: {meta['note']}")
+    return meta
+
+
 def append_csv(path: Path, row: dict) -> None:
     """Append a row to a CSV log (header on the first row)."""
     new = not path.is_file()

@@ -48,8 +48,7 @@ from training.data.faces import AlignedFaces
 from training.data.stream import per_sample
 from training.distributed import average_gradients, broadcast_modules, gather_rng, mean_over_ranks, start
 from training.ema import ema_copy, update_ema
-from training.train_state import (end_step, has_train_state, jsonable, load_train_state, sample_loader, save_train_state,
-                                  training_device)
+from training.train_state import end_step, jsonable, resume, sample_loader, save_train_state, training_device
 
 
 # ----------------------------------------------------------------------------- captions
@@ -260,14 +259,12 @@ class _Trainer:
             self.ema = ema_copy(self._trained())
         self.step, self.samples = 0, 0
         self.state_dir = cfg.out / "train_state"
-        if has_train_state(self.state_dir):
-            meta = load_train_state(self.state_dir, self._all_models(), self._optimizers(), self.ranks, cfg.seed)
-            if meta.get("extra", {}).get("stage") not in (None, self.stage):
+        meta = resume(self.state_dir, self._all_models(), self._optimizers(), self.ranks, cfg.seed,
+                      cfg.batch * cfg.grad_accum)
+        if meta is not None:
+            if meta["extra"].get("stage") not in (None, self.stage):
                 raise ValueError(f"{cfg.out}: holds a {meta['extra']['stage']} run, not {self.stage}; choose another --out")
-            self.step = meta["step"]
-            self.samples = meta["extra"].get("samples", self.step * cfg.batch * cfg.grad_accum)
-            if self.ranks.main and meta.get("note"):
-                print(f"resume: {meta['note']}")
+            self.step, self.samples = meta["step"], meta["samples"]
 
     @property
     def global_batch(self) -> int:

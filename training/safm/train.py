@@ -24,8 +24,7 @@ from training.losses.identity import IdentityLoss
 from training.losses.perceptual import PerceptualLoss
 from training.provenance import Provenance
 from training.safm.checkpoint import load_checkpoint, random_init, save_checkpoint
-from training.train_state import (end_step, has_train_state, jsonable, load_train_state, sample_loader, save_train_state,
-                                  training_device)
+from training.train_state import end_step, jsonable, resume, sample_loader, save_train_state, training_device
 
 WARMUP_STEPS, CALIBRATION_STEPS = 10, 50  # a --budget-minutes run times steps 10..60, then fixes its step count
 ARCFACE_LAYERS = {"r18": (2, 2, 2, 2), "r34": (3, 4, 6, 3), "r50": (3, 4, 14, 3)}
@@ -113,12 +112,9 @@ class SaFMTrainer:
             self.ema = ema_copy(self.model)
         self.step, self.samples = 0, 0
         self.state_dir = cfg.out / "train_state"
-        if has_train_state(self.state_dir):
-            meta = load_train_state(self.state_dir, self._models(), self._optimizers(), self.ranks, cfg.seed)
-            self.step = meta["step"]
-            self.samples = meta["extra"].get("samples", self.step * cfg.batch * cfg.grad_accum)
-            if self.ranks.main and meta.get("note"):
-                print(f"resume: {meta['note']}")
+        meta = resume(self.state_dir, self._models(), self._optimizers(), self.ranks, cfg.seed, cfg.batch * cfg.grad_accum)
+        if meta is not None:
+            self.step, self.samples = meta["step"], meta["samples"]
 
     @property
     def global_batch(self) -> int:
