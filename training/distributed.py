@@ -130,20 +130,25 @@ def average_gradients(params: Iterable[nn.Parameter], ranks: Ranks) -> None:
             bucket, size = ([p], p.numel()) if p is not None else ([], 0)
 
 
-def mean_over_ranks(values: dict[str, float], ranks: Ranks, device: torch.device | str = "cpu") -> dict[str, float]:
+def _device() -> torch.device:
+    """Where the process group's collectives take their tensors: this rank's GPU under NCCL."""
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def mean_over_ranks(values: dict[str, float], ranks: Ranks) -> dict[str, float]:
     """The logged loss terms averaged over the ranks (the global batch's mean)."""
     if not ranks.distributed or not values:
         return values
-    t = torch.tensor(list(values.values()), dtype=torch.float64, device=device)
+    t = torch.tensor(list(values.values()), dtype=torch.float64, device=_device())
     dist.all_reduce(t)
     return dict(zip(values, (t / ranks.world).tolist()))
 
 
-def from_main(value: int, ranks: Ranks, device: torch.device | str = "cpu") -> int:
+def from_main(value: int, ranks: Ranks) -> int:
     """Rank 0's integer on every rank (e.g. the step count a --budget-minutes run fixed)."""
     if not ranks.distributed:
         return value
-    t = torch.tensor([value], dtype=torch.int64, device=device)
+    t = torch.tensor([value], dtype=torch.int64, device=_device())
     dist.broadcast(t, 0)
     return int(t.item())
 
