@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     """train-stage1 / train-stage2 (training/authface/train.py; defaults are the paper's)."""
-    from training.authface.train import Stage1Config, Stage2Config
+    from training.authface.train import OPTIMIZERS, Stage1Config, Stage2Config
+    from training.distributed import PARALLEL_HELP, add_parallel_options
 
     for name, cls, text in (
             ("train-stage1", Stage1Config, "Stage I (the AuthFace paper 3.1): fine-tune the whole UNet on captioned HQ faces "
@@ -65,12 +66,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
              "(AdamW lr 2e-5).")):
         d = cls(checkpoint=Path(), data=Path(), out=Path())
         p = sub.add_parser(name, help=text.split(":")[0], description=text + " Writes OUT/checkpoint/ (an AuthFace "
-                           "checkpoint folder), OUT/losses.csv and OUT/train_state/; re-running with the same --out resumes.")
+                           "checkpoint folder), OUT/losses.csv and OUT/train_state/; re-running with the same --out resumes. "
+                           + PARALLEL_HELP.format(module=f"training.authface {name}"))
         p.add_argument("--checkpoint", type=Path, required=True, help="AuthFace checkpoint folder to start from")
         p.add_argument("--data", type=Path, required=True, help="face cache made by `facerestore curate`")
         p.add_argument("--out", type=Path, required=True, help="run folder")
-        for arg in ("steps", "batch", "grad_accum", "seed", "log_every", "save_every", "workers"):
+        for arg in ("steps", "grad_accum", "seed", "log_every", "save_every", "workers"):
             p.add_argument(f"--{arg.replace('_', '-')}", type=int, default=getattr(d, arg))
+        add_parallel_options(p, d.batch)
         p.add_argument("--resolution", type=int, default=None, help="train at this size (default: the checkpoint's, 512)")
         floats = ["lr", "weight_decay", "max_grad_norm", "jitter"]
         if name == "train-stage1":
@@ -85,6 +88,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         for arg in floats:
             p.add_argument(f"--{arg.replace('_', '-')}", type=float, default=getattr(d, arg))
         p.add_argument("--gradient-checkpointing", action="store_true")
+        p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer,
+                       help="adamw (default), adamw-fused (torch's fused kernel), adamw-8bit (bitsandbytes: 8-bit states, "
+                            "a quarter of the memory; the SDXL stage I on one 80 GB GPU, see "
+                            "benchmarks/results/computed/training_memory.md)")
         p.add_argument("--no-amp", action="store_true", help="train in fp32 (default: bf16 autocast on CUDA and on CPUs with AVX512-BF16 or AMX)")
         p.add_argument("--device", default=d.device)
 

@@ -14,8 +14,11 @@
   the facial discriminators; AdamW lr 2e-5.
 
 Run folder ``out``: ``checkpoint/`` (an AuthFace checkpoint folder, ``AuthFaceCheckpoint.save``,
-what ``load_checkpoint`` and the runtime read), ``losses.csv``, ``train_state/`` (the trained
-weights, optimizer moments, step and RNG). Re-running with the same ``out`` resumes.
+what ``load_checkpoint`` and the runtime read; with ``ema_decay`` its trained network is the
+EMA, and ``checkpoint_raw/`` beside it holds the trained weights themselves), ``losses.csv``,
+``train_state/`` (the trained weights, optimizer moments, step, samples consumed and every
+rank's RNG). Re-running with the same ``out`` resumes. Under torchrun both trainers are
+data-parallel (training/distributed.py: ``batch`` per rank, gradients averaged, rank 0 writes).
 Conventions follow ``training.safm.train`` (dataclass config with paper defaults, tqdm, CSV log,
 FloatingPointError on a non-finite loss, bf16 autocast on CUDA and native-bf16 CPUs, gradient
 accumulation).
@@ -23,7 +26,6 @@ accumulation).
 from __future__ import annotations
 
 import hashlib
-import itertools
 import math
 import re
 import time
@@ -34,7 +36,6 @@ from typing import Protocol, runtime_checkable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from training.authface.checkpoint import AuthFaceCheckpoint, load_checkpoint
@@ -44,7 +45,10 @@ from training.authface.model import UNetControlNet
 from training.cpu import native_bf16
 from training.data.degradations import PRESETS, DegradationConfig
 from training.data.faces import AlignedFaces
-from training.train_state import end_step, jsonable, load_train_state, save_train_state, training_device
+from training.data.stream import per_sample
+from training.distributed import average_gradients, broadcast_modules, gather_rng, mean_over_ranks, start
+from training.ema import ema_copy, update_ema
+from training.train_state import end_step, jsonable, resume, sample_loader, save_train_state, training_device
 
 
 # ----------------------------------------------------------------------------- captions
@@ -156,8 +160,9 @@ def encode_captions(encoder: CaptionEncoder, captions: list[str], null_prompt: t
 
 @dataclass
 class AuthFaceTrainConfig:
-    """What both stages share. ``batch`` is per optimizer micro-step; the effective batch is
-    batch x grad_accum (the paper: 96 for stage I, 48 for stage II, on four GPUs)."""
+    """What both stages share. ``batch`` is per rank and micro-step; the global batch of an
+    optimizer step is batch x ranks x grad_accum (the paper: 96 for stage I, 48 for stage II, on
+    four GPUs)."""
 
     checkpoint: Path                    # AuthFace checkpoint folder to start from
     data: Path                          # face cache (`facerestore curate`)
@@ -168,6 +173,8 @@ class AuthFaceTrainConfig:
     weight_decay: float = 1e-2          # AdamW (torch's and diffusers' training scripts' default)
     max_grad_norm: float = 1.0          # clip the trained module's gradient norm (0: off)
     grad_accum: int = 1
+    ema_decay: float = 0.0              # EMA of the trained network's weights (0: none)
+    optimizer: str = "adamw"            # adamw | adamw-fused (torch's fused kernel) | adamw-8bit (bitsandbytes)
     resolution: int | None = None       # faces are resized to this; None: the checkpoint's (512)
     amp: bool = True                    # bf16 autocast on CUDA and native-bf16 CPUs; the VAE runs fp32
     gradient_checkpointing: bool = False
@@ -222,7 +229,10 @@ class _Trainer:
     def __init__(self, cfg: AuthFaceTrainConfig) -> None:
         from diffusers import DDPMScheduler
 
+        self.ranks, cfg.device = start(cfg.device)
         self.cfg, self.dev = cfg, training_device(cfg.device)
+        if not 0.0 <= cfg.ema_decay < 1.0:
+            raise ValueError(f"--ema-decay {cfg.ema_decay}: must be in [0, 1) (0: no EMA)")
         torch.manual_seed(cfg.seed)
         self.ckpt = load_checkpoint(cfg.checkpoint)
         self.scheduler = DDPMScheduler.from_config(self.ckpt.scheduler)
@@ -243,13 +253,27 @@ class _Trainer:
         self.vae_encoder = self.ckpt.vae_encoder().to(self.dev).requires_grad_(False)
         self.amp = cfg.amp and native_bf16(self.dev)
         self._setup()
-        self.step = 0
+        self.ema: nn.Module | None = None
+        broadcast_modules(self._models().values(), self.ranks)   # rank 0's weights everywhere
+        if cfg.ema_decay:
+            self.ema = ema_copy(self._trained())
+        self.step, self.samples = 0, 0
         self.state_dir = cfg.out / "train_state"
-        if (self.state_dir / "train_state.json").is_file():
-            meta = load_train_state(self.state_dir, self._models(), self._optimizers())
-            if meta.get("extra", {}).get("stage") not in (None, self.stage):
+        meta = resume(self.state_dir, self._all_models(), self._optimizers(), self.ranks, cfg.seed,
+                      cfg.batch * cfg.grad_accum)
+        if meta is not None:
+            if meta["extra"].get("stage") not in (None, self.stage):
                 raise ValueError(f"{cfg.out}: holds a {meta['extra']['stage']} run, not {self.stage}; choose another --out")
-            self.step = meta["step"]
+            self.step, self.samples = meta["step"], meta["samples"]
+
+    @property
+    def global_batch(self) -> int:
+        """Samples per optimizer step over all ranks."""
+        return self.cfg.batch * self.ranks.world * self.cfg.grad_accum
+
+    def _all_models(self) -> dict[str, nn.Module]:
+        """The trained modules and, with ema_decay, the EMA network (what the train state holds)."""
+        return {**self._models(), **({"ema": self.ema} if self.ema is not None else {})}
 
     # -- subclass hooks
     def _setup(self) -> None:
@@ -264,7 +288,8 @@ class _Trainer:
     def _trained(self) -> nn.Module:
         raise NotImplementedError
 
-    def _checkpoint(self) -> AuthFaceCheckpoint:
+    def _checkpoint(self, trained: nn.Module | None = None) -> AuthFaceCheckpoint:
+        """The checkpoint with `trained` (default: the trained network itself) in its place."""
         raise NotImplementedError
 
     def losses(self, batch: dict, t: torch.Tensor | None = None, noise: torch.Tensor | None = None):
@@ -275,13 +300,10 @@ class _Trainer:
 
     # -- shared
     def _batches(self):
-        """Endless batches; the dataset's degradations are re-drawn every epoch."""
-        for epoch in itertools.count(self.step):
-            self.data.epoch = epoch
-            loader = DataLoader(self.data, batch_size=self.cfg.batch, shuffle=True, drop_last=False,
-                                num_workers=self.cfg.workers,
-                                generator=torch.Generator().manual_seed(self.cfg.seed + epoch))
-            yield from loader
+        """Endless batches of this rank's share of the sample stream, from where the run is; the
+        dataset's degradations are re-drawn every epoch."""
+        return sample_loader(self.data, self.cfg.batch, self.ranks, self.cfg.seed, self.samples, self.cfg.workers,
+                             self.dev.type == "cuda")
 
     def _prepare(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """hq, lq [B,3,R,R] in [-1,1] and boxes [B,3,4] on the device, at the training resolution."""
@@ -294,25 +316,32 @@ class _Trainer:
             boxes = (boxes + 0.5) * k - 0.5
         return hq, lq, boxes
 
-    def _noise(self, z0: torch.Tensor, t: torch.Tensor | None, noise: torch.Tensor | None):
-        """Timesteps (uniform over the training schedule) and noise, drawn on the CPU generator
-        (saved in train_state, so a resumed run continues the same stream), and z_t = add_noise."""
-        b = z0.shape[0]
-        t = torch.randint(0, self.num_train_timesteps, (b,)) if t is None else torch.as_tensor(t).reshape(-1).expand(b)
-        noise = torch.randn(z0.shape) if noise is None else noise
+    def _noise(self, z0: torch.Tensor, batch: dict, t: torch.Tensor | None, noise: torch.Tensor | None):
+        """Timesteps (uniform over the training schedule) and noise, drawn per sample on the CPU
+        (training/data/stream.py: the same on any rank and after a resume), and z_t = add_noise."""
+        b, seed = z0.shape[0], self.cfg.seed
+        t = (per_sample(batch, seed, 2, lambda g: torch.randint(0, self.num_train_timesteps, (), generator=g))
+             if t is None else torch.as_tensor(t).reshape(-1).expand(b))
+        noise = per_sample(batch, seed, 3, lambda g: torch.randn(z0.shape[1:], generator=g)) if noise is None else noise
         t, noise = t.to(self.dev).long(), noise.to(self.dev, torch.float32)
         return t, noise, self.scheduler.add_noise(z0.float(), noise, t)
 
     def train(self, steps: int | None = None) -> list[dict]:
         """Run to `steps` (default: the config's), logging to out/losses.csv every log_every
-        steps and saving out/checkpoint/ + out/train_state/ every save_every steps and at the end."""
-        cfg = self.cfg
+        steps and saving out/checkpoint/ + out/train_state/ every save_every steps and at the end
+        (rank 0 logs and writes)."""
+        cfg, main = self.cfg, self.ranks.main
         target = steps or cfg.steps
         cfg.out.mkdir(parents=True, exist_ok=True)
-        log, rows = cfg.out / "losses.csv", []
+        log, rows = (cfg.out / "losses.csv" if main else None), []
         batches = self._batches()
         opts = self._optimizers()
-        bar = tqdm(total=target, initial=self.step, desc=f"train authface {self.stage}", unit="step", disable=None)
+        params = [p for opt in opts.values() for group in opt.param_groups for p in group["params"]]
+        if main:
+            print(f"train authface {self.stage}: {self.ranks.world} rank(s) x batch {cfg.batch} x {cfg.grad_accum} "
+                  f"accumulation = global batch {self.global_batch}")
+        bar = tqdm(total=target, initial=self.step, desc=f"train authface {self.stage}", unit="step",
+                   disable=None if main else True)
         while self.step < target:
             started = time.perf_counter()
             for opt in opts.values():
@@ -326,12 +355,17 @@ class _Trainer:
                     (d / cfg.grad_accum).backward()
                     terms["d"] = d.detach()
                 logged = {k: logged.get(k, 0.0) + float(v) / cfg.grad_accum for k, v in terms.items()}
+                self.samples += cfg.batch * self.ranks.world
+            logged = mean_over_ranks(logged, self.ranks)
             if not all(math.isfinite(v) for v in logged.values()):
                 raise FloatingPointError(f"step {self.step}: non-finite loss {logged}")
+            average_gradients(params, self.ranks)
             if cfg.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(self._trained().parameters(), cfg.max_grad_norm)
             for opt in opts.values():
                 opt.step()
+            if self.ema is not None:
+                update_ema(self.ema, self._trained(), cfg.ema_decay)
             self.step += 1
             rows.append(end_step(self.step, target, logged, log, bar, cfg.log_every, cfg.save_every, self.save,
                                  {"seconds": time.perf_counter() - started}))
@@ -339,13 +373,24 @@ class _Trainer:
         return rows
 
     def save(self) -> Path:
-        """out/checkpoint/ (an AuthFace checkpoint folder) and out/train_state/."""
-        ckpt = self._checkpoint()
-        ckpt.notes = {**self.ckpt.notes, self.stage: {"step": self.step, "from": str(self.cfg.checkpoint),
-                                                      "train": jsonable(asdict(self.cfg))}}
-        path = ckpt.save(self.cfg.out / "checkpoint", overwrite=True)
-        save_train_state(self.state_dir, self._models(), self._optimizers(), self.step,
-                         {"stage": self.stage, "checkpoint": str(self.cfg.checkpoint)})
+        """out/checkpoint/ (an AuthFace checkpoint folder; with an EMA its trained network is the
+        EMA, what restore/export read, and out/checkpoint_raw/ holds the trained weights) and
+        out/train_state/; rank 0 writes, every rank calls this (for its RNG state)."""
+        rng = gather_rng(self.ranks)
+        path = self.cfg.out / "checkpoint"
+        if not self.ranks.main:
+            return path
+        run = {"step": self.step, "from": str(self.cfg.checkpoint), "ranks": self.ranks.world,
+               "global_batch": self.global_batch, "train": jsonable(asdict(self.cfg))}
+        folders = {"checkpoint": None} if self.ema is None else {"checkpoint": self.ema, "checkpoint_raw": None}
+        for name, trained in folders.items():
+            ckpt = self._checkpoint(trained)
+            weights = {"weights": "ema", "ema_decay": self.cfg.ema_decay} if trained is not None else {"weights": "raw"}
+            ckpt.notes = {**self.ckpt.notes, self.stage: {**run, **weights}}
+            ckpt.save(self.cfg.out / name, overwrite=True)
+        save_train_state(self.state_dir, self._all_models(), self._optimizers(), self.step,
+                         {"stage": self.stage, "checkpoint": str(self.cfg.checkpoint), "samples": self.samples,
+                          "ranks": self.ranks.world, "global_batch": self.global_batch}, rng)
         return path
 
 
@@ -362,7 +407,7 @@ class Stage1Trainer(_Trainer):
             self.unet.enable_gradient_checkpointing()
         self.encoder = make_caption_encoder(ck.config, cfg.text_encoders, self.dev, cfg.seed)
         self.null_prompt, self.null_pooled = ck.prompt_embeds.to(self.dev), ck.pooled_prompt_embeds.to(self.dev)
-        self.opt = torch.optim.AdamW(self.unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.opt = adamw(self.unet.parameters(), cfg)
 
     def _models(self) -> dict[str, nn.Module]:
         return {"unet": self.unet}
@@ -380,10 +425,10 @@ class Stage1Trainer(_Trainer):
             z0 = self.vae_encoder(hq).float()
         captions = [str(c) for c in batch["caption"]]
         if self.cfg.caption_dropout:
-            drop = torch.rand(len(captions)) < self.cfg.caption_dropout
+            drop = per_sample(batch, self.cfg.seed, 4, lambda g: torch.rand((), generator=g)) < self.cfg.caption_dropout
             captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
         prompt, pooled = encode_captions(self.encoder, captions, self.null_prompt, self.null_pooled)
-        t, noise, z_t = self._noise(z0, t, noise)
+        t, noise, z_t = self._noise(z0, batch, t, noise)
         b = z0.shape[0]
         with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=self.amp):
             eps = self.unet(z_t, t, encoder_hidden_states=prompt,
@@ -392,10 +437,10 @@ class Stage1Trainer(_Trainer):
         loss = F.mse_loss(eps, noise)
         return loss, {"noise": loss.detach()}, None
 
-    def _checkpoint(self) -> AuthFaceCheckpoint:
+    def _checkpoint(self, trained: nn.Module | None = None) -> AuthFaceCheckpoint:
         from diffusers import ControlNetModel
 
-        ck, unet = self.ckpt, _cpu(self.unet)
+        ck, unet = self.ckpt, _cpu(trained if trained is not None else self.unet)
         if self.cfg.keep_controlnet:
             controlnet = ck.controlnet
         else:
@@ -423,7 +468,7 @@ class Stage2Trainer(_Trainer):
         self.controlnet = ck.controlnet
         self.facial = LatentFacialLoss(int(ck.vae.config.latent_channels), cfg.lambda_d, cfg.lambda_s, cfg.m, cfg.s,
                                        cfg.eye_size, cfg.mouth_size, cfg.d_channels).to(self.dev)
-        self.opt = torch.optim.AdamW(self.controlnet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.opt = adamw(self.controlnet.parameters(), cfg)
         self.opt_d = torch.optim.AdamW(self.facial.parameters(), lr=cfg.d_lr or cfg.lr, betas=(0.9, 0.99),
                                        weight_decay=0.0)
 
@@ -442,7 +487,7 @@ class Stage2Trainer(_Trainer):
         hq, lq, boxes = self._prepare(batch)
         with torch.no_grad():
             z0 = self.vae_encoder(hq).float()
-        t, noise, z_t = self._noise(z0, t, noise)
+        t, noise, z_t = self._noise(z0, batch, t, noise)
         b = z0.shape[0]
         with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=self.amp):
             eps = self.model(z_t, t, lq, torch.ones(b, device=self.dev)).float()
@@ -455,13 +500,32 @@ class Stage2Trainer(_Trainer):
     def discriminator_loss(self, extra) -> torch.Tensor | None:
         return self.facial.discriminator_loss(*extra) if self.facial.enabled else None
 
-    def _checkpoint(self) -> AuthFaceCheckpoint:
+    def _checkpoint(self, trained: nn.Module | None = None) -> AuthFaceCheckpoint:
         ck = self.ckpt
-        return AuthFaceCheckpoint(ck.config, _cpu(ck.unet), _cpu(self.controlnet), ck.vae, ck.prompt_embeds,
+        return AuthFaceCheckpoint(ck.config, _cpu(ck.unet), _cpu(trained if trained is not None else self.controlnet), ck.vae, ck.prompt_embeds,
                                   ck.pooled_prompt_embeds, ck.time_ids, ck.scheduler, dict(ck.notes))
 
 
 # ----------------------------------------------------------------------------- helpers
+
+OPTIMIZERS = ("adamw", "adamw-fused", "adamw-8bit")
+
+
+def adamw(params, cfg: AuthFaceTrainConfig) -> torch.optim.Optimizer:
+    """The trained network's AdamW (lr, weight decay of `cfg`): torch's, torch's fused kernel
+    (the same 8 bytes of state a parameter, fewer launches), or bitsandbytes' AdamW8bit
+    (block-wise 8-bit states: 2 bytes a parameter; for the SDXL UNet 5 GB instead of 21 GB)."""
+    if cfg.optimizer not in OPTIMIZERS:
+        raise ValueError(f"--optimizer {cfg.optimizer}: one of {', '.join(OPTIMIZERS)}")
+    if cfg.optimizer == "adamw-8bit":
+        try:
+            import bitsandbytes
+        except ImportError:
+            raise ValueError("--optimizer adamw-8bit needs the bitsandbytes package (pip install bitsandbytes; "
+                             "its 8-bit optimizers run on CUDA)") from None
+        return bitsandbytes.optim.AdamW8bit(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=cfg.optimizer == "adamw-fused" or None)
+
 
 def make_caption_encoder(config: AuthFaceConfig, text_encoders: Path | None, device: torch.device,
                          seed: int = 0) -> CaptionEncoder:

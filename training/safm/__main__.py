@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from training.data.degradations import PRESETS
+    from training.distributed import PARALLEL_HELP, add_parallel_options
     from training.safm.train import ARCFACE_LAYERS, SaFMTrainConfig
 
     d = SaFMTrainConfig(data=Path(), out=Path())
@@ -87,13 +88,15 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                        description="Train SaFM. Losses: L1 + lambda_pix * perceptual (VGG-19, needs --vgg) + "
                                    "lambda_adv * global adversarial + lambda_d * component adversarial (eyes, mouth) + "
                                    "lambda_s * Gram style + lambda_id * identity (ArcFace, needs --arcface). "
-                                   "Re-running with the same --out resumes (model, discriminators, optimizers, step, RNG).")
+                                   "Re-running with the same --out resumes (model, discriminators, optimizers, step, RNG). "
+                                   + PARALLEL_HELP.format(module="training.safm train"))
     p.add_argument("--data", type=Path, required=True, help="face cache made by `facerestore curate`")
     p.add_argument("--out", type=Path, required=True, help="run folder: safm.safetensors/.json, losses.csv, train_state/")
     p.add_argument("--config", default=d.config, choices=sorted(CONFIGS))
     p.add_argument("--init", type=Path, default=None, help="start from this SaFM checkpoint")
-    for name in ("steps", "batch", "grad_accum", "seed", "log_every", "save_every", "workers"):
+    for name in ("steps", "grad_accum", "seed", "log_every", "save_every", "workers"):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
+    add_parallel_options(p, d.batch)
     for name in ("lr", "lambda_pix", "lambda_adv", "lambda_d", "lambda_s", "lambda_id", "jitter", "face_share"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
     p.add_argument("--lr-final", type=float, default=None, help="cosine-decay the lr to this value (default: constant)")

@@ -1,8 +1,8 @@
 """The SaFM trainer (the SaFM paper section III.D): L1 + perceptual (VGG-19) + global and per-component
-adversarial losses with the Gram style loss + ArcFace identity loss, Adam, resumable."""
+adversarial losses with the Gram style loss + ArcFace identity loss, Adam, resumable, data-parallel
+under torchrun (training/distributed.py), optionally with an EMA of the generator's weights."""
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -10,19 +10,21 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from training.cpu import native_bf16
 from training.data.degradations import PRESETS, DegradationConfig
 from training.data.faces import AlignedFaces
 from training.data.photos import FacesAndPhotos, PhotoCrops
+from training.data.stream import per_sample
+from training.distributed import average_gradients, broadcast_modules, from_main, gather_rng, mean_over_ranks, start
+from training.ema import ema_copy, update_ema
 from training.losses.adversarial import ComponentDiscriminators, Discriminator, d_loss, g_loss
 from training.losses.identity import IdentityLoss
 from training.losses.perceptual import PerceptualLoss
 from training.provenance import Provenance
 from training.safm.checkpoint import load_checkpoint, random_init, save_checkpoint
-from training.train_state import end_step, jsonable, load_train_state, save_train_state, training_device
+from training.train_state import end_step, jsonable, resume, sample_loader, save_train_state, training_device
 
 WARMUP_STEPS, CALIBRATION_STEPS = 10, 50  # a --budget-minutes run times steps 10..60, then fixes its step count
 ARCFACE_LAYERS = {"r18": (2, 2, 2, 2), "r34": (3, 4, 6, 3), "r50": (3, 4, 14, 3)}
@@ -38,7 +40,7 @@ class SaFMTrainConfig:
     config: str = "safm-tiny"
     init: Path | None = None            # start from this SaFM checkpoint (e.g. import-codeformer's)
     steps: int = 60_000
-    batch: int = 4
+    batch: int = 4                      # per rank: the global batch is batch x ranks x grad_accum
     lr: float = 4.5e-6
     d_lr: float | None = None           # discriminators' lr (default: lr)
     lambda_pix: float = 1.0
@@ -53,6 +55,7 @@ class SaFMTrainConfig:
     arcface: Path | None = None         # insightface IResNet, safetensors
     arcface_arch: str = "r18"
     grad_accum: int = 1
+    ema_decay: float = 0.0              # EMA of the generator's weights (0: none; GFPGAN/CodeFormer: 0.999)
     amp: bool = True                    # bf16 autocast on CUDA and on CPUs with native bf16 (training/cpu.py)
     device: str = "cpu"
     seed: int = 0
@@ -75,7 +78,10 @@ class SaFMTrainer:
     """Owns the model, discriminators, losses, optimizers, data and the run folder."""
 
     def __init__(self, cfg: SaFMTrainConfig) -> None:
+        self.ranks, cfg.device = start(cfg.device)
         self.cfg, dev = cfg, training_device(cfg.device)
+        if not 0.0 <= cfg.ema_decay < 1.0:
+            raise ValueError(f"--ema-decay {cfg.ema_decay}: must be in [0, 1) (0: no EMA)")
         self.amp = cfg.amp and native_bf16(dev)   # decided once, as the AuthFace trainer does
         torch.manual_seed(cfg.seed)
         if cfg.stage not in ("restore", "codebook"):
@@ -100,43 +106,45 @@ class SaFMTrainer:
             crops = PhotoCrops(cfg.photos, cfg.crop, degradation, cfg.seed, length=max(4096, 256 * cfg.batch),
                                min_scale=cfg.photo_scale[0], max_scale=cfg.photo_scale[1])
             self.data = FacesAndPhotos(self.data, crops, cfg.face_share)
-        self.step = 0
+        self.ema = None
+        broadcast_modules(self._models().values(), self.ranks)   # rank 0's weights everywhere
+        if cfg.ema_decay:
+            self.ema = ema_copy(self.model)
+        self.step, self.samples = 0, 0
         self.state_dir = cfg.out / "train_state"
-        if (self.state_dir / "train_state.json").is_file():
-            meta = load_train_state(self.state_dir, self._models(), self._optimizers())
-            self.step = meta["step"]
+        meta = resume(self.state_dir, self._models(), self._optimizers(), self.ranks, cfg.seed, cfg.batch * cfg.grad_accum)
+        if meta is not None:
+            self.step, self.samples = meta["step"], meta["samples"]
+
+    @property
+    def global_batch(self) -> int:
+        """Samples per optimizer step over all ranks."""
+        return self.cfg.batch * self.ranks.world * self.cfg.grad_accum
 
     def _models(self) -> dict:
         m = {"g": self.model}
         if self.cfg.adversarial:
             m.update(d_global=self.d_global, d_local=self.d_local)
+        if self.ema is not None:
+            m["ema"] = self.ema
         return m
 
     def _optimizers(self) -> dict:
         return {"g": self.opt_g, **({"d": self.opt_d} if self.opt_d else {})}
 
     def _batches(self):
-        """Endless batches; the dataset's degradations are re-drawn every epoch, its order drawn
-        from (seed, epoch). A resumed run goes on where the saved one stopped: in the same epoch,
-        past the batches already used (so resuming gives the batches of an uninterrupted run)."""
-        per_epoch = math.ceil(len(self.data) / self.cfg.batch)
-        first, skip = divmod(self.step * self.cfg.grad_accum, per_epoch)
-        for epoch in itertools.count(first):
-            self.data.epoch = epoch
-            generator = torch.Generator().manual_seed(self.cfg.seed + epoch)
-            order = torch.randperm(len(self.data), generator=generator).tolist()
-            loader = DataLoader(self.data, batch_size=self.cfg.batch, sampler=order[skip * self.cfg.batch:],
-                                drop_last=False, num_workers=self.cfg.workers,
-                                pin_memory=self.cfg.device.startswith("cuda"), generator=generator)
-            skip = 0
-            yield from loader
+        """Endless batches of this rank's share of the sample stream, from where the run is; the
+        dataset's degradations are re-drawn every epoch."""
+        return sample_loader(self.data, self.cfg.batch, self.ranks, self.cfg.seed, self.samples, self.cfg.workers,
+                             self.cfg.device.startswith("cuda"))
 
     def losses(self, batch: dict) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
         """Generator loss terms of eq. 8 for one batch: (total, logged values, restored)."""
         cfg, dev = self.cfg, torch.device(self.cfg.device)
         hq, lq = batch["hq"].to(dev), batch["lq"].to(dev)
         labels, boxes = batch["label_map"].to(dev), batch["boxes"].to(dev)
-        w = torch.rand(len(hq), 1, device=dev)  # the fidelity knob, trained over its whole range
+        # the fidelity knob, trained over its whole range; drawn per sample (the same on any rank)
+        w = per_sample(batch, cfg.seed, 1, lambda g: torch.rand(1, generator=g)).to(dev)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.amp):
             if cfg.stage == "codebook":
                 restored, vq = self.model.reconstruct(hq)
@@ -165,6 +173,7 @@ class SaFMTrainer:
         loss = loss + self.cfg.lambda_d * self.d_local.discriminator_loss(restored, hq, boxes)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(self.opt_d.param_groups[0]["params"], self.ranks)
         self.opt_d.step()
         return float(loss.detach())
 
@@ -175,21 +184,27 @@ class SaFMTrainer:
         now = time.monotonic()
         per_step = (now - warm) / CALIBRATION_STEPS
         self.cfg.steps = self.step + max(0, int((self.cfg.budget_minutes * 60 - (now - started)) / per_step))
-        print(f"budget {self.cfg.budget_minutes} min: {per_step * 1e3:.0f} ms/step -> {self.cfg.steps} steps")
+        self.cfg.steps = from_main(self.cfg.steps, self.ranks)   # every rank stops at rank 0's count
+        if self.ranks.main:
+            print(f"budget {self.cfg.budget_minutes} min: {per_step * 1e3:.0f} ms/step -> {self.cfg.steps} steps")
         return self.cfg.steps
 
     def train(self, steps: int | None = None) -> list[dict]:
         """Run to `steps` (default: the config's; with budget_minutes, the count that fits the
         budget), logging losses to out/losses.csv, saving the model (out/safm.safetensors + .json)
-        and the resumable state every save_every steps."""
-        cfg = self.cfg
+        and the resumable state every save_every steps (rank 0 logs and writes)."""
+        cfg, main = self.cfg, self.ranks.main
         target = steps or cfg.steps
         started, first_step, warm = time.monotonic(), self.step, 0.0
         cfg.out.mkdir(parents=True, exist_ok=True)
-        log, rows = cfg.out / "losses.csv", []
+        log, rows = (cfg.out / "losses.csv" if main else None), []
         batches = self._batches()
-        bar = tqdm(total=target, initial=self.step, desc="train safm", unit="step", disable=None)
+        if main:
+            print(f"train safm: {self.ranks.world} rank(s) x batch {cfg.batch} x {cfg.grad_accum} accumulation = "
+                  f"global batch {self.global_batch}")
+        bar = tqdm(total=target, initial=self.step, desc="train safm", unit="step", disable=None if main else True)
         while self.step < target:
+            step_started = time.perf_counter()
             if cfg.lr_final is not None:
                 lr = cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1 + math.cos(math.pi * self.step / target))
                 for group in self.opt_g.param_groups:
@@ -201,9 +216,14 @@ class SaFMTrainer:
                 total, terms, restored = self.losses(batch)
                 (total / cfg.grad_accum).backward()
                 logged = {k: logged.get(k, 0.0) + v / cfg.grad_accum for k, v in terms.items()}
+                self.samples += cfg.batch * self.ranks.world
+            average_gradients(self.model.parameters(), self.ranks)
             self.opt_g.step()
+            if self.ema is not None:
+                update_ema(self.ema, self.model, cfg.ema_decay)
             if self.opt_d is not None:
                 logged["d"] = self.discriminator_step(batch, restored)
+            logged = mean_over_ranks(logged, self.ranks)
             if not all(math.isfinite(v) for v in logged.values()):
                 raise FloatingPointError(f"step {self.step}: non-finite loss {logged}")
             self.step += 1
@@ -211,16 +231,30 @@ class SaFMTrainer:
                 warm = time.monotonic()
             if cfg.budget_minutes is not None and self.step == first_step + WARMUP_STEPS + CALIBRATION_STEPS:
                 target = bar.total = self._fit_budget(started, warm)
-            rows.append(end_step(self.step, target, logged, log, bar, cfg.log_every, cfg.save_every, self.save))
+            rows.append(end_step(self.step, target, logged, log, bar, cfg.log_every, cfg.save_every, self.save,
+                                 {"seconds": time.perf_counter() - step_started}))
         bar.close()
         return rows
 
     def save(self) -> Path:
-        """The runtime checkpoint and the resumable state."""
+        """The runtime checkpoint and the resumable state (written by rank 0; every rank calls
+        this, for its RNG state). With an EMA, out/safm.safetensors holds the EMA weights (what
+        `restore --checkpoint` reads, as GFPGAN's and CodeFormer's loaders pick `params_ema`)
+        and out/safm_raw.safetensors the trained weights themselves."""
+        rng = gather_rng(self.ranks)
+        path = self.cfg.out / "safm.safetensors"
+        if not self.ranks.main:
+            return path
         data = f"{self.cfg.data}" + (f" + photographs {self.cfg.photos}" if self.cfg.photos else "")
-        start = f", starting from {self.cfg.init}" if self.cfg.init else ""
-        origin = Provenance(f"{self.model.config.name} trained {self.step} steps on {data}{start}", self.step > 0)
-        path = save_checkpoint(self.model, self.cfg.out / "safm", {"step": self.step, "train": jsonable(asdict(self.cfg)),
-                                                                  "provenance": origin.to_dict()})
-        save_train_state(self.state_dir, self._models(), self._optimizers(), self.step)
+        start_ = f", starting from {self.cfg.init}" if self.cfg.init else ""
+        run = {"step": self.step, "ranks": self.ranks.world, "global_batch": self.global_batch,
+               "train": jsonable(asdict(self.cfg))}
+        files = {"safm": self.model} if self.ema is None else {"safm": self.ema, "safm_raw": self.model}
+        for stem, model in files.items():
+            ema = f"; EMA (decay {self.cfg.ema_decay}) of the trained weights" if model is self.ema else ""
+            origin = Provenance(f"{self.model.config.name} trained {self.step} steps on {data}{start_}{ema}", self.step > 0)
+            save_checkpoint(model, self.cfg.out / stem, {**run, "weights": "ema" if ema else "raw",
+                                                         "provenance": origin.to_dict()})
+        save_train_state(self.state_dir, self._models(), self._optimizers(), self.step,
+                         {"samples": self.samples, "ranks": self.ranks.world, "global_batch": self.global_batch}, rng)
         return path
