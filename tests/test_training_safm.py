@@ -164,7 +164,8 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(cache, tmp_path):
     _trainer(cache, tmp_path / "split", save_every=2).train(steps=2)
     resumed = _trainer(cache, tmp_path / "split")
     assert resumed.step == 2
-    assert resumed.train(steps=3)[-1] == rows[-1]
+    timeless = lambda row: {k: v for k, v in row.items() if k != "seconds"}   # noqa: E731 - wall time differs
+    assert timeless(resumed.train(steps=3)[-1]) == timeless(rows[-1])
     assert torch.equal(torch.get_rng_state(), whole_rng)
     assert_same_tensors(resumed.model.state_dict(), whole.model.state_dict())
     got, expected = resumed.opt_g.state_dict(), whole.opt_g.state_dict()
