@@ -156,8 +156,8 @@ def assert_same_tensors(got: dict, expected: dict) -> None:
     different tensor is named)."""
     import torch
 
-    assert list(got) == list(expected), (sorted(set(got) ^ set(expected)))
-    differ = [k for k in expected if not torch.equal(got[k], expected[k])]
+    assert sorted(got) == sorted(expected), (sorted(set(got) ^ set(expected)))   # names, in any order
+    differ = [k for k in expected if not torch.equal(torch.as_tensor(got[k]), torch.as_tensor(expected[k]))]
     assert not differ, f"tensors differ: {differ[:10]}"
 
 

@@ -151,9 +151,14 @@ def sample_loader(dataset, batch: int, ranks: Ranks, seed: int, start: int, work
 
     from training.data.stream import EpochItems, SampleStream
 
+    import torch
+
     stream = SampleStream(len(dataset), seed, batch, ranks.rank, ranks.world)
+    # its own generator: the loader's worker seed is not drawn from the global RNG, so a resumed run
+    # (one more loader than an uninterrupted one) keeps the global RNG of the uninterrupted run
     yield from DataLoader(EpochItems(dataset), batch_sampler=stream.batches(start), num_workers=workers,
-                          pin_memory=pin_memory, persistent_workers=False)
+                          pin_memory=pin_memory, persistent_workers=False,
+                          generator=torch.Generator().manual_seed(seed))
 
 
 def run_trainer(build: Callable[[], object], errors: tuple[type[BaseException], ...], checkpoint: Path) -> int:
