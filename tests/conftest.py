@@ -156,7 +156,7 @@ def assert_same_tensors(got: dict, expected: dict) -> None:
     different tensor is named)."""
     import torch
 
-    assert list(got) == list(expected), (sorted(set(got) ^ set(expected)))
+    assert sorted(got) == sorted(expected), sorted(set(got) ^ set(expected))
     differ = [k for k in expected if not torch.equal(got[k], expected[k])]
     assert not differ, f"tensors differ: {differ[:10]}"
 
