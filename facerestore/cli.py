@@ -41,6 +41,12 @@ Restorers:
             extension) starts from the degraded face's latent noised to S and runs only the last
             steps * S steps. The VAE stays fp32 (SDXL's VAE overflows to NaN in fp16) unless
             --fp16-vae says it is fp16-safe.
+%(published)s
+  onnx      any ONNX face enhancer (facefusion's and others): --checkpoint PATH.onnx (the default
+            model for a .onnx checkpoint). Its image input (`input`/`x`, float32 NCHW RGB in
+            [-1, 1]), face size, output ([0]) and scalar weight input (`weight`/`w`, float64 or
+            float32, fed --fidelity) are read from the graph, or from PATH.json beside it
+            ({"image", "output", "size", "weight", "value_range"}). ONNX Runtime only.
 
 Backends: --backend auto (default) runs the face networks and SaFM in-process on ONNX Runtime on
 a CPU (files from --engines when they are there, else exported once into the cache
@@ -51,6 +57,24 @@ fp16/bf16 on CUDA, bf16 also on CPUs with AVX512-BF16 or AMX), onnxruntime (the 
 tensorrt (<--engines>/<network>.plan from `python -m export build-engines`, on its GPU, with CUDA
 graphs). A file exported or built from other weights than --checkpoint is refused, and so is an
 engine built for another GPU or TensorRT version."""
+
+
+def _published_help() -> str:
+    """The published restorers' lines of RESTORE_HELP, from their data entries."""
+    import textwrap
+
+    from runtime.restorers.published import PUBLISHED
+
+    lines = []
+    for arch in PUBLISHED.values():
+        text = (f"{arch.title}, our implementation, from the user's published weights: --checkpoint {arch.files}. "
+                f"{arch.face_size} px faces. Licence of the weights: {arch.licence}"
+                f"{' (said on every run)' if arch.non_commercial else ''}."
+                + (" --fidelity is its w (0: the codebook, 1: most of the input)." if arch.fidelity else ""))
+        wrapped = textwrap.wrap(text, 82)
+        head = f"  {arch.name:<9} " if len(arch.name) <= 9 else f"  {arch.name}\n            "
+        lines.append(head + "\n            ".join(wrapped))
+    return "\n".join(lines)
 
 
 def _add_paste_options(p: argparse.ArgumentParser, mask: str | None, fix: str | None) -> None:
@@ -70,8 +94,8 @@ def _add_restorer_options(p: argparse.ArgumentParser) -> None:
     """The options that choose and configure a restorer and the face pipeline (restore, evaluate)."""
     from runtime.face.pipeline import FaceOptions
 
-    p.add_argument("--model", "--restorer", dest="model", default="safm", choices=list(RESTORERS),
-                   help="restorer (default: %(default)s)")
+    p.add_argument("--model", "--restorer", dest="model", default=None, choices=list(RESTORERS),
+                   help="restorer (default: safm; onnx for a .onnx --checkpoint)")
     p.add_argument("--checkpoint", type=Path, default=None, help="restorer weights (see Restorers above)")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime", "tensorrt"],
                    help="(default: %(default)s, see Backends above)")
@@ -83,13 +107,19 @@ def _add_restorer_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fp16-vae", action="store_true",
                    help="run the networks that stay fp32 at half precision (AuthFace's VAE) in --precision too "
                         "(fp16-safe VAEs only)")
+    added: dict[str, list[str]] = {}   # each option once, however many restorers share its declaration
     for spec in RESTORERS.values():   # each restorer's own options, from its spec (runtime/restorers/<name>/)
-        group = p.add_argument_group(spec.name) if spec.options else None
         for o in spec.options:
+            added.setdefault(o.name, []).append(spec.name)
+    for spec in RESTORERS.values():
+        new = [o for o in spec.options if added[o.name][0] == spec.name]
+        group = p.add_argument_group(", ".join(sorted({n for o in new for n in added[o.name]}))) if new else None
+        for o in new:
             group.add_argument(o.flag, type=o.type, default=o.default, choices=o.choices or None,
                                help=f"{o.describe()} (default: %(default)s)")
     p.add_argument("--aligned", action="store_true", help="inputs are already aligned faces: skip detection")
-    p.add_argument("--size", type=int, default=512, help="aligned crop side in pixels (default: %(default)s)")
+    p.add_argument("--size", type=int, default=None,
+                   help="aligned crop side in pixels (default: the restorer's face size, 512 for most)")
     p.add_argument("--only-center-face", action="store_true", help="restore only the face nearest the centre")
     _add_paste_options(p, None, FaceOptions().colour_fix)
     p.add_argument("--min-face-size", type=float, default=20.0,
@@ -99,7 +129,7 @@ def _add_restorer_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_restore(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("restore", help="restore faces in photos", description=RESTORE_HELP,
+    p = sub.add_parser("restore", help="restore faces in photos", description=RESTORE_HELP % {"published": _published_help()},
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="*", type=Path, help="photo files or folders (default: shipped samples)")
     p.add_argument("--out", "-o", type=Path, default=Path("out/restored"), help="output folder (default: %(default)s)")
@@ -111,11 +141,12 @@ def _add_restore(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compare", action="store_true", help="also write before|after images under OUT/compare")
 
 
-def _face_options(args: argparse.Namespace, upscale: float = 1.0):
-    """FaceOptions from the restorer options."""
+def _face_options(args: argparse.Namespace, restorer, upscale: float = 1.0):
+    """FaceOptions from the restorer options; the crop side is --size, else the restorer's face size."""
     from runtime.face import FaceOptions
 
-    return FaceOptions(size=args.size, min_score=args.min_score, min_face_size=args.min_face_size,
+    size = args.size or getattr(restorer, "face_size", RESTORERS[args.model].face_size)
+    return FaceOptions(size=size, min_score=args.min_score, min_face_size=args.min_face_size,
                        only_center_face=args.only_center_face, aligned=args.aligned, upscale=upscale,
                        paste_mask=args.paste_mask or ("square" if args.aligned else FaceOptions().paste_mask),
                        colour_fix=args.colour_fix)
@@ -132,23 +163,44 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="blur2-x4-jpeg60", choices=sorted(PRESETS),
                    help="degradation (training/data/degradations.py; default: %(default)s)")
     p.add_argument("--copies", type=int, default=1, help="degraded copies per photo, each its own seed (default: 1)")
+    p.add_argument("--also", nargs="+", default=[], metavar="NAME[=CHECKPOINT]",
+                   help="more restorers side by side with --model on the same degraded copies (same backend and "
+                        "options), e.g. `--also classical codeformer=codeformer.pth`")
     _add_restorer_options(p)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from runtime.engines import EngineMismatch
-    from runtime.evaluate import evaluate_folder
+    from runtime.evaluate import evaluate_folder, evaluate_side_by_side
     from runtime.sessions import SessionError
 
     try:
         restorer = _make_restorer(args)
-        result = evaluate_folder(args.inputs, args.out, _face_pipeline(args, _face_options(args)),
-                                 restorer, args.preset, args.copies)
+        if not args.also:
+            result = evaluate_folder(args.inputs, args.out, _face_pipeline(args, _face_options(args, restorer)),
+                                     restorer, args.preset, args.copies)
+        else:
+            runs = [(_face_pipeline(args, _face_options(args, restorer)), restorer)]
+            for item in args.also:
+                name, _, weights = item.partition("=")
+                if name not in RESTORERS:
+                    raise ValueError(f"--also {name}: unknown restorer; choose among {sorted(RESTORERS)}")
+                other = argparse.Namespace(**{**vars(args), "model": name, "checkpoint": Path(weights) if weights else None})
+                made = _make_restorer(other)
+                runs.append((_face_pipeline(other, _face_options(other, made)), made))
+            result = evaluate_side_by_side(args.inputs, args.out, runs, args.preset, args.copies)[0]
     except (FileNotFoundError, ValueError, SessionError, EngineMismatch) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print((args.out / "evaluation.md").read_text())
     return 0 if result["faces"] else 1
+
+
+def _resolve_model(args: argparse.Namespace) -> str:
+    """--model, else onnx for a .onnx --checkpoint, else safm."""
+    if args.model is None:
+        args.model = "onnx" if args.checkpoint is not None and args.checkpoint.suffix.lower() == ".onnx" else "safm"
+    return args.model
 
 
 def _resolve_backend(args: argparse.Namespace) -> str:
@@ -185,13 +237,13 @@ def _run_restore(args: argparse.Namespace) -> int:
         from runtime.tensorrt_session import TensorRTUnavailable
 
         errors += (TensorRTUnavailable,)
-    if args.size < 64 or args.upscale <= 0 or args.upscale > 8:
+    if (args.size is not None and args.size < 64) or args.upscale <= 0 or args.upscale > 8:
         print("error: --size must be >= 64 and --upscale in (0, 8]", file=sys.stderr)
         return 2
-    options = _face_options(args, args.upscale)
     inputs = args.inputs or FACE_PHOTOS
     try:
         restorer = _make_restorer(args)
+        options = _face_options(args, restorer, args.upscale)
         results = restore_files(inputs, args.out, _face_pipeline(args, options), restorer,
                                 save_crops=args.save_crops, compare=args.compare, max_pixels=args.max_pixels)
     except errors as exc:
@@ -202,6 +254,8 @@ def _run_restore(args: argparse.Namespace) -> int:
     verb = "passed through unchanged (identity)" if restorer.name == "identity" else "restored"
     print(f"{len(done)}/{len(results)} photos written to {args.out} ({faces} faces {verb}, "
           f"{sum(1 for r in done if not r.faces)} without faces, {len(results) - len(done)} errors)")
+    if restorer.provenance is not None and (notice := restorer.provenance.licence_notice(restorer.name)):
+        print(notice)
     if not results:
         print("error: no image files found in the inputs", file=sys.stderr)
         return 2
@@ -212,8 +266,10 @@ def _make_restorer(args: argparse.Namespace):
     """The restorer the restore arguments ask for (any restorer of the registry, runtime/restorers/)."""
     from runtime.restorers.factory import make_restorer
 
-    spec, backend = RESTORERS[args.model], _resolve_backend(args)
+    spec = RESTORERS[_resolve_model(args)]
+    backend = _resolve_backend(args)
     options = spec.settings({o.name: getattr(args, o.name) for o in spec.options})   # checked before any work
+    spec.check_checkpoint(args.checkpoint)
     onnx_dir = args.onnx_dir
     if args.backend == "auto" and backend == "onnxruntime":   # the ONNX cache, exported on first use
         from export.onnx_cache import onnx_dir as cached_onnx_dir
@@ -230,6 +286,10 @@ safm           --safm CKPT...: the SaFM restorer on torch eager fp32 (the refere
                torch backend, channels_last layout; --nchw adds the NCHW layout), ONNX Runtime,
                torch.compile (--compile), and on CUDA torch fp16/bf16 and TensorRT; batch 1/4/8
                (on a CPU the paper-scale model at batch 1). ONNX from ONNX_DIR/<ckpt stem>/safm.onnx
+published      --published NAME[=CKPT]...: each published restorer's network (gfpgan, codeformer,
+               restoreformer, restoreformerpp), torch eager fp32 vs ONNX Runtime in the same
+               interleaved rounds (batch 1 on a CPU); without =CKPT a seeded random-weight file in
+               the published layout. ONNX from ONNX_DIR/<name>/
 authface       --authface [CKPT]: VAE encoder, UNet+ControlNet (one step), VAE decoder at batch 1/4/8
                and the whole restoration (--authface-steps); FLOP floor of the real SDXL networks.
                ONNX from ONNX_DIR/authface/
@@ -250,6 +310,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                    help="stop a measurement after this many seconds of runs (at least 3 runs) (default: %(default)s)")
     p.add_argument("--onnx-dir", type=Path, default=Path("engines/bench"), help="(default: %(default)s)")
     p.add_argument("--safm", type=Path, nargs="*", default=[], metavar="CHECKPOINT", help="SaFM checkpoints to time")
+    p.add_argument("--published", nargs="*", default=[], metavar="NAME[=CHECKPOINT]",
+                   help="published restorers to time (their weights; none: random weights)")
     p.add_argument("--authface", nargs="?", const="default", default=None, metavar="CHECKPOINT",
                    help="time AuthFace (a checkpoint folder; none given: the random-init tiny model)")
     p.add_argument("--authface-steps", type=int, default=20, help="steps of the whole restoration (default: %(default)s)")
@@ -267,9 +329,15 @@ def _run_bench(args: argparse.Namespace) -> int:
     if args.repeats < 1 or args.max_seconds <= 0 or args.authface_steps < 1:
         print("error: --repeats and --authface-steps must be >= 1 and --max-seconds > 0", file=sys.stderr)
         return 2
+    from runtime.restorers.published import PUBLISHED
+
+    published = {n: Path(w) if w else None for n, _, w in (item.partition("=") for item in args.published)}
+    if unknown := sorted(set(published) - set(PUBLISHED)):
+        print(f"error: --published {unknown}: not published restorers; choose among {sorted(PUBLISHED)}", file=sys.stderr)
+        return 2
     command = "facerestore " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "facerestore bench"
     plan = BenchPlan(out_dir=args.out, repeats=args.repeats, max_seconds=args.max_seconds, onnx_dir=args.onnx_dir,
-                     safm=args.safm, authface=args.authface is not None,
+                     safm=args.safm, authface=args.authface is not None, published=published,
                      authface_checkpoint=None if args.authface in (None, "default") else Path(args.authface),
                      authface_steps=args.authface_steps, triton_repo=args.triton_repo, compile=args.compile,
                      nchw=args.nchw, command=command)
@@ -404,7 +472,7 @@ def _add_client(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--retry-s", type=float, default=60.0,
                    help="keep retrying an unavailable server (restarting, overloaded) this long (default: %(default)s)")
     p.add_argument("--protocol", choices=["grpc", "http"], default="grpc", help="(default: %(default)s)")
-    served = [s for s in RESTORERS.values() if s.networks]
+    served = [s for s in RESTORERS.values() if s.networks and s.served]
     p.add_argument("--restorer", "--model", dest="restorer", choices=[s.name for s in served], default="safm",
                    help="(default: %(default)s)")
     p.add_argument("--concurrency", type=int, default=1, help="parallel requests (default: %(default)s)")

@@ -67,6 +67,7 @@ def make_restorer(name: str, checkpoint: Path | None = None, backend: str = "tor
         raise ValueError(f"unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}")
     spec = RESTORERS[name]
     settings = spec.settings(options)
+    spec.check_checkpoint(checkpoint)
     if device == "auto":
         import torch
 
