@@ -20,7 +20,9 @@ class Provenance:
     non_commercial: bool = False
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """text and trained, and the licence fields where a licence is known."""
+        d = asdict(self)
+        return d if self.licence is not None else {"text": self.text, "trained": self.trained}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Provenance":
