@@ -419,6 +419,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--engines", type=Path, default=Path("engines"), help="ONNX/plan folder for --render")
     p.add_argument("--checkpoint", type=Path, default=None, help="--render: SaFM weights (default: the shipped demo weights, training/weights/safm/)")
     p.add_argument("--authface-checkpoint", type=Path, default=None, help="--render: AuthFace checkpoint folder")
+    _add_weights_option(p)
     p.add_argument("--restorers", nargs="+", default=None, help="--render: ensembles to serve (default: all)")
     add_capacity_options(p, "--render: ")
     p.add_argument("--server", default="auto", help="auto, bundled, or a tritonserver path (default: %(default)s)")
@@ -431,12 +432,36 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                         "to give back their shared memory")
 
 
+def _add_weights_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", nargs="+", default=[], metavar="RESTORER=PATH",
+                   help="weights by restorer name, e.g. gfpgan=GFPGANv1.4.pth codeformer=codeformer.pth "
+                        "(the restorers that ship none are offered only with theirs)")
+
+
+def _weights(args: argparse.Namespace) -> dict[str, Path | None]:
+    """Restorer name -> weights: --checkpoint (SaFM), --authface-checkpoint and --weights NAME=PATH;
+    ValueError for an unknown name or a missing '='."""
+    weights: dict[str, Path | None] = {"safm": args.checkpoint, "authface": args.authface_checkpoint}
+    for item in args.weights:
+        name, sep, path = item.partition("=")
+        if not sep or not path or name not in RESTORERS:
+            raise ValueError(f"--weights {item}: expected RESTORER=PATH with RESTORER one of {sorted(RESTORERS)}")
+        weights[name] = Path(path)
+    return weights
+
+
 def _run_serve(args: argparse.Namespace) -> int:
     from runtime.serving.serve import ServerError, TritonServer, serve_forever
 
     repo = args.repo or Path("out/triton_repo_cpu" if args.render == "cpu" else "triton_repo")
     try:
         capacity = capacity_from(args)
+        weights = _weights(args)
+        from runtime.contracts.service import SERVICES
+
+        if unserved := sorted(n for n, w in weights.items() if w is not None and n not in SERVICES):
+            raise ValueError(f"--weights {', '.join(unserved)}: not served (no <name>_faces model yet); "
+                             f"served restorers: {sorted(SERVICES)}")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -444,9 +469,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         from export.triton_repo import RepoError, render_repo
 
         try:
-            render_repo(args.render, repo, args.engines, args.restorers,
-                        {"safm": args.checkpoint, "authface": args.authface_checkpoint},
-                        capacity=capacity)
+            render_repo(args.render, repo, args.engines, args.restorers, weights, capacity=capacity)
         except (RepoError, FileNotFoundError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -532,6 +555,7 @@ def _add_ui(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--protocol", choices=["grpc", "http"], default="grpc", help="--triton protocol (default: %(default)s)")
     p.add_argument("--checkpoint", type=Path, default=None, help="SaFM weights (default: the shipped demo weights)")
     p.add_argument("--authface-checkpoint", type=Path, default=None, help="AuthFace checkpoint folder")
+    _add_weights_option(p)
     p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"], help="(default: %(default)s)")
     p.add_argument("--engines", type=Path, default=Path("engines"), help="ONNX/plan folder (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
@@ -558,8 +582,12 @@ def _run_ui(args: argparse.Namespace) -> int:
             print(f"warning: no ready Triton server at {backend.url} ({backend.protocol}) yet; the page will "
                   "report each failed request", file=sys.stderr)
     else:
-        backend = LocalBackend({"safm": args.checkpoint, "authface": args.authface_checkpoint}, args.backend,
-                               args.engines, args.device, args.max_pixels)
+        try:
+            weights = _weights(args)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        backend = LocalBackend(weights, args.backend, args.engines, args.device, args.max_pixels)
     launch(backend, args.host, args.port or free_port())
     return 0
 

@@ -184,3 +184,15 @@ def test_a_fourth_architecture_is_one_data_entry(tmp_path):
     crop = read_png(tmp_path / "restored" / "crops" / "astronaut_face00_restored.png")
     assert crop.shape == (256, 256, 3)
     assert (tmp_path / "engines" / "gfpgan256.onnx").is_file() and (tmp_path / "ort" / "astronaut.png").is_file()
+
+
+def test_the_page_offers_published_restorers_given_their_weights(tmp_path, capsys):
+    """`ui --weights gfpgan=PATH`: the in-process page offers gfpgan (and not codeformer, whose
+    weights were not given); `serve` refuses weights of a restorer it does not serve yet."""
+    from runtime.ui.backends import LocalBackend
+
+    weights = tmp_path / "gfpgan.pth"
+    offered = LocalBackend({"gfpgan": weights}).restorers()
+    assert "gfpgan" in offered and "codeformer" not in offered and {"safm", "classical"} <= set(offered)
+    assert main(["serve", "--weights", f"gfpgan={weights}", "--render", "cpu", "--repo", str(tmp_path / "r")]) == 2
+    assert "gfpgan: not served" in capsys.readouterr().err
