@@ -174,8 +174,10 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from runtime.evaluate import evaluate_folder, evaluate_side_by_side
     from runtime.sessions import SessionError
 
+    restorers = []
     try:
         restorer = _make_restorer(args)
+        restorers.append(restorer)
         if not args.also:
             result = evaluate_folder(args.inputs, args.out, _face_pipeline(args, _face_options(args, restorer)),
                                      restorer, args.preset, args.copies)
@@ -187,12 +189,16 @@ def _run_evaluate(args: argparse.Namespace) -> int:
                     raise ValueError(f"--also {name}: unknown restorer; choose among {sorted(RESTORERS)}")
                 other = argparse.Namespace(**{**vars(args), "model": name, "checkpoint": Path(weights) if weights else None})
                 made = _make_restorer(other)
+                restorers.append(made)
                 runs.append((_face_pipeline(other, _face_options(other, made)), made))
             result = evaluate_side_by_side(args.inputs, args.out, runs, args.preset, args.copies)[0]
     except (FileNotFoundError, ValueError, SessionError, EngineMismatch) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print((args.out / "evaluation.md").read_text())
+    for made in restorers:
+        if made.provenance is not None and (notice := made.provenance.licence_notice(made.name)):
+            print(notice)
     return 0 if result["faces"] else 1
 
 

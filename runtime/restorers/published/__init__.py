@@ -39,7 +39,7 @@ def published_spec(arch: PublishedArch) -> RestorerSpec:
     licence = f"{arch.licence}{'; NON-COMMERCIAL' if arch.non_commercial else ''}"
     return RestorerSpec(
         name=arch.name,
-        summary=f"{arch.title} from the user's published weights: --checkpoint {arch.files or 'PATH.pth'} "
+        summary=f"{arch.title} from the user's published weights: --checkpoint {arch.weights_files} "
                 f"({arch.face_size} px faces; licence {licence})",
         networks=(contract,),
         options=(FIDELITY_OPTION,) if arch.fidelity else (),
