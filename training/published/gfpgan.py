@@ -65,7 +65,7 @@ class GFPGANv1Clean(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         feat = F.leaky_relu(self.conv_body_first(image), 0.2)
-        skips = []
+        skips: list[torch.Tensor] = []
         for down in self.conv_body_down:
             feat = down(feat)
             skips.insert(0, feat)

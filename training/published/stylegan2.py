@@ -87,7 +87,7 @@ class ConstantInput(nn.Module):
         self.weight = nn.Parameter(torch.randn(1, ch, size, size))
 
     def forward(self, batch_like: torch.Tensor) -> torch.Tensor:
-        return self.weight.expand(batch_like.shape[0], -1, -1, -1)
+        return self.weight.repeat(batch_like.shape[0], 1, 1, 1)
 
 
 class NormStyleCode(nn.Module):

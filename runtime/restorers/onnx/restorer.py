@@ -3,6 +3,7 @@ ONNX Runtime face by face when its batch is fixed, as one batch when it is dynam
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +40,7 @@ class ForeignGraph:
 
     def contract(self) -> NetworkContract:
         """A contract of the file's own names and dtypes (the session binds by it)."""
-        inputs = (TensorSpec(self.image, ("batch", 3, self.size, self.size)),)
+        inputs: tuple[TensorSpec, ...] = (TensorSpec(self.image, ("batch", 3, self.size, self.size)),)
         if self.weight:
             inputs += (TensorSpec(self.weight, self.weight_shape, self.weight_dtype),)
         return NetworkContract("onnx", inputs, (TensorSpec(self.output, ("batch", 3, self.size, self.size)),))
@@ -49,7 +50,7 @@ def _dim(d: object) -> int | None:
     return d if isinstance(d, int) and d > 0 else None
 
 
-def read_graph(path: Path, inputs: list, outputs: list) -> ForeignGraph:
+def read_graph(path: Path, inputs: Sequence, outputs: Sequence) -> ForeignGraph:
     """The graph's roles from ONNX Runtime's input/output descriptions (`.name`, `.shape`,
     `.type`) and, when present, `<path>.json` (keys: image, output, size, weight, value_range),
     which wins over what the graph says."""
