@@ -298,7 +298,7 @@ def bench_published(checkpoints: dict[str, Path | None], onnx_root: Path, repeat
         weights = checkpoint or save_random(PUBLISHED[name], folder / f"{name}-random.pth")
         if not onnx_up_to_date(network.contract, folder / f"{name}.onnx", weights):
             export_onnx(network.contract, folder, weights)
-        module = network.build_module(weights)
+        module = network.build_module(weights).requires_grad_(False)   # (FLOP counter: no autograd hooks)
         gflop, params = network_cost(module, sample_tensors(network))
         del module
         rows += measure(name, network_paths(network, weights, folder), network.sample_inputs,
