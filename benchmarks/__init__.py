@@ -3,6 +3,8 @@
 - safm: the SaFM restorer on every path available here, batch 1/4/8, in one run;
 - authface: each AuthFace network (UNet+ControlNet = one step), the whole restoration, and the
   FLOP floor of the real SDXL architecture;
+- published: the published restorers' networks (GFPGAN, CodeFormer, RestoreFormer(++)), torch
+  eager vs ONNX Runtime in one run;
 - serving: Triton over HTTP and gRPC against the direct in-process call.
 `make bench` runs them all on the CPU; `facerestore bench --help` says how.
 """
@@ -32,6 +34,7 @@ class BenchPlan:
     authface: bool = False
     authface_checkpoint: Path | None = None          # None: the random-init tiny model; ONNX in onnx_dir/authface/
     authface_steps: int = 20
+    published: dict[str, Path | None] = field(default_factory=dict)   # name -> weights (None: random); ONNX in onnx_dir/<name>/
     triton_repo: Path | None = None      # a cpu-rendered repository serving safm
     compile: bool = False
     nchw: bool = False                   # also time eager fp32 in the NCHW layout
@@ -70,19 +73,27 @@ def sdxl_table(rows: list[dict]) -> str:
 
 def run_bench(plan: BenchPlan) -> Path:
     """Run the planned benchmarks, print their tables, save them under out_dir/<device>."""
-    from benchmarks.restorers import bench_authface, bench_safm, bench_sdxl, sdxl_floor
+    from benchmarks.restorers import bench_authface, bench_published, bench_safm, bench_sdxl, sdxl_floor
 
     plan.check()
     folder = plan.out_dir / device_slug()
     result = {**bench_face_pipeline(plan.repeats, plan.max_seconds, plan.face_onnx), "command": plan.command}
     save(folder, "face_pipeline", result, face_table(result))
-    peak = matmul_rate_gflops() if plan.safm or plan.authface else 0.0
+    peak = matmul_rate_gflops() if plan.safm or plan.authface or plan.published else 0.0
     if plan.safm:
         result = {**_context("SaFM restorer", peak, "random (latency does not depend on them)"),
                   "inputs": "real aligned faces", "command": plan.command,
                   "rows": bench_safm(plan.safm, plan.onnx_dir, plan.repeats, plan.max_seconds, peak, plan.compile,
                                            plan.nchw)}
         save(folder, "safm", result, latency_table(result), bar_chart(result["rows"], f"SaFM ms/face (log), {result['device']}"))
+    if plan.published:
+        weights = ", ".join(f"{n}: {w or 'random, seed 0 (latency does not depend on the weights)'}"
+                            for n, w in plan.published.items())
+        result = {**_context("Published restorers", peak, weights), "inputs": "real aligned faces (w 0.5)",
+                  "command": plan.command,
+                  "rows": bench_published(plan.published, plan.onnx_dir, plan.repeats, plan.max_seconds, peak)}
+        save(folder, "published", result, latency_table(result),
+             bar_chart(result["rows"], f"published restorers ms/face (log), {result['device']}"))
     if plan.authface:
         weights = str(plan.authface_checkpoint or "random-init tiny (latency does not depend on weights)")
         rows = bench_authface(plan.authface_checkpoint, plan.onnx_dir / "authface", plan.authface_steps, plan.repeats,

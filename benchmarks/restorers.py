@@ -16,6 +16,7 @@ import torch
 
 from benchmarks.timing import interleaved_ms, peak_memory_mb, reset_peak_memory, stats
 from export.networks import NETWORKS, ExportNetwork
+from export.onnx_cache import onnx_up_to_date
 from runtime.engines import EngineMismatch
 from runtime.sessions import DTYPES, CudaGraphSession, SessionError, TorchSession, onnx_session
 from runtime.tensorrt_session import TensorRTUnavailable
@@ -244,4 +245,29 @@ def sdxl_floor(peak_gflops: float, h100_tflops: float = 800.0) -> list[dict]:
             tflop = gflop / 1e3
             rows.append({"network": contract.name, "params_m": round(params, 1), "tflop_per_face": round(tflop, 3), "floor_ms_here": round(tflop * 1e6 / peak_gflops, 1),
                          "floor_ms_h100": round(tflop / h100_tflops * 1e3, 2)})
+    return rows
+
+
+def bench_published(checkpoints: dict[str, Path | None], onnx_root: Path, repeats: int, max_seconds: float | None,
+                    peak_gflops: float) -> list[dict]:
+    """Rows of each published architecture (runtime/restorers/published/): torch eager fp32 and
+    ONNX Runtime (exported into onnx_root/<name>/ when missing) timed in the same interleaved
+    rounds, at batch 1 on a CPU (seconds per face), 1/4/8 on CUDA. A None checkpoint is a seeded
+    random-weight file in the published layout (latency does not depend on the weights)."""
+    from export.onnx_export import export_onnx
+    from runtime.restorers.published import PUBLISHED
+    from runtime.restorers.published.restorer import save_random
+
+    rows = []
+    for name, checkpoint in checkpoints.items():
+        network = NETWORKS[name]
+        folder = onnx_root / name
+        weights = checkpoint or save_random(PUBLISHED[name], folder / f"{name}-random.pth")
+        if not onnx_up_to_date(network.contract, folder / f"{name}.onnx", weights):
+            export_onnx(network.contract, folder, weights)
+        module = network.build_module(weights).requires_grad_(False)   # (FLOP counter: no autograd hooks)
+        gflop, params = network_cost(module, sample_tensors(network))
+        del module
+        rows += measure(name, network_paths(network, weights, folder), network.sample_inputs,
+                        BATCHES if torch.cuda.is_available() else (1,), repeats, max_seconds, gflop, params, peak_gflops)
     return rows

@@ -56,6 +56,12 @@ Restorers:
             extension) starts from the degraded face's latent noised to S and runs only the last
             steps * S steps. The VAE stays fp32 (SDXL's VAE overflows to NaN in fp16) unless
             --fp16-vae says it is fp16-safe.
+%(published)s
+  onnx      any ONNX face enhancer (facefusion's and others): --checkpoint PATH.onnx (the default
+            model for a .onnx checkpoint). Its image input (`input`/`x`, float32 NCHW RGB in
+            [-1, 1]), face size, output ([0]) and scalar weight input (`weight`/`w`, float64 or
+            float32, fed --fidelity) are read from the graph, or from PATH.json beside it
+            ({"image", "output", "size", "weight", "value_range"}). ONNX Runtime only.
 
 Untrained weights (random init, a ControlNet made from the UNet, an imported VQGAN alone: what
 their provenance says) are refused with exit status 2; --allow-untrained runs them, says so on
@@ -70,6 +76,24 @@ CUDA graphs). ONNX Runtime reads its files from one cache, $FACERESTORE_CACHE or
 (later runs start without importing torch), whichever command or backend asked; or from
 --engines DIR when given, used as given. A file exported or built from other weights than
 --checkpoint is refused, and so is an engine built for another GPU or TensorRT version."""
+
+
+def _published_help() -> str:
+    """The published restorers' lines of RESTORE_HELP, from their data entries."""
+    import textwrap
+
+    from runtime.restorers.published import PUBLISHED
+
+    lines = []
+    for arch in PUBLISHED.values():
+        text = (f"{arch.title}, our implementation, from the user's published weights: --checkpoint {arch.files}. "
+                f"{arch.face_size} px faces. Licence of the weights: {arch.licence}"
+                f"{' (said on every run)' if arch.non_commercial else ''}."
+                + (" --fidelity is its w (0: the codebook, 1: most of the input)." if arch.fidelity else ""))
+        wrapped = textwrap.wrap(text, 82)
+        head = f"  {arch.name:<9} " if len(arch.name) <= 9 else f"  {arch.name}\n            "
+        lines.append(head + "\n            ".join(wrapped))
+    return "\n".join(lines)
 
 
 def _add_paste_options(p: argparse.ArgumentParser, mask: str | None, fix: str | None) -> None:
@@ -89,8 +113,8 @@ def _add_restorer_options(p: argparse.ArgumentParser) -> None:
     """The options that choose and configure a restorer and the face pipeline (restore, evaluate)."""
     from runtime.face.pipeline import FaceOptions
 
-    p.add_argument("--model", "--restorer", dest="model", default="safm", choices=list(RESTORERS),
-                   help="restorer (default: %(default)s)")
+    p.add_argument("--model", "--restorer", dest="model", default=None, choices=list(RESTORERS),
+                   help="restorer (default: safm; onnx for a .onnx --checkpoint)")
     p.add_argument("--checkpoint", type=Path, default=None, help="restorer weights (see Restorers above)")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime", "tensorrt"],
                    help="(default: %(default)s, see Backends above)")
@@ -110,13 +134,19 @@ def _add_restorer_options(p: argparse.ArgumentParser) -> None:
                    help="torch backend: how the network run once per denoising step (AuthFace's UNet+ControlNet) "
                         "runs: eager, replayed from CUDA graphs (--device cuda), or torch.compile "
                         "(default: %(default)s)")
+    added: dict[str, list[str]] = {}   # each option once, however many restorers share its declaration
     for spec in RESTORERS.values():   # each restorer's own options, from its spec (runtime/restorers/<name>/)
-        group = p.add_argument_group(spec.name) if spec.options else None
         for o in spec.options:
+            added.setdefault(o.name, []).append(spec.name)
+    for spec in RESTORERS.values():
+        new = [o for o in spec.options if added[o.name][0] == spec.name]
+        group = p.add_argument_group(", ".join(sorted({n for o in new for n in added[o.name]}))) if new else None
+        for o in new:
             group.add_argument(o.flag, type=o.type, default=o.default, choices=o.choices or None,
                                help=f"{o.describe()} (default: %(default)s)")
     p.add_argument("--aligned", action="store_true", help="inputs are already aligned faces: skip detection")
-    p.add_argument("--size", type=int, default=512, help="aligned crop side in pixels (default: %(default)s)")
+    p.add_argument("--size", type=int, default=None,
+                   help="aligned crop side in pixels (default: the restorer's face size, 512 for most)")
     p.add_argument("--only-center-face", action="store_true", help="restore only the face nearest the centre")
     _add_paste_options(p, None, FaceOptions().colour_fix)
     p.add_argument("--min-face-size", type=float, default=20.0,
@@ -126,7 +156,7 @@ def _add_restorer_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_restore(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("restore", help="restore faces in photos", description=RESTORE_HELP,
+    p = sub.add_parser("restore", help="restore faces in photos", description=RESTORE_HELP % {"published": _published_help()},
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="*", type=Path, help="photo files or folders (default: shipped samples)")
     p.add_argument("--out", "-o", type=Path, default=Path("out/restored"), help="output folder (default: %(default)s)")
@@ -148,11 +178,12 @@ def _add_restore(sub: argparse._SubParsersAction) -> None:
                    help="clips: detect faces on every k-th frame, follow them in between (default: %(default)s)")
 
 
-def _face_options(args: argparse.Namespace, upscale: float = 1.0):
-    """FaceOptions from the restorer options."""
+def _face_options(args: argparse.Namespace, restorer, upscale: float = 1.0):
+    """FaceOptions from the restorer options; the crop side is --size, else the restorer's face size."""
     from runtime.face import FaceOptions
 
-    return FaceOptions(size=args.size, min_score=args.min_score, min_face_size=args.min_face_size,
+    size = args.size or getattr(restorer, "face_size", RESTORERS[args.model].face_size)
+    return FaceOptions(size=size, min_score=args.min_score, min_face_size=args.min_face_size,
                        only_center_face=args.only_center_face, aligned=args.aligned, upscale=upscale,
                        paste_mask=args.paste_mask or ("square" if args.aligned else FaceOptions().paste_mask),
                        colour_fix=args.colour_fix)
@@ -169,23 +200,50 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="blur2-x4-jpeg60", choices=sorted(PRESETS),
                    help="degradation (training/data/degradations.py; default: %(default)s)")
     p.add_argument("--copies", type=int, default=1, help="degraded copies per photo, each its own seed (default: 1)")
+    p.add_argument("--also", nargs="+", default=[], metavar="NAME[=CHECKPOINT]",
+                   help="more restorers side by side with --model on the same degraded copies (same backend and "
+                        "options), e.g. `--also classical codeformer=codeformer.pth`")
     _add_restorer_options(p)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from runtime.engines import EngineMismatch
-    from runtime.evaluate import evaluate_folder
+    from runtime.evaluate import evaluate_folder, evaluate_side_by_side
     from runtime.sessions import SessionError
 
+    restorers = []
     try:
         restorer = _make_restorer(args)
-        result = evaluate_folder(args.inputs, args.out, _face_pipeline(args, _face_options(args)),
-                                 restorer, args.preset, args.copies)
+        restorers.append(restorer)
+        if not args.also:
+            result = evaluate_folder(args.inputs, args.out, _face_pipeline(args, _face_options(args, restorer)),
+                                     restorer, args.preset, args.copies)
+        else:
+            runs = [(_face_pipeline(args, _face_options(args, restorer)), restorer)]
+            for item in args.also:
+                name, _, weights = item.partition("=")
+                if name not in RESTORERS:
+                    raise ValueError(f"--also {name}: unknown restorer; choose among {sorted(RESTORERS)}")
+                other = argparse.Namespace(**{**vars(args), "model": name, "checkpoint": Path(weights) if weights else None})
+                made = _make_restorer(other)
+                restorers.append(made)
+                runs.append((_face_pipeline(other, _face_options(other, made)), made))
+            result = evaluate_side_by_side(args.inputs, args.out, runs, args.preset, args.copies)[0]
     except (FileNotFoundError, ValueError, SessionError, EngineMismatch) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print((args.out / "evaluation.md").read_text())
+    for made in restorers:
+        if made.provenance is not None and (notice := made.provenance.licence_notice(made.name)):
+            print(notice)
     return 0 if result["faces"] else 1
+
+
+def _resolve_model(args: argparse.Namespace) -> str:
+    """--model, else onnx for a .onnx --checkpoint, else safm."""
+    if args.model is None:
+        args.model = "onnx" if args.checkpoint is not None and args.checkpoint.suffix.lower() == ".onnx" else "safm"
+    return args.model
 
 
 def _resolve_backend(args: argparse.Namespace) -> str:
@@ -222,7 +280,7 @@ def _run_restore(args: argparse.Namespace) -> int:
         from runtime.tensorrt_session import TensorRTUnavailable
 
         errors += (TensorRTUnavailable,)
-    if args.size < 64 or args.upscale <= 0 or args.upscale > 8:
+    if (args.size is not None and args.size < 64) or args.upscale <= 0 or args.upscale > 8:
         print("error: --size must be >= 64 and --upscale in (0, 8]", file=sys.stderr)
         return 2
     if args.jpeg_quality is not None and not 1 <= args.jpeg_quality <= 100:
@@ -231,10 +289,10 @@ def _run_restore(args: argparse.Namespace) -> int:
     if args.batch_faces < 1 or args.detect_every < 1 or args.tile < 0:
         print("error: --batch-faces and --detect-every must be >= 1, --tile >= 0", file=sys.stderr)
         return 2
-    options = _face_options(args, args.upscale)
     inputs = args.inputs or FACE_PHOTOS
     try:
         restorer = _make_restorer(args)
+        options = _face_options(args, restorer, args.upscale)
         results = restore_files(inputs, args.out, _face_pipeline(args, options), restorer,
                                 save_crops=args.save_crops, compare=args.compare, max_pixels=args.max_pixels,
                                 jpeg_quality=args.jpeg_quality, upsampler=_bg_upsampler(args),
@@ -249,6 +307,8 @@ def _run_restore(args: argparse.Namespace) -> int:
         verb = "run through UNTRAINED weights, not restored"
     print(f"{len(done)}/{len(results)} photos written to {args.out} ({faces} faces {verb}, "
           f"{sum(1 for r in done if not r.faces)} without faces, {len(results) - len(done)} errors)")
+    if restorer.provenance is not None and (notice := restorer.provenance.licence_notice(restorer.name)):
+        print(notice)
     if not results:
         print("error: no image files found in the inputs", file=sys.stderr)
         return 2
@@ -272,7 +332,8 @@ def _run_demo(args: argparse.Namespace) -> int:
 
     restore = build_parser().parse_args(["restore", "--out", str(args.out)])   # restore's defaults: the demo SaFM
     try:
-        gains = run_demo(args.out, _face_pipeline(restore, _face_options(restore)), _make_restorer(restore))
+        restorer = _make_restorer(restore)
+        gains = run_demo(args.out, _face_pipeline(restore, _face_options(restore, restorer)), restorer)
     except (FileNotFoundError, ValueError, SessionError, EngineMismatch) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -309,8 +370,10 @@ def _make_restorer(args: argparse.Namespace):
     """The restorer the restore arguments ask for (any restorer of the registry, runtime/restorers/)."""
     from runtime.restorers.factory import check_trained, make_restorer
 
-    spec, backend = RESTORERS[args.model], _resolve_backend(args)
+    spec = RESTORERS[_resolve_model(args)]
+    backend = _resolve_backend(args)
     options = spec.settings({o.name: getattr(args, o.name) for o in spec.options})   # checked before any work
+    spec.check_checkpoint(args.checkpoint)
     check_trained(spec.name, args.checkpoint, args.allow_untrained)                   # before any export
     onnx_dir = args.onnx_dir or Path("engines")   # used as given (tensorrt: plans are built on their GPU)
     if backend == "onnxruntime" and args.onnx_dir is None:   # the ONNX cache, exported on first use
@@ -329,6 +392,10 @@ safm           --safm CKPT...: the SaFM restorer on torch eager fp32 (the refere
                torch backend, channels_last layout; --nchw adds the NCHW layout), ONNX Runtime,
                torch.compile (--compile), and on CUDA torch fp16/bf16 and TensorRT; batch 1/4/8
                (on a CPU the paper-scale model at batch 1). ONNX from ONNX_DIR/<ckpt stem>/safm.onnx
+published      --published NAME[=CKPT]...: each published restorer's network (gfpgan, codeformer,
+               restoreformer, restoreformerpp), torch eager fp32 vs ONNX Runtime in the same
+               interleaved rounds (batch 1 on a CPU); without =CKPT a seeded random-weight file in
+               the published layout. ONNX from ONNX_DIR/<name>/
 authface       --authface [CKPT]: VAE encoder, UNet+ControlNet (one step), VAE decoder at batch 1/4/8
                and the whole restoration (--authface-steps); FLOP floor of the real SDXL networks.
                ONNX from ONNX_DIR/authface/
@@ -349,6 +416,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                    help="stop a measurement after this many seconds of runs (at least 3 runs) (default: %(default)s)")
     p.add_argument("--onnx-dir", type=Path, default=Path("engines/bench"), help="(default: %(default)s)")
     p.add_argument("--safm", type=Path, nargs="*", default=[], metavar="CHECKPOINT", help="SaFM checkpoints to time")
+    p.add_argument("--published", nargs="*", default=[], metavar="NAME[=CHECKPOINT]",
+                   help="published restorers to time (their weights; none: random weights)")
     p.add_argument("--authface", nargs="?", const="default", default=None, metavar="CHECKPOINT",
                    help="time AuthFace (a checkpoint folder; none given: the random-init tiny model)")
     p.add_argument("--authface-steps", type=int, default=20, help="steps of the whole restoration (default: %(default)s)")
@@ -366,9 +435,15 @@ def _run_bench(args: argparse.Namespace) -> int:
     if args.repeats < 1 or args.max_seconds <= 0 or args.authface_steps < 1:
         print("error: --repeats and --authface-steps must be >= 1 and --max-seconds > 0", file=sys.stderr)
         return 2
+    from runtime.restorers.published import PUBLISHED
+
+    published = {n: Path(w) if w else None for n, _, w in (item.partition("=") for item in args.published)}
+    if unknown := sorted(set(published) - set(PUBLISHED)):
+        print(f"error: --published {unknown}: not published restorers; choose among {sorted(PUBLISHED)}", file=sys.stderr)
+        return 2
     command = "facerestore " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "facerestore bench"
     plan = BenchPlan(out_dir=args.out, repeats=args.repeats, max_seconds=args.max_seconds, onnx_dir=args.onnx_dir,
-                     safm=args.safm, authface=args.authface is not None,
+                     safm=args.safm, authface=args.authface is not None, published=published,
                      authface_checkpoint=None if args.authface in (None, "default") else Path(args.authface),
                      authface_steps=args.authface_steps, triton_repo=args.triton_repo, compile=args.compile,
                      nchw=args.nchw, command=command)
@@ -458,6 +533,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                         "cache, one export per weights digest, shared with `restore`)")
     p.add_argument("--checkpoint", type=Path, default=None, help="--render: SaFM weights (default: the shipped demo weights, training/weights/safm/)")
     p.add_argument("--authface-checkpoint", type=Path, default=None, help="--render: AuthFace checkpoint folder")
+    _add_weights_option(p)
     p.add_argument("--restorers", nargs="+", default=None,
                    help="--render: ensembles to serve (default: every restorer whose weights are trained)")
     p.add_argument("--allow-untrained", action="store_true",
@@ -477,6 +553,24 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                         "to give back their shared memory")
 
 
+def _add_weights_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", nargs="+", default=[], metavar="RESTORER=PATH",
+                   help="weights by restorer name, e.g. gfpgan=GFPGANv1.4.pth codeformer=codeformer.pth "
+                        "(the restorers that ship none are offered only with theirs)")
+
+
+def _weights(args: argparse.Namespace) -> dict[str, Path | None]:
+    """Restorer name -> weights: --checkpoint (SaFM), --authface-checkpoint and --weights NAME=PATH;
+    ValueError for an unknown name or a missing '='."""
+    weights: dict[str, Path | None] = {"safm": args.checkpoint, "authface": args.authface_checkpoint}
+    for item in args.weights:
+        name, sep, path = item.partition("=")
+        if not sep or not path or name not in RESTORERS:
+            raise ValueError(f"--weights {item}: expected RESTORER=PATH with RESTORER one of {sorted(RESTORERS)}")
+        weights[name] = Path(path)
+    return weights
+
+
 def _run_serve(args: argparse.Namespace) -> int:
     from runtime.serving.admin_key import read_admin_key
     from runtime.serving.serve import ServerError, TritonServer, serve_forever
@@ -485,6 +579,12 @@ def _run_serve(args: argparse.Namespace) -> int:
     try:
         capacity = capacity_from(args)
         admin_key = read_admin_key(args.admin_key_file) if args.admin_key_file else None
+        weights = _weights(args)
+        from runtime.contracts.service import SERVICES
+
+        if unserved := sorted(n for n, w in weights.items() if w is not None and n not in SERVICES):
+            raise ValueError(f"--weights {', '.join(unserved)}: not served (no <name>_faces model yet); "
+                             f"served restorers: {sorted(SERVICES)}")
     except (ValueError, ServerError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -493,9 +593,8 @@ def _run_serve(args: argparse.Namespace) -> int:
 
         try:
             engines = args.engines or (Path("engines") if args.render == "gpu" else None)
-            render_repo(args.render, repo, engines, args.restorers,
-                        {"safm": args.checkpoint, "authface": args.authface_checkpoint},
-                        capacity=capacity, allow_untrained=args.allow_untrained)
+            render_repo(args.render, repo, engines, args.restorers, weights, capacity=capacity,
+                        allow_untrained=args.allow_untrained)
         except (RepoError, FileNotFoundError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -522,7 +621,7 @@ def _add_client(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--retry-s", type=float, default=60.0,
                    help="keep retrying an unavailable server (restarting, overloaded) this long (default: %(default)s)")
     p.add_argument("--protocol", choices=["grpc", "http"], default="grpc", help="(default: %(default)s)")
-    served = [s for s in RESTORERS.values() if s.networks]
+    served = [s for s in RESTORERS.values() if s.networks and s.served]
     p.add_argument("--restorer", "--model", dest="restorer", choices=[s.name for s in served], default="safm",
                    help="(default: %(default)s)")
     p.add_argument("--concurrency", type=int, default=1, help="parallel requests (default: %(default)s)")
@@ -582,6 +681,7 @@ def _add_ui(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--protocol", choices=["grpc", "http"], default="grpc", help="--triton protocol (default: %(default)s)")
     p.add_argument("--checkpoint", type=Path, default=None, help="SaFM weights (default: the shipped demo weights)")
     p.add_argument("--authface-checkpoint", type=Path, default=None, help="AuthFace checkpoint folder")
+    _add_weights_option(p)
     p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"], help="(default: %(default)s)")
     p.add_argument("--engines", type=Path, default=None,
                    help="ONNX/plan folder, used as given (default: for onnxruntime the ONNX cache, for tensorrt engines)")
@@ -614,8 +714,13 @@ def _run_ui(args: argparse.Namespace) -> int:
     else:
         from export.onnx_cache import onnx_dir
 
-        backend = LocalBackend({"safm": args.checkpoint, "authface": args.authface_checkpoint}, args.backend,
-                               args.engines, args.device, args.max_pixels, args.allow_untrained, onnx_dir)
+        try:
+            weights = _weights(args)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        backend = LocalBackend(weights, args.backend, args.engines, args.device, args.max_pixels,
+                               args.allow_untrained, onnx_dir)
     launch(backend, args.host, args.port or free_port())
     return 0
 

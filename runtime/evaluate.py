@@ -13,6 +13,10 @@ Faces are those of the clean photo: one the pipeline does not find after the deg
 missed, reported per photo and in the table, and scored where the clean photo has it (its
 aligned crop of the clean, degraded and restored photos: what the restorer left there), so it
 counts against the restorer in the means, never as a smaller denominator.
+
+Several restorers side by side (`--also NAME[=CHECKPOINT]`, e.g. `--also classical`, OpenCV's
+NLM denoise + unsharp mask inside the face mask) run on the same degraded copies: one row each in
+one table, one column each in one contact sheet, each one's full report in OUT/<restorer>/.
 """
 from __future__ import annotations
 
@@ -103,9 +107,11 @@ def _found(face: Face, batch: FaceBatch) -> bool:
     return any(np.linalg.norm(f.detection.center - d.center) < 0.5 * d.width for f in batch.faces)
 
 
-def evaluate_folder(inputs: list[Path], out_dir: Path, pipeline: FacePipeline, restorer: Restorer,
-                    preset: str = "blur2-x4-jpeg60", copies: int = 1) -> dict:
-    """Evaluate every photo of `inputs` (`copies` degradations each) and write the reports."""
+
+def _evaluate(inputs: list[Path], pipeline: FacePipeline, restorer: Restorer, preset: str,
+              copies: int) -> tuple[dict, list[np.ndarray]]:
+    """Evaluate every photo of `inputs` (`copies` degradations each): the result and the contact
+    sheet's tiles."""
     if preset not in PRESETS:
         raise ValueError(f"unknown degradation preset {preset!r}; one of {', '.join(PRESETS)}")
     files = collect_inputs(inputs)
@@ -122,15 +128,70 @@ def evaluate_folder(inputs: list[Path], out_dir: Path, pipeline: FacePipeline, r
     keys = [k for k in asdict(faces[0]) if k not in ("photo", "copy", "face", "found")] if faces else []
     mean = {k: round(float(np.mean([getattr(s, k) for s in faces])), 4) for k in keys}
     origin = restorer.provenance
-    result = {"restorer": restorer.name, "untrained": origin is not None and not origin.trained, "preset": preset,
+    result = {"restorer": restorer.name, "provenance": None if origin is None else origin.to_dict(),
+              "untrained": origin is not None and not origin.trained, "preset": preset,
               "copies": copies, "faces": len(faces), "missed": sum(not s.found for s in faces), "photos": len(files),
               "mean": mean, "per_face": [asdict(s) for s in faces], "per_photo": photos}
+    return result, tiles
+
+
+def _write(out_dir: Path, result: dict, tiles: list[np.ndarray]) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(out_dir / "evaluation.json", json.dumps(result, indent=2).encode())
     write_atomic(out_dir / "evaluation.md", markdown(result).encode())
     if tiles:
         write_atomic(out_dir / "contact_sheet.png", cv2.imencode(".png", np.concatenate(tiles)[..., ::-1])[1].tobytes())
+
+
+def evaluate_folder(inputs: list[Path], out_dir: Path, pipeline: FacePipeline, restorer: Restorer,
+                    preset: str = "blur2-x4-jpeg60", copies: int = 1) -> dict:
+    """Evaluate every photo of `inputs` (`copies` degradations each) and write the reports."""
+    result, tiles = _evaluate(inputs, pipeline, restorer, preset, copies)
+    _write(out_dir, result, tiles)
     return result
+
+
+def evaluate_side_by_side(inputs: list[Path], out_dir: Path, runs: list[tuple[FacePipeline, Restorer]],
+                          preset: str = "blur2-x4-jpeg60", copies: int = 1) -> list[dict]:
+    """Several restorers on the same degraded copies (the degradation's seeds do not depend on
+    the restorer): each one's report in OUT/<restorer>/, and OUT/evaluation.md (one row per
+    restorer) and OUT/contact_sheet.png (clean | degraded | each restorer, per face)."""
+    results, restored = [], []
+    for pipeline, restorer in runs:
+        result, tiles = _evaluate(inputs, pipeline, restorer, preset, copies)
+        _write(out_dir / restorer.name, result, tiles)
+        results.append(result)
+        restored.append(tiles)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(out_dir / "evaluation.json", json.dumps({"preset": preset, "copies": copies, "restorers": [
+        {k: r[k] for k in ("restorer", "provenance", "faces", "mean")} for r in results]}, indent=2).encode())
+    write_atomic(out_dir / "evaluation.md", side_by_side_markdown(results).encode())
+    if all(len(t) == len(restored[0]) for t in restored) and restored[0]:   # the same faces found for each
+        rows = [np.concatenate([restored[0][i][:, :2 * SHEET_SIDE]] + [t[i][:, 2 * SHEET_SIDE:] for t in restored], axis=1)
+                for i in range(len(restored[0]))]
+        write_atomic(out_dir / "contact_sheet.png", cv2.imencode(".png", np.concatenate(rows)[..., ::-1])[1].tobytes())
+    return results
+
+
+def side_by_side_markdown(results: list[dict]) -> str:
+    """One row per restorer (mean over faces), the degraded input first."""
+    first = results[0]
+    lines = [f"# Evaluation side by side, preset `{first['preset']}`", "",
+             f"{first['faces']} faces in {first['photos']} photos x {first['copies']} degraded copies; "
+             "columns of the contact sheet: clean | degraded | " + " | ".join(r["restorer"] for r in results), "",
+             "| restorer | PSNR dB face | SSIM face | PSNR dB crop | SSIM crop | CIE76 vs clean | colour shift | weights |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    m = first["mean"]
+    if m:
+        lines.append(f"| (degraded input) | {m['psnr_face_degraded']:.2f} | {m['ssim_face_degraded']:.4f} | "
+                     f"{m['psnr_degraded']:.2f} | {m['ssim_degraded']:.4f} | {m['delta_e_degraded']:.2f} | | |")
+    for r in results:
+        m, origin = r["mean"], r["provenance"] or {}
+        if m:
+            lines.append(f"| {r['restorer']} | {m['psnr_face_restored']:.2f} | {m['ssim_face_restored']:.4f} | "
+                         f"{m['psnr_restored']:.2f} | {m['ssim_restored']:.4f} | {m['delta_e_restored']:.2f} | "
+                         f"{m['colour_shift']:.2f} | {origin.get('text', '')}{' (UNTRAINED)' if origin and not origin['trained'] else ''} |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown(result: dict) -> str:

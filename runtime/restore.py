@@ -94,6 +94,8 @@ def restore_files(inputs: list[Path], out_dir: Path, pipeline: FacePipeline, res
     origin = restorer.provenance
     if origin is not None and (warning := origin.warning(restorer.name)):
         tqdm.write(warning, file=sys.stderr)
+    if origin is not None and (notice := origin.licence_notice(restorer.name)):
+        tqdm.write(notice, file=sys.stderr)
     for path, rel in tqdm(files, desc=f"restore ({restorer.name})", unit="photo", disable=None):
         result = PhotoResult(input=str(path))
         results.append(result)

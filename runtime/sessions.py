@@ -52,7 +52,10 @@ class TorchSession:
         dtype = dtype or torch.float32
         self.contract, self.device, self.dtype = contract, torch.device(device), dtype
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.module = module.eval().to(self.device, dtype).to(memory_format=self.memory_format)
+        self.module = module.eval().to(self.device, dtype)
+        for t in (*self.module.parameters(), *self.module.buffers()):   # 4-D only (StyleGAN's weights are 5-D)
+            if t.ndim == 4:
+                t.data = t.data.contiguous(memory_format=self.memory_format)
 
     def _tensor(self, spec: TensorSpec, x: np.ndarray | torch.Tensor) -> torch.Tensor:
         import torch

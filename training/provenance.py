@@ -11,17 +11,28 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Provenance:
-    """What the weights are (one line) and whether they were trained as a restorer."""
+    """What the weights are (one line), whether they were trained as a restorer, and their
+    licence where known (`non_commercial`: the licence forbids commercial use)."""
 
     text: str
     trained: bool
+    licence: str | None = None
+    non_commercial: bool = False
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """text and trained, and the licence fields where a licence is known."""
+        d = asdict(self)
+        return d if self.licence is not None else {"text": self.text, "trained": self.trained}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Provenance":
-        return cls(str(d["text"]), bool(d["trained"]))
+        return cls(str(d["text"]), bool(d["trained"]), d.get("licence"), bool(d.get("non_commercial", False)))
+
+    def licence_notice(self, restorer: str) -> str | None:
+        """The line to show when the weights' licence forbids commercial use (None otherwise)."""
+        if not self.non_commercial:
+            return None
+        return f"NOTICE: {restorer} weights are licensed for NON-COMMERCIAL use only ({self.licence})"
 
     def warning(self, restorer: str) -> str | None:
         """The line to show when the faces will not be restored (None when trained)."""

@@ -94,7 +94,7 @@ def option_tensor(spec: RestorerSpec, option: RestorerOption) -> ServiceTensor:
 
 # every served restorer option, by tensor name, from the restorers' one declaration of each
 OPTIONS: dict[str, ServiceTensor] = {o.tensor_name: option_tensor(spec, o)
-                                     for spec in RESTORERS.values() for o in spec.served_options()}
+                                     for spec in RESTORERS.values() if spec.served for o in spec.served_options()}
 FIDELITY, STEPS, SEED, STRENGTH = (OPTIONS[n] for n in ("FIDELITY", "STEPS", "SEED", "STRENGTH"))
 
 TIMEOUT = ServiceTensor("TIMEOUT", "float32", (1,), True,
@@ -236,7 +236,8 @@ def restorer_service(spec: RestorerSpec) -> RestorerService:
                                                   parameters=spec.served_parameters, gpu=spec.served_gpu))
 
 
-SERVICES: dict[str, RestorerService] = {name: restorer_service(spec) for name, spec in RESTORERS.items() if spec.networks}
+SERVICES: dict[str, RestorerService] = {name: restorer_service(spec) for name, spec in RESTORERS.items()
+                                        if spec.networks and spec.served}
 PYTHON_MODELS: dict[str, PythonModel] = {m.name: m for s in SERVICES.values() for m in s.steps}
 GATES: dict[str, PythonModel] = {s.ensemble: s.gate for s in SERVICES.values()}
 

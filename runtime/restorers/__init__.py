@@ -6,7 +6,10 @@ from runtime.contracts import FACE_CONTRACTS, NetworkContract
 from runtime.contracts.upsampler import BG_UPSAMPLER
 from runtime.restorers.authface import AUTHFACE_RESTORER
 from runtime.restorers.base import Restorer, RestorerOption, RestorerSpec
+from runtime.restorers.classical import CLASSICAL
 from runtime.restorers.identity import IDENTITY
+from runtime.restorers.onnx import ONNX_RESTORER
+from runtime.restorers.published import ARCHS, published_spec
 from runtime.restorers.safm import SAFM_RESTORER
 
 RESTORERS: dict[str, RestorerSpec] = {}
@@ -18,8 +21,9 @@ def register(spec: RestorerSpec) -> None:
     """Add a restorer: its spec, its networks' contracts and its model group (export --model)."""
     if spec.name in RESTORERS or spec.name in MODEL_GROUPS:
         raise ValueError(f"restorer '{spec.name}' is registered already")
-    taken = {o.name for s in RESTORERS.values() for o in s.options}
-    if clash := sorted(taken & {o.name for o in spec.options}):   # one flag / served input per name
+    taken = {o.name: o for s in RESTORERS.values() for o in s.options}
+    # one flag / served input per name: restorers may share an option only as one declaration
+    if clash := sorted(o.name for o in spec.options if o.name in taken and taken[o.name] != o):
         raise ValueError(f"restorer '{spec.name}': options {clash} are another restorer's already")
     RESTORERS[spec.name] = spec
     CONTRACTS.update({c.name: c for c in spec.networks})
@@ -27,7 +31,7 @@ def register(spec: RestorerSpec) -> None:
         MODEL_GROUPS[spec.name] = spec.network_names
 
 
-for _spec in (SAFM_RESTORER, AUTHFACE_RESTORER, IDENTITY):
+for _spec in (SAFM_RESTORER, AUTHFACE_RESTORER, IDENTITY, *map(published_spec, ARCHS), ONNX_RESTORER, CLASSICAL):
     register(_spec)
 
 __all__ = ["CONTRACTS", "MODEL_GROUPS", "RESTORERS", "Restorer", "RestorerOption", "RestorerSpec", "register"]

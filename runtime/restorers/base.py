@@ -88,6 +88,13 @@ class RestorerOption:
         return value
 
 
+def require_checkpoint(restorer: str, files: str, checkpoint: Path | None) -> Path:
+    """`checkpoint`, or ValueError saying which weights files to pass (none ship for `restorer`)."""
+    if checkpoint is None:
+        raise ValueError(f"{restorer}: pass --checkpoint with its weights ({files}); none ship with this project")
+    return Path(checkpoint)
+
+
 @dataclass(frozen=True)
 class RestorerSpec:
     """One restorer, all the project needs to know about it.
@@ -102,6 +109,9 @@ class RestorerSpec:
     cpu_onnxruntime: `--backend auto` on a CPU in fp32 runs it on ONNX Runtime (exported once into
         the ONNX cache), else on torch.
     label_maps: its faces model takes the region label maps too.
+    served: it has a served ensemble (face_restore_<name>) and a `<name>_faces` model.
+    face_size: the aligned face side its networks take (the face pipeline's crop size).
+    needs_checkpoint: it ships no weights; the files to pass as --checkpoint ('' : it runs without).
     served_parameters: config.pbtxt parameters of its served <name>_faces model.
     served_gpu: a KIND_GPU instance of <name>_faces in the gpu rendering."""
 
@@ -116,12 +126,20 @@ class RestorerSpec:
     cuda_graph_networks: tuple[str, ...] = ()
     cpu_onnxruntime: bool = False
     label_maps: bool = False
+    served: bool = True
+    face_size: int = 512
+    needs_checkpoint: str = ""
     served_parameters: tuple[tuple[str, str], ...] = ()
     served_gpu: bool = False
 
     @property
     def network_names(self) -> list[str]:
         return [c.name for c in self.networks]
+
+    def check_checkpoint(self, checkpoint: Path | None) -> None:
+        """ValueError saying which file to pass when the restorer needs one and none is given."""
+        if self.needs_checkpoint:
+            require_checkpoint(self.name, self.needs_checkpoint, checkpoint)
 
     def served_options(self) -> tuple[RestorerOption, ...]:
         return tuple(o for o in self.options if o.served)

@@ -90,6 +90,7 @@ def make_restorer(name: str, checkpoint: Path | None = None, backend: str = "tor
         raise ValueError(f"torch mode '{torch_mode}' is for the torch backend, not {backend}")
     spec = RESTORERS[name]
     settings = spec.settings(options)
+    spec.check_checkpoint(checkpoint)
     check_trained(name, checkpoint, allow_untrained)
     if device == "auto":
         import torch

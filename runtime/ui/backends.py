@@ -114,7 +114,8 @@ class LocalBackend:
         self._restorers: OrderedDict[tuple, tuple[Any, list[str]]] = OrderedDict()
 
     def restorers(self) -> list[str]:
-        return list(RESTORERS)
+        """Every restorer that can run: those that ship without weights and those given weights."""
+        return [n for n, spec in RESTORERS.items() if not spec.needs_checkpoint or self.checkpoints.get(n)]
 
     def options(self, restorer: str) -> tuple[RestorerOption, ...]:
         return RESTORERS[restorer].options
@@ -138,6 +139,8 @@ class LocalBackend:
             origin = getattr(built, "provenance", None)
             if origin is not None and (warning := origin.warning(restorer)):
                 lines.append(warning)
+            if origin is not None and (notice := origin.licence_notice(restorer)):
+                lines.append(notice)
             self._restorers[key] = (built, lines)
             while len(self._restorers) > 2:
                 self._restorers.popitem(last=False)

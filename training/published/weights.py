@@ -60,10 +60,14 @@ def check_fit(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor],
         raise PublishedWeightsError(f"{source}: does not fit the network: " + "; ".join(problems))
 
 
-def load_into(module: torch.nn.Module, path: Path) -> str:
+def load_into(module: torch.nn.Module, path: Path, prefix: str = "") -> str:
     """Load `path`'s weights into `module` (every key, exact shapes, cast to the module's
-    dtypes); returns the wrapper they came from ('' when bare)."""
+    dtypes); returns the wrapper they came from ('' when bare). `prefix`: when the file's keys
+    carry it (Lightning's `vqvae.`), it is stripped and the keys without it (training losses)
+    are left out."""
     state, wrapper = read_state_dict(path)
+    if prefix and any(k.startswith(prefix) for k in state):
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     expected = module.state_dict()
     check_fit(state, expected, str(path))
     module.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})

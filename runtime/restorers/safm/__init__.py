@@ -1,7 +1,8 @@
 """The SaFM restorer (Zhao et al., Semantic-Aware Detail Enhancement for Blind Face
 Restoration): one network, faces + region maps + the fidelity weight (our addition)."""
-from runtime.restorers.safm.contracts import DEFAULT_FIDELITY, SAFM
-from runtime.restorers.base import RestorerOption, RestorerSpec
+from runtime.restorers.safm.contracts import SAFM
+from runtime.restorers.base import RestorerSpec
+from runtime.restorers.options import FIDELITY_OPTION
 
 
 def _impl():
@@ -16,9 +17,7 @@ SAFM_RESTORER = RestorerSpec(
     summary="the Semantic-aware Fusion restorer: --checkpoint PATH.safetensors (with its .json beside it); "
             "without one, the shipped demo weights (training/weights/safm/README.md).",
     networks=(SAFM,),
-    options=(RestorerOption("fidelity", float, DEFAULT_FIDELITY,
-                            "fidelity weight: local detail from the input's features",
-                            minimum=0.0, maximum=1.0, served="float32"),),
+    options=(FIDELITY_OPTION,),
     build=lambda *a, **k: _impl().build(*a, **k), torch_modules=lambda c: _impl().torch_modules(c),
     provenance=lambda c: _impl().provenance(c),
     cuda_graph_networks=(SAFM.name,), cpu_onnxruntime=True, label_maps=True,

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from runtime.contracts.base import BATCH, NetworkContract, TensorSpec
+from runtime.restorers.options import FIDELITY_OPTION
 
 FACE = 512
-DEFAULT_FIDELITY = 0.5
+DEFAULT_FIDELITY = FIDELITY_OPTION.default
 
 IMAGE = TensorSpec("image", (BATCH, 3, FACE, FACE))              # aligned faces in [-1, 1]
 LABEL_MAP = TensorSpec("label_map", (BATCH, 1, FACE, FACE))      # region labels (runtime/face/regions.py)
