@@ -28,10 +28,11 @@ $(MEDIAPIPE_WHEEL): | $(STAMP)
 demo: $(STAMP)
 	$(BIN)/facerestore demo --out out/demo
 
-# Debian's Chromium + ChromeDriver for the web page's browser tests (no browser download); `make test`
-# stops here when they cannot be installed (a bare `pytest` without them skips those tests and says why).
+# Debian's Chromium + ChromeDriver for the web page's browser tests (no browser download) and Debian's
+# kubectl for building the k8s overlay offline (kubectl kustomize); `make test` stops here when they
+# cannot be installed (a bare `pytest` without them skips those tests and says why).
 browser:
-	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver -a -x /usr/bin/kubectl || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver kubectl)
 
 # mypy runs once, inside the suite (tests/test_typecheck.py: what `make typecheck` runs)
 test: $(STAMP) $(MEDIAPIPE_WHEEL) browser
