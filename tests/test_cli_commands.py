@@ -54,7 +54,8 @@ def test_evaluate_aligned_faces_with_a_checkpoint(pipeline, tiny, tmp_path):
     crop = pipeline.align(photo, pipeline.find(photo)[0]).crops[0]
     write_rgb(tmp_path / "face.png", crop)
     out = tmp_path / "eval"
-    assert main(["evaluate", str(tmp_path / "face.png"), "--aligned", "--checkpoint", str(tiny), "--out", str(out)]) == 0
+    assert main(["evaluate", str(tmp_path / "face.png"), "--aligned", "--checkpoint", str(tiny), "--allow-untrained",
+                 "--out", str(out)]) == 0
     result = json.loads((out / "evaluation.json").read_text())
     assert result["faces"] == 1 and result["mean"]["psnr_degraded"] > 15
     # random weights: the "restored" face is far worse than the degraded one it was given
@@ -79,9 +80,9 @@ def test_paste_mask_and_colour_fix_flags_reach_the_paste(tiny, tmp_path):
     write_rgb(src, read_rgb8(GRACE_HOPPER))
     photo = read_image(src).rgb
     runs = {}
-    for name, flags in (("face", []), ("square", ["--paste-mask", "square"]), ("wavelet", ["--checkpoint", str(tiny)]),
-                        ("none", ["--checkpoint", str(tiny), "--colour-fix", "none"]),
-                        ("adain", ["--checkpoint", str(tiny), "--colour-fix", "adain"])):
+    for name, flags in (("face", []), ("square", ["--paste-mask", "square"]), ("wavelet", ["--checkpoint", str(tiny), "--allow-untrained"]),
+                        ("none", ["--checkpoint", str(tiny), "--allow-untrained", "--colour-fix", "none"]),
+                        ("adain", ["--checkpoint", str(tiny), "--allow-untrained", "--colour-fix", "adain"])):
         assert main(["restore", str(src), "--out", str(tmp_path / name), *flags]) == 0
         runs[name] = read_image(tmp_path / name / "grace.png").rgb
     changed = {k: (np.abs(v - photo).max(axis=2) > 0) for k, v in runs.items()}

@@ -39,9 +39,11 @@ def test_in_process_authface_loop_stays_on_the_device():
     encoder in strength mode), and gives what the numpy path through the same sessions gives."""
     faces = real_faces(1)
     for strength in (None, 0.5):
-        restorer = make_restorer("authface", device=DEVICE, steps=4, strength=strength, progress=False)
+        restorer = make_restorer("authface", device=DEVICE, steps=4, strength=strength, progress=False,
+                                 allow_untrained=True)
         sessions = (restorer.vae_encoder, restorer.unet_controlnet, restorer.vae_decoder)
-        numpy_path = make_restorer("authface", device=DEVICE, steps=4, strength=strength, progress=False)
+        numpy_path = make_restorer("authface", device=DEVICE, steps=4, strength=strength, progress=False,
+                                 allow_untrained=True)
         numpy_path.vae_encoder, numpy_path.unet_controlnet, numpy_path.vae_decoder = (
             (lambda s=s, **a: s(**a)) for s in sessions)   # no run_torch: numpy in and out, per step
         expected = numpy_path.restore(faces)
@@ -61,10 +63,10 @@ def test_torch_modes_refuse_what_cannot_run_here():
     with pytest.raises(ValueError, match="unknown torch mode 'graphs'"):
         torch_mode(session, "graphs")
     with pytest.raises(ValueError, match="is for the torch backend, not onnxruntime"):
-        make_restorer("authface", backend="onnxruntime", torch_mode="compile")
+        make_restorer("authface", backend="onnxruntime", torch_mode="compile", allow_untrained=True)
     if DEVICE == "cpu":
         with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
-            make_restorer("authface", torch_mode="cuda-graph", progress=False)
+            make_restorer("authface", torch_mode="cuda-graph", progress=False, allow_untrained=True)
     else:   # replayed from a graph: the eager numbers
         x = mesh.sample_inputs(3)
         graphed = CudaGraphSession(session)

@@ -17,7 +17,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from runtime.contracts.service import CANCEL_FLAG, SERVICES
-from runtime.serving.triton_backend import error_code, error_response, fail
+from runtime.serving.triton_backend import error_code, error_response, fail, preferred_memory
 from runtime.serving.triton_cancel import POLL_S, CancelFlag
 
 
@@ -36,7 +36,8 @@ class TritonPythonModel:
                           if t is not None]
                 inputs.append(pb_utils.Tensor(CANCEL_FLAG.name, np.array([str(flag.path).encode()], np.object_)))
                 job = pb_utils.InferenceRequest(model_name=self.service.job, inputs=inputs,
-                                                requested_output_names=sorted(request.requested_output_names()))
+                                                requested_output_names=sorted(request.requested_output_names()),
+                                                preferred_memory=preferred_memory())   # host: its answer is bytes
                 response = self.loop.run_until_complete(self._watched(job, request, flag))
         except Exception as exc:   # the gate's own fault fails its request, never the model
             return fail(self.service.ensemble, exc)
