@@ -80,14 +80,17 @@ def test_gpu_check_tiny_measures_every_part(tmp_path):
     all in OUT/<device>/gpu_check.json and .md; the full check refuses a machine without CUDA."""
     from benchmarks.gpu_check import main, needed_tolerance
     from benchmarks.timing import device_slug
-    from runtime.restorers import CONTRACTS
+    from runtime.contracts.service import SERVICES
 
     assert main(["--tiny", "--no-compile", "--out", str(tmp_path)]) == 0
     folder = tmp_path / device_slug()
     result = json.loads((folder / "gpu_check.json").read_text())
     assert not [n for n in result["notes"] if "not measured" in n], result["notes"]
     parity = result["parity"]
-    assert {r["network"] for r in parity} == set(CONTRACTS)
+    # the served networks (face, SaFM, AuthFace); the published restorers and the background
+    # upsampler (issues 27, 29) are not in the check yet
+    served = {n for service in SERVICES.values() for n in service.networks}
+    assert {r["network"] for r in parity} == served
     for r in parity:
         assert r["finite"] and 0 < r["max_rel"] < 1 and r["needed_tolerance"] >= 2 * r["max_rel"]
     assert {r["path"] for r in result["safm"]} >= {"torch eager fp32"}
