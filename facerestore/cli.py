@@ -8,6 +8,7 @@ from pathlib import Path
 
 from runtime.serving.capacity_options import add_capacity_options, capacity_from
 from runtime.imageio import DEFAULT_MAX_PIXELS
+from runtime.job import BACKENDS
 from runtime.restorers import RESTORERS
 
 RESTORE_HELP = """\
@@ -96,28 +97,34 @@ def _published_help() -> str:
     return "\n".join(lines)
 
 
-def _add_paste_options(p: argparse.ArgumentParser, mask: str | None, fix: str | None) -> None:
-    """--paste-mask and --colour-fix (restore: their defaults; client: None = the server's)."""
-    from runtime.face.paste import COLOUR_FIXES, PASTE_MASKS
+def _add_photo_options(p: argparse.ArgumentParser, front_end: str) -> None:
+    """The photo options `front_end` offers (runtime/photo_options.py), all from their one
+    declaration; None = not given (restore, evaluate: the default; client: the server's)."""
+    from runtime.photo_options import offered
 
-    p.add_argument("--paste-mask", choices=PASTE_MASKS, default=mask,
-                   help="paste each face back through a soft mask shaped from the face mesh (face) or the whole "
-                        "aligned square (square); outside the mask the photo is untouched (default: face; square "
-                        "with --aligned, where the input is the face)")
-    p.add_argument("--colour-fix", "--color-fix", dest="colour_fix", choices=COLOUR_FIXES, default=fix,
-                   help="give restored faces the input's colours: wavelet (low frequencies from the input, detail "
-                        "from the restorer), adain (per-channel mean/std) or none (default: wavelet)")
+    group = p.add_argument_group("photo options")
+    for o in offered(front_end):
+        default = "the server's" if front_end == "client" else o.default
+        text = f"{o.describe()} (default: {default})".replace("%", "%%")
+        if o.type is bool:
+            group.add_argument(o.flag, *o.aliases, action="store_true", default=None, help=text)
+        else:
+            group.add_argument(o.flag, *o.aliases, type=o.type, default=None, choices=o.choices or None, help=text)
+
+
+def _photo_settings(args: argparse.Namespace) -> dict:
+    """The photo options given on the command line, checked, over their defaults."""
+    from runtime.photo_options import PHOTO_OPTIONS, photo_settings
+
+    return photo_settings({o.name: getattr(args, o.name, None) for o in PHOTO_OPTIONS})
 
 
 def _add_restorer_options(p: argparse.ArgumentParser) -> None:
-    """The options that choose and configure a restorer and the face pipeline (restore, evaluate)."""
-    from runtime.face.pipeline import FaceOptions
-
+    """The options that choose and configure a restorer (restore, evaluate)."""
     p.add_argument("--model", "--restorer", dest="model", default=None, choices=list(RESTORERS),
                    help="restorer (default: safm; onnx for a .onnx --checkpoint)")
     p.add_argument("--checkpoint", type=Path, default=None, help="restorer weights (see Restorers above)")
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime", "tensorrt"],
-                   help="(default: %(default)s, see Backends above)")
+    p.add_argument("--backend", default="auto", choices=BACKENDS, help="(default: %(default)s, see Backends above)")
     p.add_argument("--engines", "--onnx-dir", dest="onnx_dir", type=Path, default=None,
                    help="a folder of <network>.onnx / .plan files, used as given (files of other weights are "
                         "refused); default: for onnxruntime the ONNX cache (see Backends), for tensorrt engines/")
@@ -144,14 +151,6 @@ def _add_restorer_options(p: argparse.ArgumentParser) -> None:
         for o in new:
             group.add_argument(o.flag, type=o.type, default=o.default, choices=o.choices or None,
                                help=f"{o.describe()} (default: %(default)s)")
-    p.add_argument("--aligned", action="store_true", help="inputs are already aligned faces: skip detection")
-    p.add_argument("--size", type=int, default=None,
-                   help="aligned crop side in pixels (default: the restorer's face size, 512 for most)")
-    p.add_argument("--only-center-face", action="store_true", help="restore only the face nearest the centre")
-    _add_paste_options(p, None, FaceOptions().colour_fix)
-    p.add_argument("--min-face-size", type=float, default=20.0,
-                   help="skip faces narrower than this many photo pixels (default: %(default)s)")
-    p.add_argument("--min-score", type=float, default=0.5, help="face detector score threshold (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="torch device for the face networks (default: %(default)s)")
 
 
@@ -161,7 +160,7 @@ def _add_restore(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="*", type=Path, help="photo files or folders (default: shipped samples)")
     p.add_argument("--out", "-o", type=Path, default=Path("out/restored"), help="output folder (default: %(default)s)")
     _add_restorer_options(p)
-    p.add_argument("--upscale", type=float, default=1.0, help="output photo scale factor (default: %(default)s)")
+    _add_photo_options(p, "restore")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help="refuse photos with more pixels (decompression-bomb guard, default: %(default)s)")
     p.add_argument("--jpeg-quality", type=int, default=None,
@@ -178,15 +177,11 @@ def _add_restore(sub: argparse._SubParsersAction) -> None:
                    help="clips: detect faces on every k-th frame, follow them in between (default: %(default)s)")
 
 
-def _face_options(args: argparse.Namespace, restorer, upscale: float = 1.0):
-    """FaceOptions from the restorer options; the crop side is --size, else the restorer's face size."""
-    from runtime.face import FaceOptions
+def _face_options(args: argparse.Namespace, restorer):
+    """FaceOptions from the photo options; the crop side is --size, else the restorer's face size."""
+    from runtime.photo_options import face_options
 
-    size = args.size or getattr(restorer, "face_size", RESTORERS[args.model].face_size)
-    return FaceOptions(size=size, min_score=args.min_score, min_face_size=args.min_face_size,
-                       only_center_face=args.only_center_face, aligned=args.aligned, upscale=upscale,
-                       paste_mask=args.paste_mask or ("square" if args.aligned else FaceOptions().paste_mask),
-                       colour_fix=args.colour_fix)
+    return face_options(_photo_settings(args), getattr(restorer, "face_size", RESTORERS[args.model].face_size))
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -204,6 +199,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                    help="more restorers side by side with --model on the same degraded copies (same backend and "
                         "options), e.g. `--also classical codeformer=codeformer.pth`")
     _add_restorer_options(p)
+    _add_photo_options(p, "evaluate")
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
@@ -247,20 +243,19 @@ def _resolve_model(args: argparse.Namespace) -> str:
 
 
 def _resolve_backend(args: argparse.Namespace) -> str:
-    """--backend auto: ONNX Runtime on a CPU in fp32 for a restorer whose spec says so (SaFM),
-    torch for everything else."""
-    if args.backend != "auto":
-        return args.backend
-    on_ort = args.device == "cpu" and args.precision == "fp32" and RESTORERS[args.model].cpu_onnxruntime
-    return "onnxruntime" if on_ort else "torch"
+    """--backend auto: the job's choice (runtime/job.py: choose_backend), the page's too."""
+    from runtime.job import choose_backend
+
+    return choose_backend(args.backend, args.model, args.device, args.precision)
 
 
 def _face_pipeline(args: argparse.Namespace, options):
     """The face networks on ONNX Runtime (from --engines when it holds them, else the cache) on a
     CPU unless --backend torch; on torch otherwise."""
     from runtime.face import onnx_face_pipeline, torch_face_pipeline
+    from runtime.job import face_networks_on_onnxruntime
 
-    if args.backend == "torch" or args.device != "cpu":
+    if not face_networks_on_onnxruntime(args.backend, args.device):
         return torch_face_pipeline(options, args.device)
     from export.onnx_cache import onnx_dir
     from runtime.contracts.face import FACE_DETECTOR, FACE_MESH
@@ -270,6 +265,7 @@ def _face_pipeline(args: argparse.Namespace, options):
 
 
 def _run_restore(args: argparse.Namespace) -> int:
+    from runtime.job import JobReport
     from runtime.restore import VideoOptions, restore_files
     from runtime.samples import FACE_PHOTOS
     from runtime.engines import EngineMismatch
@@ -280,8 +276,10 @@ def _run_restore(args: argparse.Namespace) -> int:
         from runtime.tensorrt_session import TensorRTUnavailable
 
         errors += (TensorRTUnavailable,)
-    if (args.size is not None and args.size < 64) or args.upscale <= 0 or args.upscale > 8:
-        print("error: --size must be >= 64 and --upscale in (0, 8]", file=sys.stderr)
+    try:
+        _photo_settings(args)   # checked before any work
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.jpeg_quality is not None and not 1 <= args.jpeg_quality <= 100:
         print(f"error: --jpeg-quality must be in [1, 100], got {args.jpeg_quality}", file=sys.stderr)
@@ -292,27 +290,32 @@ def _run_restore(args: argparse.Namespace) -> int:
     inputs = args.inputs or FACE_PHOTOS
     try:
         restorer = _make_restorer(args)
-        options = _face_options(args, restorer, args.upscale)
-        results = restore_files(inputs, args.out, _face_pipeline(args, options), restorer,
-                                save_crops=args.save_crops, compare=args.compare, max_pixels=args.max_pixels,
-                                jpeg_quality=args.jpeg_quality, upsampler=_bg_upsampler(args),
-                                video=VideoOptions(args.batch_faces, args.detect_every))
+        options = _face_options(args, restorer)
+        report = JobReport(restorer.name, _backend_text(args), settings=_job_settings(args))
+        restore_files(inputs, args.out, _face_pipeline(args, options), restorer,
+                      save_crops=args.save_crops, compare=args.compare, max_pixels=args.max_pixels,
+                      jpeg_quality=args.jpeg_quality, upsampler=_bg_upsampler(args),
+                      video=VideoOptions(args.batch_faces, args.detect_every), report=report)
     except errors as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    done = [r for r in results if r.error is None]
-    faces = sum(r.faces for r in done)
-    verb = "passed through unchanged (identity)" if restorer.name == "identity" else "restored"
-    if (origin := restorer.provenance) is not None and not origin.trained:
-        verb = "run through UNTRAINED weights, not restored"
-    print(f"{len(done)}/{len(results)} photos written to {args.out} ({faces} faces {verb}, "
-          f"{sum(1 for r in done if not r.faces)} without faces, {len(results) - len(done)} errors)")
-    if restorer.provenance is not None and (notice := restorer.provenance.licence_notice(restorer.name)):
-        print(notice)
-    if not results:
+    print(report.summary(args.out))
+    for line in report.notices():
+        print(line)
+    if not report.photos:
         print("error: no image files found in the inputs", file=sys.stderr)
         return 2
-    return 0 if done else 1
+    return 0 if any(r.error is None for r in report.photos) else 1
+
+
+def _backend_text(args: argparse.Namespace) -> str:
+    """Where the restorer runs, for the report: e.g. 'onnxruntime on cpu (--backend auto)'."""
+    return f"{_resolve_backend(args)} on {args.device}" + (" (--backend auto)" if args.backend == "auto" else "")
+
+
+def _job_settings(args: argparse.Namespace) -> dict:
+    """The photo options and the restorer's own, as the report lists them."""
+    return {**_photo_settings(args), **{o.name: getattr(args, o.name) for o in RESTORERS[args.model].options}}
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
@@ -573,7 +576,7 @@ def _weights(args: argparse.Namespace) -> dict[str, Path | None]:
 
 def _run_serve(args: argparse.Namespace) -> int:
     from runtime.serving.admin_key import read_admin_key
-    from runtime.serving.serve import ServerError, TritonServer, serve_forever
+    from runtime.serving.serve import ServerError, TritonServer, repository_notices, serve_forever
 
     repo = args.repo or Path("out/triton_repo_cpu" if args.render == "cpu" else "triton_repo")
     try:
@@ -598,6 +601,8 @@ def _run_serve(args: argparse.Namespace) -> int:
         except (RepoError, FileNotFoundError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+    for notice in repository_notices(repo):   # a non-commercial licence, said at every start
+        print(notice, file=sys.stderr)
     try:
         server = TritonServer(repo, args.http_port, args.grpc_port, args.metrics_port, args.server, args.log,
                               admin_key=admin_key)
@@ -625,9 +630,7 @@ def _add_client(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--restorer", "--model", dest="restorer", choices=[s.name for s in served], default="safm",
                    help="(default: %(default)s)")
     p.add_argument("--concurrency", type=int, default=1, help="parallel requests (default: %(default)s)")
-    p.add_argument("--upscale", type=float, default=None, help="output photo scale factor (server default 1)")
-    p.add_argument("--only-center-face", action="store_true", default=None, help="restore only the centre face")
-    _add_paste_options(p, None, None)
+    _add_photo_options(p, "client")
     for spec in served:   # the served options of each restorer (its spec); None: the server's default
         for o in spec.served_options():
             p.add_argument(o.flag, type=o.type, default=None,
@@ -635,30 +638,25 @@ def _add_client(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_client(args: argparse.Namespace) -> int:
-    from runtime.serving.client import RestoreClient, restore_files
+    from runtime.photo_options import offered
     from runtime.samples import FACE_PHOTOS
+    from runtime.serving.client import restore_files
 
-    options = {"only_center_face": args.only_center_face, "upscale": args.upscale,
-               **{k: v.encode() for k in ("paste_mask", "colour_fix") if (v := getattr(args, k)) is not None}}
-    options.update({o.name: getattr(args, o.name) for o in RESTORERS[args.restorer].served_options()})
     try:
-        origin = None
-        for url in args.url or [None]:   # the first replica that answers says what it serves
-            with RestoreClient(url, args.protocol, args.restorer) as probe:
-                if (origin := probe.provenance()) is not None:
-                    break
-        if origin is not None and (warning := origin.warning(args.restorer)):
-            print(warning.replace("warning: ", "warning: served "), file=sys.stderr)
-        run = restore_files(args.inputs or FACE_PHOTOS, args.out, args.url, args.protocol, args.restorer,
-                            args.concurrency, retry_s=args.retry_s, **options)
+        options = {o.name: o.read(v) for o in offered("client") if (v := getattr(args, o.name)) is not None}
+        options.update({o.name: getattr(args, o.name) for o in RESTORERS[args.restorer].served_options()})
+        report = restore_files(args.inputs or FACE_PHOTOS, args.out, args.url, args.protocol, args.restorer,
+                               args.concurrency, retry_s=args.retry_s, **options)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(run.summary())
-    if not run.results:
+    print(report.summary(args.out))
+    for line in report.notices():
+        print(line)
+    if not report.photos:
         print("error: no image files found in the inputs", file=sys.stderr)
         return 2
-    return 0 if any(r.error is None for r in run.results) else 1
+    return 0 if any(r.error is None for r in report.photos) else 1
 
 
 UI_HELP = """\
@@ -682,7 +680,9 @@ def _add_ui(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", type=Path, default=None, help="SaFM weights (default: the shipped demo weights)")
     p.add_argument("--authface-checkpoint", type=Path, default=None, help="AuthFace checkpoint folder")
     _add_weights_option(p)
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"], help="(default: %(default)s)")
+    p.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help="as for `restore` (auto: the face networks and SaFM on ONNX Runtime on a CPU, torch "
+                        "otherwise; default: %(default)s)")
     p.add_argument("--engines", type=Path, default=None,
                    help="ONNX/plan folder, used as given (default: for onnxruntime the ONNX cache, for tensorrt engines)")
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")

@@ -1,9 +1,9 @@
 """The main job: restore every face of every photo in files/folders into an output folder."""
 from __future__ import annotations
 
-import json
 import sys
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -13,6 +13,7 @@ from tqdm import tqdm
 from runtime.face.pipeline import FacePipeline
 from runtime.files import write_atomic
 from runtime.imageio import DEFAULT_MAX_PIXELS, ENCODERS, ImageError, Photo, encode_image, read_image
+from runtime.job import JobReport, PhotoResult
 from runtime.restorers import Restorer
 from runtime.upsampler import BackgroundUpsampler
 from runtime.video.container import VIDEO_SUFFIXES, VideoError
@@ -26,18 +27,6 @@ class VideoOptions:
 
     batch_faces: int = 8      # faces (of many frames) per restorer call; also frames per chunk
     detect_every: int = 1     # run the detector on every k-th frame, track faces in between
-
-
-@dataclass
-class PhotoResult:
-    """What happened to one input photo."""
-
-    input: str
-    output: str | None = None
-    faces: int = 0
-    skipped: list[str] = field(default_factory=list)
-    error: str | None = None
-    video: dict | None = None     # a clip's frames, faces, face tracks, speed, encoder, copied streams
 
 
 def collect_inputs(paths: list[Path]) -> list[tuple[Path, Path]]:
@@ -83,23 +72,23 @@ def restore_photo(photo: Photo, pipeline: FacePipeline, restorer: Restorer, upsa
 def restore_files(inputs: list[Path], out_dir: Path, pipeline: FacePipeline, restorer: Restorer,
                   save_crops: bool = False, compare: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
                   jpeg_quality: int | None = None, upsampler: BackgroundUpsampler | None = None,
-                  video: VideoOptions = VideoOptions()) -> list[PhotoResult]:
+                  video: VideoOptions = VideoOptions(), report: JobReport | None = None) -> JobReport:
     """Restore every photo and clip; a bad file is reported (one line on stderr) and the batch
     goes on. Outputs are written atomically and never over an input; a JPEG is written with the
-    input's quantisation tables, subsampling, EXIF and ICC, or at `jpeg_quality` when given. A
-    report.json lists every file."""
+    input's quantisation tables, subsampling, EXIF and ICC, or at `jpeg_quality` when given.
+    `report` (backend, settings) gets every file's result and is written as report.json."""
     files = collect_inputs(inputs)
     input_set = {f.resolve() for f, _ in files}
-    results = []
-    origin = restorer.provenance
-    if origin is not None and (warning := origin.warning(restorer.name)):
-        tqdm.write(warning, file=sys.stderr)
-    if origin is not None and (notice := origin.licence_notice(restorer.name)):
-        tqdm.write(notice, file=sys.stderr)
+    report = report or JobReport(restorer.name, "in-process")
+    report.provenance = restorer.provenance
+    for line in report.notices():
+        tqdm.write(line, file=sys.stderr)
+    start = time.perf_counter()
     for path, rel in tqdm(files, desc=f"restore ({restorer.name})", unit="photo", disable=None):
         result = PhotoResult(input=str(path))
-        results.append(result)
+        report.photos.append(result)
         target = output_path(out_dir, rel)
+        t0 = time.perf_counter()
         try:
             if target.resolve() in input_set:
                 raise ImageError(f"{path}: output {target} would overwrite an input; choose another --out")
@@ -125,11 +114,10 @@ def restore_files(inputs: list[Path], out_dir: Path, pipeline: FacePipeline, res
         except (ImageError, VideoError) as exc:
             result.error = str(exc)
             tqdm.write(f"error: {exc}", file=sys.stderr)
-    report = {"restorer": restorer.name, "provenance": None if origin is None else origin.to_dict(),
-              "untrained": origin is not None and not origin.trained,
-              "photos": [r.__dict__ for r in results]}
-    write_atomic(out_dir / "report.json", json.dumps(report, indent=2).encode())
-    return results
+        result.seconds = time.perf_counter() - t0
+    report.wall_s = time.perf_counter() - start
+    report.write(out_dir)
+    return report
 
 
 def _restore_clip(path: Path, target: Path, pipeline: FacePipeline, restorer: Restorer,

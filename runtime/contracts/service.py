@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from runtime.contracts.base import BATCH, TensorSpec
-from runtime.face.paste import COLOUR_FIXES, PASTE_MASKS
+from runtime import photo_options
 from runtime.face.pipeline import FaceOptions
 from runtime.imageio import DEFAULT_MAX_PIXELS
 from runtime.restorers import MODEL_GROUPS, RESTORERS
@@ -37,11 +37,8 @@ from runtime.restorers.base import RestorerOption, RestorerSpec
 FACE = FaceOptions().size          # aligned crop side served (512)
 MAX_UPLOAD_BYTES = 64 * 2**20      # largest encoded photo accepted, both protocols (client and server check)
 MAX_OUTPUT_PIXELS = DEFAULT_MAX_PIXELS  # largest restored photo (after --upscale) the server encodes
-MAX_UPSCALE = 8.0
-MIN_UPSCALE = 0.125
 MAX_FACES = 64                     # most faces restored in one photo (face_preprocess parameter max_faces)
 MAX_TIMEOUT_S = 600.0              # longest a request may run (its TIMEOUT, and the default)
-DEFAULT_OUTPUT_FORMAT = "png"      # of the restored photo, when a request names none
 
 # numpy dtype name -> Triton config data type; "bytes" is TYPE_STRING (the wire's BYTES)
 TRITON_TYPES = {"bytes": "TYPE_STRING", "bool": "TYPE_BOOL", "uint8": "TYPE_UINT8", "int32": "TYPE_INT32",
@@ -73,16 +70,18 @@ IMAGE = ServiceTensor("IMAGE", "bytes", (1,), True,
                       help="required: the encoded photo (PNG, JPEG, WebP, BMP, TIFF), at most "
                            f"{MAX_UPLOAD_BYTES // 2**20} MiB; JSON clients may send it base64 (RESTORED then "
                            "comes back base64)")
-OUTPUT_FORMAT = ServiceTensor("OUTPUT_FORMAT", "bytes", (1,), True,
-                              "format of the restored photo: png, jpg, webp, bmp, tiff "
-                              f"(default {DEFAULT_OUTPUT_FORMAT})")
-ONLY_CENTER_FACE = ServiceTensor("ONLY_CENTER_FACE", "bool", (1,), True, "restore only the face nearest the centre")
-UPSCALE = ServiceTensor("UPSCALE", "float32", (1,), True, f"output scale factor in [{MIN_UPSCALE:g}, {MAX_UPSCALE:g}] (default 1)")
-PASTE_MASK = ServiceTensor("PASTE_MASK", "bytes", (1,), True,
-                           f"paste-back mask: {' or '.join(PASTE_MASKS)} (default {FaceOptions().paste_mask})")
-COLOUR_FIX = ServiceTensor("COLOUR_FIX", "bytes", (1,), True,
-                           f"restored faces keep the input's colours: {', '.join(COLOUR_FIXES)} "
-                           f"(default {FaceOptions().colour_fix})")
+
+
+def photo_tensor(option: RestorerOption) -> ServiceTensor:
+    """The served ensemble input of a photo option (runtime/photo_options.py)."""
+    return ServiceTensor(option.tensor_name, option.served or "", (1,), True,
+                         f"{option.describe(served=True)}" + (f"; one of {', '.join(option.choices)}" if option.choices
+                                                              else "") + f" (default {option.default})")
+
+
+# every served photo option, by tensor name, from its one declaration (runtime/photo_options.py)
+PHOTO_INPUTS: dict[str, ServiceTensor] = {o.tensor_name: photo_tensor(o) for o in photo_options.served()}
+UPSCALE, OUTPUT_FORMAT = PHOTO_INPUTS["UPSCALE"], PHOTO_INPUTS["OUTPUT_FORMAT"]
 
 
 def option_tensor(spec: RestorerSpec, option: RestorerOption) -> ServiceTensor:
@@ -136,12 +135,12 @@ class PythonModel:
 # face_preprocess also reads every option (those of all restorers; an ensemble maps only its
 # own): it checks them all before any decode or network call (runtime/serving/request_checks.py)
 PREPROCESS = PythonModel("face_preprocess",
-                         (IMAGE, ONLY_CENTER_FACE, UPSCALE, OUTPUT_FORMAT, PASTE_MASK, COLOUR_FIX, TIMEOUT, *OPTIONS.values()),
+                         (IMAGE, *PHOTO_INPUTS.values(), TIMEOUT, *OPTIONS.values()),
                          (CROPS, LABEL_MAPS, AFFINES, FRAME, FACE_COUNT, BOXES, DEADLINE),
                          networks=tuple(MODEL_GROUPS["face"]),
                          parameters=(("max_pixels", str(DEFAULT_MAX_PIXELS)), ("max_faces", str(MAX_FACES))))
-POSTPROCESS = PythonModel("face_postprocess", (IMAGE, FRAME, AFFINES, LABEL_MAPS, RESTORED_CROPS, UPSCALE,
-                                              OUTPUT_FORMAT, PASTE_MASK, COLOUR_FIX), (RESTORED,))
+POSTPROCESS = PythonModel("face_postprocess", (IMAGE, FRAME, AFFINES, LABEL_MAPS, RESTORED_CROPS, *PHOTO_INPUTS.values()),
+                          (RESTORED,))
 
 
 @dataclass(frozen=True)
@@ -181,7 +180,7 @@ class RestorerService:
 
     @property
     def inputs(self) -> tuple[ServiceTensor, ...]:
-        return (IMAGE, ONLY_CENTER_FACE, UPSCALE, OUTPUT_FORMAT, PASTE_MASK, COLOUR_FIX, TIMEOUT) + self.options
+        return (IMAGE, *PHOTO_INPUTS.values(), TIMEOUT) + self.options
 
     @property
     def job_inputs(self) -> tuple[ServiceTensor, ...]:

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import itertools
 import json
-import statistics
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,8 @@ from training.provenance import Provenance
 from runtime.contracts.service import BOXES, FACE_COUNT, IMAGE, MAX_TIMEOUT_S, MAX_UPLOAD_BYTES, OUTPUT_FORMAT, \
     RESTORED, SERVICES, TIMEOUT, ServiceTensor
 from runtime.files import write_atomic
+from runtime.job import JobReport, PhotoResult
+from runtime.serving.request_checks import check_options
 
 PROTOCOLS = ("grpc", "http")
 DEFAULT_URLS = {"grpc": "127.0.0.1:8001", "http": "127.0.0.1:8000"}
@@ -143,7 +144,7 @@ class RestoreClient:
     def _input(self, spec: ServiceTensor, value):
         from tritonclient.utils import np_to_triton_dtype
 
-        array = np.array([value], dtype=spec.numpy_dtype).reshape(spec.shape)
+        array = np.array([value.encode() if isinstance(value, str) else value], dtype=spec.numpy_dtype).reshape(spec.shape)
         tensor = self._module.InferInput(spec.name, list(array.shape), np_to_triton_dtype(array.dtype))
         tensor.set_data_from_numpy(array)
         return tensor
@@ -167,6 +168,7 @@ class RestoreClient:
         unknown = set(options) - set(self.options)
         if unknown:
             raise ValueError(f"{self.service.ensemble} has no option {sorted(unknown)}; it takes {sorted(self.options)}")
+        check_options({self.options[k].name: v for k, v in options.items() if v is not None})   # the server's checks
         inputs = [self._input(IMAGE, data), self._input(OUTPUT_FORMAT, output_format.lstrip(".").encode()),
                   self._input(TIMEOUT, min(self.timeout, MAX_TIMEOUT_S))]   # the server stops when we stop waiting
         inputs += [self._input(self.options[k], v) for k, v in options.items() if v is not None]
@@ -197,50 +199,38 @@ class RestoreClient:
                         boxes=result.as_numpy(BOXES.name).reshape(-1, 4), latency_s=latency)
 
 
-@dataclass
-class FileResult:
-    input: str
-    output: str | None = None
-    faces: int = 0
-    latency_s: float = 0.0
-    error: str | None = None
-
-
-@dataclass
-class ClientRun:
-    """What `restore_files` did."""
-
-    results: list[FileResult] = field(default_factory=list)
-    wall_s: float = 0.0
-
-    def summary(self) -> str:
-        done = [r for r in self.results if r.error is None]
-        lat = sorted(r.latency_s * 1000 for r in done)
-        text = f"{len(done)}/{len(self.results)} photos restored in {self.wall_s:.2f} s"
-        if done and self.wall_s > 0:
-            text += f" ({len(done) / self.wall_s:.2f} photos/s)"
-        if lat:
-            p95 = lat[min(len(lat) - 1, round(0.95 * (len(lat) - 1)))]
-            text += (f"; latency ms: mean {statistics.fmean(lat):.0f}, p50 {statistics.median(lat):.0f}, "
-                     f"p95 {p95:.0f}, max {lat[-1]:.0f}")
-        return text
+def served_provenance(urls: list[str | None], protocol: str, restorer: str) -> Provenance | None:
+    """What the served restorer's weights are, from the first replica that says (None: none does)."""
+    for url in urls:
+        with RestoreClient(url, protocol, restorer) as probe:
+            if (origin := probe.provenance()) is not None:
+                return origin
+    return None
 
 
 def restore_files(inputs: list[Path], out_dir: Path, url: str | list[str] | None = None, protocol: str = "grpc",
                   restorer: str = "safm", concurrency: int = 1, verbose: bool = True, retry_s: float = 60.0,
-                  **options) -> ClientRun:
+                  **options) -> JobReport:
     """Send every photo of `inputs` (files/folders, as `facerestore restore`) to the server(s)
     with `concurrency` parallel connections (a clip: its frames, `concurrency` at a time, muxed
     back with its audio: runtime/video/served.py); write each restored photo atomically under
     `out_dir` (same relative path and format, PNG when the format can't be written, never over
     an input). Several URLs (replicas of a fleet): the connections are spread over them, and a
     photo one replica cannot take (unavailable for retry_s) goes to the next. A failed photo is
-    reported on stderr and the rest go on; a progress bar runs on a terminal."""
+    reported on stderr and the rest go on; a progress bar runs on a terminal. The job's report
+    (runtime/job.py: the served weights' provenance and licence, each photo's faces and round
+    trip) is written as report.json in `out_dir`, its notices shown on stderr."""
     from tqdm import tqdm
 
     from runtime.restore import collect_inputs, output_path
 
     urls = list(url) if isinstance(url, (list, tuple)) and url else [url or None]
+    check_options({k.upper(): v for k, v in options.items() if v is not None})   # before any request
+    report = JobReport(restorer, f"served: {', '.join(u or DEFAULT_URLS[protocol] for u in urls)} ({protocol})",
+                       served_provenance(urls, protocol, restorer),
+                       {k: v.decode() if isinstance(v, bytes) else v for k, v in options.items() if v is not None})
+    for line in report.notices():
+        print(line.replace(f" {restorer} weights", f" served {restorer} weights"), file=sys.stderr)
     files = collect_inputs(inputs)
     input_set = {f.resolve() for f, _ in files}
     local = threading.local()
@@ -269,9 +259,9 @@ def restore_files(inputs: list[Path], out_dir: Path, url: str | list[str] | None
                     raise
         raise AssertionError("unreachable")
 
-    def one(item: tuple[Path, Path]) -> FileResult:
+    def one(item: tuple[Path, Path]) -> PhotoResult:
         path, rel = item
-        result = FileResult(input=str(path))
+        result = PhotoResult(input=str(path))
         target = output_path(out_dir, rel)
         try:
             if target.resolve() in input_set:
@@ -282,7 +272,7 @@ def restore_files(inputs: list[Path], out_dir: Path, url: str | list[str] | None
                 raise ClientError(f"{path}: cannot read ({exc.strerror or exc})") from None
             restored = send(data, path, target.suffix)
             write_atomic(target, restored.image)
-            result.output, result.faces, result.latency_s = str(target), restored.faces, restored.latency_s
+            result.output, result.faces, result.seconds = str(target), restored.faces, restored.latency_s
             if verbose:
                 bar.write(f"{path} -> {target}: {restored.faces} faces, {restored.latency_s * 1000:.0f} ms",
                           file=sys.stdout)
@@ -292,13 +282,13 @@ def restore_files(inputs: list[Path], out_dir: Path, url: str | list[str] | None
         bar.update(1)
         return result
 
-    def clip(item: tuple[Path, Path]) -> FileResult:
+    def clip(item: tuple[Path, Path]) -> PhotoResult:
         """A clip: its frames sent `concurrency` at a time (runtime/video/served.py)."""
         from runtime.video.container import VideoError
         from runtime.video.served import restore_clip_served
 
         path, rel = item
-        result = FileResult(input=str(path))
+        result = PhotoResult(input=str(path))
         target = output_path(out_dir, rel)
 
         def frame(data: bytes, name: str) -> tuple[bytes, int]:
@@ -310,10 +300,10 @@ def restore_files(inputs: list[Path], out_dir: Path, url: str | list[str] | None
                 raise ClientError(f"{path}: output {target} would overwrite an input; choose another --out")
             t0 = time.perf_counter()
             info, result.faces = restore_clip_served(path, target, frame, concurrency, options.get("upscale") or 1.0)
-            result.output, result.latency_s = str(target), time.perf_counter() - t0
+            result.output, result.seconds = str(target), time.perf_counter() - t0
             if verbose:
                 bar.write(f"{path} -> {target}: {info.frames} frames, {result.faces} faces, "
-                          f"{info.frames / result.latency_s:.2f} frames/s, {info.encoder}, copied: "
+                          f"{info.frames / result.seconds:.2f} frames/s, {info.encoder}, copied: "
                           f"{', '.join(info.copied) or 'no other streams'}", file=sys.stdout)
         except (ClientError, VideoError, ValueError) as exc:
             result.error = str(exc)
@@ -323,16 +313,16 @@ def restore_files(inputs: list[Path], out_dir: Path, url: str | list[str] | None
 
     from runtime.video.container import VIDEO_SUFFIXES
 
-    run = ClientRun()
     start = time.perf_counter()
     try:
         clips = [f for f in files if f[0].suffix.lower() in VIDEO_SUFFIXES]   # one at a time, frames in parallel
-        run.results = [clip(c) for c in clips]
+        report.photos = [clip(c) for c in clips]
         with ThreadPoolExecutor(max(1, concurrency)) as pool:
-            run.results += list(pool.map(one, [f for f in files if f not in clips]))
+            report.photos += list(pool.map(one, [f for f in files if f not in clips]))
     finally:
         bar.close()
         for c in clients:
             c.close()
-    run.wall_s = time.perf_counter() - start
-    return run
+    report.wall_s = time.perf_counter() - start
+    report.write(out_dir)
+    return report

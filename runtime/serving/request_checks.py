@@ -12,80 +12,49 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import math
 import re
-from dataclasses import dataclass
 
-from runtime.contracts.service import COLOUR_FIX, MAX_OUTPUT_PIXELS, MAX_TIMEOUT_S, MAX_UPLOAD_BYTES, MAX_UPSCALE, \
-    MIN_UPSCALE, OUTPUT_FORMAT, PASTE_MASK, TIMEOUT, UPSCALE
+from runtime import photo_options
+from runtime.contracts.service import MAX_OUTPUT_PIXELS, MAX_TIMEOUT_S, MAX_UPLOAD_BYTES, TIMEOUT
 from runtime.restorers import RESTORERS
-from runtime.face.paste import COLOUR_FIXES, PASTE_MASKS
+from runtime.restorers.base import RestorerOption
 from runtime.imageio import ENCODERS, ImageError
 
 _BASE64 = re.compile(rb"^[A-Za-z0-9+/\s]*={0,2}\s*$")
 _DATA_URL = re.compile(rb"^data:[\w/+.-]*;base64,")
 _FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tiff"}
 
-
-@dataclass(frozen=True)
-class Range:
-    """Allowed values of a numeric option: low < x (low_open) or low <= x, and x <= high."""
-
-    low: float
-    high: float = math.inf
-    low_open: bool = False
-
-    def text(self) -> str:
-        return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
-
-    def holds(self, x: float) -> bool:
-        return math.isfinite(x) and (x > self.low if self.low_open else x >= self.low) and x <= self.high
-
-
-RANGES = {UPSCALE.name: Range(MIN_UPSCALE, MAX_UPSCALE), TIMEOUT.name: Range(0.0, MAX_TIMEOUT_S, low_open=True),
-          # the restorers' served options, from their one declaration (runtime/restorers/<name>/)
-          **{o.tensor_name: Range(-math.inf if o.minimum is None else o.minimum,
-                                  math.inf if (top := o.served_maximum or o.maximum) is None else top, o.low_open)
-             for spec in RESTORERS.values() for o in spec.served_options() if not o.choices}}
+# every option a request may carry, by tensor name, from its one declaration: the photo options
+# (runtime/photo_options.py), the request's TIMEOUT and the restorers' served options
+# (runtime/restorers/<name>/)
+SERVED_OPTIONS: dict[str, RestorerOption] = {
+    **{o.tensor_name: o for o in photo_options.served()},
+    TIMEOUT.name: RestorerOption("timeout", float, MAX_TIMEOUT_S, TIMEOUT.help, minimum=0.0, maximum=MAX_TIMEOUT_S,
+                                 low_open=True),
+    **{o.tensor_name: o for spec in RESTORERS.values() for o in spec.served_options()}}
+RANGES = {name: o for name, o in SERVED_OPTIONS.items() if not o.choices and o.type is not bool}
 
 
 def check_number(name: str, value) -> float:
     """A numeric option inside its range (RANGES), else ValueError naming it."""
-    x = float(value)
-    if not RANGES[name].holds(x):
-        raise ValueError(f"{name} must be in {RANGES[name].text()}, got {value}")
-    return x
+    return float(RANGES[name].check(float(value), served=True))
 
 
 def output_suffix(value) -> str:
     """OUTPUT_FORMAT ('png', '.JPG', b'webp', ...) -> an encoder suffix; ValueError if unknown."""
-    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-    suffix = "." + text.strip().lower().lstrip(".")
-    if suffix not in ENCODERS:
-        raise ValueError(f"{OUTPUT_FORMAT.name} '{text}' is not one of {sorted(s[1:] for s in ENCODERS)}")
-    return ENCODERS[suffix]
-
-
-def choice(value, name: str, allowed: tuple[str, ...]) -> str:
-    """A TYPE_STRING option that must be one of `allowed`; ValueError naming the input otherwise."""
-    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-    if text not in allowed:
-        raise ValueError(f"{name} '{text}' is not one of {', '.join(allowed)}")
-    return text
-
-
-CHOICES = {PASTE_MASK.name: PASTE_MASKS, COLOUR_FIX.name: COLOUR_FIXES}
+    return ENCODERS["." + photo_options.option("output_format").read(value, served=True)]
 
 
 def check_options(options: dict[str, object]) -> None:
-    """Every option a request sent (tensor name -> value; absent ones left out), checked at once."""
+    """Every option a request sent (tensor name -> value; absent ones left out), checked at once;
+    ValueError names the first bad one with its range or choices."""
     for name, value in options.items():
-        if name in RANGES:
-            check_number(name, value)
-        elif name == OUTPUT_FORMAT.name:
-            output_suffix(value)
-        elif name in CHOICES:
-            choice(value, name, CHOICES[name])
+        option = SERVED_OPTIONS.get(name)
+        if isinstance(option, photo_options.PhotoOption):
+            option.read(value, served=True)
+        elif option is not None:
+            option.check(value.decode("utf-8", "replace") if isinstance(value, bytes) else
+                         value if option.choices else float(value), served=True)
 
 
 def photo_bytes(raw: bytes | str | None, limit: int = MAX_UPLOAD_BYTES) -> tuple[bytes, bool]:

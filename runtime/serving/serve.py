@@ -89,6 +89,27 @@ def repository_models(repository: Path) -> list[str]:
     return sorted(p.parent.name for p in Path(repository).glob("*/config.pbtxt"))
 
 
+def repository_notices(repository: Path) -> list[str]:
+    """The licence notices of the weights a repository serves: each model's 'provenance' parameter
+    (written by the renderer) whose licence forbids commercial use, one line per model."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    from training.provenance import Provenance
+
+    notices = []
+    for path in sorted(Path(repository).glob("*/config.pbtxt")):
+        try:
+            config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+        except text_format.ParseError:
+            continue   # tritonserver says what is wrong with it
+        if "provenance" in config.parameters:
+            origin = Provenance.from_dict(json.loads(config.parameters["provenance"].string_value))
+            if notice := origin.licence_notice(f"served {path.parent.name.removesuffix('_faces')}"):
+                notices.append(notice)
+    return notices
+
+
 def protect_regions(stubs: dict[int, tuple[str, str]]) -> None:
     """Make the stubs' shared-memory regions readable by their owner only (the python backend
     creates them 0644: other local users could read the photos in flight)."""

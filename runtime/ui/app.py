@@ -15,11 +15,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")   # no calls home; th
 
 import gradio as gr  # noqa: E402
 
-from runtime.contracts.service import MAX_UPLOAD_BYTES, MAX_UPSCALE  # noqa: E402
-from runtime.face.pipeline import FaceOptions  # noqa: E402
+from runtime.contracts.service import MAX_UPLOAD_BYTES  # noqa: E402
+from runtime.photo_options import face_options, offered, photo_settings  # noqa: E402
 from runtime.files import write_atomic  # noqa: E402
-from runtime.restore import PhotoResult  # noqa: E402
-from runtime.restorers import RestorerOption  # noqa: E402
+from runtime.job import JobReport, PhotoResult  # noqa: E402
+from runtime.restorers import RESTORERS, RestorerOption  # noqa: E402
 from runtime.ui.backends import Backend, PhotoOutcome, RestoreFailed  # noqa: E402
 
 INTRO = """# Face restoration
@@ -28,14 +28,18 @@ restored and pasted back. Drag the slider to compare; below it, each face before
 also the paste-back mask). Back end: **{backend}**."""
 
 
-def option_control(option: RestorerOption, restorer: str) -> gr.components.Component:
-    """The page control of one restorer option (a choice list, a slider for a bounded float, else a number)."""
-    label, elem_id = f"{option.name.replace('_', ' ')}", f"{restorer}-{option.name}"
+def option_control(option: RestorerOption, restorer: str | None = None) -> gr.components.Component:
+    """The page control of one option, a restorer's or (restorer None) a photo option: a choice
+    list, a checkbox, a slider for a bounded float, else a number."""
+    label = option.name.replace("_", " ")
+    elem_id = f"{restorer}-{option.name}" if restorer else option.name.replace("_", "-")
     if option.choices:
         return gr.Dropdown(list(option.choices), value=option.default, label=label, info=option.help, elem_id=elem_id)
+    if option.type is bool:
+        return gr.Checkbox(option.default, label=label, info=option.help, elem_id=elem_id)
     if option.type is float and option.minimum is not None and option.maximum is not None and option.default is not None:
-        return gr.Slider(option.minimum, option.maximum, value=option.default, step=0.05, label=label,
-                         info=option.help, elem_id=elem_id)
+        return gr.Slider(option.minimum, option.maximum, value=option.default, step=getattr(option, "step", None) or 0.05,
+                         label=label, info=option.describe(), elem_id=elem_id)
     if option.default is None:   # optional: an empty box means "not set" (a Number box cannot be empty)
         return gr.Textbox("", label=label, info=option.help, placeholder="empty = not set", elem_id=elem_id)
     return gr.Number(value=option.default, label=label, info=option.help, minimum=option.minimum,
@@ -81,21 +85,21 @@ class Page:
         self.restorers = backend.restorers()
         self.options = {r: backend.options(r) for r in self.restorers}
 
-    def restore(self, files: list[str] | None, restorer: str, upscale: float, only_center: bool, *values,
-                progress=gr.Progress()):
-        """Restore every uploaded photo; errors become page messages, never a stack trace."""
+    def restore(self, files: list[str] | None, restorer: str, *values, progress=gr.Progress()):
+        """Restore every uploaded photo; errors become page messages, never a stack trace. `values`:
+        the photo options' controls (offered("page")), then every restorer's."""
         empty = ([], gr.update(choices=[], value=None), None, [], None)
         if not files:
             return ("Upload one or more photos first.", *empty)
         try:
-            settings = self._settings(restorer, values)
-            if not 0 < float(upscale) <= MAX_UPSCALE:
-                raise ValueError(f"upscale must be in (0, {MAX_UPSCALE:g}], not {upscale}")
-            face = FaceOptions(upscale=float(upscale), only_center_face=bool(only_center))
+            photo = photo_settings(read_settings(offered("page"), list(values[:len(offered("page"))])))
+            settings = self._settings(restorer, values[len(offered("page")):])
+            face = face_options(photo, RESTORERS[restorer].face_size if restorer in RESTORERS else 512)
         except (ValueError, TypeError) as exc:
             return (f"**error**: {exc}", *empty)
         run_dir = self.work_dir / f"run-{uuid.uuid4().hex[:8]}"
-        outcomes, results, lines = [], [], []
+        report = JobReport(restorer, self.backend.description, settings={**photo, **settings})
+        outcomes, results, lines = [], report.photos, []
         for i, path in enumerate(files):
             name = Path(path).name
 
@@ -122,13 +126,11 @@ class Page:
             lines += outcome.notes
             if not outcome.result.faces:
                 lines.append(f"note: {name}: no face found; the photo is given back unchanged")
-        report = {"restorer": restorer, "backend": self.backend.description, "settings": settings,
-                  "upscale": face.upscale, "only_center_face": face.only_center_face,
-                  "photos": [r.__dict__ for r in results]}
-        write_atomic(run_dir / "report.json", json.dumps(report, indent=2).encode())
-        faces = sum(o.result.faces for o in outcomes)
-        summary = f"**{len(outcomes)}/{len(files)} photos restored** with {restorer} ({faces} faces)."
-        status = "\n\n".join([summary] + lines)
+        if outcomes:
+            report.provenance = self.backend.provenance(restorer, settings)
+        report.wall_s = sum(r.seconds for r in results)
+        report.write(run_dir)
+        status = "\n\n".join([f"**{report.summary('the downloads')}**"] + report.notices() + lines)
         downloads = [str(run_dir / o.filename) for o in outcomes] + [str(run_dir / "report.json")]
         if not outcomes:
             return (status, [], gr.update(choices=[], value=None), None, [], downloads)
@@ -183,10 +185,7 @@ def build_app(backend: Backend, work_dir: Path | None = None) -> gr.Blocks:
                     with gr.Group(visible=r == default) as group:
                         controls += [option_control(o, r) for o in page.options[r]]
                     groups.append(group)
-                upscale = gr.Slider(0.5, MAX_UPSCALE, value=FaceOptions().upscale, step=0.5, label="upscale",
-                                    info="output photo scale factor", elem_id="upscale")
-                only_center = gr.Checkbox(FaceOptions().only_center_face, label="only the centre face",
-                                          elem_id="only-center")
+                photo_controls = [option_control(o) for o in offered("page")]
                 run = gr.Button("Restore", variant="primary", elem_id="restore")
             with gr.Column(scale=2):
                 status = gr.Markdown(elem_id="status")
@@ -198,7 +197,7 @@ def build_app(backend: Backend, work_dir: Path | None = None) -> gr.Blocks:
                                     interactive=False, elem_id="downloads")
         outcomes = gr.State([])
         restorer.change(page.visible_options, restorer, groups)
-        run.click(page.restore, [files, restorer, upscale, only_center, *controls],
+        run.click(page.restore, [files, restorer, *photo_controls, *controls],
                   [status, outcomes, choice, compare, faces, downloads])
         choice.input(page.show, [outcomes, choice], [compare, faces])
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -16,11 +17,14 @@ import numpy as np
 from runtime.contracts.service import MAX_OUTPUT_PIXELS, MAX_UPLOAD_BYTES, SERVICES
 from runtime.face.pipeline import FaceBatch, FaceOptions
 from runtime.imageio import DEFAULT_MAX_PIXELS, ImageError, Photo, decode_image, encode_image, to_uint8
-from runtime.restore import PhotoResult, output_path
+from runtime.job import PhotoResult, choose_backend, face_networks_on_onnxruntime
+from runtime.photo_options import offered
+from runtime.restore import output_path
 from runtime.restorers import RESTORERS, RestorerOption
 
 if TYPE_CHECKING:
     from runtime.contracts.base import NetworkContract
+    from training.provenance import Provenance
 
 Progress = Callable[[float, str], None]   # (fraction done, what is running)
 FACE_TILE = 256                           # side of the per-face images shown
@@ -63,6 +67,8 @@ class Backend(Protocol):
 
     def options(self, restorer: str) -> tuple[RestorerOption, ...]: ...
 
+    def provenance(self, restorer: str, settings: dict[str, Any]) -> Provenance | None: ...
+
     def restore(self, name: str, data: bytes, restorer: str, settings: dict[str, Any], face: FaceOptions,
                 progress: Progress) -> PhotoOutcome: ...
 
@@ -97,12 +103,13 @@ def face_subset(batch: FaceBatch, i: int) -> FaceBatch:
 
 class LocalBackend:
     """In-process: the face pipeline and restorers of this runtime, built on first use and kept
-    (the last few restorer settings), run on `device` with `backend` (torch or onnxruntime).
+    (the last few restorer settings), run on `device` with `backend` (auto: as `facerestore
+    restore` chooses, runtime/job.py: choose_backend; torch, onnxruntime or tensorrt).
     A restorer whose weights are untrained is refused (the page shows why) unless `allow_untrained`.
     engines: a folder of ONNX files / engines used as given; None: `locate(contract, checkpoint)`
     gives each network's ONNX folder (the CLI's ONNX cache), else engines/."""
 
-    def __init__(self, checkpoints: dict[str, Path | None] | None = None, backend: str = "torch",
+    def __init__(self, checkpoints: dict[str, Path | None] | None = None, backend: str = "auto",
                  engines: Path | None = None, device: str = "cpu", max_pixels: int = DEFAULT_MAX_PIXELS,
                  allow_untrained: bool = False,
                  locate: Callable[[NetworkContract, Path | None], Path] | None = None) -> None:
@@ -120,27 +127,32 @@ class LocalBackend:
     def options(self, restorer: str) -> tuple[RestorerOption, ...]:
         return RESTORERS[restorer].options
 
+    def provenance(self, restorer: str, settings: dict[str, Any]) -> Provenance | None:
+        return getattr(self._restorer(restorer, settings)[0], "provenance", None)
+
     def _pipeline(self, face: FaceOptions):
-        from runtime.face import FacePipeline, torch_face_pipeline
+        """The face networks as `restore` runs them: ONNX Runtime on a CPU unless --backend torch."""
+        from runtime.face import FacePipeline, onnx_face_pipeline, torch_face_pipeline
 
         if self._nets is None:
-            base = torch_face_pipeline(device=self.device)
+            if face_networks_on_onnxruntime(self.backend, self.device) and (self.engines or self.locate):
+                from runtime.contracts.face import FACE_DETECTOR, FACE_MESH
+
+                base = onnx_face_pipeline(*(self.locate(c, None) if self.locate else self.engines
+                                            for c in (FACE_DETECTOR, FACE_MESH)))
+            else:
+                base = torch_face_pipeline(device=self.device)
             self._nets = (base.detector, base.mesh)
         return FacePipeline(*self._nets, face)
 
     def _restorer(self, restorer: str, settings: dict[str, Any]):
-        """(restorer, notes: what it printed when built, and the untrained-weights warning)."""
+        """(restorer, notes: what it printed when built)."""
         key = (restorer, tuple(sorted(settings.items())))
         if key not in self._restorers:
             notes = io.StringIO()
             with contextlib.redirect_stderr(notes):
                 built = self._build(restorer, settings)
             lines = [line for line in notes.getvalue().splitlines() if line.strip()]
-            origin = getattr(built, "provenance", None)
-            if origin is not None and (warning := origin.warning(restorer)):
-                lines.append(warning)
-            if origin is not None and (notice := origin.licence_notice(restorer)):
-                lines.append(notice)
             self._restorers[key] = (built, lines)
             while len(self._restorers) > 2:
                 self._restorers.popitem(last=False)
@@ -151,10 +163,11 @@ class LocalBackend:
 
         checkpoint = self.checkpoints.get(restorer)
         check_trained(restorer, checkpoint, self.allow_untrained)   # before any export
+        backend = choose_backend(self.backend, restorer, self.device)
         engines: Path | dict[str, Path] = self.engines or Path("engines")
-        if self.engines is None and self.locate is not None and self.backend == "onnxruntime":
+        if self.engines is None and self.locate is not None and backend == "onnxruntime":
             engines = {c.name: self.locate(c, checkpoint) for c in RESTORERS[restorer].networks}
-        return make_restorer(restorer, checkpoint, self.backend, engines, self.device,
+        return make_restorer(restorer, checkpoint, backend, engines, self.device,
                              progress=False, allow_untrained=self.allow_untrained, **settings)
 
     def restore(self, name: str, data: bytes, restorer: str, settings: dict[str, Any], face: FaceOptions,
@@ -172,11 +185,14 @@ class LocalBackend:
             pipeline = self._pipeline(face)
             progress(0.05, f"{name}: finding faces")
             with step_progress(model, lambda i, n: progress(0.1 + 0.85 * i / n, f"{name}: {restorer} step {i}/{n}")):
-                out, batch, restored, skipped = restore_photo(photo, pipeline, model)
+                t0 = time.perf_counter()
+            out, batch, restored, skipped = restore_photo(photo, pipeline, model)
+            seconds = time.perf_counter() - t0
         except (ImageError, ValueError, FileNotFoundError, SessionError, EngineMismatch, TensorRTUnavailable) as exc:
             raise failed(name, exc) from None
         filename = output_path(Path(), Path(name)).name
-        result = PhotoResult(input=name, output=filename, faces=len(batch), skipped=[s.reason for s in skipped])
+        result = PhotoResult(input=name, output=filename, faces=len(batch), skipped=[s.reason for s in skipped],
+                             seconds=seconds)
         views = [FaceView(tile(batch.crops[i]), tile(restored[i]),
                           tile(paste_mask(photo, pipeline, face_subset(batch, i))))
                  for i in range(len(batch))]
@@ -253,6 +269,11 @@ class TritonBackend:
                     ready.append(restorer)
         return ready
 
+    def provenance(self, restorer: str, settings: dict[str, Any]) -> Provenance | None:
+        from runtime.serving.client import served_provenance
+
+        return served_provenance([self.url], self.protocol, restorer)
+
     def options(self, restorer: str) -> tuple[RestorerOption, ...]:
         served = {t.name.lower() for t in SERVICES[restorer].options}
         return tuple(o for o in RESTORERS[restorer].options if o.name in served)
@@ -267,15 +288,15 @@ class TritonBackend:
             photo = decode_image(data, name, self.max_pixels)   # the page shows it; a bad file fails here
             progress(0.1, f"{name}: sent to {self.url}, waiting for {restorer}")
             with RestoreClient(self.url, self.protocol, restorer) as client:
-                answer = client.restore(data, name, Path(filename).suffix, upscale=face.upscale,
-                                        only_center_face=face.only_center_face, **settings)
+                answer = client.restore(data, name, Path(filename).suffix, **settings,
+                                        **{o.name: getattr(face, o.name) for o in offered("page") if o.served})
             after = decode_image(answer.image, f"{name} (restored by the server)", MAX_OUTPUT_PIXELS).rgb8()
         except (ImageError, ClientError, ValueError) as exc:
             raise failed(name, exc) from None
         before = photo.rgb8()
         scale = after.shape[1] / before.shape[1]
         views = [FaceView(tile(box_crop(before, box)), tile(box_crop(after, box * scale))) for box in answer.boxes]
-        result = PhotoResult(input=name, output=filename, faces=answer.faces)
+        result = PhotoResult(input=name, output=filename, faces=answer.faces, seconds=answer.latency_s)
         return PhotoOutcome(resized_to(before, after), after, answer.image, filename, views, result,
                             [f"note: {name}: {answer.latency_s * 1000:.0f} ms round trip to {self.url}"])
 

@@ -8,13 +8,12 @@ without faces at scale 1 asked for in its own format comes back byte for byte, a
 restore` copies it (its FRAME is empty). A photo sent base64 (JSON clients) comes back base64.
 The options were checked by face_preprocess.
 """
-from runtime.contracts.service import DEFAULT_OUTPUT_FORMAT, POSTPROCESS, IMAGE, FRAME, AFFINES, LABEL_MAPS, \
-    RESTORED_CROPS, UPSCALE, OUTPUT_FORMAT, PASTE_MASK, COLOUR_FIX, RESTORED
-from runtime.face.paste import COLOUR_FIXES, PASTE_MASKS
-from runtime.face.pipeline import FaceOptions, paste
+from runtime.contracts.service import PHOTO_INPUTS, POSTPROCESS, IMAGE, FRAME, AFFINES, LABEL_MAPS, RESTORED_CROPS, \
+    RESTORED
+from runtime.face.pipeline import paste
 from runtime.imageio import bytes_frame, encode_image, frame_photo, source_format
-from runtime.serving.request_checks import answer_bytes, check_number, check_output_size, choice, output_suffix, \
-    passes_through, photo_bytes
+from runtime.photo_options import face_options, photo_settings
+from runtime.serving.request_checks import answer_bytes, check_output_size, output_suffix, passes_through, photo_bytes
 from runtime.serving.triton_backend import face_batch, fail, respond, scalar, tensor, warm_up
 
 
@@ -28,11 +27,8 @@ class TritonPythonModel:
     def _one(self, request):
         try:
             data, as_base64 = photo_bytes(scalar(request, IMAGE))
-            upscale = check_number(UPSCALE.name, scalar(request, UPSCALE, 1.0))
-            suffix = output_suffix(scalar(request, OUTPUT_FORMAT, DEFAULT_OUTPUT_FORMAT))
-            defaults = FaceOptions()
-            mask = choice(scalar(request, PASTE_MASK, defaults.paste_mask.encode()), PASTE_MASK.name, PASTE_MASKS)
-            fix = choice(scalar(request, COLOUR_FIX, defaults.colour_fix.encode()), COLOUR_FIX.name, COLOUR_FIXES)
+            settings = photo_settings({t.name: scalar(request, t) for t in PHOTO_INPUTS.values()}, served_names=True)
+            upscale, suffix = settings["upscale"], output_suffix(settings["output_format"])
             affines, restored = tensor(request, AFFINES), tensor(request, RESTORED_CROPS)
             if passes_through(data, len(affines), upscale, suffix):
                 return respond({RESTORED: [answer_bytes(data, as_base64)]})  # no face: the photo comes back unchanged
@@ -40,7 +36,7 @@ class TritonPythonModel:
             photo.source = source_format(data)   # a JPEG keeps its tables, subsampling, EXIF and ICC
             check_output_size(photo.size, upscale)
             out = paste(photo, face_batch(restored, tensor(request, LABEL_MAPS), affines), restored,
-                        FaceOptions(upscale=upscale, paste_mask=mask, colour_fix=fix))
+                        face_options(settings))
             del photo
             return respond({RESTORED: [answer_bytes(encode_image(out, suffix), as_base64)]})
         except Exception as exc:

@@ -19,10 +19,11 @@ import time
 import numpy as np
 
 from runtime.restorers import CONTRACTS
-from runtime.contracts.service import DEFAULT_OUTPUT_FORMAT, MAX_TIMEOUT_S, PREPROCESS, IMAGE, ONLY_CENTER_FACE, \
-    OUTPUT_FORMAT, UPSCALE, TIMEOUT, CROPS, LABEL_MAPS, AFFINES, FRAME, FACE_COUNT, BOXES, DEADLINE
-from runtime.face.pipeline import FaceOptions, FacePipeline
+from runtime.contracts.service import MAX_TIMEOUT_S, PREPROCESS, IMAGE, TIMEOUT, CROPS, LABEL_MAPS, AFFINES, FRAME, \
+    FACE_COUNT, BOXES, DEADLINE
+from runtime.face.pipeline import FacePipeline
 from runtime.imageio import ImageError, decode_frame, frame_bytes, frame_photo
+from runtime.photo_options import face_options, photo_settings
 from runtime.serving.request_checks import check_options, check_output_size, image_size, output_suffix, \
     passes_through, photo_bytes
 from runtime.serving.triton_backend import BlsNet, fail, publish_supervisor_metrics, respond, scalar, warm_up
@@ -47,22 +48,22 @@ class TritonPythonModel:
         try:
             options = {t.name: v for t in OPTIONS if (v := scalar(request, t)) is not None}
             check_options(options)
+            settings = photo_settings(options, served_names=True)
             deadline = time.time() + float(options.get(TIMEOUT.name, MAX_TIMEOUT_S))
             data, _ = photo_bytes(scalar(request, IMAGE))
-            upscale = float(options.get(UPSCALE.name, 1.0))
+            upscale = settings["upscale"]
             if upscale != 1:   # at scale 1 the output cap is the decoder's input cap
                 check_output_size(image_size(data), upscale)
             frame = decode_frame(data, "IMAGE", self.max_pixels)
             photo = frame_photo(frame)
-            pipeline = FacePipeline(self.detector, self.mesh,
-                                    FaceOptions(only_center_face=bool(options.get(ONLY_CENTER_FACE.name, False))))
+            pipeline = FacePipeline(self.detector, self.mesh, face_options(settings))
             faces, _ = pipeline.find(photo)
             if len(faces) > self.max_faces:
                 raise ImageError(f"IMAGE: {len(faces)} faces, more than this server restores in one photo "
                                  f"({self.max_faces})")
             batch = pipeline.align(photo, faces)
             del photo
-            suffix = output_suffix(options.get(OUTPUT_FORMAT.name, DEFAULT_OUTPUT_FORMAT))
+            suffix = output_suffix(settings["output_format"])
             if passes_through(data, len(faces), upscale, suffix):
                 frame = frame[:0, :0]
             boxes = np.array([f.detection.box for f in faces], np.float32).reshape(-1, 4)

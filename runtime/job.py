@@ -1,0 +1,95 @@
+"""What every front end of the restore job shares (`facerestore restore`, `facerestore client`,
+the web page): the backend choice, the result of one photo, and the one report: report.json
+(restorer, backend, settings, provenance with the licence, faces, skipped detections, seconds and
+errors per photo), the summary line and the notices (untrained weights, a NON-COMMERCIAL
+licence) that every front end shows."""
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runtime.files import write_atomic
+from runtime.restorers import RESTORERS
+from training.provenance import Provenance
+
+BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+
+
+def choose_backend(backend: str, restorer: str, device: str = "cpu", precision: str = "fp32") -> str:
+    """`backend`, or for auto: ONNX Runtime on a CPU in fp32 for a restorer whose spec says so
+    (SaFM), torch for everything else."""
+    if backend != "auto":
+        return backend
+    on_ort = device == "cpu" and precision == "fp32" and RESTORERS[restorer].cpu_onnxruntime
+    return "onnxruntime" if on_ort else "torch"
+
+
+def face_networks_on_onnxruntime(backend: str, device: str) -> bool:
+    """The face detector and mesh run on ONNX Runtime on a CPU unless torch is asked for."""
+    return backend != "torch" and device == "cpu"
+
+
+@dataclass
+class PhotoResult:
+    """What happened to one input photo (or clip)."""
+
+    input: str
+    output: str | None = None
+    faces: int = 0
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0          # to restore it (in-process) or the request's round trip (served)
+    error: str | None = None
+    video: dict | None = None     # a clip's frames, faces, face tracks, speed, encoder, copied streams
+
+
+@dataclass
+class JobReport:
+    """One run of the job: the restorer, where it ran, the settings, what its weights are, and
+    every photo's result."""
+
+    restorer: str
+    backend: str
+    provenance: Provenance | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    photos: list[PhotoResult] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    def notices(self) -> list[str]:
+        """The lines every front end shows: untrained weights, a non-commercial licence."""
+        origin = self.provenance
+        if origin is None:
+            return []
+        return [line for line in (origin.warning(self.restorer), origin.licence_notice(self.restorer)) if line]
+
+    def to_dict(self) -> dict[str, Any]:
+        origin = self.provenance
+        return {"restorer": self.restorer, "backend": self.backend, "settings": self.settings,
+                "provenance": None if origin is None else origin.to_dict(),
+                "untrained": origin is not None and not origin.trained,
+                "licence_notice": None if origin is None else origin.licence_notice(self.restorer),
+                "wall_s": round(self.wall_s, 3), "photos": [asdict(r) for r in self.photos]}
+
+    def write(self, out_dir: Path) -> Path:
+        """report.json in `out_dir`, written atomically."""
+        path = Path(out_dir) / "report.json"
+        write_atomic(path, json.dumps(self.to_dict(), indent=2, default=str).encode())
+        return path
+
+    def summary(self, where: object) -> str:
+        """One line: photos written to `where`, faces, errors, and speed when the job was timed."""
+        done = [r for r in self.photos if r.error is None]
+        faces = sum(r.faces for r in done)
+        verb = "passed through unchanged (identity)" if self.restorer == "identity" else "restored"
+        if self.provenance is not None and not self.provenance.trained:
+            verb = "run through UNTRAINED weights, not restored"
+        text = (f"{len(done)}/{len(self.photos)} photos written to {where} with {self.restorer} ({faces} faces {verb}, "
+                f"{sum(1 for r in done if not r.faces)} without faces, {len(self.photos) - len(done)} errors)")
+        if done and self.wall_s > 0:
+            ms = sorted(r.seconds * 1000 for r in done)
+            p95 = ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))]
+            text += (f" in {self.wall_s:.2f} s ({len(done) / self.wall_s:.2f} photos/s); latency ms: mean "
+                     f"{statistics.fmean(ms):.0f}, p50 {statistics.median(ms):.0f}, p95 {p95:.0f}, max {ms[-1]:.0f}")
+        return text
