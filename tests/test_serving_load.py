@@ -34,7 +34,7 @@ def test_client_spreads_over_replicas_and_skips_a_dead_one(server, tmp_path, cap
     dead = f"127.0.0.1:{free_port()}"
     assert main(["client", str(src), "--out", str(out), "--url", f"{dead},{server.grpc_url}",
                  "--concurrency", "2", "--retry-s", "1"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["0.png", "1.jpg", "2.png"]
-    assert all(decode_image(p.read_bytes()).size[0] == 512 for p in out.iterdir())
+    assert sorted(p.name for p in out.iterdir()) == ["0.png", "1.jpg", "2.png", "report.json"]
+    assert all(decode_image(p.read_bytes()).size[0] == 512 for p in out.iterdir() if p.suffix != ".json")
     text = capsys.readouterr().out
-    assert "3/3 photos restored" in text and "photos/s" in text
+    assert "3/3 photos written" in text and "photos/s" in text

@@ -267,7 +267,7 @@ def test_client_cli_writes_restored_photos(server, tmp_path, capsys):
     assert (out / "coffee.png").read_bytes() == NO_FACE.read_bytes()
     assert decode_image((out / "astronaut.png").read_bytes()).size == (512, 512)
     captured = capsys.readouterr()
-    assert "1 faces" in captured.out and "2/2 photos restored" in captured.out and "latency ms" in captured.out
+    assert "1 faces" in captured.out and "2/2 photos written" in captured.out and "latency ms" in captured.out
     assert "UNTRAINED" not in captured.err   # the demo SaFM is trained
     assert main(["client", str(src / "astronaut.png"), "--out", str(src), "--url", server.grpc_url]) == 1
     assert "would overwrite an input" in capsys.readouterr().err

@@ -27,6 +27,7 @@ from facerestore.cli import build_parser
 from runtime.contracts.service import MAX_UPLOAD_BYTES
 from runtime.face import FaceOptions
 from runtime.imageio import decode_image
+from runtime.job import JobReport
 from runtime.restorers import RESTORERS
 from runtime.restorers.authface import SCHEDULER_NAMES
 from runtime.samples import ASTRONAUT, GRACE_HOPPER, NO_FACE
@@ -69,7 +70,9 @@ def test_served_options_are_the_ensemble_inputs():
 
 @pytest.fixture(scope="module")
 def local() -> LocalBackend:
-    return LocalBackend(allow_untrained=True)   # the random-init AuthFace too
+    from export.onnx_cache import onnx_dir
+
+    return LocalBackend(allow_untrained=True, locate=onnx_dir)   # the random-init AuthFace too; --backend auto
 
 
 def test_in_process_back_end_gives_crops_and_paste_masks(local):
@@ -95,7 +98,8 @@ def test_authface_steps_are_reported(local):
     steps = [d for _, d in reports if "step" in d]
     assert steps == ["astronaut.png: authface step 1/2", "astronaut.png: authface step 2/2"]
     assert [f for f, _ in reports] == sorted(f for f, _ in reports)
-    assert any("UNTRAINED" in n for n in outcome.notes)   # an untrained model is said so on the page
+    origin = local.provenance("authface", settings)   # an untrained model is said so on the page (its report)
+    assert any("UNTRAINED" in n for n in JobReport("authface", local.description, origin).notices())
 
 
 def test_bad_uploads_are_one_line_errors(local):
@@ -180,7 +184,7 @@ def restore_on_page(driver, url: str, photo: Path, setup: Callable | None = None
     def finished(d) -> bool:
         if progress is not None:
             progress.update(line for line in d.find_element(By.TAG_NAME, "body").text.splitlines() if " step " in line)
-        return "photos restored" in d.find_element(By.ID, "status").text
+        return "photos written" in d.find_element(By.ID, "status").text
 
     driver.get(url)
     WebDriverWait(driver, 60).until(ec.presence_of_element_located((By.CSS_SELECTOR, "#photos input[type=file]")))
@@ -212,7 +216,7 @@ def check_restored_on_page(driver, url: str, photo: Path, faces_shown: int, scre
 
     status = restore_on_page(driver, url, photo)
     driver.save_screenshot(str(screenshot))
-    assert "1/1 photos restored" in status, status
+    assert "1/1 photos written" in status, status
     size = Image.open(photo).size
     assert shown_images(driver, "compare", 2) == [size, size]
     assert len(shown_images(driver, "faces", faces_shown)) == faces_shown
@@ -241,7 +245,7 @@ def test_page_shows_an_error_for_a_non_image(browser, local_page, tmp_path):
     bogus.write_text("this is a text file, not a photo")
     status = restore_on_page(browser, local_page, bogus)
     browser.save_screenshot(str(tmp_path / "ui-error.png"))
-    assert "0/1 photos restored" in status
+    assert "0/1 photos written" in status
     assert "notes.png: not a readable image" in status
     assert "Traceback" not in browser.page_source
 
@@ -261,7 +265,7 @@ def test_page_shows_authface_steps_while_they_run(browser, local_page, tmp_path)
     seen: set[str] = set()
     status = restore_on_page(browser, local_page, ASTRONAUT, authface_12_steps, seen)
     browser.save_screenshot(str(tmp_path / "ui-authface.png"))
-    assert "1/1 photos restored with authface" in status and "UNTRAINED" in status, status
+    assert "1/1 photos written to the downloads with authface" in status and "UNTRAINED" in status, status
     assert seen and all(re.match(r"astronaut\.png: authface step \d+/12", line) for line in seen), seen
 
 
