@@ -135,3 +135,67 @@ def test_an_option_added_to_the_table_gets_flags_checks_served_input_and_page_co
     assert "SHARPEN" in result["steps"]["face_preprocess"] and "SHARPEN" in result["steps"]["face_postprocess"]
     assert result["controls"]["sharpen"] == ["Slider", 0.0, 2.0]                   # the page's control
     assert result["controls"]["upscale"] == ["Slider", 0.125, 8.0]
+
+
+# --- a non-commercial licence is said by every front end -------------------------------------------
+
+NON_COMMERCIAL = "NOTICE: {} weights are licensed for NON-COMMERCIAL use only (S-Lab License 1.0 (non-commercial))"
+
+
+@pytest.fixture(scope="module")
+def codeformer(tmp_path_factory) -> Path:
+    """A random-weight CodeFormer file in the published layout (S-Lab licence: non-commercial)."""
+    from runtime.restorers.published import PUBLISHED
+    from runtime.restorers.published.restorer import save_random
+
+    return save_random(PUBLISHED["codeformer"], tmp_path_factory.mktemp("cf") / "codeformer.pth", 0)
+
+
+def test_restore_and_the_page_say_a_non_commercial_licence(codeformer, tmp_path, capsys):
+    from runtime.ui.backends import LocalBackend
+
+    out = tmp_path / "restore"
+    assert main(["restore", str(ASTRONAUT), "--model", "codeformer", "--checkpoint", str(codeformer), "--backend",
+                 "torch", "--out", str(out)]) == 0
+    said = capsys.readouterr()
+    assert NON_COMMERCIAL.format("codeformer") in said.out and NON_COMMERCIAL.format("codeformer") in said.err
+    report = json.loads((out / "report.json").read_text())
+    assert report["licence_notice"] == NON_COMMERCIAL.format("codeformer")
+    assert report["provenance"]["non_commercial"] is True and report["photos"][0]["faces"] == 1
+    assert report["photos"][0]["seconds"] > 0 and report["backend"] == "torch on cpu"
+    assert report["settings"]["upscale"] == 1.0 and report["settings"]["fidelity"] == 0.5
+    # the page, in-process: the same line in its status and its report.json (the same writer)
+    status = page(LocalBackend({"codeformer": codeformer}, "torch"), tmp_path / "page").restore(
+        [str(ASTRONAUT)], "codeformer", *page_values(), 0.5)[0]
+    assert NON_COMMERCIAL.format("codeformer") in status and "1/1 photos written" in status
+    (page_report,) = (tmp_path / "page").glob("run-*/report.json")
+    page_json = json.loads(page_report.read_text())
+    assert page_json["licence_notice"] == report["licence_notice"] and set(page_json) == set(report)
+
+
+def test_serve_and_the_client_say_a_non_commercial_licence(monkeypatch, tmp_path, capsys):
+    """serve: from the repository's provenance parameters (what the renderer writes), before the
+    server starts; the client: from the served model's (probed here by a stand-in: no served
+    non-commercial restorer exists on this branch)."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    from runtime.serving import client
+    from training.provenance import Provenance
+
+    origin = Provenance("codeformer from codeformer.pth", True, "S-Lab License 1.0 (non-commercial)", True)
+    config = model_config_pb2.ModelConfig(name="codeformer_faces", backend="python")
+    config.parameters["provenance"].string_value = json.dumps(origin.to_dict())
+    (tmp_path / "repo" / "codeformer_faces").mkdir(parents=True)
+    (tmp_path / "repo" / "codeformer_faces" / "config.pbtxt").write_text(text_format.MessageToString(config))
+    assert main(["serve", "--repo", str(tmp_path / "repo"), "--server", str(tmp_path / "no-tritonserver"),
+                 "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0", "--no-supervise"]) == 1
+    assert NON_COMMERCIAL.format("served codeformer") in capsys.readouterr().err
+
+    monkeypatch.setattr(client, "served_provenance", lambda urls, protocol, restorer: origin)
+    url = f"127.0.0.1:{free_port()}"
+    assert main(["client", str(ASTRONAUT), "--url", url, "--retry-s", "0.2", "--out", str(tmp_path / "c")]) == 1
+    said = capsys.readouterr()
+    assert NON_COMMERCIAL.format("served safm") in said.err and NON_COMMERCIAL.format("safm") in said.out
+    report = json.loads((tmp_path / "c" / "report.json").read_text())
+    assert report["licence_notice"] == NON_COMMERCIAL.format("safm") and report["photos"][0]["error"]

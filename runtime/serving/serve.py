@@ -300,6 +300,8 @@ class TritonServer:
         if self.server in ("auto", "bundled"):
             self._work = tempfile.TemporaryDirectory(prefix="facerestore-triton-")
             return bundled_server(Path(self._work.name))
+        if not Path(self.server).is_file():
+            raise ServerError(f"--server {self.server}: no such file (auto, bundled, or a tritonserver path)")
         return Path(self.server), {}, []
 
     def command(self, binary: Path, extra: list[str]) -> list[str]:
