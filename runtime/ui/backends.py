@@ -184,9 +184,9 @@ class LocalBackend:
             model, notes = self._restorer(restorer, settings)
             pipeline = self._pipeline(face)
             progress(0.05, f"{name}: finding faces")
+            t0 = time.perf_counter()
             with step_progress(model, lambda i, n: progress(0.1 + 0.85 * i / n, f"{name}: {restorer} step {i}/{n}")):
-                t0 = time.perf_counter()
-            out, batch, restored, skipped = restore_photo(photo, pipeline, model)
+                out, batch, restored, skipped = restore_photo(photo, pipeline, model)
             seconds = time.perf_counter() - t0
         except (ImageError, ValueError, FileNotFoundError, SessionError, EngineMismatch, TensorRTUnavailable) as exc:
             raise failed(name, exc) from None
