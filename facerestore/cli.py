@@ -105,7 +105,7 @@ def _add_photo_options(p: argparse.ArgumentParser, front_end: str) -> None:
     group = p.add_argument_group("photo options")
     for o in offered(front_end):
         default = "the server's" if front_end == "client" else o.default
-        text = f"{o.describe()} (default: {default})".replace("%", "%%")
+        text = (o.describe() + ("" if default is None else f" (default: {default})")).replace("%", "%%")
         if o.type is bool:
             group.add_argument(o.flag, *o.aliases, action="store_true", default=None, help=text)
         else:

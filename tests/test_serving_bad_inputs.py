@@ -118,6 +118,10 @@ MISTAKES = {
        for v in (100.0, 0.0, -1.0, float("nan"), 0.001)},
     **{f"OUTPUT_FORMAT {v!r}": (*with_option("OUTPUT_FORMAT", "BYTES", v), "OUTPUT_FORMAT")
        for v in (b"exe", b"../../x", b"")},
+    "MIN_SCORE 2": (*with_option("MIN_SCORE", "FP32", 2.0), "MIN_SCORE must be in [0, 1], got 2.0"),
+    "MIN_FACE_SIZE -1": (*with_option("MIN_FACE_SIZE", "FP32", -1.0), "MIN_FACE_SIZE must be in [0, inf), got -1.0"),
+    "PASTE_MASK oval": (*with_option("PASTE_MASK", "BYTES", b"oval"),
+                        "PASTE_MASK must be one of ['face', 'square'], not 'oval'"),
     **{f"STEPS {v}": (*with_option("STEPS", "INT32", v, AUTHFACE), "STEPS must be in [1, 200]")
        for v in (0, -5, 1000, 100000)},
     **{f"STRENGTH {v}": (*with_option("STRENGTH", "FP32", v, AUTHFACE), "STRENGTH must be in (0, 1]")
@@ -235,6 +239,17 @@ def test_unusual_valid_photo_comes_back_restored(server, face_pipeline, memory_a
             assert outside.mean() > 0.3 and diff[outside].max() == 0
     else:
         assert answer.outputs["RESTORED"][0] == data
+
+
+def test_served_face_options_are_the_in_process_ones(server, memory_at_start):
+    """MIN_FACE_SIZE and MIN_SCORE (photo options, runtime/photo_options.py) reach the served face
+    step: a face narrower than MIN_FACE_SIZE, or scored under MIN_SCORE, is not restored."""
+    with RestoreClient(server.grpc_url, "grpc", "safm") as client:
+        assert client.restore(ASTRONAUT_PNG).faces == 1
+        assert client.restore(ASTRONAUT_PNG, min_face_size=5000.0).faces == 0
+        assert client.restore(ASTRONAUT_PNG, min_score=1.0).faces == 0
+        with pytest.raises(ValueError, match=r"^UPSCALE must be in \[0\.125, 8\], got 9\.0$"):   # before sending
+            client.restore(ASTRONAUT_PNG, upscale=9.0)
 
 
 def test_json_client_sends_and_gets_base64(server, memory_at_start):
