@@ -47,8 +47,8 @@ class PhotoResult:
 
 @dataclass
 class JobReport:
-    """One run of the job: the restorer, where it ran, the settings, what its weights are, and
-    every photo's result."""
+    """One run of the job: the restorer (`served`: by a server), where it ran, the settings,
+    what its weights are, and every photo's result."""
 
     restorer: str
     backend: str
@@ -56,20 +56,26 @@ class JobReport:
     settings: dict[str, Any] = field(default_factory=dict)
     photos: list[PhotoResult] = field(default_factory=list)
     wall_s: float = 0.0
+    served: bool = False
 
     def notices(self) -> list[str]:
         """The lines every front end shows: untrained weights, a non-commercial licence."""
         origin = self.provenance
         if origin is None:
             return []
-        return [line for line in (origin.warning(self.restorer), origin.licence_notice(self.restorer)) if line]
+        return [line for line in (origin.warning(self.who), origin.licence_notice(self.who)) if line]
+
+    @property
+    def who(self) -> str:
+        """The restorer as the notices name it ('served safm' for a served one)."""
+        return f"served {self.restorer}" if self.served else self.restorer
 
     def to_dict(self) -> dict[str, Any]:
         origin = self.provenance
         return {"restorer": self.restorer, "backend": self.backend, "settings": self.settings,
                 "provenance": None if origin is None else origin.to_dict(),
                 "untrained": origin is not None and not origin.trained,
-                "licence_notice": None if origin is None else origin.licence_notice(self.restorer),
+                "licence_notice": None if origin is None else origin.licence_notice(self.who),
                 "wall_s": round(self.wall_s, 3), "photos": [asdict(r) for r in self.photos]}
 
     def write(self, out_dir: Path) -> Path:

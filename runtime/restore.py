@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -69,55 +71,86 @@ def restore_photo(photo: Photo, pipeline: FacePipeline, restorer: Restorer, upsa
     return pipeline.paste(photo, batch, restored, background), batch, restored, skipped
 
 
-def restore_files(inputs: list[Path], out_dir: Path, pipeline: FacePipeline, restorer: Restorer,
-                  save_crops: bool = False, compare: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
-                  jpeg_quality: int | None = None, upsampler: BackgroundUpsampler | None = None,
-                  video: VideoOptions = VideoOptions(), report: JobReport | None = None) -> JobReport:
-    """Restore every photo and clip; a bad file is reported (one line on stderr) and the batch
-    goes on. Outputs are written atomically and never over an input; a JPEG is written with the
-    input's quantisation tables, subsampling, EXIF and ICC, or at `jpeg_quality` when given.
-    `report` (backend, settings) gets every file's result and is written as report.json."""
+def run_job(inputs: list[Path], out_dir: Path, report: JobReport,
+            restore_one: Callable[[Path, Path, Path, PhotoResult], None],
+            errors: tuple[type[Exception], ...], concurrency: int = 1) -> JobReport:
+    """The job of every front end that writes a folder (`restore` in-process, the client): every
+    photo and clip of `inputs` (files/folders) is given to `restore_one(path, relative path,
+    target, result)`, which writes `target` (same relative path and format under `out_dir`, never
+    an input) and fills `result`; one of `errors` is the file's one-line error and the rest go on.
+    `concurrency` > 1: clips one at a time first, then photos that many at once. The report's
+    notices are shown first, every file's result and seconds go into it, and it is written as
+    report.json."""
     files = collect_inputs(inputs)
     input_set = {f.resolve() for f, _ in files}
-    report = report or JobReport(restorer.name, "in-process")
-    report.provenance = restorer.provenance
     for line in report.notices():
         tqdm.write(line, file=sys.stderr)
-    start = time.perf_counter()
-    for path, rel in tqdm(files, desc=f"restore ({restorer.name})", unit="photo", disable=None):
+    bar = tqdm(total=len(files), desc=f"restore ({report.restorer})", unit="photo", disable=None, file=sys.stderr)
+
+    def one(item: tuple[Path, Path]) -> PhotoResult:
+        path, rel = item
         result = PhotoResult(input=str(path))
-        report.photos.append(result)
         target = output_path(out_dir, rel)
         t0 = time.perf_counter()
         try:
             if target.resolve() in input_set:
                 raise ImageError(f"{path}: output {target} would overwrite an input; choose another --out")
-            if path.suffix.lower() in VIDEO_SUFFIXES:
-                _restore_clip(path, target, pipeline, restorer, upsampler, video, result)
-                continue
-            photo = read_image(path, max_pixels)
-            out, batch, restored, skipped = restore_photo(photo, pipeline, restorer, upsampler)
-            result.faces, result.skipped = len(batch), [s.reason for s in skipped]
-            if not len(batch) and pipeline.options.upscale == 1 and upsampler is None and target.suffix == path.suffix.lower():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                write_atomic(target, path.read_bytes())  # no face: the photo is copied through
-            else:
-                write_atomic(target, encode_image(out, target.suffix, jpeg_quality))
-            result.output = str(target)
-            if save_crops:
-                _write_crops(out_dir / "crops" / rel.parent, rel.stem, batch.crops, restored)
-            if compare:
-                write_atomic(out_dir / "compare" / rel.with_suffix(".jpg"),
-                             cv2.imencode(".jpg", comparison(photo, out)[..., ::-1])[1].tobytes())
-            if not len(batch):
-                tqdm.write(f"note: {path}: no face found, copied through", file=sys.stderr)
-        except (ImageError, VideoError) as exc:
+            restore_one(path, rel, target, result)
+            result.seconds = result.seconds or time.perf_counter() - t0
+        except errors as exc:
             result.error = str(exc)
-            tqdm.write(f"error: {exc}", file=sys.stderr)
-        result.seconds = time.perf_counter() - t0
+            bar.write(f"error: {exc}", file=sys.stderr)
+        bar.update(1)
+        return result
+
+    start = time.perf_counter()
+    try:
+        if concurrency <= 1:
+            report.photos = [one(f) for f in files]
+        else:
+            clips = [f for f in files if f[0].suffix.lower() in VIDEO_SUFFIXES]   # their frames in parallel
+            report.photos = [one(c) for c in clips]
+            with ThreadPoolExecutor(concurrency) as pool:
+                report.photos += list(pool.map(one, [f for f in files if f not in clips]))
+    finally:
+        bar.close()
     report.wall_s = time.perf_counter() - start
     report.write(out_dir)
     return report
+
+
+def restore_files(inputs: list[Path], out_dir: Path, pipeline: FacePipeline, restorer: Restorer,
+                  save_crops: bool = False, compare: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
+                  jpeg_quality: int | None = None, upsampler: BackgroundUpsampler | None = None,
+                  video: VideoOptions = VideoOptions(), report: JobReport | None = None) -> JobReport:
+    """Restore every photo and clip in-process (run_job); a photo without faces is copied through.
+    A JPEG is written with the input's quantisation tables, subsampling, EXIF and ICC, or at
+    `jpeg_quality` when given. `report` (backend, settings) gets the restorer's provenance."""
+    report = report or JobReport(restorer.name, "in-process")
+    report.provenance = restorer.provenance
+
+    def restore_one(path: Path, rel: Path, target: Path, result: PhotoResult) -> None:
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            _restore_clip(path, target, pipeline, restorer, upsampler, video, result)
+            return
+        photo = read_image(path, max_pixels)
+        out, batch, restored, skipped = restore_photo(photo, pipeline, restorer, upsampler)
+        result.faces, result.skipped = len(batch), [s.reason for s in skipped]
+        if not len(batch) and pipeline.options.upscale == 1 and upsampler is None and target.suffix == path.suffix.lower():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(target, path.read_bytes())  # no face: the photo is copied through
+        else:
+            write_atomic(target, encode_image(out, target.suffix, jpeg_quality))
+        result.output = str(target)
+        if save_crops:
+            _write_crops(out_dir / "crops" / rel.parent, rel.stem, batch.crops, restored)
+        if compare:
+            write_atomic(out_dir / "compare" / rel.with_suffix(".jpg"),
+                         cv2.imencode(".jpg", comparison(photo, out)[..., ::-1])[1].tobytes())
+        if not len(batch):
+            tqdm.write(f"note: {path}: no face found, copied through", file=sys.stderr)
+
+    return run_job(inputs, out_dir, report, restore_one, (ImageError, VideoError))
 
 
 def _restore_clip(path: Path, target: Path, pipeline: FacePipeline, restorer: Restorer,

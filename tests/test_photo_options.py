@@ -196,6 +196,7 @@ def test_serve_and_the_client_say_a_non_commercial_licence(monkeypatch, tmp_path
     url = f"127.0.0.1:{free_port()}"
     assert main(["client", str(ASTRONAUT), "--url", url, "--retry-s", "0.2", "--out", str(tmp_path / "c")]) == 1
     said = capsys.readouterr()
-    assert NON_COMMERCIAL.format("served safm") in said.err and NON_COMMERCIAL.format("safm") in said.out
+    assert NON_COMMERCIAL.format("served safm") in said.err and NON_COMMERCIAL.format("served safm") in said.out
     report = json.loads((tmp_path / "c" / "report.json").read_text())
-    assert report["licence_notice"] == NON_COMMERCIAL.format("safm") and report["photos"][0]["error"]
+    assert report["licence_notice"] == NON_COMMERCIAL.format("served safm") and report["photos"][0]["error"]
+    assert report["backend"] == f"served: {url} (grpc)" and "no server answers" in report["photos"][0]["error"]

@@ -18,7 +18,6 @@ import json
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,33 +210,29 @@ def served_provenance(urls: list[str | None], protocol: str, restorer: str) -> P
 def restore_files(inputs: list[Path], out_dir: Path, url: str | list[str] | None = None, protocol: str = "grpc",
                   restorer: str = "safm", concurrency: int = 1, verbose: bool = True, retry_s: float = 60.0,
                   **options) -> JobReport:
-    """Send every photo of `inputs` (files/folders, as `facerestore restore`) to the server(s)
-    with `concurrency` parallel connections (a clip: its frames, `concurrency` at a time, muxed
-    back with its audio: runtime/video/served.py); write each restored photo atomically under
-    `out_dir` (same relative path and format, PNG when the format can't be written, never over
-    an input). Several URLs (replicas of a fleet): the connections are spread over them, and a
-    photo one replica cannot take (unavailable for retry_s) goes to the next. A failed photo is
-    reported on stderr and the rest go on; a progress bar runs on a terminal. The job's report
-    (runtime/job.py: the served weights' provenance and licence, each photo's faces and round
-    trip) is written as report.json in `out_dir`, its notices shown on stderr."""
+    """Send every photo of `inputs` (files/folders) to the server(s) with `concurrency` parallel
+    connections (a clip: its frames, `concurrency` at a time, muxed back with its audio:
+    runtime/video/served.py), as the in-process job does (runtime/restore.py: run_job: same
+    output paths, atomic writes, never over an input, one report.json). Several URLs (replicas of
+    a fleet): the connections are spread over them, and a photo one replica cannot take
+    (unavailable for retry_s) goes to the next. The report carries the served weights' provenance
+    and licence (said first on stderr) and each photo's round trip."""
     from tqdm import tqdm
 
-    from runtime.restore import collect_inputs, output_path
+    from runtime.imageio import ImageError
+    from runtime.restore import run_job
+    from runtime.video.container import VIDEO_SUFFIXES, VideoError
 
     urls = list(url) if isinstance(url, (list, tuple)) and url else [url or None]
     check_options({k.upper(): v for k, v in options.items() if v is not None})   # before any request
     report = JobReport(restorer, f"served: {', '.join(u or DEFAULT_URLS[protocol] for u in urls)} ({protocol})",
                        served_provenance(urls, protocol, restorer),
-                       {k: v.decode() if isinstance(v, bytes) else v for k, v in options.items() if v is not None})
-    for line in report.notices():
-        print(line.replace(f" {restorer} weights", f" served {restorer} weights"), file=sys.stderr)
-    files = collect_inputs(inputs)
-    input_set = {f.resolve() for f, _ in files}
+                       {k: v.decode() if isinstance(v, bytes) else v for k, v in options.items() if v is not None},
+                       served=True)
     local = threading.local()
     clients: list[RestoreClient] = []
     lock = threading.Lock()
     threads = itertools.count()
-    bar = tqdm(total=len(files), unit="photo", desc="restoring", disable=None, file=sys.stderr)
 
     def client(index: int) -> RestoreClient:
         """This thread's connection to urls[index] (threads start on different replicas)."""
@@ -259,70 +254,39 @@ def restore_files(inputs: list[Path], out_dir: Path, url: str | list[str] | None
                     raise
         raise AssertionError("unreachable")
 
-    def one(item: tuple[Path, Path]) -> PhotoResult:
-        path, rel = item
-        result = PhotoResult(input=str(path))
-        target = output_path(out_dir, rel)
+    def restore_one(path: Path, rel: Path, target: Path, result: PhotoResult) -> None:
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            clip(path, target, result)
+            return
         try:
-            if target.resolve() in input_set:
-                raise ClientError(f"{path}: output {target} would overwrite an input; choose another --out")
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                raise ClientError(f"{path}: cannot read ({exc.strerror or exc})") from None
-            restored = send(data, path, target.suffix)
-            write_atomic(target, restored.image)
-            result.output, result.faces, result.seconds = str(target), restored.faces, restored.latency_s
-            if verbose:
-                bar.write(f"{path} -> {target}: {restored.faces} faces, {restored.latency_s * 1000:.0f} ms",
-                          file=sys.stdout)
-        except ClientError as exc:
-            result.error = str(exc)
-            bar.write(f"error: {exc}", file=sys.stderr)
-        bar.update(1)
-        return result
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ClientError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        restored = send(data, path, target.suffix)
+        write_atomic(target, restored.image)
+        result.output, result.faces, result.seconds = str(target), restored.faces, restored.latency_s
+        if verbose:
+            tqdm.write(f"{path} -> {target}: {restored.faces} faces, {restored.latency_s * 1000:.0f} ms", file=sys.stdout)
 
-    def clip(item: tuple[Path, Path]) -> PhotoResult:
+    def clip(path: Path, target: Path, result: PhotoResult) -> None:
         """A clip: its frames sent `concurrency` at a time (runtime/video/served.py)."""
-        from runtime.video.container import VideoError
         from runtime.video.served import restore_clip_served
-
-        path, rel = item
-        result = PhotoResult(input=str(path))
-        target = output_path(out_dir, rel)
 
         def frame(data: bytes, name: str) -> tuple[bytes, int]:
             restored = send(data, Path(name), ".png")
             return restored.image, restored.faces
 
-        try:
-            if target.resolve() in input_set:
-                raise ClientError(f"{path}: output {target} would overwrite an input; choose another --out")
-            t0 = time.perf_counter()
-            info, result.faces = restore_clip_served(path, target, frame, concurrency, options.get("upscale") or 1.0)
-            result.output, result.seconds = str(target), time.perf_counter() - t0
-            if verbose:
-                bar.write(f"{path} -> {target}: {info.frames} frames, {result.faces} faces, "
-                          f"{info.frames / result.seconds:.2f} frames/s, {info.encoder}, copied: "
-                          f"{', '.join(info.copied) or 'no other streams'}", file=sys.stdout)
-        except (ClientError, VideoError, ValueError) as exc:
-            result.error = str(exc)
-            bar.write(f"error: {exc}", file=sys.stderr)
-        bar.update(1)
-        return result
+        t0 = time.perf_counter()
+        info, result.faces = restore_clip_served(path, target, frame, concurrency, options.get("upscale") or 1.0)
+        result.output, result.seconds = str(target), time.perf_counter() - t0
+        if verbose:
+            tqdm.write(f"{path} -> {target}: {info.frames} frames, {result.faces} faces, "
+                       f"{info.frames / result.seconds:.2f} frames/s, {info.encoder}, copied: "
+                       f"{', '.join(info.copied) or 'no other streams'}", file=sys.stdout)
 
-    from runtime.video.container import VIDEO_SUFFIXES
-
-    start = time.perf_counter()
     try:
-        clips = [f for f in files if f[0].suffix.lower() in VIDEO_SUFFIXES]   # one at a time, frames in parallel
-        report.photos = [clip(c) for c in clips]
-        with ThreadPoolExecutor(max(1, concurrency)) as pool:
-            report.photos += list(pool.map(one, [f for f in files if f not in clips]))
+        return run_job(inputs, out_dir, report, restore_one, (ClientError, ImageError, VideoError, ValueError),
+                       max(1, concurrency))
     finally:
-        bar.close()
         for c in clients:
             c.close()
-    report.wall_s = time.perf_counter() - start
-    report.write(out_dir)
-    return report

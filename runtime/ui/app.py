@@ -98,7 +98,8 @@ class Page:
         except (ValueError, TypeError) as exc:
             return (f"**error**: {exc}", *empty)
         run_dir = self.work_dir / f"run-{uuid.uuid4().hex[:8]}"
-        report = JobReport(restorer, self.backend.description, settings={**photo, **settings})
+        report = JobReport(restorer, self.backend.description, settings={**photo, **settings},
+                           served=self.backend.served)
         outcomes, results, lines = [], report.photos, []
         for i, path in enumerate(files):
             name = Path(path).name

@@ -59,9 +59,11 @@ class PhotoOutcome:
 
 
 class Backend(Protocol):
-    """What the page calls; `options(restorer)` lists the options the back end accepts."""
+    """What the page calls; `options(restorer)` lists the options the back end accepts; `served`:
+    a server restores (its weights' notices say so)."""
 
     description: str
+    served: bool
 
     def restorers(self) -> list[str]: ...
 
@@ -116,7 +118,7 @@ class LocalBackend:
         self.checkpoints = checkpoints or {}
         self.backend, self.engines, self.device, self.max_pixels = backend, engines, device, max_pixels
         self.allow_untrained, self.locate = allow_untrained, locate
-        self.description = f"in-process ({backend} on {device})"
+        self.description, self.served = f"in-process ({backend} on {device})", False
         self._nets = None
         self._restorers: OrderedDict[tuple, tuple[Any, list[str]]] = OrderedDict()
 
@@ -252,7 +254,7 @@ class TritonBackend:
                 raise ValueError(f"--triton {url}: the scheme must be http:// or grpc://, not {scheme}://")
             url, protocol = address.rstrip("/"), scheme
         self.url, self.protocol, self.max_pixels = url, protocol, max_pixels
-        self.description = f"Triton server {url} ({protocol})"
+        self.description, self.served = f"Triton server {url} ({protocol})", True
 
     def restorers(self) -> list[str]:
         """The restorers whose ensembles the server has ready (all of them when it answers for none)."""
