@@ -179,11 +179,13 @@ def _add_restore(sub: argparse._SubParsersAction) -> None:
 
 
 def _face_options(args: argparse.Namespace, restorer, upscale: float = 1.0):
-    """FaceOptions from the restorer options; the crop side is --size, else the restorer's face size."""
+    """FaceOptions from the restorer options; the crop side is --size, else the restorer's face
+    size; the crop is aligned on the restorer's face template."""
     from runtime.face import FaceOptions
 
     size = args.size or getattr(restorer, "face_size", RESTORERS[args.model].face_size)
-    return FaceOptions(size=size, min_score=args.min_score, min_face_size=args.min_face_size,
+    face_template = getattr(restorer, "face_template", RESTORERS[args.model].face_template)
+    return FaceOptions(size=size, template=face_template, min_score=args.min_score, min_face_size=args.min_face_size,
                        only_center_face=args.only_center_face, aligned=args.aligned, upscale=upscale,
                        paste_mask=args.paste_mask or ("square" if args.aligned else FaceOptions().paste_mask),
                        colour_fix=args.colour_fix)
