@@ -80,7 +80,7 @@ def test_a_misshaped_key_is_refused_naming_it(tmp_path, capsys):
     assert not (tmp_path / "out" / "astronaut.png").exists()
 
 
-@pytest.mark.parametrize("name", GPEN)
+@pytest.mark.parametrize("name", ["gpen_bfr_256"])   # 512 is the same network, wider (passed: 305 s here)
 def test_onnx_runtime_matches_torch_at_a_live_batch(name, published, face_pipeline, tmp_path):
     """`python -m export onnx` (dynamic batch, polygraphy parity), then ONNX Runtime at batch 2
     (two different faces) against the torch forward."""

@@ -143,6 +143,11 @@ class RestorerSpec:
         if self.needs_checkpoint:
             require_checkpoint(self.name, self.needs_checkpoint, checkpoint)
 
+    def face_crop(self, built: object = None) -> tuple[int, str]:
+        """(side, template) its faces are aligned at: the built restorer's own where it has them
+        (a foreign ONNX file's graph and JSON say them), else this spec's."""
+        return getattr(built, "face_size", self.face_size), getattr(built, "face_template", self.face_template)
+
     def served_options(self) -> tuple[RestorerOption, ...]:
         return tuple(o for o in self.options if o.served)
 

@@ -46,38 +46,40 @@ def blur_kernel(factor: int = 1) -> torch.Tensor:
     return k / k.sum() * factor ** 2
 
 
-def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
+def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, ch: int, up: int = 1, down: int = 1,
               pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
-    """Per channel: upsample by inserting up-1 zeros after each pixel, pad (before, after) on both
-    axes, convolve with `kernel` (a true convolution: the kernel flipped), keep every down-th pixel."""
-    ch = x.shape[1]
+    """Per channel of x [B, ch, H, W]: upsample by inserting up-1 zeros after each pixel, pad
+    (before, after) on both axes, convolve with the 4x4 `kernel` (a true convolution: the kernel
+    flipped), keep every down-th pixel. `ch` is given (not read from x) so that the exported
+    depthwise weights have a known shape."""
     if up > 1:   # zero insertion as a depthwise transposed 1x1 conv (any batch, exportable)
         x = F.conv_transpose2d(x, x.new_ones(ch, 1, 1, 1), stride=up, groups=ch)
     extra = up - 1
     x = F.pad(x, (pad[0], pad[1] + extra, pad[0], pad[1] + extra))
-    weight = kernel.flip(0, 1)[None, None].expand(ch, 1, *kernel.shape)
+    taps = len(BLUR)
+    weight = kernel.flip(0, 1).reshape(1, 1, taps, taps).expand(ch, 1, taps, taps)
     return F.conv2d(x, weight, stride=down, groups=ch)
 
 
 class Blur(nn.Module):
-    def __init__(self, pad: tuple[int, int], factor: int = 1) -> None:
+    def __init__(self, ch: int, pad: tuple[int, int], factor: int = 1) -> None:
         super().__init__()
         self.register_buffer("kernel", blur_kernel(factor))
-        self.pad = pad
+        self.ch, self.pad = ch, pad
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return upfirdn2d(x, self.kernel, pad=self.pad)
+        return upfirdn2d(x, self.kernel, self.ch, pad=self.pad)
 
 
 class Upsample(nn.Module):
-    """x2 upsampling: zeros inserted, then the blur filter."""
+    """x2 upsampling of an RGB image: zeros inserted, then the blur filter."""
 
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("kernel", blur_kernel(2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return upfirdn2d(x, self.kernel, up=2, pad=(2, 1))
+        return upfirdn2d(x, self.kernel, 3, up=2, pad=(2, 1))
 
 
 class FusedLeakyReLU(nn.Module):
@@ -120,7 +122,7 @@ class EqualConv2d(nn.Module):
 
 def conv_layer(in_ch: int, out_ch: int, kernel: int, downsample: bool = False) -> nn.Sequential:
     """[blur,] equalised conv (stride 2 when downsampling), bias + leaky ReLU: GPEN's encoder layer."""
-    layers: list[nn.Module] = [Blur((2, 2))] if downsample else []
+    layers: list[nn.Module] = [Blur(in_ch, (2, 2))] if downsample else []
     layers += [EqualConv2d(in_ch, out_ch, kernel, 2 if downsample else 1, 0 if downsample else kernel // 2, bias=False),
                FusedLeakyReLU(out_ch)]
     return nn.Sequential(*layers)
@@ -136,7 +138,7 @@ class ModulatedConv2d(nn.Module):
         self.weight = nn.Parameter(torch.randn(1, out_ch, in_ch, kernel, kernel))
         self.modulation = EqualLinear(style_dim, in_ch)
         if upsample:
-            self.blur = Blur((1, 1), factor=2)
+            self.blur = Blur(out_ch, (1, 1), factor=2)
         self.scale, self.demodulate, self.upsample = 1 / math.sqrt(in_ch * kernel ** 2), demodulate, upsample
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
