@@ -151,3 +151,18 @@ def test_a_256_px_arcface_restorer_crops_on_its_template_and_pastes_where_the_fa
     wrong = similarity(five_points(found.landmarks), ffhq)   # the same crop pasted on FFHQ's affine
     misplaced = paste_faces(photo.rgb.astype(np.float32), crop[None].astype(np.float32) / 255, wrong[None])
     assert psnr(misplaced[y0:y1, x0:x1], before) < psnr(after, before) - 10
+
+
+def test_the_page_crops_at_the_restorers_size_and_template(published):
+    """The in-process page back end, given the page's default face options (512, FFHQ), aligns
+    for gpen_bfr_256 at its own crop (256 px, ArcFace's template: RestorerSpec.face_crop, as the
+    CLI): with the page's 512 px crop GPEN-256 would refuse the faces."""
+    from runtime.face import FaceOptions
+    from runtime.ui.backends import LocalBackend
+
+    local = LocalBackend({"gpen_bfr_256": published("gpen_bfr_256")})
+    assert "gpen_bfr_256" in local.restorers()
+    assert local.options("gpen_bfr_256") == ()
+    outcome = local.restore(ASTRONAUT.name, ASTRONAUT.read_bytes(), "gpen_bfr_256", {}, FaceOptions(), lambda *a: None)
+    assert outcome.result.faces == 1
+    assert any("NON-COMMERCIAL" in n or "non-commercial" in n for n in outcome.notes)
