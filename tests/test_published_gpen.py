@@ -166,3 +166,16 @@ def test_the_page_crops_at_the_restorers_size_and_template(published):
     outcome = local.restore(ASTRONAUT.name, ASTRONAUT.read_bytes(), "gpen_bfr_256", {}, FaceOptions(), lambda *a: None)
     assert outcome.result.faces == 1
     assert any("NON-COMMERCIAL" in n or "non-commercial" in n for n in outcome.notes)
+
+
+def test_an_unknown_template_in_the_json_is_refused_naming_it(tmp_path, capsys):
+    onnx = tmp_path / "enhancer.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Identity(), (torch.zeros(1, 3, 256, 256),), str(onnx), input_names=["input"],
+                          output_names=["output"], opset_version=17, dynamo=False)
+    onnx.with_suffix(".json").write_text(json.dumps({"template": "arcface_112"}))
+    assert main(["restore", str(ASTRONAUT), "--checkpoint", str(onnx), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "enhancer.json" in err and "arcface_112" in err and "arcface_128" in err
+    assert not (tmp_path / "out" / "astronaut.png").exists()
