@@ -184,8 +184,9 @@ def _face_options(args: argparse.Namespace, restorer, upscale: float = 1.0):
     from runtime.face import FaceOptions
 
     size, face_template = RESTORERS[args.model].face_crop(restorer)
-    return FaceOptions(size=args.size or size, template=face_template, min_score=args.min_score, min_face_size=args.min_face_size,
-                       only_center_face=args.only_center_face, aligned=args.aligned, upscale=upscale,
+    return FaceOptions(size=args.size or size, template=face_template, min_score=args.min_score,
+                       min_face_size=args.min_face_size, only_center_face=args.only_center_face,
+                       aligned=args.aligned, upscale=upscale,
                        paste_mask=args.paste_mask or ("square" if args.aligned else FaceOptions().paste_mask),
                        colour_fix=args.colour_fix)
 
@@ -394,9 +395,9 @@ safm           --safm CKPT...: the SaFM restorer on torch eager fp32 (the refere
                torch.compile (--compile), and on CUDA torch fp16/bf16 and TensorRT; batch 1/4/8
                (on a CPU the paper-scale model at batch 1). ONNX from ONNX_DIR/<ckpt stem>/safm.onnx
 published      --published NAME[=CKPT]...: each published restorer's network (gfpgan, codeformer,
-               restoreformer, restoreformerpp, gpen_bfr_256/512/1024/2048), torch eager fp32 vs ONNX Runtime in the same
-               interleaved rounds (batch 1 on a CPU); without =CKPT a seeded random-weight file in
-               the published layout. ONNX from ONNX_DIR/<name>/
+               restoreformer, restoreformerpp, gpen_bfr_256/512/1024/2048), torch eager fp32 vs
+               ONNX Runtime in the same interleaved rounds (batch 1 on a CPU); without =CKPT a
+               seeded random-weight file in the published layout. ONNX from ONNX_DIR/<name>/
 authface       --authface [CKPT]: VAE encoder, UNet+ControlNet (one step), VAE decoder at batch 1/4/8
                and the whole restoration (--authface-steps); FLOP floor of the real SDXL networks.
                ONNX from ONNX_DIR/authface/

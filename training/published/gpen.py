@@ -110,7 +110,8 @@ class EqualLinear(nn.Module):
 
 
 class EqualConv2d(nn.Module):
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, padding: int = 0, bias: bool = True) -> None:
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, padding: int = 0,
+                 bias: bool = True) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel))
         self.bias = nn.Parameter(torch.zeros(out_ch)) if bias else None
@@ -241,7 +242,8 @@ class GPEN(nn.Module):
         # encoder layers ecd0 (1x1 at S) .. ecd{log2 S - 2} (down to 4x4), each GPEN's Sequential([ConvLayer])
         self.ecd0 = nn.Sequential(conv_layer(3, ch[size], 1))
         for i in range(self.log_size, 2, -1):
-            setattr(self, f"ecd{self.log_size - i + 1}", nn.Sequential(conv_layer(ch[2 ** i], ch[2 ** (i - 1)], 3, True)))
+            layer = conv_layer(ch[2 ** i], ch[2 ** (i - 1)], 3, downsample=True)
+            setattr(self, f"ecd{self.log_size - i + 1}", nn.Sequential(layer))
         self.final_linear = nn.Sequential(EqualLinear(ch[4] * 16, style_dim, activate=True))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,8 @@
 --checkpoint PATH.onnx`. Its image input, output, face size and extra scalar input (a fidelity
 weight `weight`/`w`, float64 or float32) are read from the graph, or from `PATH.json` beside it
 (runtime/restorers/onnx/restorer.py), with the 5-point template its faces are aligned on
-(`"template": "arcface_128"` for facefusion's gpen_bfr_256; FFHQ's by default). Runs on ONNX Runtime. Light: no torch, no onnxruntime here."""
+(`"template": "arcface_128"` for facefusion's gpen_bfr_256; FFHQ's by default). Runs on ONNX
+Runtime. Light: no torch, no onnxruntime here."""
 from runtime.restorers.base import RestorerSpec
 from runtime.restorers.options import FIDELITY_OPTION
 

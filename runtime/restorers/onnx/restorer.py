@@ -55,8 +55,8 @@ def _dim(d: object) -> int | None:
 
 def read_graph(path: Path, inputs: Sequence, outputs: Sequence) -> ForeignGraph:
     """The graph's roles from ONNX Runtime's input/output descriptions (`.name`, `.shape`,
-    `.type`) and, when present, `<path>.json` (keys: image, output, size, weight, value_range, template: `ffhq` (default) or
-    `arcface_128`, e.g. facefusion's gpen_bfr_256),
+    `.type`) and, when present, `<path>.json` (keys: image, output, size, weight, value_range,
+    template: `ffhq` (default) or `arcface_128`, e.g. facefusion's gpen_bfr_256),
     which wins over what the graph says."""
     declared = path.with_suffix(".json")
     meta = json.loads(declared.read_text()) if declared.is_file() else {}

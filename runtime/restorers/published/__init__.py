@@ -30,7 +30,8 @@ ARCHS = (
                   face_template="arcface_128", wrapper="", files="GPEN-BFR-256.pth",
                   kwargs=(("size", 256), ("channel_multiplier", 1), ("narrow", 0.5))),
     *(PublishedArch(f"gpen_bfr_{s}", f"GPEN-BFR-{s}", GPEN, GPEN_LICENCE, non_commercial=True, face_size=s,
-                    wrapper="", files=f"GPEN-BFR-{s}.pth", kwargs=(("size", s), ("channel_multiplier", 2), ("narrow", 1.0)))
+                    wrapper="", files=f"GPEN-BFR-{s}.pth",
+                    kwargs=(("size", s), ("channel_multiplier", 2), ("narrow", 1.0)))
       for s in (512, 1024, 2048)),
 )
 PUBLISHED: dict[str, PublishedArch] = {}   # every registered published architecture by restorer name
