@@ -3,7 +3,7 @@
 - safm: the SaFM restorer on every path available here, batch 1/4/8, in one run;
 - authface: each AuthFace network (UNet+ControlNet = one step), the whole restoration, and the
   FLOP floor of the real SDXL architecture;
-- published: the published restorers' networks (GFPGAN, CodeFormer, RestoreFormer(++)), torch
+- published: the published restorers' networks (GFPGAN, CodeFormer, RestoreFormer(++), GPEN), torch
   eager vs ONNX Runtime in one run;
 - serving: Triton over HTTP and gRPC against the direct in-process call.
 `make bench` runs them all on the CPU; `facerestore bench --help` says how.

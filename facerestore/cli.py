@@ -178,10 +178,11 @@ def _add_restore(sub: argparse._SubParsersAction) -> None:
 
 
 def _face_options(args: argparse.Namespace, restorer):
-    """FaceOptions from the photo options; the crop side is --size, else the restorer's face size."""
+    """FaceOptions from the photo options; the crop side is --size, else the restorer's face
+    size; the crop is aligned on the restorer's face template."""
     from runtime.photo_options import face_options
 
-    return face_options(_photo_settings(args), getattr(restorer, "face_size", RESTORERS[args.model].face_size))
+    return face_options(_photo_settings(args), *RESTORERS[args.model].face_crop(restorer))
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -396,9 +397,9 @@ safm           --safm CKPT...: the SaFM restorer on torch eager fp32 (the refere
                torch.compile (--compile), and on CUDA torch fp16/bf16 and TensorRT; batch 1/4/8
                (on a CPU the paper-scale model at batch 1). ONNX from ONNX_DIR/<ckpt stem>/safm.onnx
 published      --published NAME[=CKPT]...: each published restorer's network (gfpgan, codeformer,
-               restoreformer, restoreformerpp), torch eager fp32 vs ONNX Runtime in the same
-               interleaved rounds (batch 1 on a CPU); without =CKPT a seeded random-weight file in
-               the published layout. ONNX from ONNX_DIR/<name>/
+               restoreformer, restoreformerpp, gpen_bfr_256/512/1024/2048), torch eager fp32 vs
+               ONNX Runtime in the same interleaved rounds (batch 1 on a CPU); without =CKPT a
+               seeded random-weight file in the published layout. ONNX from ONNX_DIR/<name>/
 authface       --authface [CKPT]: VAE encoder, UNet+ControlNet (one step), VAE decoder at batch 1/4/8
                and the whole restoration (--authface-steps); FLOP floor of the real SDXL networks.
                ONNX from ONNX_DIR/authface/

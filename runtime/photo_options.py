@@ -99,8 +99,9 @@ def photo_settings(given: dict[str, Any], served_names: bool = False) -> dict[st
     return settings
 
 
-def face_options(settings: dict[str, Any], face_size: int = _FACE.size) -> FaceOptions:
-    """The face pipeline's options from photo settings; the crop side is `size`, else `face_size`."""
+def face_options(settings: dict[str, Any], face_size: int = _FACE.size, template: str = _FACE.template) -> FaceOptions:
+    """The face pipeline's options from photo settings; the crop side is `size`, else `face_size`,
+    aligned on `template` (the restorer's: RestorerSpec.face_crop)."""
     known = {f.name for f in fields(FaceOptions)}
     return FaceOptions(**{**{k: v for k, v in settings.items() if k in known},
-                          "size": settings.get("size") or face_size})
+                          "size": settings.get("size") or face_size, "template": template})

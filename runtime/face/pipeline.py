@@ -22,6 +22,7 @@ class FaceOptions:
     """User-facing knobs of the face pipeline (facexlib's FaceRestoreHelper has the same ones)."""
 
     size: int = 512                 # aligned crop side
+    template: str = "ffhq"          # 5-point template the crop is aligned on (runtime.face.align.TEMPLATES)
     min_score: float = 0.5          # detector score threshold
     min_face_size: float = 20.0     # faces whose detection box is narrower (photo pixels) are skipped
     only_center_face: bool = False  # keep only the face nearest the photo centre
@@ -127,7 +128,7 @@ class FacePipeline:
                 w, h = photo.size
                 affines[i] = [[size / w, 0, 0], [0, size / h, 0]]
             else:
-                affines[i] = similarity(five_points(face.landmarks), template(size))
+                affines[i] = similarity(five_points(face.landmarks), template(size, self.options.template))
             crops[i] = warp_face(photo.rgb8(), affines[i], size)
             landmarks[i] = transform_points(affines[i], face.landmarks[:, :2])
             points5[i] = five_points(landmarks[i])

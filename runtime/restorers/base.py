@@ -111,6 +111,7 @@ class RestorerSpec:
     label_maps: its faces model takes the region label maps too.
     served: it has a served ensemble (face_restore_<name>) and a `<name>_faces` model.
     face_size: the aligned face side its networks take (the face pipeline's crop size).
+    face_template: the 5-point template its faces are aligned on (runtime.face.align.TEMPLATES).
     needs_checkpoint: it ships no weights; the files to pass as --checkpoint ('' : it runs without).
     served_parameters: config.pbtxt parameters of its served <name>_faces model.
     served_gpu: a KIND_GPU instance of <name>_faces in the gpu rendering."""
@@ -128,6 +129,7 @@ class RestorerSpec:
     label_maps: bool = False
     served: bool = True
     face_size: int = 512
+    face_template: str = "ffhq"
     needs_checkpoint: str = ""
     served_parameters: tuple[tuple[str, str], ...] = ()
     served_gpu: bool = False
@@ -140,6 +142,11 @@ class RestorerSpec:
         """ValueError saying which file to pass when the restorer needs one and none is given."""
         if self.needs_checkpoint:
             require_checkpoint(self.name, self.needs_checkpoint, checkpoint)
+
+    def face_crop(self, built: object = None) -> tuple[int, str]:
+        """(side, template) its faces are aligned at: the built restorer's own where it has them
+        (a foreign ONNX file's graph and JSON say them), else this spec's."""
+        return getattr(built, "face_size", self.face_size), getattr(built, "face_template", self.face_template)
 
     def served_options(self) -> tuple[RestorerOption, ...]:
         return tuple(o for o in self.options if o.served)

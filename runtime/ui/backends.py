@@ -7,7 +7,7 @@ import contextlib
 import io
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
@@ -184,7 +184,8 @@ class LocalBackend:
             photo = decode_image(data, name, self.max_pixels)
             progress(0.0, f"{name}: loading {restorer}")
             model, notes = self._restorer(restorer, settings)
-            pipeline = self._pipeline(face)
+            size, template = RESTORERS[restorer].face_crop(model)   # its crop, whatever the page's options
+            pipeline = self._pipeline(replace(face, size=size, template=template))
             progress(0.05, f"{name}: finding faces")
             t0 = time.perf_counter()
             with step_progress(model, lambda i, n: progress(0.1 + 0.85 * i / n, f"{name}: {restorer} step {i}/{n}")):
@@ -207,8 +208,6 @@ def paste_mask(photo: Photo, pipeline, one: FaceBatch) -> np.ndarray:
     """The blend weight the paste-back gives the restored face, in the face's crop frame (uint8
     RGB): a white face pasted over a black photo by the pipeline's own paste (its mask, no
     colour fix: that would turn white into the black photo's colours), warped back."""
-    from dataclasses import replace
-
     from runtime.face.align import warp_face
     from runtime.face.pipeline import paste
 

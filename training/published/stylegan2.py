@@ -46,9 +46,14 @@ class ModulatedConv2d(nn.Module):
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         out = F.conv2d(x * s[:, :, None, None], weight, padding=weight.shape[-1] // 2)
         if self.demodulate:
-            energy = (s * s) @ weight.pow(2).sum((2, 3)).t()    # [B, Cout] = sum over Cin, k, k of (W s)^2
-            out = out * torch.rsqrt(energy + self.eps)[:, :, None, None]
+            out = out * demodulation(s, weight, self.eps)[:, :, None, None]
         return out
+
+
+def demodulation(s: torch.Tensor, weight: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """StyleGAN2's demodulation factors [B, Cout] of styles s [B, Cin] for a shared weight [Cout,
+    Cin, k, k]: rsqrt of the sum over Cin, k, k of (W s)^2, plus eps."""
+    return torch.rsqrt((s * s) @ weight.pow(2).sum((2, 3)).t() + eps)
 
 
 class StyleConv(nn.Module):

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.contracts.base import NetworkContract, TensorSpec
+from runtime.face.align import TEMPLATES
 from runtime.face.pipeline import FaceBatch
 from runtime.files import sha256_file
 from runtime.restorers.published.restorer import from_range, to_range
@@ -27,7 +28,8 @@ class ForeignOnnxError(ValueError):
 @dataclass(frozen=True)
 class ForeignGraph:
     """What a foreign face enhancer takes and gives. `weight` / `weight_shape` / `weight_dtype`:
-    its scalar input (None: it has none). `batch`: its batch axis is dynamic (else one face per call)."""
+    its scalar input (None: it has none). `batch`: its batch axis is dynamic (else one face per call).
+    `template`: the 5-point template its faces are aligned on (runtime.face.align.TEMPLATES)."""
 
     image: str
     output: str
@@ -37,6 +39,7 @@ class ForeignGraph:
     weight_dtype: str = "float32"
     value_range: tuple[float, float] = (-1.0, 1.0)
     batch: bool = True
+    template: str = "ffhq"
 
     def contract(self) -> NetworkContract:
         """A contract of the file's own names and dtypes (the session binds by it)."""
@@ -52,7 +55,8 @@ def _dim(d: object) -> int | None:
 
 def read_graph(path: Path, inputs: Sequence, outputs: Sequence) -> ForeignGraph:
     """The graph's roles from ONNX Runtime's input/output descriptions (`.name`, `.shape`,
-    `.type`) and, when present, `<path>.json` (keys: image, output, size, weight, value_range),
+    `.type`) and, when present, `<path>.json` (keys: image, output, size, weight, value_range,
+    template: `ffhq` (default) or `arcface_128`, e.g. facefusion's gpen_bfr_256),
     which wins over what the graph says."""
     declared = path.with_suffix(".json")
     meta = json.loads(declared.read_text()) if declared.is_file() else {}
@@ -81,9 +85,12 @@ def read_graph(path: Path, inputs: Sequence, outputs: Sequence) -> ForeignGraph:
         if t.type not in ORT_TYPES:
             raise ForeignOnnxError(f"{path}: input {t.name} is {t.type}; only float tensors are fed")
     weight_shape = tuple(_dim(d) or 1 for d in weight.shape) if weight else (1,)
+    template = meta.get("template", "ffhq")
+    if template not in TEMPLATES:
+        raise ForeignOnnxError(f"{declared}: unknown template {template!r}; known: {', '.join(TEMPLATES)}")
     return ForeignGraph(image.name, output, int(size), weight.name if weight else None, weight_shape,
                         ORT_TYPES[weight.type] if weight else "float32",
-                        tuple(meta.get("value_range", (-1.0, 1.0))), _dim(image.shape[0]) is None)
+                        tuple(meta.get("value_range", (-1.0, 1.0))), _dim(image.shape[0]) is None, template)
 
 
 class ForeignOnnxRestorer:
@@ -93,7 +100,7 @@ class ForeignOnnxRestorer:
 
     def __init__(self, session, graph: ForeignGraph, fidelity: float, provenance: Provenance) -> None:
         self.session, self.graph, self.fidelity, self.provenance = session, graph, fidelity, provenance
-        self.face_size = graph.size
+        self.face_size, self.face_template = graph.size, graph.template
 
     def _run(self, crops: np.ndarray) -> np.ndarray:
         feed = {self.graph.image: to_range(crops, self.graph.value_range)}

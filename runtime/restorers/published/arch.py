@@ -12,7 +12,10 @@ class PublishedArch:
     """One published architecture: what is needed to build it, feed it and say what it is.
 
     network: 'module:callable' of its torch module in training/published/, called with `kwargs`.
-    face_size: the aligned face side it takes (FFHQ 5-point template scaled to it).
+    face_size: the aligned face side it takes.
+    face_template: the 5-point template its faces are aligned on, scaled to face_size
+        (runtime.face.align.TEMPLATES: FFHQ's, or ArcFace's for GPEN-BFR-256 as facefusion runs it).
+    wrapper: the dict its published file holds the weights under ('' : a bare state dict).
     value_range: the pixel range of its input and output (uint8 0..255 maps linearly onto it).
     fidelity: it takes a fidelity weight w [B, 1] after the image (the `fidelity` option).
     key_prefix: a prefix stripped from the file's keys (RestoreFormer's Lightning `vqvae.`);
@@ -26,6 +29,8 @@ class PublishedArch:
     non_commercial: bool = False
     kwargs: tuple[tuple[str, object], ...] = ()
     face_size: int = 512
+    face_template: str = "ffhq"
+    wrapper: str = "params_ema"
     value_range: tuple[float, float] = (-1.0, 1.0)
     fidelity: bool = False
     key_prefix: str = ""

@@ -73,9 +73,10 @@ def new_network(arch: PublishedArch) -> torch.nn.Module:
 
 def save_random(arch: PublishedArch, path: Path, seed: int = 0, edit=None) -> Path:
     """A seeded random-weight instance of `arch` saved as its authors publish their weights:
-    BasicSR's `params_ema` (over a zeroed `params`), or Lightning's `state_dict` with the
+    BasicSR's `params_ema` (over a zeroed `params`), Lightning's `state_dict` with the
     architecture's key prefix; every tensor perturbed, so zero-initialised ones (noise strengths,
-    biases) count too. For tests and benchmarks: no published weights exist here. `edit(state)`
+    biases) count too; a bare state dict where the authors publish one (GPEN). For tests and
+    benchmarks: no published weights exist here. `edit(state)`
     changes the state dict before saving."""
     import torch
 
@@ -85,8 +86,12 @@ def save_random(arch: PublishedArch, path: Path, seed: int = 0, edit=None) -> Pa
              for k, v in new_network(arch).state_dict().items()}
     if edit is not None:
         edit(state)
-    wrapped = ({"state_dict": {arch.key_prefix + k: v for k, v in state.items()}} if arch.key_prefix
-               else {"params_ema": state, "params": {k: torch.zeros_like(v) for k, v in state.items()}})
+    if arch.key_prefix:
+        wrapped = {"state_dict": {arch.key_prefix + k: v for k, v in state.items()}}
+    elif arch.wrapper:
+        wrapped = {arch.wrapper: state, "params": {k: torch.zeros_like(v) for k, v in state.items()}}
+    else:
+        wrapped = state
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     torch.save(wrapped, path)
     return Path(path)
