@@ -270,7 +270,7 @@ def _face_pipeline(args: argparse.Namespace, options):
 
 
 def _run_restore(args: argparse.Namespace) -> int:
-    from runtime.restore import VideoOptions, restore_files
+    from runtime.restore import VideoOptions, done_summary, restore_files
     from runtime.samples import FACE_PHOTOS
     from runtime.engines import EngineMismatch
     from runtime.sessions import SessionError
@@ -305,7 +305,9 @@ def _run_restore(args: argparse.Namespace) -> int:
     verb = "passed through unchanged (identity)" if restorer.name == "identity" else "restored"
     if (origin := restorer.provenance) is not None and not origin.trained:
         verb = "run through UNTRAINED weights, not restored"
-    print(f"{len(done)}/{len(results)} photos written to {args.out} ({faces} faces {verb}, "
+    frames = sum(r.video["frames"] for r in done if r.video)
+    counts = done_summary([r.input for r in results], [r.input for r in done], frames)
+    print(f"{counts} written to {args.out} ({faces} faces {verb}, "
           f"{sum(1 for r in done if not r.faces)} without faces, {len(results) - len(done)} errors)")
     if restorer.provenance is not None and (notice := restorer.provenance.licence_notice(restorer.name)):
         print(notice)

@@ -55,6 +55,20 @@ def collect_inputs(paths: list[Path]) -> list[tuple[Path, Path]]:
     return found
 
 
+def done_summary(inputs: list[str], done: list[str], frames: int = 0) -> str:
+    """What a run did, for its summary line: '2/3 photos', '1/1 clips (75 frames)' or '3/4 files
+    (2 photos, 2 clips: 75 frames)' (`frames`: of the clips done)."""
+    clips = sum(Path(i).suffix.lower() in VIDEO_SUFFIXES for i in inputs)
+    count = f"{len(done)}/{len(inputs)}"
+    if not clips:
+        return f"{count} photos"
+    frames_done = f"{frames} frames" if frames else "no frames"
+    if clips == len(inputs):
+        return f"{count} clips ({frames_done})"
+    photos = len(inputs) - clips
+    return f"{count} files ({photos} photo{'s' * (photos != 1)}, {clips} clip{'s' * (clips != 1)}: {frames_done})"
+
+
 def output_path(out_dir: Path, rel: Path) -> Path:
     """Where a restored photo or clip goes: same relative path and format; PNG if a photo's
     format can't be written."""
@@ -139,10 +153,8 @@ def _restore_clip(path: Path, target: Path, pipeline: FacePipeline, restorer: Re
 
     clip = restore_video(path, target, pipeline, restorer, video.batch_faces, video.detect_every, upsampler)
     result.output, result.faces = clip.output, clip.faces
-    result.video = {k: getattr(clip, k) for k in ("frames", "tracks", "seconds", "fps", "encoder", "copied")}
-    tqdm.write(f"note: {path}: {clip.frames} frames, {clip.faces} faces ({clip.tracks} face tracks) in "
-               f"{clip.seconds:.1f} s ({clip.fps:.2f} frames/s), {clip.encoder}, copied: "
-               f"{', '.join(clip.copied) or 'no other streams'}", file=sys.stderr)
+    result.video = clip.report()
+    tqdm.write(clip.note(), file=sys.stderr)
 
 
 def _write_crops(folder: Path, stem: str, crops: np.ndarray, restored: np.ndarray) -> None:

@@ -212,12 +212,16 @@ class ClientRun:
 
     results: list[FileResult] = field(default_factory=list)
     wall_s: float = 0.0
+    frames: int = 0     # of the clips restored
 
     def summary(self) -> str:
         done = [r for r in self.results if r.error is None]
         lat = sorted(r.latency_s * 1000 for r in done)
-        text = f"{len(done)}/{len(self.results)} photos restored in {self.wall_s:.2f} s"
-        if done and self.wall_s > 0:
+        from runtime.restore import done_summary
+
+        counts = done_summary([r.input for r in self.results], [r.input for r in done], self.frames)
+        text = f"{counts} restored in {self.wall_s:.2f} s"
+        if done and self.wall_s > 0 and not self.frames:   # a clip's frames/s is on its own line
             text += f" ({len(done) / self.wall_s:.2f} photos/s)"
         if lat:
             p95 = lat[min(len(lat) - 1, round(0.95 * (len(lat) - 1)))]
@@ -311,6 +315,7 @@ def restore_files(inputs: list[Path], out_dir: Path, url: str | list[str] | None
             t0 = time.perf_counter()
             info, result.faces = restore_clip_served(path, target, frame, concurrency, options.get("upscale") or 1.0)
             result.output, result.latency_s = str(target), time.perf_counter() - t0
+            run.frames += info.frames
             if verbose:
                 bar.write(f"{path} -> {target}: {info.frames} frames, {result.faces} faces, "
                           f"{info.frames / result.latency_s:.2f} frames/s, {info.encoder}, copied: "
