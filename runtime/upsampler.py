@@ -57,15 +57,19 @@ class BackgroundUpsampler:
         return np.clip(cv2.resize(up, size, interpolation=inter), 0, 1)
 
 
-def torch_upsampler(weights: Path, device: str = "cpu", precision: str = "fp32", tile: int = 0,
+def torch_upsampler(weights: Path, device: str = "cpu", precision: str = "auto", tile: int = 0,
                     overlap: int = 16) -> BackgroundUpsampler:
-    """The upsampler in `weights` (RealESRGAN_x4plus / x2plus, realesr-general-x4v3, ours) on torch;
-    fp16 / bf16 where the device runs them (CUDA)."""
+    """The upsampler in `weights` (RealESRGAN_x4plus / x2plus, realesr-general-x4v3, ours) on torch
+    in `precision` as the restorers choose it (`torch_precision`: "auto" is fp16 on CUDA, as
+    Real-ESRGAN's `half`, and fp32 on a CPU; fp16 asked on a CPU is refused, bf16 where the CPU
+    computes it). The tiles go in and come out as float32 (TorchSession casts)."""
+    from runtime.restorers.factory import torch_precision
     from runtime.sessions import DTYPES, TorchSession
     from training.published.upsamplers import load_upsampler
 
+    dtype = DTYPES[torch_precision(device, precision)]
     module, config = load_upsampler(Path(weights))
-    session = TorchSession(module, BG_UPSAMPLER, device, DTYPES[precision])
+    session = TorchSession(module, BG_UPSAMPLER, device, dtype)
     return BackgroundUpsampler(session, config.scale, tile, overlap, f"{config.arch} x{config.scale} ({Path(weights).name})")
 
 

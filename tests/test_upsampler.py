@@ -139,3 +139,34 @@ def test_restore_cli_pastes_faces_on_the_demo_upsampler(tmp_path, capsys):
     torch.save({"params": {"conv.weight": torch.zeros(3, 3, 3, 3)}}, bad)
     assert main(["restore", str(ASTRONAUT), "--bg-upsampler", str(bad), "--out", str(tmp_path / "x")]) == 2
     assert f"{bad}: neither RRDBNet" in capsys.readouterr().err
+
+
+def test_precision_is_chosen_as_the_restorers_choose_it(tmp_path):
+    """fp16 is what CUDA gets by default (torch_precision "auto"); a CPU gets fp32 and refuses
+    fp16. Both architectures run in half precision end to end (checked here on the CPU's fp16
+    kernels, within fp16 rounding of fp32); the next test runs the default session on CUDA."""
+    from runtime.contracts.upsampler import BG_UPSAMPLER
+    from runtime.restorers.factory import torch_precision
+    from runtime.sessions import TorchSession
+
+    assert torch_precision("cuda", "auto") == "fp16" and torch_precision("cpu", "auto") == "fp32"
+    for name in ("rrdbnet_x2", "srvgg_x4"):
+        path, module = random_weights(name, tmp_path)
+        on_cpu = torch_upsampler(path)
+        assert on_cpu.session.dtype == torch.float32
+        half = BackgroundUpsampler(TorchSession(load_upsampler(path)[0], BG_UPSAMPLER, "cpu", torch.float16),
+                                   on_cpu.scale)
+        assert next(half.session.module.parameters()).dtype == torch.float16
+        rgb = photo_tile(24, 32)
+        out = half.network(rgb)
+        assert out.dtype == np.float32 and np.abs(out - on_cpu.network(rgb)).max() < 2e-2, name
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        torch_upsampler(path, "cpu", "fp16")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the fp16 session on a GPU is not run")
+def test_cuda_runs_the_upsampler_in_fp16(tmp_path):
+    path, _ = random_weights("srvgg_x4", tmp_path)
+    on_gpu, on_cpu = torch_upsampler(path, "cuda"), torch_upsampler(path)
+    assert on_gpu.session.dtype == torch.float16
+    assert np.abs(on_gpu.network(photo_tile(24, 32)) - on_cpu.network(photo_tile(24, 32))).max() < 2e-2
