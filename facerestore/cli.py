@@ -8,6 +8,7 @@ from pathlib import Path
 
 from runtime.serving.capacity_options import add_capacity_options, capacity_from
 from runtime.imageio import DEFAULT_MAX_PIXELS
+from runtime.contracts.upsampler import DEFAULT_TILE
 from runtime.restorers import RESTORERS
 
 RESTORE_HELP = """\
@@ -171,7 +172,7 @@ def _add_restore(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compare", action="store_true", help="also write before|after images under OUT/compare")
     p.add_argument("--bg-upsampler", type=Path, default=None, metavar="PATH",
                    help="background upsampler weights (.pth/.safetensors), or `demo` (see above; default: resize)")
-    p.add_argument("--tile", type=int, default=400,
+    p.add_argument("--tile", type=int, default=DEFAULT_TILE,
                    help="background upsampler tile side in input pixels, 0 = whole photo (default: %(default)s)")
     p.add_argument("--batch-faces", type=int, default=8, help="clips: faces per restorer call (default: %(default)s)")
     p.add_argument("--detect-every", type=int, default=1,

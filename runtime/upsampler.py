@@ -12,7 +12,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from runtime.contracts.upsampler import BG_UPSAMPLER
+from runtime.contracts.upsampler import BG_UPSAMPLER, DEFAULT_OVERLAP
 
 Net = Callable[..., tuple[np.ndarray, ...]]
 
@@ -20,7 +20,7 @@ Net = Callable[..., tuple[np.ndarray, ...]]
 class BackgroundUpsampler:
     """float32 RGB [0, 1] HxWx3 in, the same upsampled by `scale` out (`__call__`)."""
 
-    def __init__(self, session: Net, scale: int, tile: int = 0, overlap: int = 16, name: str = "") -> None:
+    def __init__(self, session: Net, scale: int, tile: int = 0, overlap: int = DEFAULT_OVERLAP, name: str = "") -> None:
         if tile < 0 or overlap < 0:
             raise ValueError(f"--tile and the overlap must be >= 0 (got {tile}, {overlap})")
         self.session, self.scale, self.tile, self.overlap, self.name = session, scale, tile, overlap, name
@@ -58,7 +58,7 @@ class BackgroundUpsampler:
 
 
 def torch_upsampler(weights: Path, device: str = "cpu", precision: str = "auto", tile: int = 0,
-                    overlap: int = 16) -> BackgroundUpsampler:
+                    overlap: int = DEFAULT_OVERLAP) -> BackgroundUpsampler:
     """The upsampler in `weights` (RealESRGAN_x4plus / x2plus, realesr-general-x4v3, ours) on torch
     in `precision` as the restorers choose it (`torch_precision`: "auto" is fp16 on CUDA, as
     Real-ESRGAN's `half`, and fp32 on a CPU; fp16 asked on a CPU is refused, bf16 where the CPU
@@ -74,7 +74,7 @@ def torch_upsampler(weights: Path, device: str = "cpu", precision: str = "auto",
 
 
 def onnx_upsampler(onnx_dir: Path, weights: Path | None, device: str = "cpu", tile: int = 0,
-                   overlap: int = 16) -> BackgroundUpsampler:
+                   overlap: int = DEFAULT_OVERLAP) -> BackgroundUpsampler:
     """The upsampler exported to `<onnx_dir>/bg_upsampler.onnx` from `weights` (checked when the
     session opens), on ONNX Runtime; its scale is read off one call on an 8x8 input."""
     from runtime.sessions import onnx_session
