@@ -543,6 +543,11 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                    help="--render: serve restorers whose weights are untrained too (refused when named in "
                         "--restorers, left out otherwise)")
     add_capacity_options(p, "--render: ")
+    p.add_argument("--bg-upsampler", type=Path, default=None, metavar="PATH",
+                   help="--render: serve the background upsampler step (weights as `restore --bg-upsampler`, or "
+                        "`demo`): faces pasted on the photo it upsampled, in tiles of --tile (default: resize)")
+    p.add_argument("--tile", type=int, default=DEFAULT_TILE,
+                   help="--render: the served upsampler's tile side in input pixels (default: %(default)s)")
     p.add_argument("--server", default="auto", help="auto, bundled, or a tritonserver path (default: %(default)s)")
     p.add_argument("--http-port", type=int, default=8000, help="0 = a free port (default: %(default)s)")
     p.add_argument("--grpc-port", type=int, default=8001, help="0 = a free port (default: %(default)s)")
@@ -574,6 +579,15 @@ def _weights(args: argparse.Namespace) -> dict[str, Path | None]:
     return weights
 
 
+def _served_upsampler(args: argparse.Namespace) -> dict[str, Path]:
+    """serve --bg-upsampler: the weights of the bg_upsampler model group (`demo`: the shipped one)."""
+    if args.bg_upsampler is None:
+        return {}
+    from training.shipped import DEMO_UPSAMPLER
+
+    return {"bg_upsampler": DEMO_UPSAMPLER if str(args.bg_upsampler) == "demo" else args.bg_upsampler}
+
+
 def _run_serve(args: argparse.Namespace) -> int:
     from runtime.serving.admin_key import read_admin_key
     from runtime.serving.serve import ServerError, TritonServer, serve_forever
@@ -596,8 +610,9 @@ def _run_serve(args: argparse.Namespace) -> int:
 
         try:
             engines = args.engines or (Path("engines") if args.render == "gpu" else None)
-            render_repo(args.render, repo, engines, args.restorers, weights, capacity=capacity,
-                        allow_untrained=args.allow_untrained)
+            render_repo(args.render, repo, engines, args.restorers, {**weights, **_served_upsampler(args)},
+                        capacity=capacity, allow_untrained=args.allow_untrained,
+                        bg_tile=args.tile if args.bg_upsampler else None)
         except (RepoError, FileNotFoundError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

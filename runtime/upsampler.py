@@ -76,9 +76,14 @@ def torch_upsampler(weights: Path, device: str = "cpu", precision: str = "auto",
 def onnx_upsampler(onnx_dir: Path, weights: Path | None, device: str = "cpu", tile: int = 0,
                    overlap: int = DEFAULT_OVERLAP) -> BackgroundUpsampler:
     """The upsampler exported to `<onnx_dir>/bg_upsampler.onnx` from `weights` (checked when the
-    session opens), on ONNX Runtime; its scale is read off one call on an 8x8 input."""
+    session opens), on ONNX Runtime."""
     from runtime.sessions import onnx_session
 
     session = onnx_session(BG_UPSAMPLER, onnx_dir, weights, device)
-    scale = session(np.zeros((1, 3, 8, 8), np.float32))[0].shape[-1] // 8
+    scale = network_scale(session)
     return BackgroundUpsampler(session, scale, tile, overlap, f"bg_upsampler x{scale} (ONNX Runtime, {Path(onnx_dir).name})")
+
+
+def network_scale(session: Net) -> int:
+    """The upsampling factor of a session of BG_UPSAMPLER, read off one call on an 8x8 input."""
+    return session(np.zeros((1, 3, 8, 8), np.float32))[0].shape[-1] // 8
