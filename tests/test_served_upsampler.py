@@ -80,3 +80,45 @@ def test_served_upsampler_step_equals_in_process(upsampler_server, engines, face
             assert diff.max() <= MAX_ABS + 1e-6 and diff.mean() <= MEAN_ABS, (name, diff.max() * 255, diff.mean())
             resized = expected(data, pipeline, restorer, None)   # the step ran: not the plain resize
             assert np.abs(got - resized).mean() > 1e-3, name
+
+
+def test_gpu_rendering_serves_the_upsampler_plan_of_the_tile(tmp_path):
+    """The gpu rendering: the bg_upsampler TensorRT model with open height and width (warm-up at
+    the full tile), face_postprocess told the tile; a plan whose profile stops below the tile is
+    refused, and tile 0 too (TensorRT itself is not run here)."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    from export.ngc import ngc_release
+    from export.triton_repo import RepoError, render_repo
+    from runtime.contracts.service import SERVICES
+    from runtime.contracts.upsampler import BG_UPSAMPLER, tile_axes
+    from runtime.engines import BuildTarget, Manifest, manifest_path
+    from runtime.weights import source_id
+    from tests.test_deploy import H100, fake_engines
+
+    engines = fake_engines(tmp_path / "engines", SERVICES["safm"].networks, ngc_release().tensorrt)
+
+    def upsampler_plan(tile: int) -> None:
+        plan = engines / "bg_upsampler.plan"
+        plan.write_bytes(b"not a real engine")
+        Manifest(network=BG_UPSAMPLER.name, onnx_sha256="0" * 64, source_weights=source_id(None),
+                 target=BuildTarget(tensorrt=ngc_release().tensorrt, gpu=H100, compute_capability="9.0"),
+                 precision="fp16", profiles={k: [list(s) for s in v] for k, v in
+                                             BG_UPSAMPLER.profile(None, tile_axes(tile)).items()}).write(manifest_path(plan))
+
+    upsampler_plan(256)
+    out = tmp_path / "repo"
+    assert "bg_upsampler" in render_repo("gpu", out, engines, ["safm"], gpu=H100, bg_tile=256)
+    config = text_format.Parse((out / "bg_upsampler" / "config.pbtxt").read_text(), mc.ModelConfig())
+    assert config.platform == "tensorrt_plan" and config.max_batch_size == BG_UPSAMPLER.max_batch
+    assert list(config.input[0].dims) == [3, -1, -1] and list(config.output[0].dims) == [3, -1, -1]
+    assert [list(w.inputs["image"].dims) for w in config.model_warmup] == [[3, 288, 288], [3, 288, 288]]
+    post = text_format.Parse((out / "face_postprocess" / "config.pbtxt").read_text(), mc.ModelConfig())
+    assert post.parameters["bg_upsampler_tile"].string_value == "256"
+    with pytest.raises(RepoError, match="tiles of 400 need"):
+        render_repo("gpu", tmp_path / "repo2", engines, ["safm"], gpu=H100, bg_tile=400)
+    with pytest.raises(RepoError, match="tile side >= 1"):
+        render_repo("gpu", tmp_path / "repo3", engines, ["safm"], gpu=H100, bg_tile=0)
+    plain = render_repo("gpu", tmp_path / "repo4", engines, ["safm"], gpu=H100)   # no step: no upsampler model
+    assert "bg_upsampler" not in plain
