@@ -680,9 +680,10 @@ def _run_client(args: argparse.Namespace) -> int:
 
 
 UI_HELP = """\
-A web page (Gradio) for restoring photos by hand: upload one or many photos, choose the restorer
-and its options, compare before/after for the whole photo (slider) and per face (aligned crop,
-restored crop, paste mask), download the restored photos and report.json.
+A web page (Gradio) for restoring photos and clips by hand: upload one or many, choose the restorer
+and its options, compare before/after for the whole photo (slider; a clip: its middle frame) and per
+face (aligned crop, restored crop, paste mask), play the restored clip, download the restored photos
+and clips (audio kept) and report.json.
 
 Back end: in-process by default (--checkpoint / --authface-checkpoint, --backend, --engines,
 --device as for `restore`), or a running `facerestore serve` with --triton URL (the options shown
