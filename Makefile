@@ -155,7 +155,7 @@ docker-engines:
 	docker build -f deploy/docker/Dockerfile.engines $(NGC_BUILD_ARGS) -t $(ENGINE_IMAGE) .
 	mkdir -p $(GPU_ENGINES)
 	docker run --rm --gpus all $(DOCKER_USER) -v "$(CURDIR)/$(GPU_ENGINES):/engines" $(ENGINE_WEIGHTS) $(ENGINE_IMAGE) \
-	  --model face safm authface --out /engines $(ENGINE_FLAGS)
+	  --model face safm authface bg_upsampler --out /engines $(ENGINE_FLAGS)
 
 # the gpu model repository from those engines (refuses plans of another TensorRT or GPU)
 triton-repo-gpu: $(STAMP)

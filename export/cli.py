@@ -9,6 +9,8 @@ from tqdm import tqdm
 
 from export.onnx_cache import onnx_up_to_date
 from runtime.serving.capacity_options import add_capacity_options, capacity_from
+from runtime.contracts.base import NetworkContract
+from runtime.contracts.upsampler import DEFAULT_OVERLAP, DEFAULT_TILE, tile_axes
 from runtime.restorers import CONTRACTS, MODEL_GROUPS
 
 DESCRIPTION = """\
@@ -20,8 +22,9 @@ came from), verified against PyTorch on real inputs, then TensorRT engines with 
 weights (a .safetensors file for safm, a checkpoint folder for authface; default: the shipped
 face networks, the demo safm-tiny weights, random-init tiny AuthFace). bg_upsampler is the
 background upsampler (--checkpoint: RealESRGAN_x4plus/x2plus or realesr-general-x4v3 .pth, or
-ours; default: the shipped compact x4 demo), ONNX with open height and width (no TensorRT
-profile for it yet)."""
+ours; default: the shipped compact x4 demo), ONNX with open height and width; its engine's
+profile covers the tiles of `restore --tile` (build-engines --tile: 1 to tile + 2 x overlap
+pixels a side, optimized for the largest)."""
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -56,8 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
                           "checkpoint folder; default: the shipped ones)")
     eng.add_argument("--safm-checkpoint", type=Path, default=None, help="SaFM weights (.safetensors)")
     eng.add_argument("--authface-checkpoint", type=Path, default=None, help="AuthFace checkpoint folder")
+    eng.add_argument("--bg-upsampler-checkpoint", type=Path, default=None,
+                     help="background upsampler weights (.pth / .safetensors; default: the shipped compact x4 demo)")
     eng.add_argument("--onnx-only", action="store_true", help="stop after ONNX + parity (no TensorRT needed)")
     eng.add_argument("--max-batch", type=int, default=None, help="largest batch of the profile (default: contract's)")
+    eng.add_argument("--tile", type=int, default=DEFAULT_TILE,
+                     help="bg_upsampler: the tile side it will run with (`restore --tile`); the profile spans 1 to "
+                          f"tile + 2 x {DEFAULT_OVERLAP} pixels (default: %(default)s)")
     eng.add_argument("--force", action="store_true", help="rebuild ONNX and engines even when up to date")
     eng.add_argument("--opt-level", type=int, default=3, choices=range(6), help="builder optimization level (0-5)")
     eng.add_argument("--fp16-vae", action="store_true",
@@ -142,13 +150,20 @@ def engine_jobs(args: argparse.Namespace) -> list[tuple[str, Path | None]]:
 
     names = list(dict.fromkeys(n for m in args.model for n in MODEL_GROUPS.get(m, [m])))
     groups = list(dict.fromkeys(model_group(n) for n in names))
-    per_group = {"safm": args.safm_checkpoint, "authface": args.authface_checkpoint}
+    per_group = {"safm": args.safm_checkpoint, "authface": args.authface_checkpoint,
+                 "bg_upsampler": args.bg_upsampler_checkpoint}
     if args.checkpoint is not None:
         if len(groups) != 1:
             raise ValueError(f"--checkpoint with several models ({', '.join(groups)}): name each with "
-                             f"--safm-checkpoint / --authface-checkpoint")
+                             f"--safm-checkpoint / --authface-checkpoint / --bg-upsampler-checkpoint")
         per_group[groups[0]] = args.checkpoint
     return [(n, per_group.get(model_group(n))) for n in names]
+
+
+def engine_axes(contract: NetworkContract, tile: int) -> dict[str, tuple[int, int, int]] | None:
+    """The (min, opt, max) of a network's open image axes in its engine profile: the tiles of
+    `tile` for the upsampler (the only network with open image axes); None for the others."""
+    return tile_axes(tile) if contract.open_axes() else None
 
 
 def _build_engines(args: argparse.Namespace) -> int:
@@ -159,6 +174,7 @@ def _build_engines(args: argparse.Namespace) -> int:
 
     try:
         jobs = engine_jobs(args)
+        axes = {name: engine_axes(CONTRACTS[name], args.tile) for name, _ in jobs}
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -177,7 +193,7 @@ def _build_engines(args: argparse.Namespace) -> int:
 
             stage = "engine build"
             plan = build_engine(contract, onnx_path, args.out / f"{name}.plan", checkpoint, args.max_batch,
-                                args.opt_level, args.fp16_vae, args.force)
+                                args.opt_level, args.fp16_vae, args.force, axes[name])
             stage = "engine parity"
             if not args.no_verify:   # the engine against PyTorch, next to ONNX Runtime (polygraphy Comparator)
                 rows += [r for r in verify_onnx(contract, onnx_path, checkpoint, plan=plan,

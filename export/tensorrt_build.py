@@ -29,12 +29,14 @@ def engine_precision(contract: NetworkContract, fp16_vae: bool) -> str:
 
 
 def wanted_manifest(contract: NetworkContract, onnx_path: Path, checkpoint: Path | None, target: BuildTarget,
-                    max_batch: int | None, opt_level: int, fp16_vae: bool) -> Manifest:
-    """The manifest an engine built now would carry (compared with the existing one to skip builds)."""
+                    max_batch: int | None, opt_level: int, fp16_vae: bool,
+                    axes: dict[str, tuple[int, int, int]] | None = None) -> Manifest:
+    """The manifest an engine built now would carry (compared with the existing one to skip builds);
+    `axes`: (min, opt, max) of the contract's open image axes (the upsampler's tile_axes)."""
     precision = engine_precision(contract, fp16_vae)
     return Manifest(network=contract.name, onnx_sha256=sha256_file(onnx_path),
                     source_weights=source_id(checkpoint), target=target, precision=precision,
-                    profiles={k: [list(s) for s in v] for k, v in contract.profile(max_batch).items()},
+                    profiles={k: [list(s) for s in v] for k, v in contract.profile(max_batch, axes).items()},
                     build_flags={"builder_optimization_level": opt_level, "fp16": precision == "fp16", "tf32": True,
                                  # neither is set in the build (polygraphy's defaults): the plan runs on this
                                  # TensorRT release and this GPU only (runtime.engines.check_loadable)
@@ -42,11 +44,12 @@ def wanted_manifest(contract: NetworkContract, onnx_path: Path, checkpoint: Path
 
 
 def build_engine(contract: NetworkContract, onnx_path: Path, plan: Path, checkpoint: Path | None = None,
-                 max_batch: int | None = None, opt_level: int = 3, fp16_vae: bool = False, force: bool = False) -> Path:
+                 max_batch: int | None = None, opt_level: int = 3, fp16_vae: bool = False, force: bool = False,
+                 axes: dict[str, tuple[int, int, int]] | None = None) -> Path:
     """Build `plan` (+ manifest) from `onnx_path` unless an engine with the same manifest exists.
     The timing cache beside the engines is read and updated, so rebuilds are faster."""
     require_tensorrt()
-    wanted = wanted_manifest(contract, onnx_path, checkpoint, current_target(), max_batch, opt_level, fp16_vae)
+    wanted = wanted_manifest(contract, onnx_path, checkpoint, current_target(), max_batch, opt_level, fp16_vae, axes)
     if not force and is_up_to_date(plan, wanted):
         print(f"{contract.name}: {plan} is up to date (manifest matches); --force rebuilds", file=sys.stderr)
         return plan

@@ -35,8 +35,9 @@ from runtime.restorers import CONTRACTS, MODEL_GROUPS, RESTORERS
 from export.ngc import ngc_release
 from runtime.contracts.base import NetworkContract
 from runtime.engines import BuildTarget
-from runtime.contracts.service import GATES, PYTHON_MODELS, SERVICES, TRITON_TYPES, Capacity, PythonModel, \
-    RestorerService, ServiceTensor, triton_dims
+from runtime.contracts.service import BG_UPSAMPLER_TILE, GATES, POSTPROCESS, PYTHON_MODELS, SERVICES, TRITON_TYPES, \
+    Capacity, PythonModel, RestorerService, ServiceTensor, triton_dims
+from runtime.contracts.upsampler import BG_UPSAMPLER, tile_axes
 from runtime.files import write_atomic
 from runtime.weights import source_id
 
@@ -96,8 +97,10 @@ def _add_service_io(config, inputs, outputs) -> None:
         _add_service_tensor(config.output, spec)
 
 
-def network_config(contract: NetworkContract, target: str, capacity: Capacity = Capacity()):
-    """config.pbtxt (a ModelConfig) of one network model."""
+def network_config(contract: NetworkContract, target: str, capacity: Capacity = Capacity(),
+                   sizes: dict[str, int] | None = None):
+    """config.pbtxt (a ModelConfig) of one network model; `sizes`: its open image axes in the
+    gpu warm-up (the upsampler's tile)."""
     mc = _mc()
     config = mc.ModelConfig(name=contract.name, max_batch_size=contract.max_batch)
     if target == "gpu":
@@ -121,7 +124,7 @@ def network_config(contract: NetworkContract, target: str, capacity: Capacity = 
             config.optimization.cuda.graphs = True
             for batch in range(1, contract.max_batch + 1):   # every batch the batcher can form
                 config.optimization.cuda.graph_spec.add(batch_size=batch)
-        _add_warmup(config, contract)
+        _add_warmup(config, contract, sizes)
     return config
 
 
@@ -151,14 +154,14 @@ def server_args(restorers: list[str] | None = None, capacity: Capacity = Capacit
     return [f"--cuda-memory-pool-byte-size=0:{cuda_memory_pool_bytes(restorers, capacity)}"]
 
 
-def _add_warmup(config, contract: NetworkContract) -> None:
+def _add_warmup(config, contract: NetworkContract, sizes: dict[str, int] | None = None) -> None:
     """model_warmup at batch 1 and max_batch: the engine's first requests do not pay for CUDA
     context, memory pools and graph capture."""
     mc = _mc()
     for batch in sorted({1, contract.max_batch}):
         warmup = config.model_warmup.add(name=f"batch{batch}", batch_size=batch, count=WARMUP_COUNT)
         for spec in contract.inputs:
-            dims, _ = triton_dims(spec)
+            dims = spec.concrete(1, sizes)[1:] if sizes else triton_dims(spec)[0]
             warmup.inputs[spec.name].data_type = getattr(mc, TRITON_TYPES[spec.dtype])
             warmup.inputs[spec.name].dims.extend(dims)
             warmup.inputs[spec.name].random_data = True
@@ -207,9 +210,11 @@ def ensemble_config(service: RestorerService):
     return config
 
 
-def model_configs(target: str, restorers: list[str] | None = None, capacity: Capacity = Capacity()) -> dict[str, object]:
+def model_configs(target: str, restorers: list[str] | None = None, capacity: Capacity = Capacity(),
+                  bg_tile: int | None = None) -> dict[str, object]:
     """Every model of a rendering: name -> ModelConfig (networks, python models, ensembles),
-    with the capacity's instance counts and queue policy."""
+    with the capacity's instance counts and queue policy; `bg_tile`: serve the background
+    upsampler step (its network model, face_postprocess told the tile side), None: not."""
     if target not in TARGETS:
         raise RepoError(f"unknown target '{target}'; choose one of {TARGETS}")
     services = [_service(r) for r in (restorers or list(SERVICES))]
@@ -221,6 +226,13 @@ def model_configs(target: str, restorers: list[str] | None = None, capacity: Cap
             configs[model.name] = python_config(model, target, capacity)
         configs[service.job] = ensemble_config(service)
         configs[service.ensemble] = gate_config(service, target, capacity)
+    if bg_tile is not None:
+        try:
+            axes = tile_axes(bg_tile)
+        except ValueError as exc:
+            raise RepoError(str(exc)) from None
+        configs[BG_UPSAMPLER.name] = network_config(BG_UPSAMPLER, target, capacity, {a: r[1] for a, r in axes.items()})
+        configs[POSTPROCESS.name].parameters[BG_UPSAMPLER_TILE].string_value = str(bg_tile)
     return configs
 
 
@@ -280,10 +292,12 @@ def _onnx_file(contract: NetworkContract, engines: Path | None, checkpoint: Path
     return path
 
 
-def _check_engine(contract: NetworkContract, plan: Path, checkpoint: Path | None, server: BuildTarget) -> None:
+def _check_engine(contract: NetworkContract, plan: Path, checkpoint: Path | None, server: BuildTarget,
+                  bg_tile: int | None = None) -> None:
     """An engine serves its model only if built for the server's TensorRT and GPU
     (runtime.engines.check_loadable), from the same weights, with a profile reaching the
-    config's max_batch_size (the contract's max_batch)."""
+    config's max_batch_size (the contract's max_batch) and, for open image axes, the largest
+    tile (tile_axes of `bg_tile`)."""
     from runtime.engines import EngineMismatch, check_loadable
 
     try:
@@ -298,6 +312,12 @@ def _check_engine(contract: NetworkContract, plan: Path, checkpoint: Path | None
     if top < contract.max_batch:
         raise RepoError(f"{plan}: its profile stops at batch {top}, the Triton config batches up to "
                         f"{contract.max_batch}; rebuild without --max-batch")
+    if contract.open_axes() and bg_tile is not None:
+        wanted = contract.profile(contract.max_batch, tile_axes(bg_tile))
+        if any(manifest.profiles[name][2][1:] < list(shapes[2][1:]) for name, shapes in wanted.items()):
+            raise RepoError(f"{plan}: its profile stops at {manifest.profiles}, tiles of {bg_tile} need "
+                            f"{wanted}; rebuild with `python -m export build-engines --model {contract.name} "
+                            f"--tile {bg_tile}`")
 
 
 def server_target(plans: list[Path], gpu: str | None = None) -> BuildTarget:
@@ -325,7 +345,8 @@ def model_group(network: str) -> str:
 
 def render_repo(target: str, out: Path, engines: Path | None = None, restorers: list[str] | None = None,
                 checkpoints: dict[str, Path | None] | None = None, configs_only: bool = False,
-                gpu: str | None = None, capacity: Capacity = Capacity(), allow_untrained: bool = False) -> list[str]:
+                gpu: str | None = None, capacity: Capacity = Capacity(), allow_untrained: bool = False,
+                bg_tile: int | None = None) -> list[str]:
     """Write the model repository for `target` ('cpu' or 'gpu') into `out`.
 
     engines: folder of <network>.onnx (cpu; missing ones are exported from `checkpoints`; None:
@@ -339,11 +360,13 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
     capacity: instance counts and the python steps' queue policy (runtime.contracts.service.Capacity).
     allow_untrained: serve restorers whose weights' provenance says untrained; else one named in
         `restorers` is a RepoError, and without `restorers` they are left out (a note on stderr).
+    bg_tile: serve the background upsampler step, tiles of this side (its weights:
+        checkpoints['bg_upsampler'], default the shipped compact x4 demo); None: no upsampler.
     Returns the model names written."""
     out, checkpoints = Path(out), dict(checkpoints or {})
     if not configs_only:
         restorers = trained_restorers(restorers, checkpoints, allow_untrained)
-    configs = model_configs(target, restorers, capacity)
+    configs = model_configs(target, restorers, capacity, bg_tile)
     in_source = out.resolve() == SOURCE_REPO.resolve()
     if in_source and target != "gpu":
         raise RepoError(f"{out} holds the committed gpu rendering; render --target {target} into another folder")
@@ -374,7 +397,7 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
         if name in CONTRACTS and target == "gpu" and not configs_only:
             plan = Path(engines) / f"{name}.plan"
             if plan.is_file():
-                _check_engine(CONTRACTS[name], plan, checkpoints.get(model_group(name)), server)
+                _check_engine(CONTRACTS[name], plan, checkpoints.get(model_group(name)), server, bg_tile)
                 _link_or_copy(plan, folder / "1" / "model.plan")
             else:
                 missing.append(str(plan))

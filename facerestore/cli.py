@@ -9,6 +9,7 @@ from pathlib import Path
 from runtime.serving.capacity_options import add_capacity_options, capacity_from
 from runtime.imageio import DEFAULT_MAX_PIXELS
 from runtime.job import BACKENDS
+from runtime.contracts.upsampler import DEFAULT_TILE
 from runtime.restorers import RESTORERS
 
 RESTORE_HELP = """\
@@ -170,7 +171,7 @@ def _add_restore(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compare", action="store_true", help="also write before|after images under OUT/compare")
     p.add_argument("--bg-upsampler", type=Path, default=None, metavar="PATH",
                    help="background upsampler weights (.pth/.safetensors), or `demo` (see above; default: resize)")
-    p.add_argument("--tile", type=int, default=400,
+    p.add_argument("--tile", type=int, default=DEFAULT_TILE,
                    help="background upsampler tile side in input pixels, 0 = whole photo (default: %(default)s)")
     p.add_argument("--batch-faces", type=int, default=8, help="clips: faces per restorer call (default: %(default)s)")
     p.add_argument("--detect-every", type=int, default=1,
@@ -544,6 +545,11 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                    help="--render: serve restorers whose weights are untrained too (refused when named in "
                         "--restorers, left out otherwise)")
     add_capacity_options(p, "--render: ")
+    p.add_argument("--bg-upsampler", type=Path, default=None, metavar="PATH",
+                   help="--render: serve the background upsampler step (weights as `restore --bg-upsampler`, or "
+                        "`demo`): faces pasted on the photo it upsampled, in tiles of --tile (default: resize)")
+    p.add_argument("--tile", type=int, default=DEFAULT_TILE,
+                   help="--render: the served upsampler's tile side in input pixels (default: %(default)s)")
     p.add_argument("--server", default="auto", help="auto, bundled, or a tritonserver path (default: %(default)s)")
     p.add_argument("--http-port", type=int, default=8000, help="0 = a free port (default: %(default)s)")
     p.add_argument("--grpc-port", type=int, default=8001, help="0 = a free port (default: %(default)s)")
@@ -575,6 +581,15 @@ def _weights(args: argparse.Namespace) -> dict[str, Path | None]:
     return weights
 
 
+def _served_upsampler(args: argparse.Namespace) -> dict[str, Path]:
+    """serve --bg-upsampler: the weights of the bg_upsampler model group (`demo`: the shipped one)."""
+    if args.bg_upsampler is None:
+        return {}
+    from training.shipped import DEMO_UPSAMPLER
+
+    return {"bg_upsampler": DEMO_UPSAMPLER if str(args.bg_upsampler) == "demo" else args.bg_upsampler}
+
+
 def _run_serve(args: argparse.Namespace) -> int:
     from runtime.serving.admin_key import read_admin_key
     from runtime.serving.serve import ServerError, TritonServer, repository_notices, serve_forever
@@ -597,8 +612,9 @@ def _run_serve(args: argparse.Namespace) -> int:
 
         try:
             engines = args.engines or (Path("engines") if args.render == "gpu" else None)
-            render_repo(args.render, repo, engines, args.restorers, weights, capacity=capacity,
-                        allow_untrained=args.allow_untrained)
+            render_repo(args.render, repo, engines, args.restorers, {**weights, **_served_upsampler(args)},
+                        capacity=capacity, allow_untrained=args.allow_untrained,
+                        bg_tile=args.tile if args.bg_upsampler else None)
         except (RepoError, FileNotFoundError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -661,9 +677,10 @@ def _run_client(args: argparse.Namespace) -> int:
 
 
 UI_HELP = """\
-A web page (Gradio) for restoring photos by hand: upload one or many photos, choose the restorer
-and its options, compare before/after for the whole photo (slider) and per face (aligned crop,
-restored crop, paste mask), download the restored photos and report.json.
+A web page (Gradio) for restoring photos and clips by hand: upload one or many, choose the restorer
+and its options, compare before/after for the whole photo (slider; a clip: its middle frame) and per
+face (aligned crop, restored crop, paste mask), play the restored clip, download the restored photos
+and clips (audio kept) and report.json.
 
 Back end: in-process by default (--checkpoint / --authface-checkpoint, --backend, --engines,
 --device as for `restore`), or a running `facerestore serve` with --triton URL (the options shown

@@ -32,6 +32,22 @@ def face_networks_on_onnxruntime(backend: str, device: str) -> bool:
     return backend != "torch" and device == "cpu"
 
 
+def done_summary(inputs: list[str], done: list[str], frames: int = 0) -> str:
+    """What a run did, for its summary line: '2/3 photos', '1/1 clips (75 frames)' or '3/4 files
+    (2 photos, 2 clips: 75 frames)' (`frames`: of the clips done)."""
+    from runtime.video.container import VIDEO_SUFFIXES   # (PyAV: only when a summary is written)
+
+    clips = sum(Path(i).suffix.lower() in VIDEO_SUFFIXES for i in inputs)
+    count = f"{len(done)}/{len(inputs)}"
+    if not clips:
+        return f"{count} photos"
+    frames_done = f"{frames} frames" if frames else "no frames"
+    if clips == len(inputs):
+        return f"{count} clips ({frames_done})"
+    photos = len(inputs) - clips
+    return f"{count} files ({photos} photo{'s' * (photos != 1)}, {clips} clip{'s' * (clips != 1)}: {frames_done})"
+
+
 @dataclass
 class PhotoResult:
     """What happened to one input photo (or clip)."""
@@ -91,9 +107,11 @@ class JobReport:
         verb = "passed through unchanged (identity)" if self.restorer == "identity" else "restored"
         if self.provenance is not None and not self.provenance.trained:
             verb = "run through UNTRAINED weights, not restored"
-        text = (f"{len(done)}/{len(self.photos)} photos written to {where} with {self.restorer} ({faces} faces {verb}, "
+        frames = sum(r.video["frames"] for r in done if r.video)
+        counts = done_summary([r.input for r in self.photos], [r.input for r in done], frames)
+        text = (f"{counts} written to {where} with {self.restorer} ({faces} faces {verb}, "
                 f"{sum(1 for r in done if not r.faces)} without faces, {len(self.photos) - len(done)} errors)")
-        if done and self.wall_s > 0:
+        if done and self.wall_s > 0 and not frames:   # a clip's frames/s is on its own line
             ms = sorted(r.seconds * 1000 for r in done)
             p95 = ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))]
             text += (f" in {self.wall_s:.2f} s ({len(done) / self.wall_s:.2f} photos/s); latency ms: mean "

@@ -160,10 +160,8 @@ def _restore_clip(path: Path, target: Path, pipeline: FacePipeline, restorer: Re
 
     clip = restore_video(path, target, pipeline, restorer, video.batch_faces, video.detect_every, upsampler)
     result.output, result.faces, result.seconds = clip.output, clip.faces, clip.seconds
-    result.video = {k: getattr(clip, k) for k in ("frames", "tracks", "seconds", "fps", "encoder", "copied")}
-    tqdm.write(f"note: {path}: {clip.frames} frames, {clip.faces} faces ({clip.tracks} face tracks) in "
-               f"{clip.seconds:.1f} s ({clip.fps:.2f} frames/s), {clip.encoder}, copied: "
-               f"{', '.join(clip.copied) or 'no other streams'}", file=sys.stderr)
+    result.video = clip.report()
+    tqdm.write(clip.note(), file=sys.stderr)
 
 
 def _write_crops(folder: Path, stem: str, crops: np.ndarray, restored: np.ndarray) -> None:

@@ -12,7 +12,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from runtime.contracts.upsampler import BG_UPSAMPLER
+from runtime.contracts.upsampler import BG_UPSAMPLER, DEFAULT_OVERLAP
 
 Net = Callable[..., tuple[np.ndarray, ...]]
 
@@ -20,7 +20,7 @@ Net = Callable[..., tuple[np.ndarray, ...]]
 class BackgroundUpsampler:
     """float32 RGB [0, 1] HxWx3 in, the same upsampled by `scale` out (`__call__`)."""
 
-    def __init__(self, session: Net, scale: int, tile: int = 0, overlap: int = 16, name: str = "") -> None:
+    def __init__(self, session: Net, scale: int, tile: int = 0, overlap: int = DEFAULT_OVERLAP, name: str = "") -> None:
         if tile < 0 or overlap < 0:
             raise ValueError(f"--tile and the overlap must be >= 0 (got {tile}, {overlap})")
         self.session, self.scale, self.tile, self.overlap, self.name = session, scale, tile, overlap, name
@@ -57,24 +57,33 @@ class BackgroundUpsampler:
         return np.clip(cv2.resize(up, size, interpolation=inter), 0, 1)
 
 
-def torch_upsampler(weights: Path, device: str = "cpu", precision: str = "fp32", tile: int = 0,
-                    overlap: int = 16) -> BackgroundUpsampler:
-    """The upsampler in `weights` (RealESRGAN_x4plus / x2plus, realesr-general-x4v3, ours) on torch;
-    fp16 / bf16 where the device runs them (CUDA)."""
+def torch_upsampler(weights: Path, device: str = "cpu", precision: str = "auto", tile: int = 0,
+                    overlap: int = DEFAULT_OVERLAP) -> BackgroundUpsampler:
+    """The upsampler in `weights` (RealESRGAN_x4plus / x2plus, realesr-general-x4v3, ours) on torch
+    in `precision` as the restorers choose it (`torch_precision`: "auto" is fp16 on CUDA, as
+    Real-ESRGAN's `half`, and fp32 on a CPU; fp16 asked on a CPU is refused, bf16 where the CPU
+    computes it). The tiles go in and come out as float32 (TorchSession casts)."""
+    from runtime.restorers.factory import torch_precision
     from runtime.sessions import DTYPES, TorchSession
     from training.published.upsamplers import load_upsampler
 
+    dtype = DTYPES[torch_precision(device, precision)]
     module, config = load_upsampler(Path(weights))
-    session = TorchSession(module, BG_UPSAMPLER, device, DTYPES[precision])
+    session = TorchSession(module, BG_UPSAMPLER, device, dtype)
     return BackgroundUpsampler(session, config.scale, tile, overlap, f"{config.arch} x{config.scale} ({Path(weights).name})")
 
 
 def onnx_upsampler(onnx_dir: Path, weights: Path | None, device: str = "cpu", tile: int = 0,
-                   overlap: int = 16) -> BackgroundUpsampler:
+                   overlap: int = DEFAULT_OVERLAP) -> BackgroundUpsampler:
     """The upsampler exported to `<onnx_dir>/bg_upsampler.onnx` from `weights` (checked when the
-    session opens), on ONNX Runtime; its scale is read off one call on an 8x8 input."""
+    session opens), on ONNX Runtime."""
     from runtime.sessions import onnx_session
 
     session = onnx_session(BG_UPSAMPLER, onnx_dir, weights, device)
-    scale = session(np.zeros((1, 3, 8, 8), np.float32))[0].shape[-1] // 8
+    scale = network_scale(session)
     return BackgroundUpsampler(session, scale, tile, overlap, f"bg_upsampler x{scale} (ONNX Runtime, {Path(onnx_dir).name})")
+
+
+def network_scale(session: Net) -> int:
+    """The upsampling factor of a session of BG_UPSAMPLER, read off one call on an 8x8 input."""
+    return session(np.zeros((1, 3, 8, 8), np.float32))[0].shape[-1] // 8

@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 NO_BROWSER = "Chromium is not installed (Debian: apt-get install -y chromium chromium-driver)"
 PAGE_TIMEOUT = 240   # seconds for one restoration on a busy 2-core CPU
+RUN_OVER = re.compile(r"\d+/\d+ (photos|clips|files)\b.* written to")   # the summary line of a finished run
 
 
 # --- the option declaration ---------------------------------------------------------------------
@@ -173,9 +174,10 @@ def browser():
 
 
 def restore_on_page(driver, url: str, photo: Path, setup: Callable | None = None,
-                    progress: set[str] | None = None) -> str:
-    """Open the page, upload `photo`, call `setup(driver)` (to set options), press Restore; the
-    status text once the run is over. Progress lines seen meanwhile are added to `progress`."""
+                    progress: set[str] | None = None, also: Path | None = None) -> str:
+    """Open the page, upload `photo` (and `also`), call `setup(driver)` (to set options), press
+    Restore; the status text once the run is over. Progress lines seen meanwhile are added to
+    `progress`."""
     from selenium.common.exceptions import ElementClickInterceptedException, NoSuchElementException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -183,12 +185,14 @@ def restore_on_page(driver, url: str, photo: Path, setup: Callable | None = None
 
     def finished(d) -> bool:
         if progress is not None:
-            progress.update(line for line in d.find_element(By.TAG_NAME, "body").text.splitlines() if " step " in line)
-        return "photos written" in d.find_element(By.ID, "status").text
+            progress.update(line for line in d.find_element(By.TAG_NAME, "body").text.splitlines()
+                            if " step " in line or ": frame " in line)
+        return RUN_OVER.search(d.find_element(By.ID, "status").text) is not None
 
     driver.get(url)
     WebDriverWait(driver, 60).until(ec.presence_of_element_located((By.CSS_SELECTOR, "#photos input[type=file]")))
-    driver.find_element(By.CSS_SELECTOR, "#photos input[type=file]").send_keys(str(photo))
+    driver.find_element(By.CSS_SELECTOR, "#photos input[type=file]").send_keys(
+        str(photo) if also is None else f"{photo}\n{also}")
     WebDriverWait(driver, 60).until(lambda d: photo.stem in d.find_element(By.ID, "photos").text)
     if setup:
         setup(driver)
@@ -270,6 +274,49 @@ def test_page_shows_authface_steps_while_they_run(browser, local_page, tmp_path)
 
 
 @pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """A 2 s H.264 clip made here (Grace Hopper's photo panned and zoomed, 12 frames at 6 fps,
+    256x192) with a synthesised stereo AAC track."""
+    from benchmarks.video import make_clip
+
+    return make_clip(tmp_path_factory.mktemp("clip") / "hopper.mp4", GRACE_HOPPER, frames=12, fps=6, size=(256, 192))
+
+
+def check_restored_clip(clip: Path, restored: Path, faces: int) -> None:
+    """The restored clip has the input's frames, times and audio packets (stream copy) and
+    its faces changed (restored, not copied)."""
+    from tests.clips import decoded_frames, stream_packets
+
+    (frames_in, times_in), (frames_out, times_out) = decoded_frames(clip), decoded_frames(restored)
+    assert len(frames_out) == len(frames_in) == 12 and times_out == times_in and faces == 12
+    assert stream_packets(restored, "audio") == stream_packets(clip, "audio")
+    assert np.abs(frames_out[6].astype(int) - frames_in[6]).mean() > 0.2
+
+
+def test_page_restores_a_clip_and_a_photo_in_process(browser, local_page, clip, tmp_path):
+    """A clip and a photo in one run, the shipped SaFM: the summary counts both and the frames,
+    progress counts frames, the restored clip plays on the page and downloads with its audio."""
+    from selenium.webdriver.common.by import By
+
+    seen: set[str] = set()
+    status = restore_on_page(browser, local_page, clip, also=GRACE_HOPPER, progress=seen)
+    browser.save_screenshot(str(tmp_path / "ui-clip.png"))
+    assert "2/2 files (1 photo, 1 clip: 12 frames) written to the downloads with safm (13 faces" in status, status
+    assert "hopper.mp4: 12 frames, 12 faces (1 face tracks)" in status and "copied: audio aac" in status, status
+    assert any(re.search(r"hopper\.mp4: frame \d+/12", line) for line in seen), seen
+    assert shown_images(browser, "compare", 2) == [(256, 192), (256, 192)]   # the clip's middle frame
+    downloads = browser.find_element(By.ID, "downloads").text
+    assert "hopper\n.mp4" in downloads and "grace_hopper\n.jpg" in downloads and "report" in downloads, downloads
+    src = browser.find_element(By.CSS_SELECTOR, "#clip video").get_attribute("src")   # what the page plays
+    assert src and src.endswith("hopper.mp4"), src
+    restored = tmp_path / "restored.mp4"
+    with urllib.request.urlopen(src, timeout=30) as answer:
+        restored.write_bytes(answer.read())
+    check_restored_clip(clip, restored, 12)
+    assert "Traceback" not in browser.page_source
+
+
+@pytest.fixture(scope="module")
 def triton_server(engines, tmp_path_factory):
     """A real tritonserver (bundled, CPU) serving only the SaFM ensemble, on the session's ONNX files."""
     from export.triton_repo import render_repo
@@ -296,3 +343,15 @@ def test_page_restores_a_photo_through_triton(browser, triton_server, tmp_path):
         restorers = browser.find_element(By.ID, "restorer").text
     assert "round trip" in status and triton_server.grpc_url in status
     assert "safm" in restorers and "authface" not in restorers   # only the ensembles the server has ready
+
+
+def test_triton_back_end_restores_a_clip(triton_server, clip, tmp_path):
+    """The page's served back end: the clip's frames through the server, muxed back with its audio."""
+    reports = []
+    outcome = TritonBackend(f"grpc://{triton_server.grpc_url}").restore_clip(
+        clip.name, clip, tmp_path / "hopper.mp4", "safm", {"fidelity": 0.5}, FaceOptions(),
+        lambda fraction, desc: reports.append((fraction, desc)))
+    assert outcome.encoded is None and outcome.after.shape == outcome.before.shape == (192, 256, 3)
+    assert outcome.result.video["frames"] == 12 and "copied: audio aac" in outcome.notes[0]
+    check_restored_clip(clip, tmp_path / "hopper.mp4", outcome.result.faces)
+    assert [f for f, _ in reports] == sorted(f for f, _ in reports) and reports[-1][1] == "hopper.mp4: frame 12/12"

@@ -139,3 +139,91 @@ def test_restore_cli_pastes_faces_on_the_demo_upsampler(tmp_path, capsys):
     torch.save({"params": {"conv.weight": torch.zeros(3, 3, 3, 3)}}, bad)
     assert main(["restore", str(ASTRONAUT), "--bg-upsampler", str(bad), "--out", str(tmp_path / "x")]) == 2
     assert f"{bad}: neither RRDBNet" in capsys.readouterr().err
+
+
+def test_precision_is_chosen_as_the_restorers_choose_it(tmp_path):
+    """fp16 is what CUDA gets by default (torch_precision "auto"); a CPU gets fp32 and refuses
+    fp16. Both architectures run in half precision end to end (checked here on the CPU's fp16
+    kernels, within fp16 rounding of fp32); the next test runs the default session on CUDA."""
+    from runtime.contracts.upsampler import BG_UPSAMPLER
+    from runtime.restorers.factory import torch_precision
+    from runtime.sessions import TorchSession
+
+    assert torch_precision("cuda", "auto") == "fp16" and torch_precision("cpu", "auto") == "fp32"
+    for name in ("rrdbnet_x2", "srvgg_x4"):
+        path, module = random_weights(name, tmp_path)
+        on_cpu = torch_upsampler(path)
+        assert on_cpu.session.dtype == torch.float32
+        half = BackgroundUpsampler(TorchSession(load_upsampler(path)[0], BG_UPSAMPLER, "cpu", torch.float16),
+                                   on_cpu.scale)
+        assert next(half.session.module.parameters()).dtype == torch.float16
+        rgb = photo_tile(24, 32)
+        out = half.network(rgb)
+        assert out.dtype == np.float32 and np.abs(out - on_cpu.network(rgb)).max() < 2e-2, name
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        torch_upsampler(path, "cpu", "fp16")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the fp16 session on a GPU is not run")
+def test_cuda_runs_the_upsampler_in_fp16(tmp_path):
+    path, _ = random_weights("srvgg_x4", tmp_path)
+    on_gpu, on_cpu = torch_upsampler(path, "cuda"), torch_upsampler(path)
+    assert on_gpu.session.dtype == torch.float16
+    assert np.abs(on_gpu.network(photo_tile(24, 32)) - on_cpu.network(photo_tile(24, 32))).max() < 2e-2
+
+
+def test_engine_profile_spans_the_tiles(tmp_path):
+    """The upsampler's TensorRT profile comes from the tile size: 1 to tile + 2 x overlap pixels a
+    side, optimized for the full tile; the manifest and polygraphy's build config carry it (the
+    build itself needs TensorRT and a GPU: not run here)."""
+    from export.cli import engine_axes
+    from export.tensorrt_build import polygraphy_build, wanted_manifest
+    from runtime.contracts.face import FACE_MESH
+    from runtime.contracts.upsampler import BG_UPSAMPLER, DEFAULT_OVERLAP, DEFAULT_TILE, tile_axes
+    from runtime.engines import BuildTarget
+
+    assert (DEFAULT_TILE, DEFAULT_OVERLAP) == (400, 16)
+    assert tile_axes() == {"height": (1, 432, 432), "width": (1, 432, 432)}
+    assert BG_UPSAMPLER.profile(2, tile_axes(128, 8)) == {
+        "image": ((1, 3, 1, 1), (1, 3, 144, 144), (2, 3, 144, 144))}
+    with pytest.raises(ValueError, match="open axes"):
+        BG_UPSAMPLER.profile()
+    with pytest.raises(ValueError, match="tile side >= 1"):
+        tile_axes(0)
+    assert engine_axes(FACE_MESH, 0) is None and engine_axes(BG_UPSAMPLER, 256) == tile_axes(256)
+    # the biggest tile the runtime feeds (an interior one, with its overlap) is the profile's max
+    sizes = []
+    upsampler = BackgroundUpsampler(lambda image: (sizes.append(image.shape[2:]) or np.repeat(np.repeat(
+        image, 2, 2), 2, 3),), 2, tile=64, overlap=DEFAULT_OVERLAP)
+    upsampler.network(np.zeros((150, 200, 3), np.float32))
+    low, _, high = tile_axes(64)["height"]
+    assert max(max(s) for s in sizes) == high and min(min(s) for s in sizes) >= low
+    onnx = tmp_path / "bg_upsampler.onnx"
+    onnx.write_bytes(b"onnx")
+    target = BuildTarget(tensorrt="10.13.0", gpu="NVIDIA H100 80GB HBM3", compute_capability="9.0")
+    manifest = wanted_manifest(BG_UPSAMPLER, onnx, None, target, None, 3, False, tile_axes())
+    assert manifest.profiles == {"image": [[1, 3, 1, 1], [1, 3, 432, 432], [4, 3, 432, 432]]}
+    config = polygraphy_build(onnx, manifest, tmp_path / "timing.cache")._config
+    assert [list(s) for s in config.profiles[0]["image"]] == manifest.profiles["image"] and config.fp16
+
+
+def test_build_engines_exports_open_height_and_width(tmp_path, capsys):
+    """`build-engines --model bg_upsampler --onnx-only`: the demo upsampler's ONNX has symbolic
+    height and width and matches torch at two other sizes; --tile 0 is refused before any work."""
+    import onnx
+
+    from export.cli import main as export_main
+    from training.shipped import DEMO_UPSAMPLER
+
+    assert export_main(["build-engines", "--model", "bg_upsampler", "--onnx-only", "--tile", "0",
+                        "--out", str(tmp_path / "none")]) == 2
+    assert "tile side >= 1" in capsys.readouterr().err and not (tmp_path / "none").exists()
+    assert export_main(["build-engines", "--model", "bg_upsampler", "--onnx-only", "--out", str(tmp_path)]) == 0
+    dims = onnx.load(str(tmp_path / "bg_upsampler.onnx")).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == ["batch", 3, "height", "width"]
+    on_ort, on_torch = onnx_upsampler(tmp_path, None), torch_upsampler(DEMO_UPSAMPLER)   # None: the default weights
+    for h, w in ((17, 23), (96, 64)):
+        rgb = photo_tile(h, w)
+        got, ref = on_ort.network(rgb), on_torch.network(rgb)
+        assert got.shape == (4 * h, 4 * w, 3)
+        assert np.abs(got - ref).max() < 1e-4, (h, w)

@@ -255,3 +255,12 @@ def test_a_face_that_leaves_and_comes_back(detect_every, tmp_path):
                         batch_faces=4, detect_every=detect_every)
     info = transcode(path, tmp_path / "out.mkv", clip, chunk=4)
     assert info.frames == 18 and clip.faces == 12 and clip.tracker.started == 2
+
+
+def test_summary_counts_clips_and_frames(tmp_path, capsys):
+    """The restore summary names clips and their frames, not photos (identity: quick)."""
+    clip = make_clip(tmp_path / "hopper.mp4", GRACE_HOPPER, frames=6, fps=6, size=(128, 96))
+    assert main(["restore", str(clip), "--model", "identity", "--out", str(tmp_path / "a")]) == 0
+    assert "1/1 clips (6 frames) written to" in capsys.readouterr().out
+    assert main(["restore", str(clip), str(ASTRONAUT), "--model", "identity", "--out", str(tmp_path / "b")]) == 0
+    assert "2/2 files (1 photo, 1 clip: 6 frames) written to" in capsys.readouterr().out

@@ -1,5 +1,5 @@
 """The `cpu` rendering's network model: a network (face_detector, face_mesh, safm, vae_encoder,
-unet_controlnet, vae_decoder; named by the model) run by ONNX Runtime from 1/model.onnx
+unet_controlnet, vae_decoder, bg_upsampler; named by the model) run by ONNX Runtime from 1/model.onnx
 inside the python backend, because the CPU tritonserver of nvidia-pytriton has no onnxruntime
 or tensorrt backend. `python -m export triton-repo --target cpu` copies this file to
 <network>/1/model.py; the `gpu` rendering serves the same tensors from a TensorRT model.plan.
@@ -26,8 +26,10 @@ class TritonPythonModel:
         # give the arena's chunks of a large batch back after each run: memory returns after a peak
         self.run_options = ort.RunOptions()
         self.run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-        c = self.contract   # warm-up: one batch of 1, shrunk too (a reloaded model starts as small as a warm one)
-        self.session.session.run(c.output_names, {s.name: np.zeros(s.concrete(1), s.dtype) for s in c.inputs},
+        c = self.contract   # warm-up: one batch of 1 (8x8 an open image axis), shrunk too (a reloaded model
+        # starts as small as a warm one)
+        small = {axis: 8 for axis in c.open_axes()}
+        self.session.session.run(c.output_names, {s.name: np.zeros(s.concrete(1, small), s.dtype) for s in c.inputs},
                                  self.run_options)
 
     def execute(self, requests):
@@ -35,7 +37,9 @@ class TritonPythonModel:
         try:
             feeds = [[pb_utils.get_input_tensor_by_name(r, s.name).as_numpy() for s in c.inputs] for r in requests]
             sizes = [len(f[0]) for f in feeds]
-            inputs = [np.concatenate(col).reshape(spec.concrete(sum(sizes))) for col, spec in zip(zip(*feeds), c.inputs)]
+            # open image axes as they came (Triton batches only requests of one shape)
+            axes = {d: n for spec, x in zip(c.inputs, feeds[0]) for d, n in zip(spec.shape, x.shape) if d in c.open_axes()}
+            inputs = [np.concatenate(col).reshape(spec.concrete(sum(sizes), axes)) for col, spec in zip(zip(*feeds), c.inputs)]
             feed = self.session.feed(*inputs)   # by name, in the contract's dtypes
             outputs = self.session.session.run(c.output_names, feed, self.run_options)
         except Exception as exc:

@@ -25,12 +25,13 @@ class TensorSpec:
     dtype: str = "float32"
     keep_fp32: bool = False
 
-    def concrete(self, batch: int) -> tuple[int, ...]:
-        """The shape with the batch axis filled in (ValueError for another open axis: an image
-        size, which no TensorRT profile here covers yet)."""
-        if open_axes := [d for d in self.shape if isinstance(d, str) and d != BATCH]:
-            raise ValueError(f"tensor '{self.name}' has open axes {open_axes}: no fixed shape for a TensorRT profile")
-        return tuple(batch if d == BATCH else int(d) for d in self.shape)
+    def concrete(self, batch: int, sizes: dict[str, int] | None = None) -> tuple[int, ...]:
+        """The shape with the batch axis and the open image axes named in `sizes` filled in
+        (ValueError for an open axis not in `sizes`)."""
+        sizes = {**(sizes or {}), BATCH: batch}
+        if open_axes := [d for d in self.shape if isinstance(d, str) and d not in sizes]:
+            raise ValueError(f"tensor '{self.name}' has open axes {open_axes}: give their sizes for a fixed shape")
+        return tuple(sizes[d] if isinstance(d, str) else int(d) for d in self.shape)
 
     def nbytes(self, batch: int) -> int:
         """Bytes of the tensor at `batch` (its declared dtype)."""
@@ -84,7 +85,15 @@ class NetworkContract:
         return {t.name: {i: d for i, d in enumerate(t.shape) if isinstance(d, str)}
                 for t in self.inputs + self.outputs if any(isinstance(d, str) for d in t.shape)}
 
-    def profile(self, max_batch: int | None = None) -> dict[str, tuple[tuple[int, ...], ...]]:
-        """TensorRT optimization profile: input name -> (min, opt, max) shapes."""
-        top = max_batch or self.max_batch
-        return {t.name: (t.concrete(1), t.concrete(min(self.opt_batch, top)), t.concrete(top)) for t in self.inputs}
+    def open_axes(self) -> list[str]:
+        """The inputs' open axes other than the batch (an image's height and width), in order."""
+        return list(dict.fromkeys(d for t in self.inputs for d in t.shape if isinstance(d, str) and d != BATCH))
+
+    def profile(self, max_batch: int | None = None,
+                axes: dict[str, tuple[int, int, int]] | None = None) -> dict[str, tuple[tuple[int, ...], ...]]:
+        """TensorRT optimization profile: input name -> (min, opt, max) shapes; `axes` gives the
+        (min, opt, max) of each open image axis (the upsampler's tiles: contracts/upsampler.py)."""
+        top, axes = max_batch or self.max_batch, axes or {}
+        batches = (1, min(self.opt_batch, top), top)
+        return {t.name: tuple(t.concrete(b, {a: r[i] for a, r in axes.items()}) for i, b in enumerate(batches))
+                for t in self.inputs}

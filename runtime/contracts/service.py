@@ -39,6 +39,10 @@ MAX_UPLOAD_BYTES = 64 * 2**20      # largest encoded photo accepted, both protoc
 MAX_OUTPUT_PIXELS = DEFAULT_MAX_PIXELS  # largest restored photo (after --upscale) the server encodes
 MAX_FACES = 64                     # most faces restored in one photo (face_preprocess parameter max_faces)
 MAX_TIMEOUT_S = 600.0              # longest a request may run (its TIMEOUT, and the default)
+# face_postprocess config parameter: set (to the tile side) when the repository serves the optional
+# background upsampler step (`serve --bg-upsampler`): the photo is upsampled by the bg_upsampler
+# network model (BLS, tiled) and the faces are pasted on it, as `restore --bg-upsampler` does
+BG_UPSAMPLER_TILE = "bg_upsampler_tile"
 
 # numpy dtype name -> Triton config data type; "bytes" is TYPE_STRING (the wire's BYTES)
 TRITON_TYPES = {"bytes": "TYPE_STRING", "bool": "TYPE_BOOL", "uint8": "TYPE_UINT8", "int32": "TYPE_INT32",
@@ -243,8 +247,9 @@ GATES: dict[str, PythonModel] = {s.ensemble: s.gate for s in SERVICES.values()}
 
 def triton_dims(spec: TensorSpec) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
     """A network tensor's Triton dims (batch axis dropped: the model's max_batch_size is the
-    contract's max_batch) and its reshape: a tensor of shape [batch] is dims [1], reshape []."""
+    contract's max_batch; -1 for an open image axis) and its reshape: a tensor of shape [batch]
+    is dims [1], reshape []."""
     if spec.shape[0] != BATCH or BATCH in spec.shape[1:]:
         raise ValueError(f"{spec.name}: only a leading batch axis can be served, got {spec.shape}")
-    dims = tuple(int(d) for d in spec.shape[1:])
+    dims = tuple(-1 if isinstance(d, str) else int(d) for d in spec.shape[1:])   # -1: an open image axis
     return ((1,), ()) if not dims else (dims, None)

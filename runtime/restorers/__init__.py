@@ -14,7 +14,8 @@ from runtime.restorers.safm import SAFM_RESTORER
 
 RESTORERS: dict[str, RestorerSpec] = {}
 CONTRACTS: dict[str, NetworkContract] = {c.name: c for c in (*FACE_CONTRACTS, BG_UPSAMPLER)}   # every network by name
-MODEL_GROUPS: dict[str, list[str]] = {"face": [c.name for c in FACE_CONTRACTS]}   # `export --model` groups
+MODEL_GROUPS: dict[str, list[str]] = {"face": [c.name for c in FACE_CONTRACTS],   # `export --model` groups
+                                      BG_UPSAMPLER.name: [BG_UPSAMPLER.name]}
 
 
 def register(spec: RestorerSpec) -> None:

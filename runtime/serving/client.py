@@ -279,6 +279,7 @@ def restore_files(inputs: list[Path], out_dir: Path, url: str | list[str] | None
         t0 = time.perf_counter()
         info, result.faces = restore_clip_served(path, target, frame, concurrency, options.get("upscale") or 1.0)
         result.output, result.seconds = str(target), time.perf_counter() - t0
+        result.video = {"frames": info.frames, "encoder": info.encoder, "copied": list(info.copied)}
         if verbose:
             tqdm.write(f"{path} -> {target}: {info.frames} frames, {result.faces} faces, "
                        f"{info.frames / result.seconds:.2f} frames/s, {info.encoder}, copied: "

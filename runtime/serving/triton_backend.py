@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from runtime.contracts.base import NetworkContract
+from runtime.contracts.base import BATCH, NetworkContract, TensorSpec
 from runtime.contracts.service import ServiceTensor, triton_dims
 from runtime.face.pipeline import FaceBatch
 from runtime.imageio import ImageError
@@ -155,6 +155,18 @@ def exec_all(requests: list) -> list:
     return list(_LOOP[0].run_until_complete(gather()))
 
 
+def wire_rows(x, dims: tuple[int, ...]):
+    """A batch (numpy or torch) in the model's dims (triton_dims); as it is when they have an
+    open image axis (-1)."""
+    return x if -1 in dims else x.reshape(len(x), *dims)
+
+
+def batch_rows(x, spec: TensorSpec):
+    """An output as the contract's [batch, ...] (a [batch] tensor comes as [batch, 1]); as it
+    came when the contract leaves image axes open."""
+    return x if any(isinstance(d, str) and d != BATCH for d in spec.shape) else x.reshape((-1,) + spec.concrete(1)[1:])
+
+
 class BlsNet:
     """A network served as its own Triton model, called from a python model through BLS with
     the session interface of runtime.sessions (inputs by name -> tuple of outputs).
@@ -196,8 +208,8 @@ class BlsNet:
         if n == 0:
             return tuple(np.zeros(s.concrete(0), s.dtype) for s in c.outputs)
         requests = self._requests(n, lambda s, start, count, dims: pb_utils.Tensor(
-            s.name, np.ascontiguousarray(arrays[s.name][start:start + count], s.dtype).reshape(count, *dims)), None)
-        parts = self._outputs(requests, lambda t, s: t.as_numpy().reshape((-1,) + s.concrete(1)[1:]))
+            s.name, wire_rows(np.ascontiguousarray(arrays[s.name][start:start + count], s.dtype), dims)), None)
+        parts = self._outputs(requests, lambda t, s: batch_rows(t.as_numpy(), s))
         return tuple(np.concatenate(p) for p in zip(*parts))
 
     def run_torch(self, *args: "torch.Tensor", **named: "torch.Tensor") -> tuple["torch.Tensor", ...]:
@@ -215,8 +227,8 @@ class BlsNet:
         if device.type == "cuda":   # the server reads the inputs on its own stream: finish torch's work first
             torch.cuda.current_stream(device).synchronize()
         requests = self._requests(n, lambda s, start, count, dims: pb_utils.Tensor.from_dlpack(
-            s.name, tensors[s.name][start:start + count].reshape(count, *dims)), device)
-        parts = self._outputs(requests, lambda t, s: from_dlpack(t.to_dlpack()).reshape((-1,) + s.concrete(1)[1:]))
+            s.name, wire_rows(tensors[s.name][start:start + count], dims)), device)
+        parts = self._outputs(requests, lambda t, s: batch_rows(from_dlpack(t.to_dlpack()), s))
         return tuple(p[0] if len(p) == 1 else torch.cat(p) for p in zip(*parts))
 
 

@@ -1,5 +1,6 @@
-"""The Gradio page: upload photos, pick a restorer and its options, compare before/after (whole
-photo and per face), download the results and report.json."""
+"""The Gradio page: upload photos and clips, pick a restorer and its options, compare before/after
+(whole photo and per face; a clip's middle frame, the restored clip played), download the results
+and report.json."""
 from __future__ import annotations
 
 import json
@@ -20,12 +21,15 @@ from runtime.photo_options import face_options, offered, photo_settings  # noqa:
 from runtime.files import write_atomic  # noqa: E402
 from runtime.job import JobReport, PhotoResult  # noqa: E402
 from runtime.restorers import RESTORERS, RestorerOption  # noqa: E402
+from runtime.restore import output_path  # noqa: E402
 from runtime.ui.backends import Backend, PhotoOutcome, RestoreFailed  # noqa: E402
+from runtime.video.container import VIDEO_SUFFIXES  # noqa: E402
 
 INTRO = """# Face restoration
-Upload one or more photos, choose a restorer, press **Restore**. Every face is detected, aligned,
-restored and pasted back. Drag the slider to compare; below it, each face before and after (in-process
-also the paste-back mask). Back end: **{backend}**."""
+Upload one or more photos or clips, choose a restorer, press **Restore**. Every face is detected,
+aligned, restored and pasted back (in a clip: on every frame, its audio kept). Drag the slider to
+compare (a clip: its middle frame); below it, each face before and after (in-process also the
+paste-back mask). Back end: **{backend}**."""
 
 
 def option_control(option: RestorerOption, restorer: str | None = None) -> gr.components.Component:
@@ -86,11 +90,11 @@ class Page:
         self.options = {r: backend.options(r) for r in self.restorers}
 
     def restore(self, files: list[str] | None, restorer: str, *values, progress=gr.Progress()):
-        """Restore every uploaded photo; errors become page messages, never a stack trace. `values`:
+        """Restore every uploaded photo and clip; errors become page messages, never a stack trace. `values`:
         the photo options' controls (offered("page")), then every restorer's."""
-        empty = ([], gr.update(choices=[], value=None), None, [], None)
+        empty = ([], gr.update(choices=[], value=None), None, [], None, None)
         if not files:
-            return ("Upload one or more photos first.", *empty)
+            return ("Upload one or more photos or clips first.", *empty)
         try:
             photo = photo_settings(read_settings(offered("page"), list(values[:len(offered("page"))])))
             settings = self._settings(restorer, values[len(offered("page")):])
@@ -108,7 +112,12 @@ class Page:
                 progress((i + fraction) / len(files), desc=desc)
 
             try:
-                outcome = self.backend.restore(name, Path(path).read_bytes(), restorer, settings, face, step)
+                if Path(name).suffix.lower() in VIDEO_SUFFIXES:
+                    filename = unique_name(output_path(Path(), Path(name)).name, [o.filename for o in outcomes])
+                    outcome = self.backend.restore_clip(name, Path(path), run_dir / filename, restorer, settings,
+                                                        face, step)
+                else:
+                    outcome = self.backend.restore(name, Path(path).read_bytes(), restorer, settings, face, step)
             except (RestoreFailed, OSError) as exc:
                 results.append(PhotoResult(input=name, error=str(exc)))
                 lines.append(f"**error**: {exc}")
@@ -121,24 +130,26 @@ class Page:
                 continue
             outcome.filename = unique_name(outcome.filename, [o.filename for o in outcomes])
             outcome.result.output = outcome.filename
-            write_atomic(run_dir / outcome.filename, outcome.encoded)
+            if outcome.encoded is not None:   # a clip is written by its back end
+                write_atomic(run_dir / outcome.filename, outcome.encoded)
             outcomes.append(outcome)
             results.append(outcome.result)
             lines += outcome.notes
             if not outcome.result.faces:
-                lines.append(f"note: {name}: no face found; the photo is given back unchanged")
+                lines.append(f"note: {name}: no face found; given back unchanged")
         if outcomes:
             report.provenance = self.backend.provenance(restorer, settings)
         report.wall_s = sum(r.seconds for r in results)
         report.write(run_dir)
-        status = "\n\n".join([f"**{report.summary('the downloads')}**"] + report.notices() + lines)
+        status = "\n\n".join([f"**{report.summary('the downloads')}**"] + report.notices() + list(dict.fromkeys(lines)))   # a note repeated per file is shown once
         downloads = [str(run_dir / o.filename) for o in outcomes] + [str(run_dir / "report.json")]
         if not outcomes:
-            return (status, [], gr.update(choices=[], value=None), None, [], downloads)
+            return (status, [], gr.update(choices=[], value=None), None, [], downloads, None)
         names = [o.filename for o in outcomes]
         first = outcomes[0]
+        clip = next((str(run_dir / o.filename) for o in outcomes if o.encoded is None), None)
         return (status, outcomes, gr.update(choices=names, value=names[0]), (first.before, first.after),
-                face_gallery(first), downloads)
+                face_gallery(first), downloads, clip)
 
     def _settings(self, restorer: str, values: tuple) -> dict[str, Any]:
         """The values of `restorer`'s own controls (the page holds every restorer's controls in a row)."""
@@ -178,7 +189,8 @@ def build_app(backend: Backend, work_dir: Path | None = None) -> gr.Blocks:
         gr.Markdown(INTRO.format(backend=backend.description))
         with gr.Row():
             with gr.Column(scale=1):
-                files = gr.File(label=f"Photos (PNG, JPEG, WebP, BMP, TIFF; at most {MAX_UPLOAD_BYTES // 2**20} MiB)",
+                files = gr.File(label=f"Photos (PNG, JPEG, WebP, BMP, TIFF) and clips (MP4, MOV, MKV, WebM, AVI); "
+                                      f"at most {MAX_UPLOAD_BYTES // 2**20} MiB each",
                                 file_count="multiple", type="filepath", elem_id="photos")
                 restorer = gr.Radio(page.restorers, value=default, label="Restorer", elem_id="restorer")
                 groups, controls = [], []
@@ -194,12 +206,14 @@ def build_app(backend: Backend, work_dir: Path | None = None) -> gr.Blocks:
                 compare = gr.ImageSlider(label="Before / after", type="numpy", format="png", interactive=False,
                                          elem_id="compare")
                 faces = gr.Gallery(label="Faces", columns=3, format="png", object_fit="contain", elem_id="faces")
-                downloads = gr.File(label="Download: restored photos and report.json", file_count="multiple",
+                clip = gr.Video(label="Restored clip (the first one uploaded)", format=None, interactive=False,
+                                elem_id="clip")
+                downloads = gr.File(label="Download: restored photos, clips and report.json", file_count="multiple",
                                     interactive=False, elem_id="downloads")
         outcomes = gr.State([])
         restorer.change(page.visible_options, restorer, groups)
         run.click(page.restore, [files, restorer, *photo_controls, *controls],
-                  [status, outcomes, choice, compare, faces, downloads])
+                  [status, outcomes, choice, compare, faces, downloads, clip])
         choice.input(page.show, [outcomes, choice], [compare, faces])
     return app
 

@@ -1,11 +1,14 @@
-"""The two back ends behind the web page: in-process (the runtime's restore_photo) and a running
-Triton server (runtime.serving.client). Both take one uploaded photo's bytes and give a PhotoOutcome:
-the before/after images, the encoded result, per-face views and the report entry."""
+"""The two back ends behind the web page: in-process (the runtime's restore_photo and
+restore_video) and a running Triton server (runtime.serving.client, a clip's frames through
+runtime/video/served.py). Both take one uploaded photo's bytes, or a clip's file and its target,
+and give a PhotoOutcome: the before/after images (a clip's middle frame), the encoded result (a
+clip is written to its target), per-face views and the report entry."""
 from __future__ import annotations
 
 import contextlib
 import io
 import time
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -16,7 +19,7 @@ import numpy as np
 
 from runtime.contracts.service import MAX_OUTPUT_PIXELS, MAX_UPLOAD_BYTES, SERVICES
 from runtime.face.pipeline import FaceBatch, FaceOptions
-from runtime.imageio import DEFAULT_MAX_PIXELS, ImageError, Photo, decode_image, encode_image, to_uint8
+from runtime.imageio import DEFAULT_MAX_PIXELS, ImageError, Photo, decode_image, encode_image, to_float, to_uint8
 from runtime.job import PhotoResult, choose_backend, face_networks_on_onnxruntime
 from runtime.photo_options import offered
 from runtime.restore import output_path
@@ -25,6 +28,7 @@ from runtime.restorers import RESTORERS, RestorerOption
 if TYPE_CHECKING:
     from runtime.contracts.base import NetworkContract
     from training.provenance import Provenance
+    from runtime.video.container import Frame
 
 Progress = Callable[[float, str], None]   # (fraction done, what is running)
 FACE_TILE = 256                           # side of the per-face images shown
@@ -47,11 +51,12 @@ class FaceView:
 @dataclass
 class PhotoOutcome:
     """One restored photo: before (resized to the result's size) and after as uint8 RGB, the
-    result encoded in the input's format, per-face views, the report entry and notes."""
+    result encoded in the input's format (None for a clip: written to its target), per-face
+    views, the report entry and notes."""
 
     before: np.ndarray
     after: np.ndarray
-    encoded: bytes
+    encoded: bytes | None
     filename: str
     faces: list[FaceView]
     result: PhotoResult
@@ -74,6 +79,9 @@ class Backend(Protocol):
     def restore(self, name: str, data: bytes, restorer: str, settings: dict[str, Any], face: FaceOptions,
                 progress: Progress) -> PhotoOutcome: ...
 
+    def restore_clip(self, name: str, source: Path, target: Path, restorer: str, settings: dict[str, Any],
+                     face: FaceOptions, progress: Progress) -> PhotoOutcome: ...
+
 
 def failed(name: str, exc: Exception) -> RestoreFailed:
     """A one-line page message for `exc`, naming the uploaded file once."""
@@ -84,6 +92,32 @@ def check_upload(name: str, data: bytes) -> None:
     """The CLI's and the server's upload byte cap."""
     if len(data) > MAX_UPLOAD_BYTES:
         raise RestoreFailed(f"{name}: {len(data)} bytes exceeds the upload limit of {MAX_UPLOAD_BYTES // 2**20} MiB")
+
+
+class ClipWatch:
+    """What the page shows of a clip while it is restored (the `on_frames` of restore_video and
+    restore_clip_served): progress by frames, and the middle frame before and after (uint8 RGB)."""
+
+    def __init__(self, name: str, source: Path, progress: Progress) -> None:
+        from runtime.video.container import probe
+
+        self.name, self.progress = name, progress
+        self.total = probe(source).frames   # 0 when the container does not say
+        self.done = 0
+        self.before = self.after = np.zeros((1, 1, 3), np.uint8)
+
+    def __call__(self, frames: list[Frame], restored: list[np.ndarray]) -> None:
+        for frame, out in zip(frames, restored):
+            if frame.index in (0, self.total // 2):
+                self.before, self.after = to_uint8(to_float(frame.pixels)), to_uint8(to_float(out))
+        self.done += len(frames)
+        self.progress(0.05 + 0.9 * self.done / max(self.total, self.done),
+                      f"{self.name}: frame {self.done}/{self.total or '?'}")
+
+    def outcome(self, name: str, filename: str, faces: int, video: dict, note: str) -> PhotoOutcome:
+        """The page's outcome of the clip written as `filename`."""
+        result = PhotoResult(input=name, output=filename, faces=faces, video=video)
+        return PhotoOutcome(resized_to(self.before, self.after), self.after, None, filename, [], result, [note])
 
 
 def resized_to(rgb8: np.ndarray, like: np.ndarray) -> np.ndarray:
@@ -204,6 +238,28 @@ class LocalBackend:
                             filename, views, result, list(notes))
 
 
+    def restore_clip(self, name: str, source: Path, target: Path, restorer: str, settings: dict[str, Any],
+                     face: FaceOptions, progress: Progress) -> PhotoOutcome:
+        """Restore the clip `source` into `target` as `restore` does (tracking, smoothing, faces
+        of many frames per restorer call, audio copied)."""
+        from runtime.engines import EngineMismatch
+        from runtime.sessions import SessionError
+        from runtime.tensorrt_session import TensorRTUnavailable
+        from runtime.video.restore import restore_video
+
+        try:
+            watch = ClipWatch(name, source, progress)
+            progress(0.0, f"{name}: loading {restorer}")
+            model, notes = self._restorer(restorer, settings)
+            clip = restore_video(source, target, self._pipeline(face), model, on_frames=watch)
+        except (ValueError, FileNotFoundError, SessionError, EngineMismatch, TensorRTUnavailable) as exc:
+            raise failed(name, exc) from None
+        clip.input = name
+        outcome = watch.outcome(name, target.name, clip.faces, clip.report(), clip.note())
+        outcome.notes = list(notes) + outcome.notes
+        return outcome
+
+
 def paste_mask(photo: Photo, pipeline, one: FaceBatch) -> np.ndarray:
     """The blend weight the paste-back gives the restored face, in the face's crop frame (uint8
     RGB): a white face pasted over a black photo by the pipeline's own paste (its mask, no
@@ -300,6 +356,44 @@ class TritonBackend:
         result = PhotoResult(input=name, output=filename, faces=answer.faces, seconds=answer.latency_s)
         return PhotoOutcome(resized_to(before, after), after, answer.image, filename, views, result,
                             [f"note: {name}: {answer.latency_s * 1000:.0f} ms round trip to {self.url}"])
+
+
+    def restore_clip(self, name: str, source: Path, target: Path, restorer: str, settings: dict[str, Any],
+                     face: FaceOptions, progress: Progress, concurrency: int = 4) -> PhotoOutcome:
+        """Restore the clip `source` into `target`: its frames sent `concurrency` at a time (one
+        connection per thread), muxed back with its audio (runtime/video/served.py)."""
+        import time
+
+        from runtime.serving.client import ClientError, RestoreClient
+        from runtime.video.served import restore_clip_served
+
+        local, clients = threading.local(), []
+
+        def send(data: bytes, frame: str) -> tuple[bytes, int]:
+            if not hasattr(local, "client"):
+                local.client = RestoreClient(self.url, self.protocol, restorer)
+                clients.append(local.client)
+            answer = local.client.restore(data, frame, ".png", upscale=face.upscale,
+                                          only_center_face=face.only_center_face, **settings)
+            return answer.image, answer.faces
+
+        start = time.perf_counter()
+        try:
+            watch = ClipWatch(name, source, progress)
+            progress(0.05, f"{name}: frames sent to {self.url}, waiting for {restorer}")
+            info, faces = restore_clip_served(source, target, send, concurrency, face.upscale, on_frames=watch)
+        except (ClientError, ValueError) as exc:
+            raise failed(name, exc) from None
+        finally:
+            for client in clients:
+                client.close()
+        seconds = time.perf_counter() - start
+        video = {"frames": info.frames, "seconds": seconds, "fps": info.frames / seconds, "encoder": info.encoder,
+                 "copied": info.copied}
+        note = (f"note: {name}: {info.frames} frames, {faces} faces through {self.url} in {seconds:.1f} s "
+                f"({info.frames / seconds:.2f} frames/s), {info.encoder}, copied: "
+                f"{', '.join(info.copied) or 'no other streams'}")
+        return watch.outcome(name, target.name, faces, video, note)
 
 
 def box_crop(rgb8: np.ndarray, box: np.ndarray, margin: float = 0.25) -> np.ndarray:

@@ -46,6 +46,10 @@ class Frame:
     pixels: np.ndarray    # [H, W, 3]
 
 
+Process = Callable[[list[Frame]], list[np.ndarray]]          # transcode's frame callback
+OnFrames = Callable[[list[Frame], list[np.ndarray]], None]   # (frames, their restored pixels) after each chunk
+
+
 @dataclass
 class VideoInfo:
     """What the output is made from and with."""
@@ -118,7 +122,19 @@ def _even(x: float, subsampled: bool) -> int:
     return max(2, int(round(x / 2)) * 2) if subsampled else max(1, int(round(x)))
 
 
-def transcode(path: Path, target: Path, process: Callable[[list[Frame]], list[np.ndarray]], chunk: int = 8,
+def watched(process: Process, on_frames: OnFrames | None) -> Process:
+    """`process`, calling `on_frames(frames, restored)` after each chunk when given."""
+    if on_frames is None:
+        return process
+
+    def chunk(frames: list[Frame]) -> list[np.ndarray]:
+        out = process(frames)
+        on_frames(frames, out)
+        return out
+    return chunk
+
+
+def transcode(path: Path, target: Path, process: Process, chunk: int = 8,
               upscale: float = 1.0, progress: Callable[[int], None] | None = None) -> VideoInfo:
     """Read `path`, pass its frames (upright RGB) to `process` `chunk` at a time and write what it
     returns (same count, upright RGB of the same dtype, `upscale` times the size) to `target`

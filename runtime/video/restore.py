@@ -17,7 +17,7 @@ from runtime.face.pipeline import FaceBatch, FacePipeline
 from runtime.imageio import Photo, to_float, to_uint8
 from runtime.restorers import Restorer
 from runtime.upsampler import BackgroundUpsampler
-from runtime.video.container import Frame, VideoInfo, probe, transcode
+from runtime.video.container import Frame, OnFrames, VideoInfo, probe, transcode, watched
 from runtime.video.tracking import FaceTracker
 
 ARRAYS = [f.name for f in fields(FaceBatch) if f.name != "faces"]
@@ -37,6 +37,16 @@ class VideoResult:
     encoder: str = ""
     copied: list[str] = field(default_factory=list)
     error: str | None = None
+
+    def report(self) -> dict:
+        """The clip's entry under `video` in report.json."""
+        return {k: getattr(self, k) for k in ("frames", "tracks", "seconds", "fps", "encoder", "copied")}
+
+    def note(self) -> str:
+        """One line: frames, faces, speed, encoder and the streams copied."""
+        return (f"note: {self.input}: {self.frames} frames, {self.faces} faces ({self.tracks} face tracks) in "
+                f"{self.seconds:.1f} s ({self.fps:.2f} frames/s), {self.encoder}, copied: "
+                f"{', '.join(self.copied) or 'no other streams'}")
 
 
 def join(batches: list[FaceBatch]) -> FaceBatch:
@@ -97,16 +107,18 @@ class ClipRestorer:
 
 
 def restore_video(path: Path, target: Path, pipeline: FacePipeline, restorer: Restorer, batch_faces: int = 8,
-                  detect_every: int = 1, upsampler: BackgroundUpsampler | None = None) -> VideoResult:
+                  detect_every: int = 1, upsampler: BackgroundUpsampler | None = None,
+                  on_frames: OnFrames | None = None) -> VideoResult:
     """Restore the faces of clip `path` into `target` (VideoError for a bad clip); progress
-    (frames/s, ETA) on stderr."""
+    (frames/s, ETA) on stderr, and `on_frames(frames, restored)` after each chunk (the web page)."""
     result = VideoResult(input=str(path))
     info: VideoInfo = probe(path)
     clip = ClipRestorer(pipeline, restorer, batch_faces, detect_every, upsampler)
     start = time.perf_counter()
     with tqdm(total=info.frames or None, desc=f"{Path(path).name} ({restorer.name})", unit="frame",
               file=sys.stderr, disable=None) as bar:
-        info = transcode(path, target, clip, chunk=batch_faces, upscale=pipeline.options.upscale, progress=bar.update)
+        info = transcode(path, target, watched(clip, on_frames), chunk=batch_faces, upscale=pipeline.options.upscale,
+                         progress=bar.update)
     result.seconds = time.perf_counter() - start
     result.output, result.frames, result.faces, result.tracks = str(target), info.frames, clip.faces, clip.tracker.started
     result.fps, result.encoder, result.copied = info.frames / max(result.seconds, 1e-9), info.encoder, info.copied

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from runtime.imageio import decode_frame
-from runtime.video.container import Frame, VideoInfo, transcode
+from runtime.video.container import Frame, OnFrames, VideoInfo, transcode, watched
 
 # (encoded frame, name for messages) -> (restored photo bytes, faces)
 SendFrame = Callable[[bytes, str], tuple[bytes, int]]
@@ -29,9 +29,11 @@ def png_bytes(pixels: np.ndarray) -> bytes:
 
 
 def restore_clip_served(path: Path, target: Path, send: SendFrame, concurrency: int = 4, upscale: float = 1.0,
-                        progress: Callable[[int], None] | None = None) -> tuple[VideoInfo, int]:
+                        progress: Callable[[int], None] | None = None,
+                        on_frames: OnFrames | None = None) -> tuple[VideoInfo, int]:
     """Restore clip `path` into `target` through `send` (one served request per frame,
-    `concurrency` in flight); returns the clip's facts and the faces restored over all frames."""
+    `concurrency` in flight); returns the clip's facts and the faces restored over all frames.
+    `on_frames(frames, restored)` after each chunk (the web page)."""
     faces: list[int] = []
 
     def one(frame: Frame) -> np.ndarray:
@@ -44,6 +46,6 @@ def restore_clip_served(path: Path, target: Path, send: SendFrame, concurrency: 
         return rgb
 
     with ThreadPoolExecutor(max(1, concurrency)) as pool:
-        info = transcode(path, target, lambda frames: list(pool.map(one, frames)), chunk=2 * max(1, concurrency),
-                         upscale=upscale, progress=progress)
+        info = transcode(path, target, watched(lambda frames: list(pool.map(one, frames)), on_frames),
+                         chunk=2 * max(1, concurrency), upscale=upscale, progress=progress)
     return info, sum(faces)
