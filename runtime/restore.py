@@ -14,6 +14,7 @@ from runtime.face.pipeline import FacePipeline
 from runtime.files import write_atomic
 from runtime.imageio import DEFAULT_MAX_PIXELS, ENCODERS, ImageError, Photo, encode_image, read_image
 from runtime.restorers import Restorer
+from runtime.restorers.base import DEFAULT_BATCH_FACES, restore_in_batches
 from runtime.upsampler import BackgroundUpsampler
 from runtime.video.container import VIDEO_SUFFIXES, VideoError
 
@@ -24,7 +25,6 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 class VideoOptions:
     """How clips are restored (runtime/video/restore.py)."""
 
-    batch_faces: int = 8      # faces (of many frames) per restorer call; also frames per chunk
     detect_every: int = 1     # run the detector on every k-th frame, track faces in between
 
 
@@ -69,22 +69,24 @@ def comparison(before: Photo, after: Photo) -> np.ndarray:
     return np.concatenate([b, np.full((a.shape[0], 8, 3), 255, np.uint8), a], axis=1)
 
 
-def restore_photo(photo: Photo, pipeline: FacePipeline, restorer: Restorer, upsampler: BackgroundUpsampler | None = None):
-    """Find, align, restore (one batch) and paste back the faces of one photo, on the
-    background upsampler's output of the photo when one is given.
+def restore_photo(photo: Photo, pipeline: FacePipeline, restorer: Restorer, upsampler: BackgroundUpsampler | None = None,
+                  batch_faces: int = DEFAULT_BATCH_FACES):
+    """Find, align, restore (at most `batch_faces` faces per restorer call) and paste back the
+    faces of one photo, on the background upsampler's output of the photo when one is given.
     Returns (restored photo, face batch, restored crops, skipped detections)."""
     faces, skipped = pipeline.find(photo)
     batch = pipeline.align(photo, faces)
-    restored = restorer(batch) if len(batch) else batch.crops
-    background = None if upsampler is None else upsampler(photo.rgb, pipeline.options.upscale)
+    restored = restore_in_batches(restorer, batch, batch_faces)
+    background = None if upsampler is None else upsampler(photo.pixels, pipeline.options.upscale)
     return pipeline.paste(photo, batch, restored, background), batch, restored, skipped
 
 
 def restore_files(inputs: list[Path], out_dir: Path, pipeline: FacePipeline, restorer: Restorer,
                   save_crops: bool = False, compare: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
                   jpeg_quality: int | None = None, upsampler: BackgroundUpsampler | None = None,
-                  video: VideoOptions = VideoOptions()) -> list[PhotoResult]:
-    """Restore every photo and clip; a bad file is reported (one line on stderr) and the batch
+                  video: VideoOptions = VideoOptions(), batch_faces: int = DEFAULT_BATCH_FACES) -> list[PhotoResult]:
+    """Restore every photo and clip, at most `batch_faces` faces per restorer call (a clip's
+    chunk is as many frames); a bad file is reported (one line on stderr) and the batch
     goes on. Outputs are written atomically and never over an input; a JPEG is written with the
     input's quantisation tables, subsampling, EXIF and ICC, or at `jpeg_quality` when given. A
     report.json lists every file."""
@@ -104,10 +106,10 @@ def restore_files(inputs: list[Path], out_dir: Path, pipeline: FacePipeline, res
             if target.resolve() in input_set:
                 raise ImageError(f"{path}: output {target} would overwrite an input; choose another --out")
             if path.suffix.lower() in VIDEO_SUFFIXES:
-                _restore_clip(path, target, pipeline, restorer, upsampler, video, result)
+                _restore_clip(path, target, pipeline, restorer, upsampler, video, batch_faces, result)
                 continue
             photo = read_image(path, max_pixels)
-            out, batch, restored, skipped = restore_photo(photo, pipeline, restorer, upsampler)
+            out, batch, restored, skipped = restore_photo(photo, pipeline, restorer, upsampler, batch_faces)
             result.faces, result.skipped = len(batch), [s.reason for s in skipped]
             if not len(batch) and pipeline.options.upscale == 1 and upsampler is None and target.suffix == path.suffix.lower():
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -133,11 +135,12 @@ def restore_files(inputs: list[Path], out_dir: Path, pipeline: FacePipeline, res
 
 
 def _restore_clip(path: Path, target: Path, pipeline: FacePipeline, restorer: Restorer,
-                  upsampler: BackgroundUpsampler | None, video: VideoOptions, result: PhotoResult) -> None:
+                  upsampler: BackgroundUpsampler | None, video: VideoOptions, batch_faces: int,
+                  result: PhotoResult) -> None:
     """One clip into `target` (same container); its frames, faces and speed go into `result`."""
     from runtime.video.restore import restore_video
 
-    clip = restore_video(path, target, pipeline, restorer, video.batch_faces, video.detect_every, upsampler)
+    clip = restore_video(path, target, pipeline, restorer, batch_faces, video.detect_every, upsampler)
     result.output, result.faces = clip.output, clip.faces
     result.video = {k: getattr(clip, k) for k in ("frames", "tracks", "seconds", "fps", "encoder", "copied")}
     tqdm.write(f"note: {path}: {clip.frames} frames, {clip.faces} faces ({clip.tracks} face tracks) in "

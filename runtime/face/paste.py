@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from runtime.face.align import source_box
+from runtime.imageio import from_float, to_float
 
 PASTE_MASKS = ("face", "square")
 COLOUR_FIXES = ("wavelet", "adain", "none")
@@ -84,26 +85,35 @@ def colour_fix(restored: np.ndarray, reference: np.ndarray, method: str = "wavel
 
 
 def paste_faces(image: np.ndarray, faces: np.ndarray, affines: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
-    """Blend restored faces [N, S, S, C] (float [0, 1]) into an HxWxC float image in [0, 1] (in
-    place, and returned) through `masks` [N, S, S] (default: the square). `affines` [N, 2, 3]
-    map photo -> crop. Only each face's own region of the photo is touched (blended and clipped
-    there, never the whole frame); where the mask is 0 the photo's pixels stay exactly as they were."""
-    h, w = image.shape[:2]
-    size = faces.shape[1]
+    """Blend restored faces [N, S, S, C] (float [0, 1]) into an HxWxC image (in place, and
+    returned) through `masks` [N, S, S] (default: the square), one face at a time (paste_face)."""
     for i, (face, affine) in enumerate(zip(faces, affines)):
-        x0, y0, x1, y1 = source_box(affine, size, w, h)
-        if x1 <= x0 or y1 <= y0:
-            continue
-        inv = cv2.invertAffineTransform(affine)
-        inv[:, 2] -= (x0, y0)
-        dsize = (x1 - x0, y1 - y0)
-        mask = feather_mask(size) if masks is None else masks[i]
-        warped = cv2.warpAffine(face, inv, dsize, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT)  # as warp_face
-        alpha = cv2.warpAffine(mask, inv, dsize, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        region = image[y0:y1, x0:x1]
-        alpha = alpha[..., None] if region.ndim == 3 else alpha
-        inside = alpha > 0
-        blended = region + alpha * (warped.reshape(region.shape) - region)
-        np.clip(blended, 0.0, 1.0, out=blended)
-        np.copyto(region, blended, where=np.broadcast_to(inside, region.shape))
+        paste_face(image, face, affine, feather_mask(faces.shape[1]) if masks is None else masks[i])
     return image
+
+
+def paste_face(image: np.ndarray, face: np.ndarray, affine: np.ndarray, mask: np.ndarray) -> None:
+    """Blend one restored face [S, S, C] (float [0, 1]) into an HxWxC image, in place, through
+    `mask` [S, S]; `affine` maps photo -> crop. The image is float in [0, 1] or uint8 / uint16
+    samples: only the face's own region of the photo is touched, and only that region is made
+    float, blended, clipped and rounded back (never the whole frame); where the mask is 0 the
+    photo's pixels stay exactly as they were."""
+    h, w = image.shape[:2]
+    size = face.shape[0]
+    x0, y0, x1, y1 = source_box(affine, size, w, h)
+    if x1 <= x0 or y1 <= y0:
+        return
+    inv = cv2.invertAffineTransform(affine)
+    inv[:, 2] -= (x0, y0)
+    dsize = (x1 - x0, y1 - y0)
+    warped = cv2.warpAffine(face, inv, dsize, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT)  # as warp_face
+    alpha = cv2.warpAffine(mask, inv, dsize, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    region = image[y0:y1, x0:x1]
+    samples = region if region.dtype.kind == "f" else to_float(region)
+    alpha = alpha[..., None] if region.ndim == 3 else alpha
+    inside = alpha > 0
+    blended = samples + alpha * (warped.reshape(region.shape) - samples)
+    np.clip(blended, 0.0, 1.0, out=blended)
+    if region.dtype.kind != "f":
+        blended = from_float(blended, region.dtype)
+    np.copyto(region, blended, where=np.broadcast_to(inside, region.shape))
