@@ -173,7 +173,8 @@ def decode_frame(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_M
         if arr.ndim == 3 and arr.shape[2] >= 3:  # OpenCV gives BGR(A)
             arr = arr[..., [2, 1, 0] + ([3] if arr.shape[2] == 4 else [])]
     else:
-        arr = np.asarray(pil.convert(("LA" if has_alpha else "L") if grayscale else ("RGBA" if has_alpha else "RGB")))
+        mode = ("LA" if has_alpha else "L") if grayscale else ("RGBA" if has_alpha else "RGB")
+        arr = np.asarray(pil if pil.mode == mode else pil.convert(mode))   # no copy of a photo in its mode
     arr = _apply_orientation(arr if arr.ndim == 3 else arr[..., None], orientation)
     if grayscale and arr.shape[2] > 2:   # gray samples given as RGB(A): one channel (and alpha) is all of them
         arr = arr[..., [0, 3] if arr.shape[2] == 4 else [0]]
@@ -229,7 +230,10 @@ def encode_image(photo: Photo, suffix: str, jpeg_quality: int | None = None) -> 
         raise ImageError(f"cannot write '{suffix}' files; use one of {sorted(ENCODERS)}")
     eight = ext not in (".png", ".tiff") or photo.bit_depth == 8
     rgb = to_8bit(photo.pixels) if eight else photo.pixels
-    channels = [cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[..., None] if photo.grayscale else rgb[..., ::-1]]  # BGR
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if photo.grayscale else None
+    if ext == ".jpg":   # the samples themselves, no copy
+        return _encode_jpeg(rgb if gray is None else gray, photo.source or SourceFormat(), jpeg_quality)
+    channels = [rgb[..., ::-1] if gray is None else gray[..., None]]  # BGR
     if photo.alpha is not None and ext in (".png", ".tiff", ".webp"):
         channels.append((to_8bit(photo.alpha) if eight else photo.alpha)[..., None])
     out = np.concatenate(channels, axis=2)
@@ -239,9 +243,6 @@ def encode_image(photo: Photo, suffix: str, jpeg_quality: int | None = None) -> 
             Image.fromarray(out, "LA").save(buf, {".png": "PNG", ".tiff": "TIFF", ".webp": "WEBP"}[ext])
             return buf.getvalue()
         out = out[..., [0, 0, 0, 1]]   # 16 bits: neither writes 16-bit LA; RGBA of the same samples
-    if ext == ".jpg":
-        return _encode_jpeg(out[..., 0] if photo.grayscale else out[..., ::-1], photo.source or SourceFormat(),
-                            jpeg_quality)
     ok, buf = cv2.imencode(ext, out)
     if not ok:
         raise ImageError(f"OpenCV could not encode a {out.shape} {out.dtype} image as {ext}")
