@@ -113,12 +113,13 @@ def _faces_kept(n: int) -> np.ndarray:
     return crowd
 
 
-@pytest.mark.parametrize("model, few, many, margin_mb", [("identity", 9, 36, 60), ("safm", 2, 8, 60)])
-def test_peak_memory_does_not_grow_with_faces(tmp_path, model, few, many, margin_mb):
-    """Photos of one size with few and many faces: faces go through the restorer --batch-faces
-    at a time (the spec's default) and are pasted one by one, so the peak stays within a margin
-    (identity: FaceBatch arrays, 1.8 MB a face; 6308b0f's float paste added 4 MB a face and its
-    one SaFM batch ~200 MB a face)."""
+@pytest.mark.parametrize("model, few, many", [("identity", 9, 36), ("safm", 2, 8)])
+def test_peak_memory_does_not_grow_with_faces(tmp_path, model, few, many):
+    """Photos of one size with few and many faces: the mesh and the restorer take a few faces a
+    call (the restorer --batch-faces, the spec's default) and faces are pasted one by one, so a
+    face adds only its arrays (aligned crop, region map, restored crop: 1.75 MB) to the peak;
+    at 6308b0f the float paste added 4 MB a face, the one mesh call 5 MB and the one SaFM call
+    ~200 MB (with the mesh in one call: identity 9 -> 36 faces 228 -> 345 MB)."""
     paths = {n: tmp_path / f"{n}.png" for n in (few, many)}
     for n, path in paths.items():
         cv2.imwrite(str(path), _faces_kept(n)[..., ::-1])
@@ -127,4 +128,4 @@ def test_peak_memory_does_not_grow_with_faces(tmp_path, model, few, many, margin
              for n, path in paths.items()}
     report = (tmp_path / "out" / "report.json").read_text()
     assert f'"faces": {many}' in report
-    assert peaks[many] - peaks[few] < margin_mb, peaks
+    assert peaks[many] - peaks[few] < 3 * (many - few) + 20, peaks
