@@ -101,7 +101,7 @@ class FacePipeline:
         self.options = options or FaceOptions()
 
     def find(self, photo: Photo) -> tuple[list[Face], list[Skipped]]:
-        """Faces of a photo (mesh run as one batch) and the detections left out, with reasons."""
+        """Faces of a photo (the mesh a few faces a call) and the detections left out, with reasons."""
         opts = self.options
         rgb8 = photo.rgb8()
         if opts.aligned:
