@@ -14,8 +14,8 @@ from runtime.restorers import RESTORERS
 
 RESTORE_HELP = """\
 Restore every face of every photo: detect faces (MediaPipe BlazeFace full-range), find 468
-landmarks (MediaPipe face mesh), align each face to the FFHQ 512 template, restore all faces
-of a photo as one batch, paste them back with a soft mask over each face's own region.
+landmarks (MediaPipe face mesh), align each face to the FFHQ 512 template, restore the faces
+--batch-faces at a time, paste them back with a soft mask over each face's own region.
 
 Inputs are files and/or folders (searched recursively for .png .jpg .jpeg .webp .bmp .tif and
 clips .mp4 .m4v .mov .mkv .webm .avi); with none, the sample photos shipped with the package are
@@ -28,7 +28,8 @@ codec where it can be encoded here, else H.264 (libx264 CRF 18); audio, subtitle
 streams are copied untouched; display rotation is honoured and written back. Faces are detected
 on every --detect-every-th frame and followed by the face mesh in between, their landmarks
 smoothed over time (One-Euro filter) so crops and paste masks do not jitter; the faces of
---batch-faces frames go to the restorer in calls of up to --batch-faces faces. Progress shows
+--batch-faces frames go to the restorer in calls of up to --batch-faces faces (a photo's faces
+too: memory does not grow with the number of faces). Progress shows
 frames/s and the ETA; a clip is written under a temporary name and renamed when complete.
 
 --bg-upsampler PATH upsamples the background with a Real-ESRGAN-class network (RealESRGAN_x4plus
@@ -173,7 +174,10 @@ def _add_restore(sub: argparse._SubParsersAction) -> None:
                    help="background upsampler weights (.pth/.safetensors), or `demo` (see above; default: resize)")
     p.add_argument("--tile", type=int, default=DEFAULT_TILE,
                    help="background upsampler tile side in input pixels, 0 = whole photo (default: %(default)s)")
-    p.add_argument("--batch-faces", type=int, default=8, help="clips: faces per restorer call (default: %(default)s)")
+    p.add_argument("--batch-faces", type=int, default=None,
+                   help="faces per restorer call, of a photo or of a clip's frames (a clip is read as many frames at "
+                        "a time); memory grows with it, not with the faces of a photo (default: the restorer's, "
+                        "measured per device: runtime/restorers/<name>/__init__.py)")
     p.add_argument("--detect-every", type=int, default=1,
                    help="clips: detect faces on every k-th frame, follow them in between (default: %(default)s)")
 
@@ -286,7 +290,7 @@ def _run_restore(args: argparse.Namespace) -> int:
     if args.jpeg_quality is not None and not 1 <= args.jpeg_quality <= 100:
         print(f"error: --jpeg-quality must be in [1, 100], got {args.jpeg_quality}", file=sys.stderr)
         return 2
-    if args.batch_faces < 1 or args.detect_every < 1 or args.tile < 0:
+    if (args.batch_faces is not None and args.batch_faces < 1) or args.detect_every < 1 or args.tile < 0:
         print("error: --batch-faces and --detect-every must be >= 1, --tile >= 0", file=sys.stderr)
         return 2
     inputs = args.inputs or FACE_PHOTOS
@@ -297,7 +301,8 @@ def _run_restore(args: argparse.Namespace) -> int:
         restore_files(inputs, args.out, _face_pipeline(args, options), restorer,
                       save_crops=args.save_crops, compare=args.compare, max_pixels=args.max_pixels,
                       jpeg_quality=args.jpeg_quality, upsampler=_bg_upsampler(args),
-                      video=VideoOptions(args.batch_faces, args.detect_every), report=report)
+                      video=VideoOptions(args.detect_every), report=report,
+                      batch_faces=args.batch_faces or RESTORERS[args.model].default_batch_faces(args.device))
     except errors as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

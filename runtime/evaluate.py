@@ -73,7 +73,7 @@ def evaluate_photo(clean: np.ndarray, name: str, copy: int, preset: str, pipelin
     out, batch, _, _ = restore_photo(photo, pipeline, restorer)
     clean_photo = frame_photo(clean)
     missed = pipeline.align(clean_photo, [f for f in pipeline.find(clean_photo)[0] if not _found(f, batch)])
-    restored = to_uint8(out.rgb)
+    restored = out.rgb8()
     size = pipeline.options.size
     masks = pipeline.paste_masks(batch) if len(batch) else None
     faces, tiles = [], []
@@ -120,7 +120,7 @@ def _evaluate(inputs: list[Path], pipeline: FacePipeline, restorer: Restorer, pr
     faces, photos, tiles = [], [], []
     for path, copy in tqdm([(f, k) for f, _ in files for k in range(copies)], desc=f"evaluate ({restorer.name})",
                            unit="photo", disable=None):
-        clean = to_uint8(read_image(path).rgb)
+        clean = read_image(path).rgb8()
         f, row, t = evaluate_photo(clean, path.name, copy, preset, pipeline, restorer)
         faces += f
         photos.append(row)

@@ -1,7 +1,10 @@
 """Photos at the edges: decode (EXIF orientation, grayscale, alpha, 16-bit), encode, atomic writes.
 
-Inside the pipeline a photo is float32 RGB in [0, 1] plus what is needed to give it back in
-its own form: grayscale stays grayscale, alpha is kept, 16-bit PNG keeps 16 bits. Decoding is
+Inside the pipeline a photo is its decoded samples, uint8 RGB (uint16 for a 16-bit PNG), plus
+what is needed to give it back in its own form: grayscale stays grayscale, alpha is kept,
+16-bit PNG keeps 16 bits. No step makes a float copy of the whole frame: the face pipeline
+reads 8-bit pixels, and only each face's own region is colour-fixed and pasted in float
+(runtime/face/paste.py), so a photo costs a small multiple of its decoded size. Decoding is
 two steps: the decoded samples (`decode_frame`, uint8 or uint16, gray/alpha channels as stored:
 the served job hands them from its first step to its last as bytes, `frame_bytes`), then
 their Photo (`frame_photo`); a frame gives the same Photo wherever it is made. What encoding
@@ -66,25 +69,38 @@ def source_format(data: bytes) -> SourceFormat:
 
 @dataclass
 class Photo:
-    """A decoded photo: RGB float32 in [0, 1] (HxWx3) plus the facts needed to restore its form."""
+    """A decoded photo: RGB samples HxWx3, uint8 (uint16: 16 bits), plus the facts needed to
+    restore its form."""
 
-    rgb: np.ndarray
-    alpha: np.ndarray | None = None   # float32 HxW in [0, 1], or None
+    pixels: np.ndarray
+    alpha: np.ndarray | None = None   # HxW, pixels' dtype, or None
     grayscale: bool = False
-    bit_depth: int = 8                # 8 or 16
-    pixels8: np.ndarray | None = field(default=None, repr=False, compare=False)  # rgb as uint8, when known
     source: SourceFormat | None = field(default=None, repr=False, compare=False)  # what encoding keeps of the input
+    pixels8: np.ndarray | None = field(default=None, repr=False, compare=False)  # a 16-bit photo's rgb8(), once made
 
     @property
     def size(self) -> tuple[int, int]:
         """(width, height)."""
-        return self.rgb.shape[1], self.rgb.shape[0]
+        return self.pixels.shape[1], self.pixels.shape[0]
+
+    @property
+    def bit_depth(self) -> int:
+        """8 or 16."""
+        return 16 if self.pixels.dtype == np.uint16 else 8
+
+    @property
+    def rgb(self) -> np.ndarray:
+        """A float32 [0, 1] copy of the whole frame (4x an 8-bit photo's size): for tests and
+        analysis; the restore path never makes one."""
+        return to_float(self.pixels)
 
     def rgb8(self) -> np.ndarray:
-        """uint8 RGB HxWx3, the form the face networks read: an 8-bit photo's decoded pixels
-        themselves, else converted from `rgb` once and kept (read-only: `rgb` is the master)."""
+        """uint8 RGB HxWx3, the form the face networks read: an 8-bit photo's pixels themselves,
+        a 16-bit photo's rounded to 8 bits once and kept (read-only: `pixels` is the master)."""
+        if self.pixels.dtype == np.uint8:
+            return self.pixels
         if self.pixels8 is None:
-            self.pixels8 = to_uint8(self.rgb)
+            self.pixels8 = to_8bit(self.pixels)
         return self.pixels8
 
 
@@ -96,6 +112,18 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
 def to_float(x: np.ndarray) -> np.ndarray:
     """uint8 or uint16 samples -> float32 in [0, 1] (to_uint8's inverse for uint8)."""
     return x.astype(np.float32) / float(np.iinfo(x.dtype).max)
+
+
+def from_float(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """float [0, 1] -> uint8 or uint16 samples, clipped and rounded (to_float's inverse)."""
+    top = float(np.iinfo(dtype).max)
+    return np.clip(np.rint(x * top), 0, top).astype(dtype)
+
+
+def to_8bit(x: np.ndarray) -> np.ndarray:
+    """uint8 or uint16 samples -> uint8, a uint16 sample x rounded to x / 257 (as through float:
+    to_uint8(to_float(x)), all 65536 values alike) without a float copy of the frame."""
+    return x if x.dtype == np.uint8 else cv2.convertScaleAbs(x, alpha=1 / 257)
 
 
 def _png_bit_depth(data: bytes) -> int:
@@ -145,7 +173,8 @@ def decode_frame(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_M
         if arr.ndim == 3 and arr.shape[2] >= 3:  # OpenCV gives BGR(A)
             arr = arr[..., [2, 1, 0] + ([3] if arr.shape[2] == 4 else [])]
     else:
-        arr = np.asarray(pil.convert(("LA" if has_alpha else "L") if grayscale else ("RGBA" if has_alpha else "RGB")))
+        mode = ("LA" if has_alpha else "L") if grayscale else ("RGBA" if has_alpha else "RGB")
+        arr = np.asarray(pil if pil.mode == mode else pil.convert(mode))   # no copy of a photo in its mode
     arr = _apply_orientation(arr if arr.ndim == 3 else arr[..., None], orientation)
     if grayscale and arr.shape[2] > 2:   # gray samples given as RGB(A): one channel (and alpha) is all of them
         arr = arr[..., [0, 3] if arr.shape[2] == 4 else [0]]
@@ -153,15 +182,12 @@ def decode_frame(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_M
 
 
 def frame_photo(frame: np.ndarray) -> Photo:
-    """The Photo of decoded samples (decode_frame's [H, W, C], uint8 or uint16): float32 RGB
-    and alpha in [0, 1], grayscale when C is 1 or 2, the bit depth of the dtype; an 8-bit
-    photo keeps its uint8 pixels for the face networks (no float round trip per use)."""
+    """The Photo of decoded samples (decode_frame's [H, W, C], uint8 or uint16): RGB and alpha
+    in the frame's own dtype (no float copy), grayscale when C is 1 or 2."""
     gray = frame.shape[2] in (1, 2)
     color = np.ascontiguousarray(np.repeat(frame[..., :1], 3, axis=2) if gray else frame[..., :3])
-    alpha = frame[..., -1] if frame.shape[2] in (2, 4) else None
-    eight = frame.dtype == np.uint8
-    return Photo(rgb=to_float(color), alpha=None if alpha is None else to_float(alpha), grayscale=gray,
-                 bit_depth=8 if eight else 16, pixels8=color if eight else None)
+    alpha = np.ascontiguousarray(frame[..., -1]) if frame.shape[2] in (2, 4) else None
+    return Photo(pixels=color, alpha=alpha, grayscale=gray)
 
 
 def frame_bytes(frame: np.ndarray) -> np.ndarray:
@@ -202,22 +228,21 @@ def encode_image(photo: Photo, suffix: str, jpeg_quality: int | None = None) -> 
     ext = ENCODERS.get(suffix.lower())
     if ext is None:
         raise ImageError(f"cannot write '{suffix}' files; use one of {sorted(ENCODERS)}")
-    bit_depth = photo.bit_depth if ext in (".png", ".tiff") else 8
-    channels = [_luma(photo.rgb)[..., None]] if photo.grayscale else [photo.rgb[..., ::-1]]  # BGR
+    eight = ext not in (".png", ".tiff") or photo.bit_depth == 8
+    rgb = to_8bit(photo.pixels) if eight else photo.pixels
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if photo.grayscale else None
+    if ext == ".jpg":   # the samples themselves, no copy
+        return _encode_jpeg(rgb if gray is None else gray, photo.source or SourceFormat(), jpeg_quality)
+    channels = [rgb[..., ::-1] if gray is None else gray[..., None]]  # BGR
     if photo.alpha is not None and ext in (".png", ".tiff", ".webp"):
-        channels.append(photo.alpha[..., None])
-    arr = np.concatenate(channels, axis=2)
-    scale = 65535.0 if bit_depth == 16 else 255.0
-    out = np.clip(np.rint(arr * scale), 0, scale).astype(np.uint16 if bit_depth == 16 else np.uint8)
+        channels.append((to_8bit(photo.alpha) if eight else photo.alpha)[..., None])
+    out = np.concatenate(channels, axis=2)
     if out.shape[2] == 2:   # gray + alpha: OpenCV writes no two-channel image
-        if bit_depth == 8:     # PIL does: LA in PNG and TIFF (WebP has no gray: RGBA)
+        if eight:     # PIL does: LA in PNG and TIFF (WebP has no gray: RGBA)
             buf = io.BytesIO()
             Image.fromarray(out, "LA").save(buf, {".png": "PNG", ".tiff": "TIFF", ".webp": "WEBP"}[ext])
             return buf.getvalue()
         out = out[..., [0, 0, 0, 1]]   # 16 bits: neither writes 16-bit LA; RGBA of the same samples
-    if ext == ".jpg":
-        return _encode_jpeg(out[..., 0] if photo.grayscale else out[..., ::-1], photo.source or SourceFormat(),
-                            jpeg_quality)
     ok, buf = cv2.imencode(ext, out)
     if not ok:
         raise ImageError(f"OpenCV could not encode a {out.shape} {out.dtype} image as {ext}")
@@ -237,11 +262,6 @@ def _encode_jpeg(samples: np.ndarray, source: SourceFormat, quality: int | None)
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(samples), "L" if samples.ndim == 2 else "RGB").save(buf, "JPEG", **options)
     return buf.getvalue()
-
-
-def _luma(rgb: np.ndarray) -> np.ndarray:
-    """ITU-R BT.601 luma of an RGB float image."""
-    return rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 def write_image(path: Path, photo: Photo) -> None:

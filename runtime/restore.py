@@ -17,6 +17,7 @@ from runtime.files import write_atomic
 from runtime.imageio import DEFAULT_MAX_PIXELS, ENCODERS, ImageError, Photo, encode_image, read_image
 from runtime.job import JobReport, PhotoResult
 from runtime.restorers import Restorer
+from runtime.restorers.base import DEFAULT_BATCH_FACES, restore_in_batches
 from runtime.upsampler import BackgroundUpsampler
 from runtime.video.container import VIDEO_SUFFIXES, VideoError
 
@@ -27,7 +28,6 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 class VideoOptions:
     """How clips are restored (runtime/video/restore.py)."""
 
-    batch_faces: int = 8      # faces (of many frames) per restorer call; also frames per chunk
     detect_every: int = 1     # run the detector on every k-th frame, track faces in between
 
 
@@ -60,14 +60,15 @@ def comparison(before: Photo, after: Photo) -> np.ndarray:
     return np.concatenate([b, np.full((a.shape[0], 8, 3), 255, np.uint8), a], axis=1)
 
 
-def restore_photo(photo: Photo, pipeline: FacePipeline, restorer: Restorer, upsampler: BackgroundUpsampler | None = None):
-    """Find, align, restore (one batch) and paste back the faces of one photo, on the
-    background upsampler's output of the photo when one is given.
+def restore_photo(photo: Photo, pipeline: FacePipeline, restorer: Restorer, upsampler: BackgroundUpsampler | None = None,
+                  batch_faces: int = DEFAULT_BATCH_FACES):
+    """Find, align, restore (at most `batch_faces` faces per restorer call) and paste back the
+    faces of one photo, on the background upsampler's output of the photo when one is given.
     Returns (restored photo, face batch, restored crops, skipped detections)."""
     faces, skipped = pipeline.find(photo)
     batch = pipeline.align(photo, faces)
-    restored = restorer(batch) if len(batch) else batch.crops
-    background = None if upsampler is None else upsampler(photo.rgb, pipeline.options.upscale)
+    restored = restore_in_batches(restorer, batch, batch_faces)
+    background = None if upsampler is None else upsampler(photo.pixels, pipeline.options.upscale)
     return pipeline.paste(photo, batch, restored, background), batch, restored, skipped
 
 
@@ -122,8 +123,10 @@ def run_job(inputs: list[Path], out_dir: Path, report: JobReport,
 def restore_files(inputs: list[Path], out_dir: Path, pipeline: FacePipeline, restorer: Restorer,
                   save_crops: bool = False, compare: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
                   jpeg_quality: int | None = None, upsampler: BackgroundUpsampler | None = None,
-                  video: VideoOptions = VideoOptions(), report: JobReport | None = None) -> JobReport:
-    """Restore every photo and clip in-process (run_job); a photo without faces is copied through.
+                  video: VideoOptions = VideoOptions(), report: JobReport | None = None,
+                  batch_faces: int = DEFAULT_BATCH_FACES) -> JobReport:
+    """Restore every photo and clip in-process (run_job), at most `batch_faces` faces per restorer
+    call (a clip's chunk is as many frames); a photo without faces is copied through.
     A JPEG is written with the input's quantisation tables, subsampling, EXIF and ICC, or at
     `jpeg_quality` when given. `report` (backend, settings) gets the restorer's provenance."""
     report = report or JobReport(restorer.name, "in-process")
@@ -131,10 +134,10 @@ def restore_files(inputs: list[Path], out_dir: Path, pipeline: FacePipeline, res
 
     def restore_one(path: Path, rel: Path, target: Path, result: PhotoResult) -> None:
         if path.suffix.lower() in VIDEO_SUFFIXES:
-            _restore_clip(path, target, pipeline, restorer, upsampler, video, result)
+            _restore_clip(path, target, pipeline, restorer, upsampler, video, batch_faces, result)
             return
         photo = read_image(path, max_pixels)
-        out, batch, restored, skipped = restore_photo(photo, pipeline, restorer, upsampler)
+        out, batch, restored, skipped = restore_photo(photo, pipeline, restorer, upsampler, batch_faces)
         result.faces, result.skipped = len(batch), [s.reason for s in skipped]
         if not len(batch) and pipeline.options.upscale == 1 and upsampler is None and target.suffix == path.suffix.lower():
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -154,11 +157,12 @@ def restore_files(inputs: list[Path], out_dir: Path, pipeline: FacePipeline, res
 
 
 def _restore_clip(path: Path, target: Path, pipeline: FacePipeline, restorer: Restorer,
-                  upsampler: BackgroundUpsampler | None, video: VideoOptions, result: PhotoResult) -> None:
+                  upsampler: BackgroundUpsampler | None, video: VideoOptions, batch_faces: int,
+                  result: PhotoResult) -> None:
     """One clip into `target` (same container); its frames, faces and speed go into `result`."""
     from runtime.video.restore import restore_video
 
-    clip = restore_video(path, target, pipeline, restorer, video.batch_faces, video.detect_every, upsampler)
+    clip = restore_video(path, target, pipeline, restorer, batch_faces, video.detect_every, upsampler)
     result.output, result.faces, result.seconds = clip.output, clip.faces, clip.seconds
     result.video = clip.report()
     tqdm.write(clip.note(), file=sys.stderr)

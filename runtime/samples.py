@@ -57,3 +57,15 @@ def crowd_photo() -> np.ndarray:
              ((read_rgb8(ASTRONAUT), 0, 110), (read_rgb8(GRACE_HOPPER), 40, 120))]
     rows = [np.concatenate([faces[(r + c) % 2] for c in range(6)], axis=1) for r in range(6)]
     return np.concatenate(rows, axis=0)
+
+
+def large_photo(width: int = 4000, height: int = 3000) -> np.ndarray:
+    """A real one-face photo of a camera's size (uint8 RGB, default 4000x3000 = 12 MP): Grace
+    Hopper enlarged (bicubic) to the full height, centred on grey: the memory and speed check
+    of large photos (49 detector views at the default --min-face-size)."""
+    img = read_rgb8(GRACE_HOPPER)
+    w = round(img.shape[1] * height / img.shape[0])
+    canvas = np.full((height, width, 3), 128, np.uint8)
+    x = (width - w) // 2
+    canvas[:, x:x + w] = cv2.resize(img, (w, height), interpolation=cv2.INTER_CUBIC)
+    return canvas

@@ -3,7 +3,8 @@ any session, run over the photo in tiles with overlap (Real-ESRGAN's `tile` / `t
 tile is cut with `overlap` extra pixels of context on every side, upsampled, and only its own
 part kept, so seams vanish once the overlap covers the network's receptive field. The result
 is resized to the requested scale when that is not the network's own (area filter down,
-Lanczos up), as Real-ESRGAN's `outscale` does."""
+Lanczos up), as Real-ESRGAN's `outscale` does. A photo's samples in, the same dtype out (uint8
+or uint16): each tile is float only while the network runs on it, never the whole frame."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,12 +14,14 @@ import cv2
 import numpy as np
 
 from runtime.contracts.upsampler import BG_UPSAMPLER, DEFAULT_OVERLAP
+from runtime.imageio import from_float, to_float
 
 Net = Callable[..., tuple[np.ndarray, ...]]
 
 
 class BackgroundUpsampler:
-    """float32 RGB [0, 1] HxWx3 in, the same upsampled by `scale` out (`__call__`)."""
+    """RGB HxWx3 samples (uint8 or uint16; or float32 in [0, 1]) in, the same dtype upsampled by
+    `scale` out (`__call__`)."""
 
     def __init__(self, session: Net, scale: int, tile: int = 0, overlap: int = DEFAULT_OVERLAP, name: str = "") -> None:
         if tile < 0 or overlap < 0:
@@ -26,12 +29,12 @@ class BackgroundUpsampler:
         self.session, self.scale, self.tile, self.overlap, self.name = session, scale, tile, overlap, name
 
     def network(self, rgb: np.ndarray) -> np.ndarray:
-        """The network's own output (`scale` times larger) of HxWx3 float32, tiled when `tile` > 0."""
+        """The network's own output (`scale` times larger) of HxWx3 samples, tiled when `tile` > 0."""
         h, w = rgb.shape[:2]
         s = self.scale
         if not self.tile or (h <= self.tile and w <= self.tile):
             return self._run(rgb)
-        out = np.empty((h * s, w * s, 3), np.float32)
+        out = np.empty((h * s, w * s, 3), rgb.dtype)
         t, p = self.tile, self.overlap
         for y in range(0, h, t):
             for x in range(0, w, t):
@@ -43,8 +46,10 @@ class BackgroundUpsampler:
         return out
 
     def _run(self, rgb: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], np.float32)
-        return np.clip(self.session(**{BG_UPSAMPLER.input_names[0]: x})[0][0].transpose(1, 2, 0), 0, 1)
+        samples = rgb.dtype.kind != "f"
+        x = np.ascontiguousarray((to_float(rgb) if samples else rgb).transpose(2, 0, 1)[None], np.float32)
+        up = self.session(**{BG_UPSAMPLER.input_names[0]: x})[0][0].transpose(1, 2, 0)
+        return from_float(up, rgb.dtype) if samples else np.clip(up, 0, 1)
 
     def __call__(self, rgb: np.ndarray, scale: float) -> np.ndarray:
         """`rgb` upsampled to round(size * scale) (the photo's output size with --upscale)."""
@@ -54,7 +59,8 @@ class BackgroundUpsampler:
         if up.shape[:2] == size[::-1]:
             return up
         inter = cv2.INTER_AREA if size[0] < up.shape[1] else cv2.INTER_LANCZOS4
-        return np.clip(cv2.resize(up, size, interpolation=inter), 0, 1)
+        up = cv2.resize(up, size, interpolation=inter)   # samples: saturated to their range
+        return np.clip(up, 0, 1) if up.dtype.kind == "f" else up
 
 
 def torch_upsampler(weights: Path, device: str = "cpu", precision: str = "auto", tile: int = 0,

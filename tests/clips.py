@@ -29,7 +29,7 @@ def face_boxes(pipeline, frames: list[np.ndarray]) -> list[tuple[int, int, int, 
 
     boxes = []
     for f in frames:
-        faces, _ = pipeline.find(Photo(rgb=f.astype(np.float32) / 255, pixels8=f))
+        faces, _ = pipeline.find(Photo(pixels=f))
         if not faces:
             boxes.append(None)
             continue

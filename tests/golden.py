@@ -21,7 +21,7 @@ GOLDEN = Path(__file__).resolve().parent / "data" / "golden_landmarks.json"
 def golden_photos() -> dict[str, Photo]:
     """The photos the golden file covers."""
     return {"astronaut": read_image(ASTRONAUT), "grace_hopper": read_image(GRACE_HOPPER),
-            "group": Photo(rgb=group_photo().astype(np.float32) / 255.0)}
+            "group": Photo(pixels=group_photo())}
 
 
 def tflite_pipeline() -> FacePipeline:

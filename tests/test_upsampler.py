@@ -114,15 +114,16 @@ def test_faces_are_pasted_on_the_upsampled_photo(pipeline, tmp_path):
         masks = paste_masks(batch, pipeline.options)
     finally:
         pipeline.options.upscale = 1
-    background = upsampler(photo.rgb, 2)
+    background = upsampler(photo.pixels, 2)
     assert out.size == (photo.size[0] * 2, photo.size[1] * 2) and len(batch) == 1
     import cv2
 
     affine = batch.affines[0].copy()
     affine[:, :2] /= 2
     inside = cv2.warpAffine(masks[0], cv2.invertAffineTransform(affine), out.size) > 0
-    assert np.array_equal(out.rgb[~inside], background[~inside])
-    assert np.abs(out.rgb[inside] - background[inside]).mean() > 1e-3   # the face was pasted there
+    assert out.pixels.dtype == background.dtype == np.uint8
+    assert np.array_equal(out.pixels[~inside], background[~inside])
+    assert np.abs(out.rgb[inside] - background[inside] / 255).mean() > 1e-3   # the face was pasted there
 
 
 def test_restore_cli_pastes_faces_on_the_demo_upsampler(tmp_path, capsys):

@@ -87,7 +87,7 @@ def test_faces_are_restored_in_the_frames_and_do_not_jitter(restored, pipeline):
         assert not changed_away_from_face(frames_in[t], frames_out[t], boxes[t]), f"frame {t}"
         assert face_change(frames_in[t], frames_out[t], boxes[t])[0] > 1.0   # restored, not copied
     # frame 0 (its landmarks not yet smoothed) restored as a photo by the same restorer: the same picture
-    photo = Photo(rgb=frames_in[0].astype(np.float32) / 255, pixels8=frames_in[0])
+    photo = Photo(pixels=frames_in[0])
     from facerestore.cli import _face_pipeline, build_parser, _make_restorer
 
     args = build_parser().parse_args(["restore"])

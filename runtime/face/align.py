@@ -4,6 +4,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from runtime.imageio import to_float
+
 # FFHQ template for 512x512: eye (image left), eye (image right), nose tip, mouth corners.
 FFHQ_TEMPLATE_512 = np.array([
     [192.98138, 239.94708],
@@ -74,9 +76,11 @@ def source_box(affine: np.ndarray, size: int, width: int, height: int, margin: i
     return max(0, x0), max(0, y0), min(width, x1), min(height, y1)
 
 
-def warp_face(image: np.ndarray, affine: np.ndarray, size: int) -> np.ndarray:
+def warp_face(image: np.ndarray, affine: np.ndarray, size: int, as_float: bool = False) -> np.ndarray:
     """Crop a face: warp an HxWxC image, uint8 or float in [0, 1], by `affine` (photo -> crop)
     into size x size of the same dtype; where the crop runs past the photo's edge, the photo mirrored.
+    `as_float`: the crop of the float [0, 1] photo, from the face's region of integer samples
+    made float (the whole frame never is).
 
     Only the face's own region of the photo is touched (its edges are the photo's where the crop runs past them); faces much larger than the crop are
     pre-shrunk with area averaging so the crop does not alias."""
@@ -84,6 +88,8 @@ def warp_face(image: np.ndarray, affine: np.ndarray, size: int) -> np.ndarray:
     x0, y0, x1, y1 = source_box(affine, size, w, h)
     affine = affine @ np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], np.float64)
     region = image[y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)]
+    if as_float and region.dtype != np.float32:
+        region = to_float(region)
     scale = np.sqrt(abs(np.linalg.det(affine[:, :2])))
     if scale < 0.5 and region.size:
         rh, rw = region.shape[:2]

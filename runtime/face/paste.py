@@ -8,12 +8,14 @@ import cv2
 import numpy as np
 
 from runtime.face.align import source_box
+from runtime.imageio import from_float, to_float
 
 PASTE_MASKS = ("face", "square")
 COLOUR_FIXES = ("wavelet", "adain", "none")
 MASK_MARGIN = 0.06   # the face oval grown by this share of the crop side (forehead, jaw) ...
 MASK_FEATHER = 0.03  # ... then feathered outwards with a Gaussian of this sigma (share of the side)
 LOW_PASS = 1 / 32    # colour fix: sigma of the low band, share of the crop side (16 px at 512)
+PASTE_ROWS = 512     # paste-back: photo rows blended at a time (a 512 px crop's region at scale 1 is one strip)
 
 
 @lru_cache(maxsize=8)
@@ -84,26 +86,37 @@ def colour_fix(restored: np.ndarray, reference: np.ndarray, method: str = "wavel
 
 
 def paste_faces(image: np.ndarray, faces: np.ndarray, affines: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
-    """Blend restored faces [N, S, S, C] (float [0, 1]) into an HxWxC float image in [0, 1] (in
-    place, and returned) through `masks` [N, S, S] (default: the square). `affines` [N, 2, 3]
-    map photo -> crop. Only each face's own region of the photo is touched (blended and clipped
-    there, never the whole frame); where the mask is 0 the photo's pixels stay exactly as they were."""
-    h, w = image.shape[:2]
-    size = faces.shape[1]
+    """Blend restored faces [N, S, S, C] (float [0, 1]) into an HxWxC image (in place, and
+    returned) through `masks` [N, S, S] (default: the square), one face at a time (paste_face)."""
     for i, (face, affine) in enumerate(zip(faces, affines)):
-        x0, y0, x1, y1 = source_box(affine, size, w, h)
-        if x1 <= x0 or y1 <= y0:
-            continue
-        inv = cv2.invertAffineTransform(affine)
-        inv[:, 2] -= (x0, y0)
-        dsize = (x1 - x0, y1 - y0)
-        mask = feather_mask(size) if masks is None else masks[i]
-        warped = cv2.warpAffine(face, inv, dsize, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT)  # as warp_face
-        alpha = cv2.warpAffine(mask, inv, dsize, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        region = image[y0:y1, x0:x1]
+        paste_face(image, face, affine, feather_mask(faces.shape[1]) if masks is None else masks[i])
+    return image
+
+
+def paste_face(image: np.ndarray, face: np.ndarray, affine: np.ndarray, mask: np.ndarray) -> None:
+    """Blend one restored face [S, S, C] (float [0, 1]) into an HxWxC image, in place, through
+    `mask` [S, S]; `affine` maps photo -> crop. The image is float in [0, 1] or uint8 / uint16
+    samples: only the face's own region of the photo is touched, and only PASTE_ROWS rows of it
+    at a time are made float, blended, clipped and rounded back (a face filling a 12 MP photo
+    costs as little as a small one); where the mask is 0 the photo's pixels stay exactly as they were."""
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = source_box(affine, face.shape[0], w, h)
+    if x1 <= x0:
+        return
+    inv = cv2.invertAffineTransform(affine)
+    for top in range(y0, y1, PASTE_ROWS):
+        bottom = min(y1, top + PASTE_ROWS)
+        strip = inv.copy()
+        strip[:, 2] -= (x0, top)
+        dsize = (x1 - x0, bottom - top)
+        warped = cv2.warpAffine(face, strip, dsize, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT)  # as warp_face
+        alpha = cv2.warpAffine(mask, strip, dsize, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        region = image[top:bottom, x0:x1]
+        samples = region if region.dtype.kind == "f" else to_float(region)
         alpha = alpha[..., None] if region.ndim == 3 else alpha
         inside = alpha > 0
-        blended = region + alpha * (warped.reshape(region.shape) - region)
+        blended = samples + alpha * (warped.reshape(region.shape) - samples)
         np.clip(blended, 0.0, 1.0, out=blended)
+        if region.dtype.kind != "f":
+            blended = from_float(blended, region.dtype)
         np.copyto(region, blended, where=np.broadcast_to(inside, region.shape))
-    return image

@@ -4,7 +4,7 @@ Both restorers, the CLI and the Triton pre/post-processing models call this one 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import cv2
 import numpy as np
@@ -12,7 +12,7 @@ import numpy as np
 from runtime.face.align import template, similarity, transform_points, warp_face
 from runtime.face.detect import Detection, Net, detect_faces, to_model_range
 from runtime.face.mesh import PRESENCE_THRESHOLD, mesh_faces
-from runtime.face.paste import colour_fix, face_mask, paste_faces
+from runtime.face.paste import colour_fix, face_mask, feather_mask, paste_face
 from runtime.face.regions import five_points, label_map, region_boxes
 from runtime.imageio import Photo, to_float, to_uint8
 
@@ -56,6 +56,16 @@ class FaceBatch:
     def __len__(self) -> int:
         return len(self.crops)
 
+    def part(self, start: int, stop: int) -> FaceBatch:
+        """Faces start..stop of this batch."""
+        return FaceBatch(**{n: getattr(self, n)[start:stop] for n in _ARRAYS}, faces=self.faces[start:stop])
+
+    @staticmethod
+    def join(batches: list[FaceBatch]) -> FaceBatch:
+        """The faces of several batches (e.g. of several frames) as one (a frame without faces adds empty arrays)."""
+        return FaceBatch(**{n: np.concatenate([getattr(b, n) for b in batches]) for n in _ARRAYS},
+                         faces=[f for b in batches for f in b.faces])
+
     def model_input(self) -> np.ndarray:
         """The crops as float32 NCHW in [-1, 1]."""
         return to_model_range(self.crops)
@@ -64,6 +74,9 @@ class FaceBatch:
         """ValueError unless the crops are size x size (the restorer's fixed input)."""
         if self.crops.shape[1] != size:
             raise ValueError(f"{restorer} restores {size}x{size} faces; got {self.crops.shape[1]} (use --size {size})")
+
+
+_ARRAYS = [f.name for f in fields(FaceBatch) if f.name != "faces"]
 
 
 def to_crops(restored: np.ndarray) -> np.ndarray:
@@ -89,7 +102,7 @@ class FacePipeline:
         self.options = options or FaceOptions()
 
     def find(self, photo: Photo) -> tuple[list[Face], list[Skipped]]:
-        """Faces of a photo (mesh run as one batch) and the detections left out, with reasons."""
+        """Faces of a photo (the mesh a few faces a call) and the detections left out, with reasons."""
         opts = self.options
         rgb8 = photo.rgb8()
         if opts.aligned:
@@ -158,32 +171,34 @@ def paste(photo: Photo, batch: FaceBatch, restored: np.ndarray, options: FaceOpt
     first colour-fixed against the photo's own aligned face, then pasted through the face
     mask (from batch.label_maps) or the square. Outside the masks the photo is untouched, and
     its SourceFormat goes with it (a JPEG is encoded with its own tables).
-    `background` (float32 RGB [0, 1] at the output size, e.g. from a background upsampler)
-    replaces the Lanczos-resized photo the faces are pasted on.
+    The frame stays in the photo's samples (uint8 / uint16): one face at a time, only its crop
+    and its own region of the photo are float (runtime/face/paste.py: paste_face).
+    `background` (RGB at the output size in the photo's sample dtype, e.g. from a background
+    upsampler) replaces the Lanczos-resized photo the faces are pasted on.
     Needs no networks: the Triton postprocess model calls it as the in-process path does."""
-    size = restored.shape[1] if len(restored) else options.size
-    fixed = np.stack([colour_fix(face, warp_face(photo.rgb, affine, size), options.colour_fix)
-                      for face, affine in zip(to_float(restored), batch.affines)]) if len(restored) else restored
-    masks = paste_masks(batch, options) if len(restored) else None
     up = options.upscale
-    alpha = photo.alpha
     w, h = photo.size
     dsize = (round(w * up), round(h * up))
     if background is not None:
-        if background.shape[:2] != dsize[::-1]:
-            raise ValueError(f"background is {background.shape[1]}x{background.shape[0]}, the output {dsize[0]}x{dsize[1]}")
-        rgb = background.astype(np.float32)   # a copy: the faces are pasted in place
-    elif up != 1:   # the resized frame is the output (clipped in place: Lanczos overshoots)
-        rgb = cv2.resize(photo.rgb.astype(np.float32, copy=False), dsize, interpolation=cv2.INTER_LANCZOS4)
-        np.clip(rgb, 0, 1, out=rgb)
+        if background.shape[:2] != dsize[::-1] or background.dtype != photo.pixels.dtype:
+            raise ValueError(f"background is {background.shape[1]}x{background.shape[0]} {background.dtype}, "
+                             f"the output {dsize[0]}x{dsize[1]} {photo.pixels.dtype}")
+        out = background.copy()   # the faces are pasted in place
+    elif up != 1:   # saturated to the sample range (Lanczos overshoots)
+        out = cv2.resize(photo.pixels, dsize, interpolation=cv2.INTER_LANCZOS4)
     else:         # the output starts as the photo's own pixels (the photo is not modified)
-        rgb = photo.rgb.astype(np.float32)
+        out = photo.pixels.copy()
+    alpha = photo.alpha
     if alpha is not None and up != 1:
-        alpha = np.clip(cv2.resize(alpha, dsize, interpolation=cv2.INTER_LINEAR), 0, 1)
-    affines = batch.affines.copy()
-    affines[:, :, :2] /= up
-    out = paste_faces(rgb, fixed, affines, masks)   # touches (and clips) only the faces' regions
-    return Photo(rgb=out, alpha=alpha, grayscale=photo.grayscale, bit_depth=photo.bit_depth, source=photo.source)
+        alpha = cv2.resize(alpha, dsize, interpolation=cv2.INTER_LINEAR)
+    size = restored.shape[1] if len(restored) else options.size
+    for face, affine, labels in zip(restored, batch.affines, batch.label_maps):
+        fixed = colour_fix(to_float(face), warp_face(photo.pixels, affine, size, as_float=True), options.colour_fix)
+        mask = face_mask(labels) if options.paste_mask == "face" else feather_mask(size)
+        scaled = affine.copy()
+        scaled[:, :2] /= up
+        paste_face(out, fixed, scaled, mask)
+    return Photo(pixels=out, alpha=alpha, grayscale=photo.grayscale, source=photo.source)
 
 
 def _aligned_detection(width: int, height: int) -> Detection:

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from training.provenance import Provenance
 
 Net = Callable[..., tuple[np.ndarray, ...]]
+# Faces per in-process restorer call unless the spec measured its own: 4 kept the SaFM demo's
+# peak at 1.8 GB on the 36-face crowd photo where one call for all took 10.6 GB (issue 31).
+DEFAULT_BATCH_FACES = 4
 
 
 class Restorer(Protocol):
@@ -31,6 +34,17 @@ class Restorer(Protocol):
     provenance: Provenance | None
 
     def __call__(self, batch: FaceBatch) -> np.ndarray: ...
+
+
+def restore_in_batches(restorer: Restorer, batch: FaceBatch, batch_faces: int) -> np.ndarray:
+    """The restored crops (uint8 NHWC) of every face of `batch`, the restorer called on at most
+    `batch_faces` faces at a time, so its memory does not grow with the number of faces."""
+    if batch_faces < 1:
+        raise ValueError(f"--batch-faces must be >= 1, not {batch_faces}")
+    restored = np.empty_like(batch.crops)
+    for start in range(0, len(batch), batch_faces):
+        restored[start:start + batch_faces] = restorer(batch.part(start, start + batch_faces))
+    return restored
 
 
 @dataclass(frozen=True)
@@ -114,7 +128,10 @@ class RestorerSpec:
     face_template: the 5-point template its faces are aligned on (runtime.face.align.TEMPLATES).
     needs_checkpoint: it ships no weights; the files to pass as --checkpoint ('' : it runs without).
     served_parameters: config.pbtxt parameters of its served <name>_faces model.
-    served_gpu: a KIND_GPU instance of <name>_faces in the gpu rendering."""
+    served_gpu: a KIND_GPU instance of <name>_faces in the gpu rendering.
+    batch_faces: faces per in-process restorer call on a CPU and on a GPU (`--batch-faces`
+        default: memory stays bounded whatever the number of faces; chosen by measurement,
+        in the spec that sets it)."""
 
     name: str
     summary: str
@@ -133,10 +150,15 @@ class RestorerSpec:
     needs_checkpoint: str = ""
     served_parameters: tuple[tuple[str, str], ...] = ()
     served_gpu: bool = False
+    batch_faces: tuple[int, int] = (DEFAULT_BATCH_FACES, 8)
 
     @property
     def network_names(self) -> list[str]:
         return [c.name for c in self.networks]
+
+    def default_batch_faces(self, device: str) -> int:
+        """Faces per restorer call on `device` ("cpu", "cuda", "cuda:1"; "auto": the CPU's, the smaller)."""
+        return self.batch_faces[device.startswith("cuda")]
 
     def check_checkpoint(self, checkpoint: Path | None) -> None:
         """ValueError saying which file to pass when the restorer needs one and none is given."""

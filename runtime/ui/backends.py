@@ -267,12 +267,12 @@ def paste_mask(photo: Photo, pipeline, one: FaceBatch) -> np.ndarray:
     from runtime.face.align import warp_face
     from runtime.face.pipeline import paste
 
-    black = Photo(rgb=np.zeros_like(photo.rgb))
+    black = Photo(pixels=np.zeros_like(photo.rgb8()))
     white = np.full_like(one.crops, 255)
-    pasted = paste(black, one, white, replace(pipeline.options, colour_fix="none")).rgb
+    pasted = paste(black, one, white, replace(pipeline.options, colour_fix="none")).pixels
     affine = one.affines[0].copy()
     affine[:, :2] /= pipeline.options.upscale
-    return to_uint8(warp_face(pasted, affine, one.crops.shape[1]))
+    return warp_face(pasted, affine, one.crops.shape[1])
 
 
 @contextlib.contextmanager

@@ -7,20 +7,19 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from runtime.face.pipeline import FaceBatch, FacePipeline
-from runtime.imageio import Photo, to_float, to_uint8
+from runtime.imageio import Photo
 from runtime.restorers import Restorer
+from runtime.restorers.base import restore_in_batches
 from runtime.upsampler import BackgroundUpsampler
 from runtime.video.container import Frame, OnFrames, VideoInfo, probe, transcode, watched
 from runtime.video.tracking import FaceTracker
-
-ARRAYS = [f.name for f in fields(FaceBatch) if f.name != "faces"]
 
 
 @dataclass
@@ -49,31 +48,6 @@ class VideoResult:
                 f"{', '.join(self.copied) or 'no other streams'}")
 
 
-def join(batches: list[FaceBatch]) -> FaceBatch:
-    """The faces of several frames as one batch (a frame without faces adds empty arrays)."""
-    return FaceBatch(**{n: np.concatenate([getattr(b, n) for b in batches]) for n in ARRAYS},
-                     faces=[f for b in batches for f in b.faces])
-
-
-def part(batch: FaceBatch, start: int, stop: int) -> FaceBatch:
-    """Faces start..stop of a batch."""
-    return FaceBatch(**{n: getattr(batch, n)[start:stop] for n in ARRAYS}, faces=batch.faces[start:stop])
-
-
-def frame_photo(frame: Frame) -> Photo:
-    """A frame as the face pipeline's Photo (16 bits for deeper sources)."""
-    px = frame.pixels
-    return Photo(rgb=to_float(px), bit_depth=16 if px.dtype == np.uint16 else 8,
-                 pixels8=px if px.dtype == np.uint8 else None)
-
-
-def photo_pixels(photo: Photo, dtype: np.dtype) -> np.ndarray:
-    """A pasted Photo back to frame samples of `dtype`."""
-    if dtype == np.uint16:
-        return np.clip(np.rint(photo.rgb * 65535.0), 0, 65535).astype(np.uint16)
-    return to_uint8(photo.rgb)
-
-
 class ClipRestorer:
     """The frame callback of `transcode` for one clip (it keeps the clip's face tracks)."""
 
@@ -84,24 +58,19 @@ class ClipRestorer:
         self.pipeline, self.restorer, self.batch_faces, self.upsampler = pipeline, restorer, batch_faces, upsampler
         self.tracker = FaceTracker(pipeline, detect_every, smooth)
         self.faces = 0
-        self.calls = 0
 
     def __call__(self, frames: list[Frame]) -> list[np.ndarray]:
-        photos = [frame_photo(f) for f in frames]
+        photos = [Photo(pixels=f.pixels) for f in frames]   # 16 bits for deeper sources
         batches = [self.pipeline.align(p, self.tracker.faces(p, f.time)[0]) for p, f in zip(photos, frames)]
         counts = [len(b) for b in batches]
-        every = join(batches)
-        restored = np.zeros_like(every.crops)
-        for start in range(0, len(every), self.batch_faces):   # faces of many frames per call
-            restored[start:start + self.batch_faces] = self.restorer(part(every, start, start + self.batch_faces))
-            self.calls += 1
+        every = FaceBatch.join(batches)
+        restored = restore_in_batches(self.restorer, every, self.batch_faces)   # faces of many frames per call
         self.faces += len(every)
         out, start = [], 0
         up = self.pipeline.options.upscale
-        for photo, batch, n, frame in zip(photos, batches, counts, frames):
-            background = self.upsampler(photo.rgb, up) if self.upsampler is not None else None
-            pasted = self.pipeline.paste(photo, batch, restored[start:start + n], background)
-            out.append(photo_pixels(pasted, frame.pixels.dtype))
+        for photo, batch, n in zip(photos, batches, counts):
+            background = self.upsampler(photo.pixels, up) if self.upsampler is not None else None
+            out.append(self.pipeline.paste(photo, batch, restored[start:start + n], background).pixels)
             start += n
         return out
 

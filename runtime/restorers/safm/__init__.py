@@ -21,4 +21,11 @@ SAFM_RESTORER = RestorerSpec(
     build=lambda *a, **k: _impl().build(*a, **k), torch_modules=lambda c: _impl().torch_modules(c),
     provenance=lambda c: _impl().provenance(c),
     cuda_graph_networks=(SAFM.name,), cpu_onnxruntime=True, label_maps=True,
+    # CPU: one face a call. The demo on ONNX Runtime fp32 (2-core Xeon, AVX-512; loaded, load
+    # average 9-13), 8 crowd faces, ms a face and peak RSS above a process warmed on one face,
+    # at batch 1 / 2 / 4 / 8: 2448 / 3527 / 4219 / 5327 ms and +200 / +600 / +1400 / +3000 MB
+    # (a fresh process each), 3552 / 3909 / 5251 / 4404 ms interleaved in one process; on a quiet
+    # machine (issue 31) 509 ms one at a time, 556 in fours, 865 all 36 at once. GPU: not
+    # measured here (no GPU lent); 8, what clips used before.
+    batch_faces=(1, 8),
 )
