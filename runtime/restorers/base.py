@@ -10,17 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-import numpy as np
-
 from runtime.contracts.base import NetworkContract
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
     from runtime.face.pipeline import FaceBatch
     from training.provenance import Provenance
 
-Net = Callable[..., tuple[np.ndarray, ...]]
+Net = Callable[..., "tuple[np.ndarray, ...]"]   # numpy is not imported here: `facerestore --help` loads none
 
 
 class Restorer(Protocol):
