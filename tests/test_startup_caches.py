@@ -19,7 +19,8 @@ from runtime.sessions import OnnxRuntimeSession, onnx_session, optimized_key
 from tests.conftest import subprocess_env
 
 
-def test_weights_digest_is_cached_by_path_size_and_mtime(tmp_path):
+def test_weights_digest_is_cached_by_path_size_and_mtime(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACERESTORE_CACHE", str(tmp_path / "cache"))   # a cache of its own: one entry to find
     weights = tmp_path / "weights.bin"
     data = np.random.default_rng(0).bytes(DIGEST_CACHE_BYTES + 5)
     weights.write_bytes(data)
