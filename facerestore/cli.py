@@ -77,17 +77,18 @@ Untrained weights (random init, a ControlNet made from the UNet, an imported VQG
 their provenance says) are refused with exit status 2; --allow-untrained runs them, says so on
 stderr and marks report.json ("untrained": true) and the summary line.
 
-Backends: --backend auto (default) runs the face networks and SaFM in-process on ONNX Runtime on
-a CPU (on a CPU with AMX-BF16 SaFM goes on in torch bf16 from the 8th face of a run on: twice as
+Backends: --backend auto (default) runs the face networks and SaFM in-process on ONNX Runtime on a
+CPU (on a CPU with AMX-BF16 SaFM goes on in torch bf16 from the 8th face of a run on: twice as
 fast per face there, same quality on the held-out faces) and torch otherwise (--device cuda,
---precision bf16, AuthFace). torch (eager, the
-reference; --precision fp16/bf16 on CUDA, bf16 also on CPUs with AVX512-BF16 or AMX), onnxruntime
-or tensorrt (<--engines>/<network>.plan from `python -m export build-engines`, on its GPU, with
-CUDA graphs). ONNX Runtime reads its files from one cache, $FACERESTORE_CACHE or
-~/.cache/facerestore: one folder per network and weights digest, exported there on first use
-(later runs start without importing torch), whichever command or backend asked; or from
---engines DIR when given, used as given. A file exported or built from other weights than
---checkpoint is refused, and so is an engine built for another GPU or TensorRT version."""
+--precision bf16, AuthFace). torch (eager, the reference; --precision fp16/bf16 on CUDA, bf16 also
+on CPUs with AVX512-BF16 or AMX), onnxruntime or tensorrt (<--engines>/<network>.plan from
+`python -m export build-engines`, on its GPU, with CUDA graphs). ONNX Runtime reads its files from
+one cache, $FACERESTORE_CACHE or ~/.cache/facerestore: one folder per network and weights digest,
+exported there on first use (later runs start without importing torch, from ORT's optimised graph
+saved beside the file for this CPU and ORT version; the weights' digests are kept there too),
+whichever command or backend asked; or from --engines DIR when given, used as given. A file
+exported or built from other weights than --checkpoint is refused, and so is an engine built for
+another GPU or TensorRT version."""
 
 
 def _published_help() -> str:
