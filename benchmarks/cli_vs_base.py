@@ -104,28 +104,40 @@ def bench(base: Path, commit: str, rounds: int, tmp: Path, cases: tuple[Case, ..
     sides = {f"base ({commit})": (base, None), "new": (NEW_DIR, tmp / "new-cache")}
     rows = []
     for case in cases:
-        outs = {side: tmp / "out" / case.photo / str(i) for i, side in enumerate(sides)}
-        for side, (checkout, cache) in sides.items():   # untimed: fills each side's caches
-            run_once(checkout, photos / case.photo, case.flags, outs[side], cache)
-        runs: dict[str, list[tuple[float, float]]] = {side: [] for side in sides}
-        order = list(sides)
-        for r in range(rounds):
-            for side in order[r % 2:] + order[:r % 2]:
-                checkout, cache = sides[side]
-                runs[side].append(run_once(checkout, photos / case.photo, case.flags, outs[side], cache))
-                print(f"{case.name} | {side} | {runs[side][-1][0]:.2f} s | {runs[side][-1][1]:.0f} MB", file=sys.stderr)
-        base_side = order[0]
-        ref_s = float(np.median([s for s, _ in runs[base_side]]))
-        ref_mb = float(np.median([m for _, m in runs[base_side]]))
-        diff = pixel_difference(outs[base_side] / case.photo, outs["new"] / case.photo)
-        for side, measured in runs.items():
-            seconds, rss = np.median([s for s, _ in measured]), np.median([m for _, m in measured])
-            rows.append({"case": case.name, "photo": sizes[case.photo], "side": side, "runs": len(measured),
-                         "median_s": round(float(seconds), 3), "min_s": round(min(s for s, _ in measured), 3),
-                         "peak_rss_mb": round(float(rss), 1), "faces": faces_found(outs[side]),
-                         "speedup_vs_base": round(ref_s / float(seconds), 2),
-                         "rss_vs_base": round(float(rss) / ref_mb, 2),
-                         "difference_vs_base": None if side == base_side else diff})
+        try:
+            rows += _bench_case(case, sides, rounds, photos, sizes, tmp)
+        except RuntimeError as exc:   # e.g. a side killed for memory: the case says so, the others still run
+            print(f"{case.name}: {exc}", file=sys.stderr)
+            rows.append({"case": case.name, "photo": sizes[case.photo], "error": str(exc)[-600:]})
+    return rows
+
+
+def _bench_case(case: Case, sides: dict[str, tuple[Path, Path | None]], rounds: int, photos: Path,
+                sizes: dict[str, str], tmp: Path) -> list[dict]:
+    """One case's rows: both sides' timed runs and the pixel difference of their outputs."""
+    rows = []
+    outs = {side: tmp / "out" / case.photo / str(i) for i, side in enumerate(sides)}
+    for side, (checkout, cache) in sides.items():   # untimed: fills each side's caches
+        run_once(checkout, photos / case.photo, case.flags, outs[side], cache)
+    runs: dict[str, list[tuple[float, float]]] = {side: [] for side in sides}
+    order = list(sides)
+    for r in range(rounds):
+        for side in order[r % 2:] + order[:r % 2]:
+            checkout, cache = sides[side]
+            runs[side].append(run_once(checkout, photos / case.photo, case.flags, outs[side], cache))
+            print(f"{case.name} | {side} | {runs[side][-1][0]:.2f} s | {runs[side][-1][1]:.0f} MB", file=sys.stderr)
+    base_side = order[0]
+    ref_s = float(np.median([s for s, _ in runs[base_side]]))
+    ref_mb = float(np.median([m for _, m in runs[base_side]]))
+    diff = pixel_difference(outs[base_side] / case.photo, outs["new"] / case.photo)
+    for side, measured in runs.items():
+        seconds, rss = np.median([s for s, _ in measured]), np.median([m for _, m in measured])
+        rows.append({"case": case.name, "photo": sizes[case.photo], "side": side, "runs": len(measured),
+                     "median_s": round(float(seconds), 3), "min_s": round(min(s for s, _ in measured), 3),
+                     "peak_rss_mb": round(float(rss), 1), "faces": faces_found(outs[side]),
+                     "speedup_vs_base": round(ref_s / float(seconds), 2),
+                     "rss_vs_base": round(float(rss) / ref_mb, 2),
+                     "difference_vs_base": None if side == base_side else diff})
     return rows
 
 
@@ -138,6 +150,9 @@ def table(result: dict) -> str:
              "max pixel difference vs base (0-255) | pixels differing |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in result["rows"]:
+        if "error" in r:
+            lines.append(f"| {r['case']} | {r['photo']} | failed: {r['error'][-200:]} |" + " |" * 9)
+            continue
         d = r["difference_vs_base"] or {}
         lines.append(f"| {r['case']} | {r['photo']} | {r['side']} | {r['runs']} | {r['median_s']} | {r['min_s']} | "
                      f"{r['speedup_vs_base']}x | {r['peak_rss_mb']} | {r['rss_vs_base']}x | {r['faces']} | "
