@@ -15,7 +15,7 @@ from runtime.files import write_atomic
 from runtime.imageio import DEFAULT_MAX_PIXELS, ENCODERS, ImageError, Photo, encode_image, read_image
 from runtime.restorers import Restorer
 from runtime.upsampler import BackgroundUpsampler
-from runtime.video.container import VIDEO_SUFFIXES, VideoError
+from runtime.video import VIDEO_SUFFIXES, VideoError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 
