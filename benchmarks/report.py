@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from benchmarks.timing import machine_line, machine_record
 from runtime.files import write_atomic
 
 
@@ -52,7 +53,11 @@ def bar_chart(rows: list[dict], title: str) -> np.ndarray:
 
 
 def save(folder: Path, stem: str, result: dict, table: str, chart: np.ndarray | None = None) -> None:
-    """Write <stem>.json, <stem>.md (and <stem>.png) into folder and print the table."""
+    """Write <stem>.json, <stem>.md (and <stem>.png) into folder and print the table, both with
+    the machine's state at the run (timing.machine_record: matmul peak, load average; flagged
+    when loaded) unless the result already holds it."""
+    machine = result.setdefault("machine", machine_record())
+    table = f"{table.rstrip()}\n\n{machine_line(machine)}\n"
     write_atomic(folder / f"{stem}.json", json.dumps(result, indent=2).encode())
     write_atomic(folder / f"{stem}.md", table.encode())
     if chart is not None:

@@ -1,8 +1,10 @@
 """Timing primitives: device naming, synchronised wall-clock runs, statistics, peak memory and
-the device's measured matmul rate (the "peak" that restorer throughput is compared with)."""
+the device's measured matmul rate (the "peak" that restorer throughput is compared with) and
+the machine's state at a run (machine_record: that peak and the load average, loaded or not)."""
 from __future__ import annotations
 
 import gc
+import os
 import platform
 import re
 import time
@@ -111,3 +113,24 @@ def matmul_rate_gflops() -> float:
     a, b = torch.randn(n, n, dtype=dtype, device=dev), torch.randn(n, n, dtype=dtype, device=dev)
     ms = float(np.median(time_ms(lambda: a @ b, repeats=10, warmup=3)))
     return 2 * n ** 3 / (ms / 1e3) / 1e9
+
+
+def machine_record() -> dict:
+    """The machine as a run leaves it, saved with every result: its matmul rate measured now
+    (GFLOP/s), the load average (1, 5, 15 min), the cores this process may use, and `loaded`
+    when the 1- or 5-minute load exceeds them: other work shared the CPUs while it ran, so its
+    timings are not this machine's (a shared machine made the matmul peak 56 GFLOP/s instead of
+    198 and a detector run 741 ms instead of 60 in one committed run)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    load = [round(x, 2) for x in os.getloadavg()]
+    return {"matmul_peak_gflops": round(matmul_rate_gflops(), 1), "load_average": load, "cores": cores,
+            "loaded": max(load[:2]) > cores}
+
+
+def machine_line(record: dict) -> str:
+    """machine_record as one Markdown line, flagged in bold when the run was loaded."""
+    load = "/".join(f"{x:g}" for x in record["load_average"])
+    line = (f"Machine at this run: measured matmul peak {record['matmul_peak_gflops']} GFLOP/s, load average "
+            f"{load} (1/5/15 min) on {record['cores']} cores")
+    return f"**LOADED: {line}; the load exceeded the cores, so these timings are not the machine's.**" \
+        if record["loaded"] else line + "."

@@ -4,19 +4,14 @@ step and, once the files exist, without importing torch."""
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 from pathlib import Path
 
 from runtime.contracts.base import SOURCE_KEY, NetworkContract
+from runtime.files import cache_root
 from runtime.weights import default_weights, source_id
 
-
-def cache_root() -> Path:
-    """$FACERESTORE_CACHE, else $XDG_CACHE_HOME/facerestore, else ~/.cache/facerestore."""
-    if os.environ.get("FACERESTORE_CACHE"):
-        return Path(os.environ["FACERESTORE_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "facerestore"
+__all__ = ["cache_root", "onnx_dir", "onnx_up_to_date", "weights_file"]
 
 
 def weights_file(contract: NetworkContract, checkpoint: Path | None) -> Path:

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
-from runtime.serving.capacity_options import add_capacity_options, capacity_from
-from runtime.imageio import DEFAULT_MAX_PIXELS
-from runtime.job import BACKENDS
 from runtime.contracts.upsampler import DEFAULT_TILE
-from runtime.restorers import RESTORERS
+from runtime.job import BACKENDS
+from runtime.restorers import RESTORERS   # light (no numpy, cv2, torch): `facerestore --help` loads none of them
+
+# each command's one-line summary, listed by `facerestore --help` without building the commands' flags
+SUMMARIES = {"restore": "restore faces in photos",
+             "demo": "restore the shipped samples, one of them degraded, and show the face zoomed",
+             "evaluate": "degrade clean photos, restore them, measure PSNR/SSIM/colour",
+             "bench": "benchmark the face pipeline, restorers and serving on this machine",
+             "export": "ONNX, parity, TensorRT engines, Triton repository (= `python -m export`)",
+             "curate": "curate HQ face photos into an aligned training cache",
+             "serve": "serve the job on tritonserver (HTTP, gRPC, metrics)",
+             "client": "send photos to a `facerestore serve` server, write the restored ones",
+             "ui": "web page: upload, compare, download"}
 
 RESTORE_HELP = """\
 Restore every face of every photo: detect faces (MediaPipe BlazeFace full-range), find 468
@@ -70,15 +80,18 @@ Untrained weights (random init, a ControlNet made from the UNet, an imported VQG
 their provenance says) are refused with exit status 2; --allow-untrained runs them, says so on
 stderr and marks report.json ("untrained": true) and the summary line.
 
-Backends: --backend auto (default) runs the face networks and SaFM in-process on ONNX Runtime on
-a CPU and torch otherwise (--device cuda, --precision bf16, AuthFace). torch (eager, the
-reference; --precision fp16/bf16 on CUDA, bf16 also on CPUs with AVX512-BF16 or AMX), onnxruntime
-or tensorrt (<--engines>/<network>.plan from `python -m export build-engines`, on its GPU, with
-CUDA graphs). ONNX Runtime reads its files from one cache, $FACERESTORE_CACHE or
-~/.cache/facerestore: one folder per network and weights digest, exported there on first use
-(later runs start without importing torch), whichever command or backend asked; or from
---engines DIR when given, used as given. A file exported or built from other weights than
---checkpoint is refused, and so is an engine built for another GPU or TensorRT version."""
+Backends: --backend auto (default) runs the face networks and SaFM in-process on ONNX Runtime on a
+CPU (on a CPU with AMX-BF16 SaFM goes on in torch bf16 from the 8th face of a run on: twice as
+fast per face there, same quality on the held-out faces) and torch otherwise (--device cuda,
+--precision bf16, AuthFace). torch (eager, the reference; --precision fp16/bf16 on CUDA, bf16 also
+on CPUs with AVX512-BF16 or AMX), onnxruntime or tensorrt (<--engines>/<network>.plan from
+`python -m export build-engines`, on its GPU, with CUDA graphs). ONNX Runtime reads its files from
+one cache, $FACERESTORE_CACHE or ~/.cache/facerestore: one folder per network and weights digest,
+exported there on first use (later runs start without importing torch, from ORT's optimised graph
+saved beside the file for this CPU and ORT version; the weights' digests are kept there too),
+whichever command or backend asked; or from --engines DIR when given, used as given. A file
+exported or built from other weights than --checkpoint is refused, and so is an engine built for
+another GPU or TensorRT version."""
 
 
 def _published_help() -> str:
@@ -157,7 +170,9 @@ def _add_restorer_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_restore(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("restore", help="restore faces in photos", description=RESTORE_HELP % {"published": _published_help()},
+    from runtime.imageio import DEFAULT_MAX_PIXELS
+
+    p = sub.add_parser("restore", help=SUMMARIES["restore"], description=RESTORE_HELP % {"published": _published_help()},
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="*", type=Path, help="photo files or folders (default: shipped samples)")
     p.add_argument("--out", "-o", type=Path, default=Path("out/restored"), help="output folder (default: %(default)s)")
@@ -194,7 +209,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     from runtime.evaluate import __doc__ as doc
     from training.data.degradations import PRESETS
 
-    p = sub.add_parser("evaluate", help="degrade clean photos, restore them, measure PSNR/SSIM/colour",
+    p = sub.add_parser("evaluate", help=SUMMARIES["evaluate"],
                        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", type=Path, help="clean photo files or folders (or aligned faces with --aligned)")
     p.add_argument("--out", "-o", type=Path, default=Path("out/evaluation"), help="report folder (default: %(default)s)")
@@ -328,7 +343,7 @@ def _job_settings(args: argparse.Namespace) -> dict:
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     from runtime.demo import __doc__ as doc
 
-    p = sub.add_parser("demo", help="restore the shipped samples, one of them degraded, and show the face zoomed",
+    p = sub.add_parser("demo", help=SUMMARIES["demo"],
                        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", "-o", type=Path, default=Path("out/demo"), help="output folder (default: %(default)s)")
 
@@ -340,7 +355,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     from runtime.engines import EngineMismatch
     from runtime.sessions import SessionError
 
-    restore = build_parser().parse_args(["restore", "--out", str(args.out)])   # restore's defaults: the demo SaFM
+    restore = build_parser(["restore"]).parse_args(["restore", "--out", str(args.out)])   # restore's defaults: the demo SaFM
     try:
         restorer = _make_restorer(restore)
         gains = run_demo(args.out, _face_pipeline(restore, _face_options(restore, restorer)), restorer)
@@ -390,9 +405,12 @@ def _make_restorer(args: argparse.Namespace):
         from export.onnx_cache import onnx_dir as cached_onnx_dir
 
         onnx_dir = {c.name: cached_onnx_dir(c, args.checkpoint) for c in spec.networks}
+    from runtime.sessions import AUTO_BF16_FACES
+
+    bf16_after = AUTO_BF16_FACES if args.backend == "auto" and backend == "onnxruntime" else None   # AMX CPUs only
     return make_restorer(spec.name, args.checkpoint, backend, onnx_dir, args.device, args.precision,
                          fp16_vae=args.fp16_vae, torch_mode=args.torch_mode, allow_untrained=args.allow_untrained,
-                         **options)
+                         bf16_after=bf16_after, **options)
 
 
 BENCH_HELP = """Time the job on this machine and save JSON + Markdown (+ PNG) under OUT/<device>/:
@@ -418,7 +436,7 @@ runs). Ratios are only compared within one run. `make bench` builds the inputs a
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="benchmark the face pipeline, restorers and serving on this machine",
+    p = sub.add_parser("bench", help=SUMMARIES["bench"],
                        description=BENCH_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="results folder (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=20, help="timed runs per measurement, at most (default: %(default)s)")
@@ -474,7 +492,7 @@ def _add_curate(sub: argparse._SubParsersAction) -> None:
     from facerestore.curate import CurateOptions, __doc__ as doc
 
     d = CurateOptions()
-    p = sub.add_parser("curate", help="curate HQ face photos into an aligned training cache", description=doc,
+    p = sub.add_parser("curate", help=SUMMARIES["curate"], description=doc,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", type=Path, help="photo files or folders")
     p.add_argument("--out", "-o", type=Path, required=True, help="cache folder")
@@ -500,7 +518,7 @@ def _run_curate(args: argparse.Namespace) -> int:
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    sub.add_parser("export", help="ONNX, parity, TensorRT engines, Triton repository (= `python -m export`)",
+    sub.add_parser("export", help=SUMMARIES["export"],
                    add_help=False)
 
 
@@ -533,7 +551,9 @@ waiting over --queue-timeout, is refused at once with 503 / UNAVAILABLE."""
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="serve the job on tritonserver (HTTP, gRPC, metrics)", description=SERVE_HELP,
+    from runtime.serving.capacity_options import add_capacity_options
+
+    p = sub.add_parser("serve", help=SUMMARIES["serve"], description=SERVE_HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--render", choices=["cpu", "gpu"], default=None, help="render the model repository first")
     p.add_argument("--repo", type=Path, default=None,
@@ -597,6 +617,7 @@ def _served_upsampler(args: argparse.Namespace) -> dict[str, Path]:
 
 def _run_serve(args: argparse.Namespace) -> int:
     from runtime.serving.admin_key import read_admin_key
+    from runtime.serving.capacity_options import capacity_from
     from runtime.serving.serve import ServerError, TritonServer, repository_notices, serve_forever
 
     repo = args.repo or Path("out/triton_repo_cpu" if args.render == "cpu" else "triton_repo")
@@ -635,7 +656,7 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 
 def _add_client(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("client", help="send photos to a `facerestore serve` server, write the restored ones",
+    p = sub.add_parser("client", help=SUMMARIES["client"],
                        description="Send photos (files/folders; default: the shipped samples) to the served ensemble "
                                    "face_restore_<restorer> over gRPC or HTTP; write each restored photo atomically "
                                    "under --out (same relative path and format, never over an input) and print "
@@ -694,7 +715,9 @@ capped at 64 MiB and --max-pixels, as in `restore` and the server."""
 
 
 def _add_ui(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("ui", help="web page: upload, compare, download", description=UI_HELP,
+    from runtime.imageio import DEFAULT_MAX_PIXELS
+
+    p = sub.add_parser("ui", help=SUMMARIES["ui"], description=UI_HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     p.add_argument("--port", type=int, default=7860, help="0 = a free port (default: %(default)s)")
@@ -755,18 +778,24 @@ COMMANDS = {"restore": (_add_restore, _run_restore), "demo": (_add_demo, _run_de
             "serve": (_add_serve, _run_serve), "client": (_add_client, _run_client), "ui": (_add_ui, _run_ui)}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the `facerestore` console script."""
+def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser of the `facerestore` console script: every command's flags, or only
+    those of `commands` (the others listed by their summary; a command's flags import what its
+    help and choices need, cv2 and numpy for most)."""
     parser = argparse.ArgumentParser(prog="facerestore", description="Blind face restoration runtime.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add, _ in COMMANDS.values():
-        add(sub)
+    for name, (add, _) in COMMANDS.items():
+        if commands is None or name in commands:
+            add(sub)
+        else:
+            sub.add_parser(name, help=SUMMARIES[name])
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `facerestore` and `python -m facerestore`."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser([a for a in argv[:1] if a in COMMANDS])   # the command comes first: only its flags
     args, rest = parser.parse_known_args(argv)
     if args.command != "export" and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")

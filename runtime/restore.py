@@ -19,7 +19,7 @@ from runtime.job import JobReport, PhotoResult
 from runtime.restorers import Restorer
 from runtime.restorers.base import DEFAULT_BATCH_FACES, restore_in_batches
 from runtime.upsampler import BackgroundUpsampler
-from runtime.video.container import VIDEO_SUFFIXES, VideoError
+from runtime.video import VIDEO_SUFFIXES, VideoError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 

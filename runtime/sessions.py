@@ -4,12 +4,14 @@ dtypes), a tuple of numpy arrays out (contract order).
 Importing this module imports no torch: the ONNX Runtime path starts without it."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from runtime.contracts.base import SOURCE_KEY, NetworkContract, TensorSpec
+from runtime.files import cache_root
 from runtime.weights import source_ids
 
 if TYPE_CHECKING:
@@ -182,7 +184,8 @@ class OnnxRuntimeSession:
     threads sleep instead of spinning: on a loaded 2-core machine spinning made 2 threads
     1.1-1.7x slower than 1, without it they are as fast or faster (benchmarks/NOTES.md)."""
 
-    def __init__(self, path: str, contract: NetworkContract, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(self, path: str, contract: NetworkContract, device: str = "cpu", threads: int | None = None,
+                 keep_optimized: bool = False) -> None:
         import onnxruntime as ort
 
         providers = ort_providers(device, ort.get_available_providers(), Path(path).parent / "ort_trt_cache")
@@ -190,6 +193,8 @@ class OnnxRuntimeSession:
         if threads:
             options.intra_op_num_threads = threads
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if keep_optimized and providers == ["CPUExecutionProvider"] and not Path(f"{path}.data").exists():
+            path = _optimized_model(Path(path), options)
         self.session = ort.InferenceSession(str(path), options, providers=providers)
         self.contract = contract
 
@@ -202,17 +207,95 @@ class OnnxRuntimeSession:
         return tuple(self.session.run(self.contract.output_names, self.feed(*args, **named)))
 
 
+# --backend auto on a CPU with AMX-BF16: faces a process restores on ONNX Runtime fp32 before it
+# hands over to torch bf16. Measured on a 2-core Xeon with AMX (the SaFM demo, batch 4, one
+# thread): ORT fp32 1143 ms of CPU per face, torch bf16 channels_last 583 ms; importing torch and
+# building the module cost ~1.2 s, so torch pays from ~5 faces on; at 8 it is a safe gain. Quality
+# on the held-out faces (`facerestore evaluate --aligned --preset blur2-x4-jpeg60`): PSNR 27.387 ->
+# 27.392 dB, SSIM 0.7662 -> 0.7664 (benchmarks/NOTES.md).
+AUTO_BF16_FACES = 8
+
+
+class ManyFacesSession:
+    """ONNX Runtime for the first faces, then torch bf16: once the faces asked for in this process
+    (the batch at hand included) reach `switch_at`, `make_many` builds the torch session and every
+    later batch runs on it (--backend auto on a CPU with AMX-BF16, AUTO_BF16_FACES)."""
+
+    def __init__(self, first: Any, make_many: Callable[[], Any], switch_at: int) -> None:
+        self.first, self.make_many, self.switch_at = first, make_many, switch_at
+        self.contract, self.many, self.faces = first.contract, None, 0
+
+    def __call__(self, *args: np.ndarray, **named: np.ndarray) -> tuple[np.ndarray, ...]:
+        self.faces += len(next(iter((*args, *named.values()))))
+        if self.many is None and self.faces >= self.switch_at:
+            import sys
+
+            print(f"note: {self.faces} faces: {self.contract.name} goes on in torch bf16 (AMX), faster than ONNX "
+                  f"Runtime fp32 from {self.switch_at} faces on this CPU", file=sys.stderr)
+            self.many = self.make_many()
+        return (self.first if self.many is None else self.many)(*args, **named)
+
+
+def optimized_key(path: Path, level: str = "ORT_ENABLE_ALL") -> str:
+    """What a pre-optimised ORT model of the ONNX file `path` depends on, hashed: the file (size,
+    modification time), the ONNX Runtime version, the CPU (model name and flags: the NCHWc layout
+    ORT chooses is the CPU's) and the graph optimisation level."""
+    import hashlib
+    import platform
+
+    import onnxruntime as ort
+
+    cpu = platform.processor()
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = "|".join(sorted({ln.split(":", 1)[1].strip() for ln in lines if ln.startswith(("model name", "flags"))}))
+    except OSError:
+        pass
+    stat = path.stat()
+    stamp = f"{stat.st_size}|{stat.st_mtime_ns}|{ort.__version__}|{platform.machine()}|{cpu}|{level}"
+    return hashlib.sha256(stamp.encode()).hexdigest()[:16]
+
+
+def _optimized_model(path: Path, options: Any) -> Path:
+    """The ONNX file to load with `options`: <name>.ort-<optimized_key>.onnx beside `path`, ORT's
+    graph at ORT_ENABLE_ALL saved on first use, loaded after that with optimisations off (the
+    SaFM demo session: 154 ms to create from its ONNX, ~35 ms from the saved graph). A saved
+    graph of another file, ORT version, CPU or level has another name and is never loaded."""
+    import onnxruntime as ort
+
+    optimized = path.with_name(f"{path.stem}.ort-{optimized_key(path)}.onnx")
+    if optimized.is_file():
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        return optimized
+    staging = optimized.with_name(f".{optimized.name}.{os.getpid()}.tmp")
+    try:
+        save = ort.SessionOptions()
+        save.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        save.optimized_model_filepath = str(staging)
+        save.log_severity_level = 3   # ORT warns that an NCHWc graph is this machine's: the key says so
+        ort.InferenceSession(str(path), save, providers=["CPUExecutionProvider"])
+        staging.replace(optimized)
+    except (OSError, RuntimeError):   # a read-only folder, or a graph ORT cannot save: run the ONNX file
+        staging.unlink(missing_ok=True)
+        return path
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return optimized
+
+
 def onnx_session(contract: NetworkContract, onnx_dir: Path, checkpoint: Path | None = None,
                  device: str = "cpu", threads: int | None = None) -> OnnxRuntimeSession:
     """An ONNX Runtime session of `<onnx_dir>/<contract name>.onnx`, refused (SessionError) when
     the file is missing or was exported from other weights than `checkpoint` (None: the
-    contract's default weights, by name or by their file's sha256)."""
+    contract's default weights, by name or by their file's sha256). A file in the ONNX cache
+    (export/onnx_cache.py) on a CPU runs from its pre-optimised graph saved beside it
+    (_optimized_model); a folder the user names is only read."""
     path = Path(onnx_dir) / f"{contract.name}.onnx"
     ckpt = f" --checkpoint {checkpoint}" if checkpoint else ""
     hint = f"run `python -m export onnx --model {contract.name}{ckpt} --out {onnx_dir}`"
     if not path.is_file():
         raise SessionError(f"{path}: not found; {hint}")
-    session = OnnxRuntimeSession(str(path), contract, device, threads)
+    cached = path.resolve().is_relative_to((cache_root() / "onnx").resolve())
+    session = OnnxRuntimeSession(str(path), contract, device, threads, keep_optimized=cached)
     source = session.session.get_modelmeta().custom_metadata_map.get(SOURCE_KEY)
     if source not in source_ids(contract.name, checkpoint):
         raise SessionError(f"{path}: exported from other weights ({source}) than {checkpoint or 'the default'}; {hint}")

@@ -128,3 +128,20 @@ def test_authface_rows_per_network_and_whole_restoration(tmp_path):
     per_step = {r["batch"]: r["gflop_per_face"] for r in rows if "unet" in r["model"]}
     whole = rows[-1]
     assert whole["gflop_per_face"] == pytest.approx(2 * per_step[1] + rows[6]["gflop_per_face"], rel=0.02)
+
+
+def test_every_saved_result_records_the_machine_and_flags_a_loaded_run(tmp_path):
+    from benchmarks.report import save
+
+    save(tmp_path, "probe", {"rows": []}, "| a |\n|---|\n")
+    saved = json.loads((tmp_path / "probe.json").read_text())
+    machine, table = saved["machine"], (tmp_path / "probe.md").read_text()
+    assert machine["matmul_peak_gflops"] > 1 and machine["cores"] >= 1 and len(machine["load_average"]) == 3
+    assert machine["loaded"] == (max(machine["load_average"][:2]) > machine["cores"])
+    assert f"measured matmul peak {machine['matmul_peak_gflops']} GFLOP/s" in table
+    assert table.startswith("| a |") and ("**LOADED:" in table) == machine["loaded"]
+    # a run that exceeded the cores is flagged in both files, whatever this machine's load is now
+    save(tmp_path, "busy", {"machine": {**machine, "load_average": [9.5, 8.0, 4.0], "cores": 2, "loaded": True}}, "x\n")
+    assert json.loads((tmp_path / "busy.json").read_text())["machine"]["loaded"] is True
+    assert "**LOADED: Machine at this run" in (tmp_path / "busy.md").read_text()
+    assert "load average 9.5/8/4 (1/5/15 min) on 2 cores" in (tmp_path / "busy.md").read_text()

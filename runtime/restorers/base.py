@@ -10,17 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-import numpy as np
-
 from runtime.contracts.base import NetworkContract
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
     from runtime.face.pipeline import FaceBatch
     from training.provenance import Provenance
 
-Net = Callable[..., tuple[np.ndarray, ...]]
+Net = Callable[..., "tuple[np.ndarray, ...]"]   # numpy is not imported here: `facerestore --help` loads none
 # Faces per in-process restorer call unless the spec measured its own: 4 kept the SaFM demo's
 # peak at 1.8 GB on the 36-face crowd photo where one call for all took 10.6 GB (issue 31).
 DEFAULT_BATCH_FACES = 4
@@ -41,6 +40,8 @@ def restore_in_batches(restorer: Restorer, batch: FaceBatch, batch_faces: int) -
     `batch_faces` faces at a time, so its memory does not grow with the number of faces."""
     if batch_faces < 1:
         raise ValueError(f"--batch-faces must be >= 1, not {batch_faces}")
+    import numpy as np
+
     restored = np.empty_like(batch.crops)
     for start in range(0, len(batch), batch_faces):
         restored[start:start + batch_faces] = restorer(batch.part(start, start + batch_faces))

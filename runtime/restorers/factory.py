@@ -8,6 +8,7 @@ from typing import Any
 
 from runtime.restorers import RESTORERS
 from runtime.restorers.base import Net, Restorer, RestorerSpec
+from training.cpu import cpu_flags
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 
@@ -68,7 +69,7 @@ def make_restorer(name: str, checkpoint: Path | None = None, backend: str = "tor
                   onnx_dir: Path | dict[str, Path] | None = None, device: str = "cpu", precision: str = "fp32", *,
                   threads: int | None = None, fp16_vae: bool = False, channels_last: bool = True,
                   progress: bool = True, torch_mode: str = "eager", allow_untrained: bool = False,
-                  **options: Any) -> Restorer:
+                  bf16_after: int | None = None, **options: Any) -> Restorer:
     """The restorer `name` of the registry on `backend`.
 
     checkpoint: its weights (None: the restorer's default). onnx_dir: folder of the ONNX files
@@ -81,6 +82,8 @@ def make_restorer(name: str, checkpoint: Path | None = None, backend: str = "tor
     torch_mode: torch backend, how the spec's per-step networks run (AuthFace's UNet+ControlNet):
     'eager', 'cuda-graph' (CUDA only) or 'compile' (runtime.sessions.torch_mode).
     allow_untrained: build it even when its weights' provenance says untrained (else UntrainedWeights).
+    bf16_after: onnxruntime on a CPU with AMX-BF16: after this many faces the networks go on in torch
+    bf16 (runtime.sessions.ManyFacesSession; None: never).
     options: the restorer's own options (its spec), checked against their ranges."""
     if name not in RESTORERS:
         raise ValueError(f"unknown restorer '{name}'; choose one of {sorted(RESTORERS)}")
@@ -107,6 +110,13 @@ def make_restorer(name: str, checkpoint: Path | None = None, backend: str = "tor
         from runtime.sessions import onnx_session
 
         sessions = {c.name: onnx_session(c, folder(c.name), checkpoint, device, threads) for c in spec.networks}
+        if bf16_after is not None and device == "cpu" and spec.torch_modules and "amx_bf16" in cpu_flags():
+            from functools import cache
+
+            from runtime.sessions import ManyFacesSession
+
+            many = cache(lambda: _torch_sessions(spec, checkpoint, "cpu", "bf16", False, True))
+            sessions = {n: ManyFacesSession(s, lambda n=n: many()[n], bf16_after) for n, s in sessions.items()}
         device = "cpu"
     else:
         from runtime.tensorrt_session import tensorrt_session

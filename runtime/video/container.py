@@ -23,7 +23,8 @@ import av
 import cv2
 import numpy as np
 
-VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"}
+from runtime.video import VIDEO_SUFFIXES, VideoError   # there: a photo-only run imports no PyAV
+
 # decoder name -> the encoder of the same codec in PyAV's wheel, and its quality options
 ENCODERS = {"h264": "libx264", "hevc": "libx265", "vp9": "libvpx-vp9", "av1": "libsvtav1", "mpeg4": "mpeg4",
             "mjpeg": "mjpeg", "ffv1": "ffv1", "png": "png"}
@@ -31,10 +32,6 @@ QUALITY = {"libx264": {"crf": "18", "preset": "medium"}, "libx265": {"crf": "20"
            "libvpx-vp9": {"crf": "24", "b": "0"}, "libsvtav1": {"crf": "30"}, "mpeg4": {"qscale": "2"},
            "mjpeg": {"qscale": "2"}}
 FALLBACK = "libx264"   # CRF 18 (QUALITY), yuv420p / yuv420p10le
-
-
-class VideoError(ValueError):
-    """A clip that cannot be read or written; the message names the file and the cause."""
 
 
 @dataclass
