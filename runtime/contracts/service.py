@@ -85,16 +85,24 @@ COLOUR_FIX = ServiceTensor("COLOUR_FIX", "bytes", (1,), True,
                            f"(default {FaceOptions().colour_fix})")
 
 
-def option_tensor(spec: RestorerSpec, option: RestorerOption) -> ServiceTensor:
-    """The served ensemble input of a restorer's option (runtime/restorers/<name>/)."""
+def option_tensor(specs: list[RestorerSpec], option: RestorerOption) -> ServiceTensor:
+    """The served ensemble input of an option (runtime/restorers/<name>/), its help naming the
+    served restorers that take it (one declaration: runtime/restorers/options.py when shared)."""
     default = "none" if option.default is None else f"{option.default:g}"
     return ServiceTensor(option.tensor_name, option.served or "", (1,), True,
-                         f"{spec.name}: {option.describe(served=True)} (default {default})")
+                         f"{', '.join(s.name for s in specs)}: {option.describe(served=True)} (default {default})")
+
+
+def _served_options() -> dict[str, ServiceTensor]:
+    takers: dict[str, tuple[RestorerOption, list[RestorerSpec]]] = {}
+    for spec in RESTORERS.values():
+        for o in spec.served_options() if spec.served and spec.networks else ():
+            takers.setdefault(o.tensor_name, (o, []))[1].append(spec)
+    return {name: option_tensor(specs, o) for name, (o, specs) in takers.items()}
 
 
 # every served restorer option, by tensor name, from the restorers' one declaration of each
-OPTIONS: dict[str, ServiceTensor] = {o.tensor_name: option_tensor(spec, o)
-                                     for spec in RESTORERS.values() if spec.served for o in spec.served_options()}
+OPTIONS: dict[str, ServiceTensor] = _served_options()
 FIDELITY, STEPS, SEED, STRENGTH = (OPTIONS[n] for n in ("FIDELITY", "STEPS", "SEED", "STRENGTH"))
 
 TIMEOUT = ServiceTensor("TIMEOUT", "float32", (1,), True,
@@ -232,8 +240,7 @@ def restorer_service(spec: RestorerSpec) -> RestorerService:
     inputs = (CROPS, *((LABEL_MAPS,) if spec.label_maps else ()), DEADLINE, CANCEL_FLAG,
               *(OPTIONS[o.tensor_name] for o in spec.served_options()))
     return RestorerService(spec.name, PythonModel(f"{spec.name}_faces", inputs, (RESTORED_CROPS,),
-                                                  networks=tuple(spec.network_names),
-                                                  parameters=spec.served_parameters, gpu=spec.served_gpu))
+                                                  networks=tuple(spec.network_names), gpu=spec.served_gpu))
 
 
 SERVICES: dict[str, RestorerService] = {name: restorer_service(spec) for name, spec in RESTORERS.items()

@@ -5,6 +5,7 @@ how it is built from one session per network, and what its weights are. Kept fre
 and `training`: the CLI's parser and the Triton pre-processing model read it."""
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +25,41 @@ Net = Callable[..., tuple[np.ndarray, ...]]
 
 
 class Restorer(Protocol):
-    """What the restore job calls: all faces of one photo as one batch. `provenance` says what
-    its weights are (None: not recorded, e.g. inside a served BLS model)."""
+    """What the restore job calls: all faces of one photo as one batch. Built once (weights,
+    sessions: `RestorerSpec.build`), given its settings (the values of its spec's options) per
+    call or bound once with `with_settings`. `provenance` says what its weights are (None: not
+    recorded, e.g. inside a served BLS model)."""
 
     name: str
     provenance: Provenance | None
+    settings: dict[str, Any]
 
-    def __call__(self, batch: FaceBatch) -> np.ndarray: ...
+    def __call__(self, batch: FaceBatch, **settings: Any) -> np.ndarray: ...
+
+    def with_settings(self, settings: dict[str, Any]) -> Restorer: ...
+
+    def prepare(self) -> None: ...
+
+
+class Settable:
+    """What every restorer shares: `settings`, the option values a call without its own uses
+    (checked by `RestorerSpec.settings`, the spec's defaults until bound), and `with_settings`,
+    a cheap copy bound to others (the same sessions: nothing is loaded again)."""
+
+    settings: dict[str, Any] = {}
+    provenance: Provenance | None = None
+
+    def with_settings(self, settings: dict[str, Any]):
+        bound = copy.copy(self)
+        bound.settings = dict(settings)
+        return bound
+
+    def merged(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """The bound settings with a call's own over them."""
+        return {**self.settings, **settings}
+
+    def prepare(self) -> None:
+        """Pay first-call costs that need no network call (imports, state on the device); none here."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +117,11 @@ class RestorerOption:
         return value
 
 
+def option_defaults(options: tuple[RestorerOption, ...]) -> dict[str, Any]:
+    """Each option's default by name: the settings of a restorer not told otherwise."""
+    return {o.name: o.default for o in options}
+
+
 def require_checkpoint(restorer: str, files: str, checkpoint: Path | None) -> Path:
     """`checkpoint`, or ValueError saying which weights files to pass (none ship for `restorer`)."""
     if checkpoint is None:
@@ -100,8 +134,13 @@ class RestorerSpec:
     """One restorer, all the project needs to know about it.
 
     networks: its network contracts, in the order `build` gets their sessions.
-    build(sessions, checkpoint, device, progress, **options): the restorer from one session per
-        network (name -> session; torch, onnxruntime, tensorrt or Triton BLS alike).
+    build(sessions, data, device, progress): the restorer from one session per network (name ->
+        session; torch, onnxruntime, tensorrt or Triton BLS alike) and `weights_data(checkpoint)`;
+        built once, its settings are given per call (`Restorer`): the in-process factory and
+        the served `<name>_faces` model (triton_repo/faces_model.py) build it the same way.
+    weights_data(checkpoint): JSON-able facts of the weights the restorer needs besides its
+        sessions (AuthFace: its scheduler config); the renderer writes them beside the served
+        model (`<name>_faces/1/weights.json`), which has the sessions but not the weights.
     torch_modules(checkpoint): name -> torch module of each network (the torch backend).
     provenance(checkpoint): what its weights are.
     fp32_networks: stay fp32 on torch at half precision unless asked (SDXL's VAE overflows).
@@ -112,14 +151,16 @@ class RestorerSpec:
     served: it has a served ensemble (face_restore_<name>) and a `<name>_faces` model.
     face_size: the aligned face side its networks take (the face pipeline's crop size).
     needs_checkpoint: it ships no weights; the files to pass as --checkpoint ('' : it runs without).
-    served_parameters: config.pbtxt parameters of its served <name>_faces model.
-    served_gpu: a KIND_GPU instance of <name>_faces in the gpu rendering."""
+    default_note: said (stderr) when it runs without a checkpoint.
+    served_gpu: a KIND_GPU instance of <name>_faces in the gpu rendering (its loop runs on the
+        instance's device, e.g. AuthFace's denoising loop: tensors stay on the GPU)."""
 
     name: str
     summary: str
     networks: tuple[NetworkContract, ...]
     options: tuple[RestorerOption, ...]
     build: Callable[..., Restorer]
+    weights_data: Callable[[Path | None], dict[str, Any]] = lambda checkpoint: {}
     torch_modules: Callable[[Path | None], dict[str, torch.nn.Module]] | None = None
     provenance: Callable[[Path | None], Provenance] | None = None
     fp32_networks: tuple[str, ...] = ()
@@ -129,7 +170,7 @@ class RestorerSpec:
     served: bool = True
     face_size: int = 512
     needs_checkpoint: str = ""
-    served_parameters: tuple[tuple[str, str], ...] = ()
+    default_note: str = ""
     served_gpu: bool = False
 
     @property
@@ -144,10 +185,14 @@ class RestorerSpec:
     def served_options(self) -> tuple[RestorerOption, ...]:
         return tuple(o for o in self.options if o.served)
 
-    def settings(self, given: dict[str, Any]) -> dict[str, Any]:
-        """Every option of this restorer: `given` values (checked) over the defaults; an unknown
-        name is a ValueError."""
+    def settings(self, given: dict[str, Any], served: bool = False) -> dict[str, Any]:
+        """Every option of this restorer: `given` values (checked; a served request's against the
+        served ranges, named by its tensor) over the defaults; an unknown name is a ValueError."""
         known = {o.name: o for o in self.options}
         if unknown := sorted(set(given) - set(known)):
             raise ValueError(f"{self.name}: unknown options {unknown}; it takes {sorted(known)}")
-        return {name: o.check(given.get(name, o.default)) for name, o in known.items()}
+        return {name: o.check(given.get(name, o.default), served) for name, o in known.items()}
+
+    def configure(self, restorer: Restorer, **given: Any) -> Restorer:
+        """`restorer` (built by this spec) bound to `given` settings, checked here."""
+        return restorer.with_settings(self.settings(given))

@@ -97,7 +97,8 @@ def face_subset(batch: FaceBatch, i: int) -> FaceBatch:
 
 class LocalBackend:
     """In-process: the face pipeline and restorers of this runtime, built on first use and kept
-    (the last few restorer settings), run on `device` with `backend` (torch or onnxruntime).
+    (the last two restorers; a change of settings such as the seed or the fidelity binds them to
+    the built restorer, nothing is loaded again), run on `device` with `backend` (torch or onnxruntime).
     A restorer whose weights are untrained is refused (the page shows why) unless `allow_untrained`.
     engines: a folder of ONNX files / engines used as given; None: `locate(contract, checkpoint)`
     gives each network's ONNX folder (the CLI's ONNX cache), else engines/."""
@@ -111,7 +112,7 @@ class LocalBackend:
         self.allow_untrained, self.locate = allow_untrained, locate
         self.description = f"in-process ({backend} on {device})"
         self._nets = None
-        self._restorers: OrderedDict[tuple, tuple[Any, list[str]]] = OrderedDict()
+        self._restorers: OrderedDict[str, tuple[Any, list[str]]] = OrderedDict()
 
     def restorers(self) -> list[str]:
         """Every restorer that can run: those that ship without weights and those given weights."""
@@ -129,24 +130,26 @@ class LocalBackend:
         return FacePipeline(*self._nets, face)
 
     def _restorer(self, restorer: str, settings: dict[str, Any]):
-        """(restorer, notes: what it printed when built, and the untrained-weights warning)."""
-        key = (restorer, tuple(sorted(settings.items())))
-        if key not in self._restorers:
+        """(restorer bound to `settings`, notes: what it printed when built, and the
+        untrained-weights warning); built once per restorer, the settings checked and bound per call."""
+        if restorer not in self._restorers:
             notes = io.StringIO()
             with contextlib.redirect_stderr(notes):
-                built = self._build(restorer, settings)
+                built = self._build(restorer)
             lines = [line for line in notes.getvalue().splitlines() if line.strip()]
             origin = getattr(built, "provenance", None)
             if origin is not None and (warning := origin.warning(restorer)):
                 lines.append(warning)
             if origin is not None and (notice := origin.licence_notice(restorer)):
                 lines.append(notice)
-            self._restorers[key] = (built, lines)
+            self._restorers[restorer] = (built, lines)
             while len(self._restorers) > 2:
                 self._restorers.popitem(last=False)
-        return self._restorers[key]
+        self._restorers.move_to_end(restorer)
+        built, lines = self._restorers[restorer]
+        return RESTORERS[restorer].configure(built, **settings), lines
 
-    def _build(self, restorer: str, settings: dict[str, Any]):
+    def _build(self, restorer: str):
         from runtime.restorers.factory import check_trained, make_restorer
 
         checkpoint = self.checkpoints.get(restorer)
@@ -155,7 +158,7 @@ class LocalBackend:
         if self.engines is None and self.locate is not None and self.backend == "onnxruntime":
             engines = {c.name: self.locate(c, checkpoint) for c in RESTORERS[restorer].networks}
         return make_restorer(restorer, checkpoint, self.backend, engines, self.device,
-                             progress=False, allow_untrained=self.allow_untrained, **settings)
+                             progress=False, allow_untrained=self.allow_untrained)
 
     def restore(self, name: str, data: bytes, restorer: str, settings: dict[str, Any], face: FaceOptions,
                 progress: Progress) -> PhotoOutcome:
@@ -237,6 +240,7 @@ class TritonBackend:
             url, protocol = address.rstrip("/"), scheme
         self.url, self.protocol, self.max_pixels = url, protocol, max_pixels
         self.description = f"Triton server {url} ({protocol})"
+        self._notices: dict[str, list[str]] = {}
 
     def restorers(self) -> list[str]:
         """The restorers whose ensembles the server has ready (all of them when it answers for none)."""
@@ -276,8 +280,19 @@ class TritonBackend:
         scale = after.shape[1] / before.shape[1]
         views = [FaceView(tile(box_crop(before, box)), tile(box_crop(after, box * scale))) for box in answer.boxes]
         result = PhotoResult(input=name, output=filename, faces=answer.faces)
+        notes = [f"note: {name}: {answer.latency_s * 1000:.0f} ms round trip to {self.url}"]
         return PhotoOutcome(resized_to(before, after), after, answer.image, filename, views, result,
-                            [f"note: {name}: {answer.latency_s * 1000:.0f} ms round trip to {self.url}"])
+                            notes + self._licence(restorer))
+
+    def _licence(self, restorer: str) -> list[str]:
+        """The served weights' non-commercial licence notice (their provenance on the server), asked once."""
+        from runtime.serving.client import RestoreClient
+
+        if restorer not in self._notices:
+            with RestoreClient(self.url, self.protocol, restorer) as client:
+                origin = client.provenance()
+            self._notices[restorer] = [n for n in [origin and origin.licence_notice(restorer)] if n]
+        return self._notices[restorer]
 
 
 def box_crop(rgb8: np.ndarray, box: np.ndarray, margin: float = 0.25) -> np.ndarray:

@@ -6,13 +6,13 @@ from runtime.restorers.base import RestorerSpec
 from runtime.restorers.options import FIDELITY_OPTION
 
 
-def _build(sessions, checkpoint, device, progress, fidelity):
+def _build(sessions, data, device, progress):
     from runtime.restorers.onnx.restorer import build
 
-    return build(checkpoint, device, fidelity)
+    return build(data["path"], device)   # its one session opened from the file (its contract is the graph's)
 
 
 ONNX_RESTORER = RestorerSpec(
     "onnx", "any ONNX face enhancer: --checkpoint PATH.onnx (input `input`/`x` float32 NCHW RGB in [-1, 1], "
             "optional scalar `weight`/`w` fed --fidelity, output [0]; or declared in PATH.json); ONNX Runtime only.",
-    (), (FIDELITY_OPTION,), _build, cpu_onnxruntime=True, served=False, needs_checkpoint="PATH.onnx")
+    (), (FIDELITY_OPTION,), _build, weights_data=lambda checkpoint: {"path": checkpoint}, cpu_onnxruntime=True, served=False, needs_checkpoint="PATH.onnx")

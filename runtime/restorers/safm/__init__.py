@@ -21,4 +21,6 @@ SAFM_RESTORER = RestorerSpec(
     build=lambda *a, **k: _impl().build(*a, **k), torch_modules=lambda c: _impl().torch_modules(c),
     provenance=lambda c: _impl().provenance(c),
     cuda_graph_networks=(SAFM.name,), cpu_onnxruntime=True, label_maps=True,
+    default_note="no --checkpoint given: SaFM runs the shipped DEMO weights (a small model trained on photographs "
+                 "and four faces; see training/weights/safm/README.md). Pass --checkpoint PATH.safetensors.",
 )
