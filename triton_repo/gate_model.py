@@ -1,6 +1,7 @@
 """face_restore_<restorer>, the served entry point (the gate): hands each request to the
 ensemble face_restore_<restorer>_job (face_preprocess -> <restorer>_faces -> face_postprocess)
-through BLS, and watches the request meanwhile.
+through BLS, with its restorer's crop side (FACE_SIZE: face_preprocess aligns to it), and
+watches the request meanwhile.
 
 Why: Triton tells a python model that its gRPC client cancelled (``is_cancelled()``), but a
 cancelled ensemble only skips the steps not yet started, never the running one
@@ -16,7 +17,7 @@ import asyncio
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from runtime.contracts.service import CANCEL_FLAG, SERVICES
+from runtime.contracts.service import CANCEL_FLAG, FACE_SIZE, SERVICES
 from runtime.serving.triton_backend import error_code, error_response, fail, preferred_memory
 from runtime.serving.triton_cancel import POLL_S, CancelFlag
 
@@ -35,6 +36,7 @@ class TritonPythonModel:
                 inputs = [t for t in (pb_utils.get_input_tensor_by_name(request, s.name) for s in self.service.inputs)
                           if t is not None]
                 inputs.append(pb_utils.Tensor(CANCEL_FLAG.name, np.array([str(flag.path).encode()], np.object_)))
+                inputs.append(pb_utils.Tensor(FACE_SIZE.name, np.array([self.service.face_size], np.int32)))
                 job = pb_utils.InferenceRequest(model_name=self.service.job, inputs=inputs,
                                                 requested_output_names=sorted(request.requested_output_names()),
                                                 preferred_memory=preferred_memory())   # host: its answer is bytes

@@ -22,6 +22,14 @@ photo, two for a 16-bit PNG; gray and alpha as decoded): a whole frame of the st
 memory per request (144 MB for 48 MP of 8-bit RGB) instead of the time of a second decode in
 face_postprocess (never a float32 frame). A photo that comes back byte for byte (no face,
 scale 1, its own format: request_checks.passes_through) sends an empty FRAME.
+
+The crop side is per service, not one global size: the gate of ``face_restore_<restorer>``
+adds FACE_SIZE (its restorer's spec's face_size) to the job, and face_preprocess aligns to it
+(the tensors between the steps have a variable side; face_postprocess pastes any side). One
+int per request keeps one face_preprocess model for every restorer; per-geometry preprocess
+models would multiply its python instances (each a process holding the runtime and its own
+shared memory) and its configs by every size a restorer takes (GPEN-BFR alone has four). A
+face template other than FFHQ's (GPEN-BFR-256's ArcFace one) would travel the same way.
 """
 from __future__ import annotations
 
@@ -34,7 +42,8 @@ from runtime.imageio import DEFAULT_MAX_PIXELS
 from runtime.restorers import MODEL_GROUPS, RESTORERS
 from runtime.restorers.base import RestorerOption, RestorerSpec
 
-FACE = FaceOptions().size          # aligned crop side served (512)
+FACE = FaceOptions().size          # aligned crop side when a job request names none (512)
+MIN_FACE, MAX_FACE = 64, 2048      # aligned crop sides a job request may name (GPEN-BFR: 256 to 2048)
 MAX_UPLOAD_BYTES = 64 * 2**20      # largest encoded photo accepted, both protocols (client and server check)
 MAX_OUTPUT_PIXELS = DEFAULT_MAX_PIXELS  # largest restored photo (after --upscale) the server encodes
 MAX_UPSCALE = 8.0
@@ -116,10 +125,13 @@ FACE_COUNT = ServiceTensor("FACE_COUNT", "int32", (1,), help="faces restored")
 BOXES = ServiceTensor("BOXES", "float32", (-1, 4), help="their detection boxes x0, y0, x1, y1 (input photo pixels)")
 
 # --- between the steps --------------------------------------------------------------------------
-CROPS = ServiceTensor("CROPS", "uint8", (-1, FACE, FACE, 3), help="aligned faces, RGB")
-LABEL_MAPS = ServiceTensor("LABEL_MAPS", "uint8", (-1, FACE, FACE), help="region label maps")
+FACE_SIZE = ServiceTensor("FACE_SIZE", "int32", (1,), True,
+                          help="the aligned crop side of the job's restorer: face_restore_<restorer> (the gate) sets "
+                               f"it from the restorer's spec ({FACE} when absent)")
+CROPS = ServiceTensor("CROPS", "uint8", (-1, -1, -1, 3), help="aligned faces, RGB (FACE_SIZE square)")
+LABEL_MAPS = ServiceTensor("LABEL_MAPS", "uint8", (-1, -1, -1), help="region label maps")
 AFFINES = ServiceTensor("AFFINES", "float64", (-1, 2, 3), help="photo -> crop affines")
-RESTORED_CROPS = ServiceTensor("RESTORED_CROPS", "uint8", (-1, FACE, FACE, 3), help="restored faces, RGB")
+RESTORED_CROPS = ServiceTensor("RESTORED_CROPS", "uint8", (-1, -1, -1, 3), help="restored faces, RGB")
 FRAME = ServiceTensor("FRAME", "uint8", (-1, -1, -1, -1),
                       help="the decoded photo [H, W, C, bytes per sample] (runtime.imageio.frame_bytes); "
                            "empty when the photo passes through unchanged")
@@ -144,7 +156,8 @@ class PythonModel:
 # face_preprocess also reads every option (those of all restorers; an ensemble maps only its
 # own): it checks them all before any decode or network call (runtime/serving/request_checks.py)
 PREPROCESS = PythonModel("face_preprocess",
-                         (IMAGE, ONLY_CENTER_FACE, UPSCALE, OUTPUT_FORMAT, PASTE_MASK, COLOUR_FIX, TIMEOUT, *OPTIONS.values()),
+                         (IMAGE, ONLY_CENTER_FACE, UPSCALE, OUTPUT_FORMAT, PASTE_MASK, COLOUR_FIX, TIMEOUT, FACE_SIZE,
+                          *OPTIONS.values()),
                          (CROPS, LABEL_MAPS, AFFINES, FRAME, FACE_COUNT, BOXES, DEADLINE),
                          networks=tuple(MODEL_GROUPS["face"]),
                          parameters=(("max_pixels", str(DEFAULT_MAX_PIXELS)), ("max_faces", str(MAX_FACES))))
@@ -193,8 +206,13 @@ class RestorerService:
 
     @property
     def job_inputs(self) -> tuple[ServiceTensor, ...]:
-        """The job ensemble's: the served inputs and the gate's cancel flag."""
-        return self.inputs + (CANCEL_FLAG,)
+        """The job ensemble's: the served inputs, the gate's cancel flag and the restorer's face size."""
+        return self.inputs + (CANCEL_FLAG, FACE_SIZE)
+
+    @property
+    def face_size(self) -> int:
+        """The aligned crop side its restorer takes (RestorerSpec.face_size), sent by the gate as FACE_SIZE."""
+        return RESTORERS[self.restorer].face_size
 
     @property
     def outputs(self) -> tuple[ServiceTensor, ...]:

@@ -16,8 +16,8 @@ import math
 import re
 from dataclasses import dataclass
 
-from runtime.contracts.service import COLOUR_FIX, MAX_OUTPUT_PIXELS, MAX_TIMEOUT_S, MAX_UPLOAD_BYTES, MAX_UPSCALE, \
-    MIN_UPSCALE, OUTPUT_FORMAT, PASTE_MASK, TIMEOUT, UPSCALE
+from runtime.contracts.service import COLOUR_FIX, FACE_SIZE, MAX_FACE, MAX_OUTPUT_PIXELS, MAX_TIMEOUT_S, \
+    MAX_UPLOAD_BYTES, MAX_UPSCALE, MIN_FACE, MIN_UPSCALE, OUTPUT_FORMAT, PASTE_MASK, TIMEOUT, UPSCALE
 from runtime.restorers import RESTORERS
 from runtime.face.paste import COLOUR_FIXES, PASTE_MASKS
 from runtime.imageio import ENCODERS, ImageError
@@ -43,6 +43,7 @@ class Range:
 
 
 RANGES = {UPSCALE.name: Range(MIN_UPSCALE, MAX_UPSCALE), TIMEOUT.name: Range(0.0, MAX_TIMEOUT_S, low_open=True),
+          FACE_SIZE.name: Range(MIN_FACE, MAX_FACE),
           # the restorers' served options, from their one declaration (runtime/restorers/<name>/)
           **{o.tensor_name: Range(-math.inf if o.minimum is None else o.minimum,
                                   math.inf if (top := o.served_maximum or o.maximum) is None else top, o.low_open)

@@ -2,7 +2,8 @@
 
 First every option of the request is checked (runtime/serving/request_checks.py: ranges, output
 format, output size from the photo's header) so a client mistake costs no decode and no
-network call. Then decode (runtime.imageio), FacePipeline.find + align, the in-process code,
+network call. Then decode (runtime.imageio), FacePipeline.find + align to the FACE_SIZE the
+gate sent (the restorer's crop side; runtime/contracts/service.py), the in-process code,
 with the face detector and face mesh called as their own Triton models (BLS). A photo without
 faces gives empty (0-face) tensors; the next steps handle them. A photo with more than
 ``max_faces`` faces (config parameter) is refused. DEADLINE = now + the request's TIMEOUT
@@ -19,8 +20,8 @@ import time
 import numpy as np
 
 from runtime.restorers import CONTRACTS
-from runtime.contracts.service import DEFAULT_OUTPUT_FORMAT, MAX_TIMEOUT_S, PREPROCESS, IMAGE, ONLY_CENTER_FACE, \
-    OUTPUT_FORMAT, UPSCALE, TIMEOUT, CROPS, LABEL_MAPS, AFFINES, FRAME, FACE_COUNT, BOXES, DEADLINE
+from runtime.contracts.service import DEFAULT_OUTPUT_FORMAT, FACE, MAX_TIMEOUT_S, PREPROCESS, IMAGE, ONLY_CENTER_FACE, \
+    OUTPUT_FORMAT, UPSCALE, TIMEOUT, CROPS, LABEL_MAPS, AFFINES, FRAME, FACE_COUNT, BOXES, DEADLINE, FACE_SIZE
 from runtime.face.pipeline import FaceOptions, FacePipeline
 from runtime.imageio import ImageError, decode_frame, frame_bytes, frame_photo
 from runtime.serving.request_checks import check_options, check_output_size, image_size, output_suffix, \
@@ -55,7 +56,8 @@ class TritonPythonModel:
             frame = decode_frame(data, "IMAGE", self.max_pixels)
             photo = frame_photo(frame)
             pipeline = FacePipeline(self.detector, self.mesh,
-                                    FaceOptions(only_center_face=bool(options.get(ONLY_CENTER_FACE.name, False))))
+                                    FaceOptions(size=int(options.get(FACE_SIZE.name, FACE)),   # the restorer's side
+                                                only_center_face=bool(options.get(ONLY_CENTER_FACE.name, False))))
             faces, _ = pipeline.find(photo)
             if len(faces) > self.max_faces:
                 raise ImageError(f"IMAGE: {len(faces)} faces, more than this server restores in one photo "
