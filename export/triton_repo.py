@@ -235,6 +235,7 @@ def gate_config(service: RestorerService, target: str, capacity: Capacity):
     steps' queue policy."""
     config = python_config(service.gate, target, capacity)
     config.instance_group[0].count *= len(service.steps)
+    config.parameters["face_size"].string_value = str(service.face_size)   # the weights' own when rendered with them
     for spec in service.inputs + service.outputs:
         config.parameters[spec.name].string_value = spec.help
     return config
@@ -387,8 +388,17 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
             else:
                 missing.append(str(plan))
     for name, restorer in faces.items():   # what the restorer needs of its weights besides its networks
-        data = RESTORERS[restorer].weights_data(checkpoints.get(restorer))
+        spec, checkpoint = RESTORERS[restorer], checkpoints.get(restorer)
+        if spec.needs_checkpoint and checkpoint is None:   # configs only, without the user's file
+            continue
+        data = spec.weights_data(checkpoint)
         write_atomic(out / name / "1" / WEIGHTS_DATA, json.dumps(data, indent=2).encode())
+        for file, source in (spec.served_files(checkpoint) if spec.served_files else {}).items():
+            _link_or_copy(Path(source), out / name / "1" / file)
+        if "face_size" in data:   # the gate sends the weights' own crop side
+            gate = out / SERVICES[restorer].ensemble / "config.pbtxt"
+            configs[SERVICES[restorer].ensemble].parameters["face_size"].string_value = str(data["face_size"])
+            write_atomic(gate, _text(configs[SERVICES[restorer].ensemble], target).encode())
     if target == "gpu":
         write_atomic(out / SERVER_ARGS, ("\n".join(server_args(restorers, capacity)) + "\n").encode())
     if not in_source:

@@ -198,12 +198,12 @@ def test_a_fourth_architecture_is_one_data_entry(tmp_path):
 
 def test_the_page_offers_published_restorers_given_their_weights(tmp_path, capsys):
     """`ui --weights gfpgan=PATH`: the in-process page offers gfpgan (and not codeformer, whose
-    weights were not given); `serve` refuses weights of a restorer it does not serve (a foreign ONNX file)."""
+    weights were not given); `serve` refuses weights of a restorer it does not serve (the classical baseline)."""
     from runtime.ui.backends import LocalBackend
 
     weights = tmp_path / "gfpgan.pth"
     offered = LocalBackend({"gfpgan": weights}).restorers()
     assert "gfpgan" in offered and "codeformer" not in offered and {"safm", "classical"} <= set(offered)
-    assert main(["serve", "--weights", f"onnx={tmp_path / 'x.onnx'}", "--render", "cpu", "--repo",
+    assert main(["serve", "--weights", f"classical={tmp_path / 'x'}", "--render", "cpu", "--repo",
                  str(tmp_path / "r")]) == 2
-    assert "onnx: not served" in capsys.readouterr().err
+    assert "classical: not served" in capsys.readouterr().err

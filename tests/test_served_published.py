@@ -1,8 +1,10 @@
-"""Published restorers served by the one generic faces model (triton_repo/faces_model.py): random-
-weight GFPGAN and CodeFormer files in their published key layout, rendered with `python -m export
-triton-repo --weights NAME=FILE` into one CPU tritonserver (networks as ONNX Runtime models from
-the ONNX cache of those files). The served photo equals the in-process restore (same ONNX files,
-same runtime code) over gRPC and HTTP; CodeFormer's fidelity reaches its served w; the
+"""Published restorers and a foreign ONNX file served by the one generic faces model
+(triton_repo/faces_model.py): random-weight GFPGAN and CodeFormer files in their published key
+layout and a facefusion-style ONNX file (`input` and a float64 [1] `weight`), rendered with
+`python -m export triton-repo --weights NAME=FILE` into one CPU tritonserver (published networks
+as ONNX Runtime models from the ONNX cache of those files; the foreign file run inside its faces
+step). The served photo equals the in-process restore (same ONNX files, same runtime code) over
+gRPC and HTTP; CodeFormer's fidelity reaches its served w, and the foreign file's weight; the
 non-commercial licence is said by `facerestore client`. Few faces: ~2 s (GFPGAN) and ~4 s
 (CodeFormer) a face on a CPU."""
 from __future__ import annotations
@@ -24,9 +26,10 @@ from runtime.restorers.published.restorer import save_random
 from runtime.samples import ASTRONAUT
 from runtime.serving.client import RestoreClient
 from runtime.sessions import onnx_session
+from tests.test_foreign_onnx import make_onnx
 from tests.test_triton import assert_close, in_process
 
-SERVED = ("gfpgan", "codeformer")
+SERVED = ("gfpgan", "codeformer", "onnx")
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +39,8 @@ def published_server(tmp_path_factory, request):
     from runtime.serving.serve import ServerError, TritonServer
 
     folder = tmp_path_factory.mktemp("served-published")
-    weights = {name: save_random(PUBLISHED[name], folder / f"{name}.pth") for name in SERVED}
+    weights = {name: save_random(PUBLISHED[name], folder / f"{name}.pth") for name in SERVED if name in PUBLISHED}
+    weights["onnx"] = make_onnx(folder / "codeformer_like.onnx", ("input", "weight"))   # facefusion-style, float64 [1]
     repo = folder / "repo"
     assert export_main(["triton-repo", "--target", "cpu", "--out", str(repo), "--restorers", *SERVED,
                         "--weights", *(f"{n}={p}" for n, p in weights.items())]) == 0
@@ -57,7 +61,7 @@ def pipeline() -> FacePipeline:
 
 
 def in_process_restorer(name: str, weights: Path):
-    """The in-process restorer on the same ONNX files the server runs (the ONNX cache)."""
+    """The in-process restorer on the same ONNX files the server runs (the ONNX cache; a foreign file itself)."""
     spec = RESTORERS[name]
     return make_restorer(name, weights, "onnxruntime", {c.name: onnx_dir(c, weights) for c in spec.networks},
                          progress=False)
@@ -102,3 +106,21 @@ def test_a_published_restorer_is_rendered_only_with_its_weights(tmp_path, capsys
                         str(tmp_path / "named")]) == 0   # configs only: nothing of the weights is needed
     assert export_main(["triton-repo", "--target", "cpu", "--restorers", "gfpgan", "--out", str(tmp_path / "r")]) == 2
     assert "--weights gfpgan=PATH" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_served_foreign_onnx_equals_in_process_and_takes_its_weight(published_server, protocol):
+    """The foreign file's float64 `weight` is fed the served FIDELITY: 0 gives the face back, 1 sharpens."""
+    server, weights = published_server
+    data = ASTRONAUT.read_bytes()
+    built, faces = in_process_restorer("onnx", weights["onnx"]), pipeline()
+    served = {}
+    with RestoreClient(server.url(protocol), protocol, "onnx") as client:
+        for w in (0.0, 1.0):
+            result = client.restore(data, ASTRONAUT.name, fidelity=w)
+            expected, count = in_process(data, faces, RESTORERS["onnx"].configure(built, fidelity=w))
+            assert result.faces == count == 1
+            assert_close(result.image, expected)
+            served[w] = decode_image(result.image).rgb
+        assert client.provenance().text.startswith("foreign ONNX codeformer_like.onnx, sha256")
+    assert np.abs(served[0.0] - served[1.0]).max() > 2 / 255

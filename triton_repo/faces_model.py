@@ -9,7 +9,8 @@ spec (each network is its own Triton model), wrapped to stop at its next call on
 is cancelled or its TIMEOUT passed (runtime/serving/triton_cancel.py), and the facts of the
 weights the restorer needs besides its networks (RestorerSpec.weights_data, e.g. AuthFace's
 scheduler config) from 1/weights.json, written by the renderer (the spec's defaults without
-it). Per request: the served options the spec declares (its FIDELITY, STEPS, ...) read,
+it); a restorer without network models (a foreign ONNX file) runs its own session on the
+`served_files` the renderer put beside this model. Per request: the served options the spec declares (its FIDELITY, STEPS, ...) read,
 checked against their served ranges and given to the restorer's call; the faces go in
 micro-batches of the networks' smallest max_batch (memory independent of the face count).
 
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.contracts.service import CROPS, LABEL_MAPS, OPTIONS, RESTORED_CROPS
+from runtime.contracts.service import CROPS, LABEL_MAPS, MAX_FACES, OPTIONS, RESTORED_CROPS
 from runtime.restorers import RESTORERS
 from runtime.serving.triton_backend import BlsNet, face_batch, fail, model_device, respond, scalar, tensor, warm_up
 from runtime.serving.triton_cancel import RequestCancelled, StopWhenCancelled, cancelled_response
@@ -36,13 +37,15 @@ class TritonPythonModel:
         self.spec = RESTORERS[self.name.removesuffix("_faces")]
         path = Path(args["model_repository"]) / args["model_version"] / WEIGHTS_DATA
         data = json.loads(path.read_text()) if path.is_file() else self.spec.weights_data(None)
+        data["folder"] = str(path.parent)   # where the spec's served_files are (a foreign ONNX file)
         self.nets = [StopWhenCancelled(BlsNet(c)) for c in self.spec.networks]
+        self.watch = StopWhenCancelled(None)   # the request, checked between micro-batches too
         device = model_device(args)
         warm_up(device)
         self.restorer = self.spec.build({c.name: n for c, n in zip(self.spec.networks, self.nets)}, data,
                                         str(device), False)
         self.restorer.prepare()   # first-call costs that need no network call (BLS is refused here)
-        self.chunk = min(c.max_batch for c in self.spec.networks)
+        self.chunk = min((c.max_batch for c in self.spec.networks), default=MAX_FACES)
         self.options = [(o.name, OPTIONS[o.tensor_name]) for o in self.spec.served_options()]
 
     def execute(self, requests):
@@ -52,12 +55,13 @@ class TritonPythonModel:
         try:
             settings = self.spec.settings({name: v for name, t in self.options
                                            if (v := scalar(request, t)) is not None}, served=True)
-            for net in self.nets:   # the networks stop once this request is cancelled or timed out
+            for net in [self.watch, *self.nets]:   # they stop once this request is cancelled or timed out
                 net.watch(request)
             crops = tensor(request, CROPS)
             maps = tensor(request, LABEL_MAPS) if self.spec.label_maps else None
             restored = np.empty_like(crops)
             for i in range(0, len(crops), self.chunk):   # bounded micro-batches
+                self.watch.check()
                 part = face_batch(crops[i:i + self.chunk], None if maps is None else maps[i:i + self.chunk])
                 restored[i:i + self.chunk] = self.restorer(part, **settings)
             return respond({RESTORED_CROPS: restored})

@@ -13,6 +13,7 @@ disconnects is not noticed): there only the request's TIMEOUT stops the work.
 
 `python -m export triton-repo` copies this file to face_restore_<restorer>/1/model.py."""
 import asyncio
+import json
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -25,6 +26,8 @@ from runtime.serving.triton_cancel import POLL_S, CancelFlag
 class TritonPythonModel:
     def initialize(self, args):
         self.service = SERVICES[args["model_name"].removeprefix("face_restore_")]
+        params = json.loads(args["model_config"]).get("parameters", {})
+        self.face_size = int(params["face_size"]["string_value"]) if "face_size" in params else self.service.face_size
         self.loop = asyncio.new_event_loop()   # this stub's own, for async_exec
 
     def execute(self, requests):
@@ -36,7 +39,7 @@ class TritonPythonModel:
                 inputs = [t for t in (pb_utils.get_input_tensor_by_name(request, s.name) for s in self.service.inputs)
                           if t is not None]
                 inputs.append(pb_utils.Tensor(CANCEL_FLAG.name, np.array([str(flag.path).encode()], np.object_)))
-                inputs.append(pb_utils.Tensor(FACE_SIZE.name, np.array([self.service.face_size], np.int32)))
+                inputs.append(pb_utils.Tensor(FACE_SIZE.name, np.array([self.face_size], np.int32)))
                 job = pb_utils.InferenceRequest(model_name=self.service.job, inputs=inputs,
                                                 requested_output_names=sorted(request.requested_output_names()),
                                                 preferred_memory=preferred_memory())   # host: its answer is bytes

@@ -211,7 +211,9 @@ class RestorerService:
 
     @property
     def face_size(self) -> int:
-        """The aligned crop side its restorer takes (RestorerSpec.face_size), sent by the gate as FACE_SIZE."""
+        """The aligned crop side its restorer takes (RestorerSpec.face_size; the renderer writes the
+        weights' own, e.g. a foreign ONNX file's, into the gate's `face_size` parameter), sent by
+        the gate as FACE_SIZE."""
         return RESTORERS[self.restorer].face_size
 
     @property
@@ -262,7 +264,7 @@ def restorer_service(spec: RestorerSpec) -> RestorerService:
 
 
 SERVICES: dict[str, RestorerService] = {name: restorer_service(spec) for name, spec in RESTORERS.items()
-                                        if spec.networks and spec.served}
+                                        if spec.served and (spec.networks or spec.served_files)}
 PYTHON_MODELS: dict[str, PythonModel] = {m.name: m for s in SERVICES.values() for m in s.steps}
 GATES: dict[str, PythonModel] = {s.ensemble: s.gate for s in SERVICES.values()}
 

@@ -139,8 +139,13 @@ class RestorerSpec:
         built once, its settings are given per call (`Restorer`): the in-process factory and
         the served `<name>_faces` model (triton_repo/faces_model.py) build it the same way.
     weights_data(checkpoint): JSON-able facts of the weights the restorer needs besides its
-        sessions (AuthFace: its scheduler config); the renderer writes them beside the served
-        model (`<name>_faces/1/weights.json`), which has the sessions but not the weights.
+        sessions (AuthFace: its scheduler config; a foreign ONNX file: its path and face size,
+        key "face_size" being the served crop side when given); the renderer writes them beside
+        the served model (`<name>_faces/1/weights.json`), which has the sessions but not the
+        weights, and adds "folder", its version folder, holding the `served_files`.
+    served_files(checkpoint): name -> file of the weights that its served faces model reads itself
+        (a foreign ONNX file, run by ONNX Runtime inside the faces step: no network model of its
+        own); linked into `<name>_faces/1/` by the renderer. None: it has none.
     torch_modules(checkpoint): name -> torch module of each network (the torch backend).
     provenance(checkpoint): what its weights are.
     fp32_networks: stay fp32 on torch at half precision unless asked (SDXL's VAE overflows).
@@ -148,7 +153,8 @@ class RestorerSpec:
     cpu_onnxruntime: `--backend auto` on a CPU in fp32 runs it on ONNX Runtime (exported once into
         the ONNX cache), else on torch.
     label_maps: its faces model takes the region label maps too.
-    served: it has a served ensemble (face_restore_<name>) and a `<name>_faces` model.
+    served: it has a served ensemble (face_restore_<name>) and a `<name>_faces` model (when it has
+        networks or served_files).
     face_size: the aligned face side its networks take (the face pipeline's crop size).
     needs_checkpoint: it ships no weights; the files to pass as --checkpoint ('' : it runs without).
     default_note: said (stderr) when it runs without a checkpoint.
@@ -161,6 +167,7 @@ class RestorerSpec:
     options: tuple[RestorerOption, ...]
     build: Callable[..., Restorer]
     weights_data: Callable[[Path | None], dict[str, Any]] = lambda checkpoint: {}
+    served_files: Callable[[Path | None], dict[str, Path]] | None = None
     torch_modules: Callable[[Path | None], dict[str, torch.nn.Module]] | None = None
     provenance: Callable[[Path | None], Provenance] | None = None
     fp32_networks: tuple[str, ...] = ()

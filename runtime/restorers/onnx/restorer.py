@@ -115,8 +115,8 @@ class ForeignOnnxRestorer(Settable):
         return from_range(restored, self.graph.value_range)
 
 
-def build(checkpoint: Path | None, device: str) -> ForeignOnnxRestorer:
-    """The restorer of the user's ONNX file on ONNX Runtime (CUDA provider when `device` is cuda)."""
+def open_graph(checkpoint: Path | None, device: str = "cpu"):
+    """(ONNX Runtime session of the user's file, its ForeignGraph); errors name the file."""
     from runtime.sessions import OnnxRuntimeSession
 
     if checkpoint is None or Path(checkpoint).suffix.lower() != ".onnx":
@@ -130,5 +130,21 @@ def build(checkpoint: Path | None, device: str) -> ForeignOnnxRestorer:
         raise ForeignOnnxError(f"{path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0][:200]})") from None
     graph = read_graph(path, session.session.get_inputs(), session.session.get_outputs())
     session.contract = graph.contract()
-    origin = Provenance(f"foreign ONNX {path.name}, sha256 {sha256_file(path)}: the user's file (licence: its own)", True)
-    return ForeignOnnxRestorer(session, graph, origin)
+    return session, graph
+
+
+def face_size(checkpoint: Path | None) -> int:
+    """The aligned face side the file takes (its graph, or the JSON beside it)."""
+    return open_graph(checkpoint)[1].size
+
+
+def build(checkpoint: Path | None, device: str) -> ForeignOnnxRestorer:
+    """The restorer of the user's ONNX file on ONNX Runtime (CUDA provider when `device` is cuda)."""
+    session, graph = open_graph(checkpoint, device)
+    return ForeignOnnxRestorer(session, graph, provenance(Path(checkpoint)))
+
+
+def provenance(checkpoint: Path) -> Provenance:
+    """The user's file: its name and sha256 (its licence is its own)."""
+    path = Path(checkpoint)
+    return Provenance(f"foreign ONNX {path.name}, sha256 {sha256_file(path)}: the user's file (licence: its own)", True)
