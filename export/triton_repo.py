@@ -10,8 +10,9 @@ Both renderings have the same models, tensors and ensembles (runtime/contracts/s
   sources committed under triton_repo/<name>/1/model.py (they import ``runtime``, installed in
   the image: deploy/docker/); every ``<restorer>_faces`` is the one generic
   triton_repo/faces_model.py (a link in the committed rendering, a copy in a rendered one) with
-  ``1/weights.json``, what the restorer needs of its weights besides its networks; a queue policy each (max queue size, queue timeout: the
-  service's Capacity), so that overload is refused at once instead of queueing
+  ``1/weights.json``, what the restorer needs of its weights besides its networks; a queue
+  policy each (max queue size, queue timeout: the service's Capacity), so that overload is
+  refused at once instead of queueing
 - one model per network (face_detector, face_mesh, safm, vae_encoder, unet_controlnet,
   vae_decoder): max_batch_size, dims and names from its NetworkContract, dynamic batching
   (preferred batches never 1, so concurrent photos merge):
@@ -358,6 +359,10 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
         _remove_stale(out, set(configs))
     missing = []
     faces = {SERVICES[r].faces.name: r for r in restorers or SERVICES}
+    weights_data = {name: _weights_data(restorer, checkpoints.get(restorer)) for name, restorer in faces.items()}
+    for name, restorer in faces.items():   # the gate sends the weights' own crop side (a foreign ONNX file's)
+        if (size := (weights_data[name] or {}).get("face_size")) is not None:
+            configs[SERVICES[restorer].ensemble].parameters["face_size"].string_value = str(size)
     plans = [Path(engines) / f"{n}.plan" for n in configs if n in CONTRACTS] if target == "gpu" and engines else []
     server = server_target([p for p in plans if p.is_file()], gpu) if target == "gpu" and not configs_only else None
     for name, config in configs.items():
@@ -370,12 +375,15 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
         write_atomic(folder / "config.pbtxt", _text(config, target).encode())
         (folder / "1").mkdir(parents=True, exist_ok=True)
         shared = GATE_MODEL if name in GATES else FACES_MODEL if name in faces else None
-        if name in PYTHON_MODELS and not in_source:
+        if (name in PYTHON_MODELS or name in GATES) and not in_source:
             _link_or_copy(shared or SOURCE_REPO / name / "1" / "model.py", folder / "1" / "model.py", link=False)
-        if name in GATES and not in_source:
-            _link_or_copy(GATE_MODEL, folder / "1" / "model.py", link=False)
         elif shared and not (folder / "1" / "model.py").exists():   # committed: a link to the one source
             (folder / "1" / "model.py").symlink_to(os.path.relpath(shared, folder / "1"))
+        if weights_data.get(name) is not None:   # what the restorer needs of its weights besides its networks
+            write_atomic(folder / "1" / WEIGHTS_DATA, json.dumps(weights_data[name], indent=2).encode())
+            spec = RESTORERS[faces[name]]
+            for file, source in (spec.served_files(checkpoints.get(spec.name)) if spec.served_files else {}).items():
+                _link_or_copy(Path(source), folder / "1" / file)
         if name in CONTRACTS and target == "cpu" and not configs_only:
             checkpoint = checkpoints.get(model_group(name))
             _link_or_copy(_onnx_file(CONTRACTS[name], engines, checkpoint), folder / "1" / "model.onnx")
@@ -387,18 +395,6 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
                 _link_or_copy(plan, folder / "1" / "model.plan")
             else:
                 missing.append(str(plan))
-    for name, restorer in faces.items():   # what the restorer needs of its weights besides its networks
-        spec, checkpoint = RESTORERS[restorer], checkpoints.get(restorer)
-        if spec.needs_checkpoint and checkpoint is None:   # configs only, without the user's file
-            continue
-        data = spec.weights_data(checkpoint)
-        write_atomic(out / name / "1" / WEIGHTS_DATA, json.dumps(data, indent=2).encode())
-        for file, source in (spec.served_files(checkpoint) if spec.served_files else {}).items():
-            _link_or_copy(Path(source), out / name / "1" / file)
-        if "face_size" in data:   # the gate sends the weights' own crop side
-            gate = out / SERVICES[restorer].ensemble / "config.pbtxt"
-            configs[SERVICES[restorer].ensemble].parameters["face_size"].string_value = str(data["face_size"])
-            write_atomic(gate, _text(configs[SERVICES[restorer].ensemble], target).encode())
     if target == "gpu":
         write_atomic(out / SERVER_ARGS, ("\n".join(server_args(restorers, capacity)) + "\n").encode())
     if not in_source:
@@ -407,6 +403,13 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
         raise RepoError(f"TensorRT engines missing: {', '.join(missing)}; build them (`python -m export "
                         f"build-engines`) on the GPU, or pass --configs-only")
     return sorted(configs)
+
+
+def _weights_data(restorer: str, checkpoint: Path | None) -> dict | None:
+    """RestorerSpec.weights_data of the served weights; None for a restorer that ships none and
+    was not given the user's (a configs-only rendering)."""
+    spec = RESTORERS[restorer]
+    return None if spec.needs_checkpoint and checkpoint is None else spec.weights_data(checkpoint)
 
 
 def trained_restorers(restorers: list[str] | None, checkpoints: dict[str, Path | None],

@@ -57,7 +57,8 @@ def published_server(tmp_path_factory, request):
 
 def pipeline() -> FacePipeline:
     """The in-process face pipeline on the ONNX cache's files, as the rendered server's."""
-    return FacePipeline(*(onnx_session(CONTRACTS[n], onnx_dir(CONTRACTS[n], None)) for n in ("face_detector", "face_mesh")))
+    return FacePipeline(*(onnx_session(CONTRACTS[n], onnx_dir(CONTRACTS[n], None))
+                          for n in ("face_detector", "face_mesh")))
 
 
 def in_process_restorer(name: str, weights: Path):

@@ -10,9 +10,10 @@ is cancelled or its TIMEOUT passed (runtime/serving/triton_cancel.py), and the f
 weights the restorer needs besides its networks (RestorerSpec.weights_data, e.g. AuthFace's
 scheduler config) from 1/weights.json, written by the renderer (the spec's defaults without
 it); a restorer without network models (a foreign ONNX file) runs its own session on the
-`served_files` the renderer put beside this model. Per request: the served options the spec declares (its FIDELITY, STEPS, ...) read,
-checked against their served ranges and given to the restorer's call; the faces go in
-micro-batches of the networks' smallest max_batch (memory independent of the face count).
+`served_files` the renderer put beside this model. Per request: the served options the spec
+declares (its FIDELITY, STEPS, ...) read, checked against their served ranges and given to the
+restorer's call; the faces go in micro-batches of the networks' smallest max_batch (memory
+independent of the face count), the request's cancellation checked before each.
 
 A spec with `served_gpu` (AuthFace) gets a KIND_GPU instance in the gpu rendering: its loop
 then runs on that device (model_device), latents and scheduler state stay there and the
