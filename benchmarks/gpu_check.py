@@ -203,6 +203,7 @@ class GpuCheck:
         """The AuthFace restorer of the check's checkpoint on this device: VAE fp32, the
         UNet+ControlNet in half precision run `mode`-wise (runtime.sessions.torch_mode)."""
         from runtime.restorers import CONTRACTS
+        from runtime.restorers.authface import AUTHFACE_RESTORER
         from runtime.restorers.authface.pipeline import AuthFaceRestorer
         from runtime.restorers.authface.restorer import scheduler_config
         from runtime.sessions import TorchSession, torch_mode
@@ -212,8 +213,8 @@ class GpuCheck:
         decoder = TorchSession(ckpt.vae_decoder(), CONTRACTS["vae_decoder"], self.device, torch.float32, True)
         unet = TorchSession(ckpt.unet_controlnet(), CONTRACTS["unet_controlnet"], self.device,
                             half_dtype(self.device), True)
-        return AuthFaceRestorer(encoder, torch_mode(unet, mode), decoder, scheduler_config(None), steps=self.size.steps,
-                                progress=False, device=self.device)
+        return AUTHFACE_RESTORER.configure(AuthFaceRestorer(encoder, torch_mode(unet, mode), decoder, scheduler_config(None),
+                                                            progress=False, device=self.device), steps=self.size.steps)
 
     def run_authface(self, compile_: bool) -> None:
         """The whole restoration at batch 1: eager and (CUDA) graph-replayed timed together, then

@@ -11,6 +11,7 @@ from export.onnx_cache import onnx_up_to_date
 from runtime.serving.capacity_options import add_capacity_options, capacity_from
 from runtime.contracts.base import NetworkContract
 from runtime.contracts.upsampler import DEFAULT_OVERLAP, DEFAULT_TILE, tile_axes
+from runtime.serving.weights_options import add_weights_option, weights_from
 from runtime.restorers import CONTRACTS, MODEL_GROUPS
 
 DESCRIPTION = """\
@@ -92,7 +93,9 @@ def _add_triton_repo(sub: argparse._SubParsersAction) -> None:
                                    "tensorrt_plan models (NGC tritonserver); --target cpu links ENGINES/<network>.onnx "
                                    "(exported first when missing; without --engines the ONNX cache's file of the "
                                    "weights) behind python-backend ONNX Runtime models "
-                                   "(nvidia-pytriton's CPU tritonserver). Same models, tensors and ensembles.")
+                                   "(nvidia-pytriton's CPU tritonserver). Same models, tensors and ensembles. "
+                                   "Weights by restorer name (--weights gfpgan=GFPGANv1.4.pth ...): the published "
+                                   "restorers are rendered only with the user's files.")
     p.add_argument("--target", choices=TARGETS, default="gpu", help="(default: %(default)s)")
     p.add_argument("--engines", type=Path, default=None,
                    help="folder of the .plan / .onnx files (default: engines for --target gpu; for cpu the ONNX "
@@ -106,6 +109,7 @@ def _add_triton_repo(sub: argparse._SubParsersAction) -> None:
                    help="SaFM weights of the ONNX files (default: the demo safm-tiny weights)")
     p.add_argument("--authface-checkpoint", type=Path, default=None,
                    help="AuthFace checkpoint folder (default: random-init tiny)")
+    add_weights_option(p)
     p.add_argument("--configs-only", action="store_true", help="write the configs and model.py files only")
     add_capacity_options(p)
     p.add_argument("--gpu", default=None, help="gpu target: the serving GPU's name as TensorRT reports it (e.g. "
@@ -221,8 +225,8 @@ def _build_engines(args: argparse.Namespace) -> int:
 def _triton_repo(args: argparse.Namespace) -> int:
     from export.triton_repo import RepoError, render_repo
 
-    checkpoints = {"safm": args.safm_checkpoint, "authface": args.authface_checkpoint}
     try:
+        checkpoints = weights_from(args, safm=args.safm_checkpoint, authface=args.authface_checkpoint)
         capacity = capacity_from(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

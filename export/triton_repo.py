@@ -8,8 +8,11 @@ Both renderings have the same models, tensors and ensembles (runtime/contracts/s
 - ``face_preprocess``, ``face_postprocess``, ``<restorer>_faces``: python backend, KIND_CPU
   (``authface_faces`` KIND_GPU in the gpu rendering: its denoising loop stays on the device);
   sources committed under triton_repo/<name>/1/model.py (they import ``runtime``, installed in
-  the image: deploy/docker/); a queue policy each (max queue size, queue timeout: the
-  service's Capacity), so that overload is refused at once instead of queueing
+  the image: deploy/docker/); every ``<restorer>_faces`` is the one generic
+  triton_repo/faces_model.py (a link in the committed rendering, a copy in a rendered one) with
+  ``1/weights.json``, what the restorer needs of its weights besides its networks; a queue
+  policy each (max queue size, queue timeout: the service's Capacity), so that overload is
+  refused at once instead of queueing
 - one model per network (face_detector, face_mesh, safm, vae_encoder, unet_controlnet,
   vae_decoder): max_batch_size, dims and names from its NetworkContract, dynamic batching
   (preferred batches never 1, so concurrent photos merge):
@@ -20,7 +23,7 @@ Both renderings have the same models, tensors and ensembles (runtime/contracts/s
          tritonserver has only the python backend); model.py = triton_repo/onnxruntime_model.py
 
 The committed triton_repo/ is the ``gpu`` rendering's text (a test keeps it equal to this
-renderer's output); the binaries (model.plan, model.onnx, scheduler_config.json) are filled
+renderer's output); the binaries (model.plan, model.onnx, weights.json) are filled
 in by ``python -m export triton-repo`` and git-ignored.
 """
 from __future__ import annotations
@@ -44,6 +47,8 @@ from runtime.weights import source_id
 SOURCE_REPO = Path(__file__).resolve().parents[1] / "triton_repo"   # committed sources
 ONNXRUNTIME_MODEL = SOURCE_REPO / "onnxruntime_model.py"
 GATE_MODEL = SOURCE_REPO / "gate_model.py"   # face_restore_<restorer>/1/model.py
+FACES_MODEL = SOURCE_REPO / "faces_model.py"   # <restorer>_faces/1/model.py, every restorer's
+WEIGHTS_DATA = "weights.json"   # <restorer>_faces/1/: RestorerSpec.weights_data of the served weights
 MARKER = ".rendering.json"   # what a rendering wrote (target, models), to clean up a re-render
 TARGETS = ("cpu", "gpu")
 HEADER = ("# Rendered by `python -m export triton-repo --target {target}` from runtime/contracts;\n"
@@ -243,6 +248,8 @@ def gate_config(service: RestorerService, target: str, capacity: Capacity):
     steps' queue policy."""
     config = python_config(service.gate, target, capacity)
     config.instance_group[0].count *= len(service.steps)
+    config.parameters["face_size"].string_value = str(service.face_size)   # the weights' own when rendered with them
+    config.parameters["face_template"].string_value = service.face_template
     for spec in service.inputs + service.outputs:
         config.parameters[spec.name].string_value = spec.help
     return config
@@ -375,6 +382,12 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
     if not in_source:
         _remove_stale(out, set(configs))
     missing = []
+    faces = {SERVICES[r].faces.name: r for r in restorers or SERVICES}
+    weights_data = {name: _weights_data(restorer, checkpoints.get(restorer)) for name, restorer in faces.items()}
+    for name, restorer in faces.items():   # the gate sends the weights' own crop (a foreign ONNX file's)
+        for key in ("face_size", "face_template"):
+            if (value := (weights_data[name] or {}).get(key)) is not None:
+                configs[SERVICES[restorer].ensemble].parameters[key].string_value = str(value)
     plans = [Path(engines) / f"{n}.plan" for n in configs if n in CONTRACTS] if target == "gpu" and engines else []
     server = server_target([p for p in plans if p.is_file()], gpu) if target == "gpu" and not configs_only else None
     for name, config in configs.items():
@@ -382,14 +395,20 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
         if name in PROVENANCE and not configs_only:  # the client reads it and warns about untrained weights
             origin = PROVENANCE[name](checkpoints.get(name.removesuffix("_faces")))
             config.parameters["provenance"].string_value = json.dumps(origin.to_dict())
+            if notice := origin.licence_notice(name.removesuffix("_faces")):   # said where it is served
+                print(notice, file=sys.stderr)
         write_atomic(folder / "config.pbtxt", _text(config, target).encode())
         (folder / "1").mkdir(parents=True, exist_ok=True)
-        if name in PYTHON_MODELS and not in_source:
-            _link_or_copy(SOURCE_REPO / name / "1" / "model.py", folder / "1" / "model.py", link=False)
-        if name in GATES and not in_source:
-            _link_or_copy(GATE_MODEL, folder / "1" / "model.py", link=False)
-        elif name in GATES and not (folder / "1" / "model.py").exists():   # committed: a link to the one source
-            (folder / "1" / "model.py").symlink_to(os.path.relpath(GATE_MODEL, folder / "1"))
+        shared = GATE_MODEL if name in GATES else FACES_MODEL if name in faces else None
+        if (name in PYTHON_MODELS or name in GATES) and not in_source:
+            _link_or_copy(shared or SOURCE_REPO / name / "1" / "model.py", folder / "1" / "model.py", link=False)
+        elif shared and not (folder / "1" / "model.py").exists():   # committed: a link to the one source
+            (folder / "1" / "model.py").symlink_to(os.path.relpath(shared, folder / "1"))
+        if weights_data.get(name) is not None:   # what the restorer needs of its weights besides its networks
+            write_atomic(folder / "1" / WEIGHTS_DATA, json.dumps(weights_data[name], indent=2).encode())
+            spec = RESTORERS[faces[name]]
+            for file, source in (spec.served_files(checkpoints.get(spec.name)) if spec.served_files else {}).items():
+                _link_or_copy(Path(source), folder / "1" / file)
         if name in CONTRACTS and target == "cpu" and not configs_only:
             checkpoint = checkpoints.get(model_group(name))
             _link_or_copy(_onnx_file(CONTRACTS[name], engines, checkpoint), folder / "1" / "model.onnx")
@@ -401,11 +420,6 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
                 _link_or_copy(plan, folder / "1" / "model.plan")
             else:
                 missing.append(str(plan))
-    if "authface_faces" in configs:
-        from runtime.restorers.authface.restorer import scheduler_config
-
-        config = scheduler_config(checkpoints.get("authface"))
-        write_atomic(out / "authface_faces" / "1" / "scheduler_config.json", json.dumps(config, indent=2).encode())
     if target == "gpu":
         write_atomic(out / SERVER_ARGS, ("\n".join(server_args(restorers, capacity)) + "\n").encode())
     if not in_source:
@@ -416,16 +430,30 @@ def render_repo(target: str, out: Path, engines: Path | None = None, restorers: 
     return sorted(configs)
 
 
+def _weights_data(restorer: str, checkpoint: Path | None) -> dict | None:
+    """RestorerSpec.weights_data of the served weights; None for a restorer that ships none and
+    was not given the user's (a configs-only rendering)."""
+    spec = RESTORERS[restorer]
+    return None if spec.needs_checkpoint and checkpoint is None else spec.weights_data(checkpoint)
+
+
 def trained_restorers(restorers: list[str] | None, checkpoints: dict[str, Path | None],
                       allow_untrained: bool) -> list[str]:
-    """The restorers to render: `restorers` (default: all of SERVICES) less those whose weights
-    are untrained, unless `allow_untrained`; an untrained one named in `restorers` is a RepoError."""
+    """The restorers to render: `restorers` (default: all of SERVICES) less those without weights
+    that ship none (the published ones: the user's files) and those whose weights are untrained,
+    unless `allow_untrained`; such a one named in `restorers` is a RepoError."""
     from runtime.restorers.factory import UntrainedWeights, check_trained
 
     keep = []
     for restorer in restorers or list(SERVICES):
         try:
-            check_trained(_service(restorer).restorer, checkpoints.get(restorer), allow_untrained)
+            RESTORERS[_service(restorer).restorer].check_checkpoint(checkpoints.get(restorer))
+        except ValueError as exc:   # a restorer that ships no weights is served only with the user's
+            if restorers:
+                raise RepoError(f"{exc} (--weights {restorer}=PATH)") from None
+            continue
+        try:
+            check_trained(restorer, checkpoints.get(restorer), allow_untrained)
         except UntrainedWeights as exc:
             if restorers:
                 raise RepoError(str(exc)) from None

@@ -563,7 +563,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                         "cache, one export per weights digest, shared with `restore`)")
     p.add_argument("--checkpoint", type=Path, default=None, help="--render: SaFM weights (default: the shipped demo weights, training/weights/safm/)")
     p.add_argument("--authface-checkpoint", type=Path, default=None, help="--render: AuthFace checkpoint folder")
-    _add_weights_option(p)
+    add_weights_option(p)
     p.add_argument("--restorers", nargs="+", default=None,
                    help="--render: ensembles to serve (default: every restorer whose weights are trained)")
     p.add_argument("--allow-untrained", action="store_true",
@@ -588,22 +588,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                         "to give back their shared memory")
 
 
-def _add_weights_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", nargs="+", default=[], metavar="RESTORER=PATH",
-                   help="weights by restorer name, e.g. gfpgan=GFPGANv1.4.pth codeformer=codeformer.pth "
-                        "(the restorers that ship none are offered only with theirs)")
-
-
 def _weights(args: argparse.Namespace) -> dict[str, Path | None]:
-    """Restorer name -> weights: --checkpoint (SaFM), --authface-checkpoint and --weights NAME=PATH;
-    ValueError for an unknown name or a missing '='."""
-    weights: dict[str, Path | None] = {"safm": args.checkpoint, "authface": args.authface_checkpoint}
-    for item in args.weights:
-        name, sep, path = item.partition("=")
-        if not sep or not path or name not in RESTORERS:
-            raise ValueError(f"--weights {item}: expected RESTORER=PATH with RESTORER one of {sorted(RESTORERS)}")
-        weights[name] = Path(path)
-    return weights
+    """Restorer name -> weights: --checkpoint (SaFM), --authface-checkpoint and --weights NAME=PATH."""
+    return weights_from(args, safm=args.checkpoint, authface=args.authface_checkpoint)
 
 
 def _served_upsampler(args: argparse.Namespace) -> dict[str, Path]:
@@ -628,7 +615,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         from runtime.contracts.service import SERVICES
 
         if unserved := sorted(n for n, w in weights.items() if w is not None and n not in SERVICES):
-            raise ValueError(f"--weights {', '.join(unserved)}: not served (no <name>_faces model yet); "
+            raise ValueError(f"--weights {', '.join(unserved)}: not served (no face_restore_<name> ensemble); "
                              f"served restorers: {sorted(SERVICES)}")
     except (ValueError, ServerError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -674,10 +661,12 @@ def _add_client(sub: argparse._SubParsersAction) -> None:
                    help="(default: %(default)s)")
     p.add_argument("--concurrency", type=int, default=1, help="parallel requests (default: %(default)s)")
     _add_photo_options(p, "client")
-    for spec in served:   # the served options of each restorer (its spec); None: the server's default
-        for o in spec.served_options():
-            p.add_argument(o.flag, type=o.type, default=None,
-                           help=f"{spec.name}: {o.describe(served=True)} (server default {o.default})")
+    from runtime.contracts.service import OPTIONS
+
+    for o in dict.fromkeys(o for spec in served for o in spec.served_options()):   # one flag per declaration
+        p.add_argument(o.flag, type=o.type, default=None,   # None: the server's default
+                       help=f"{OPTIONS[o.tensor_name].help.split(':')[0]}: {o.describe(served=True)} "
+                            f"(server default {o.default})")
 
 
 def _run_client(args: argparse.Namespace) -> int:
@@ -725,7 +714,7 @@ def _add_ui(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--protocol", choices=["grpc", "http"], default="grpc", help="--triton protocol (default: %(default)s)")
     p.add_argument("--checkpoint", type=Path, default=None, help="SaFM weights (default: the shipped demo weights)")
     p.add_argument("--authface-checkpoint", type=Path, default=None, help="AuthFace checkpoint folder")
-    _add_weights_option(p)
+    add_weights_option(p)
     p.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="as for `restore` (auto: the face networks and SaFM on ONNX Runtime on a CPU, torch "
                         "otherwise; default: %(default)s)")

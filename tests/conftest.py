@@ -90,12 +90,14 @@ def export_networks(names: Iterable[str], out: Path, slim: bool = True) -> Path:
 
 @pytest.fixture(scope="session")
 def engines(tmp_path_factory) -> Path:
-    """The session's one export: ONNX files of every served network, default weights (demo
+    """The session's one export: ONNX files of every served network with default weights (demo
     safm-tiny, random-init tiny AuthFace, the committed MediaPipe ports); no onnxslim pass, to
     keep it quick. Read-only for tests (copy what you change)."""
     from runtime.contracts.service import SERVICES
+    from runtime.restorers import RESTORERS
 
-    served = dict.fromkeys(name for service in SERVICES.values() for name in service.networks)
+    served = dict.fromkeys(name for service in SERVICES.values() for name in service.networks
+                           if not RESTORERS[service.restorer].needs_checkpoint)   # the published: the user's files
     return export_networks(served, tmp_path_factory.mktemp("engines"), slim=False)
 
 

@@ -164,9 +164,9 @@ def test_every_scheduler_reaches_the_clean_latent_of_an_exact_noise_predictor(sc
     encoded = lambda **inputs: (np.full((2, 4, 8, 8), 0.3, np.float32),)   # noqa: E731 - z0 of the strength mode
     decoded = lambda **inputs: (inputs[DECODER_LATENT.name],)              # noqa: E731 - the final latents
     for strength in (None, 0.5):
-        restorer = AuthFaceRestorer(encoded, exact_noise_predictor(x0, config), decoded, config, scheduler=scheduler,
-                                    steps=6, seed=1, strength=strength, progress=False)
-        got = torch.from_numpy(restorer.restore(np.zeros((2, 3, 64, 64), np.float32)))
+        restorer = AuthFaceRestorer(encoded, exact_noise_predictor(x0, config), decoded, config, progress=False)
+        got = torch.from_numpy(restorer.restore(np.zeros((2, 3, 64, 64), np.float32), scheduler=scheduler, steps=6,
+                                                seed=1, strength=strength))
         err = float((got - x0).abs().max())
         print(f"{scheduler} strength {strength}: max |latent - x0| {err:.1e}")
         assert err < 1e-4, (scheduler, strength, err)   # measured at most 2.3e-6

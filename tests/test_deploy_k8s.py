@@ -127,7 +127,7 @@ def test_readiness_checks_every_rendered_ensemble(tmp_path):
     from export.triton_repo import render_repo
     from runtime.serving.probe import main as probe_main, ready
 
-    render_repo("gpu", tmp_path / "both", configs_only=True)
+    render_repo("gpu", tmp_path / "both", restorers=["safm", "authface"], configs_only=True)
     render_repo("gpu", tmp_path / "safm", restorers=["safm"], configs_only=True)
     _FakeTriton.ready_models = {SERVICES["safm"].ensemble}
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeTriton)

@@ -164,14 +164,17 @@ result = {"parsed": args.model,
           "export_rc": export_main(["onnx", "--model", "gfpgan256", "--checkpoint", str(weights), "--out",
                                     str(out / "engines")]),
           "ort_rc": main(["restore", photo, "--model", "gfpgan256", "--checkpoint", str(weights), "--backend",
-                          "onnxruntime", "--engines", str(out / "engines"), "--out", str(out / "ort")])}
+                          "onnxruntime", "--engines", str(out / "engines"), "--out", str(out / "ort")]),
+          "repo_rc": export_main(["triton-repo", "--target", "cpu", "--configs-only", "--restorers", "gfpgan256",
+                                  "--weights", f"gfpgan256={weights}", "--out", str(out / "repo")])}
 print(json.dumps(result))
 '''
 
 
 def test_a_fourth_architecture_is_one_data_entry(tmp_path):
     """Registered in a fresh interpreter by one PublishedArch entry: its --model choice, a 256 px
-    restore on torch, ONNX export with parity, and a restore on ONNX Runtime from that export."""
+    restore on torch, ONNX export with parity, a restore on ONNX Runtime from that export, and
+    its served ensemble rendered (`python -m export triton-repo --weights gfpgan256=FILE`)."""
     import subprocess
     import sys
 
@@ -180,7 +183,14 @@ def test_a_fourth_architecture_is_one_data_entry(tmp_path):
                          text=True, timeout=900, env={**__import__("os").environ, "PYTHONPATH": str(root)})
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert result == {"parsed": "gfpgan256", "restore_rc": 0, "export_rc": 0, "ort_rc": 0}
+    assert result == {"parsed": "gfpgan256", "restore_rc": 0, "export_rc": 0, "ort_rc": 0, "repo_rc": 0}
+    # its served ensemble, rendered from the entry: network, the generic faces model, the job and its gate
+    repo = tmp_path / "repo"
+    assert {p.parent.name for p in repo.glob("*/config.pbtxt")} == {
+        "face_detector", "face_mesh", "face_preprocess", "face_postprocess", "gfpgan256", "gfpgan256_faces",
+        "face_restore_gfpgan256_job", "face_restore_gfpgan256"}
+    faces_model = (Path(__file__).resolve().parents[1] / "triton_repo" / "faces_model.py").read_text()
+    assert (repo / "gfpgan256_faces" / "1" / "model.py").read_text() == faces_model
     crop = read_png(tmp_path / "restored" / "crops" / "astronaut_face00_restored.png")
     assert crop.shape == (256, 256, 3)
     assert (tmp_path / "engines" / "gfpgan256.onnx").is_file() and (tmp_path / "ort" / "astronaut.png").is_file()
@@ -188,11 +198,12 @@ def test_a_fourth_architecture_is_one_data_entry(tmp_path):
 
 def test_the_page_offers_published_restorers_given_their_weights(tmp_path, capsys):
     """`ui --weights gfpgan=PATH`: the in-process page offers gfpgan (and not codeformer, whose
-    weights were not given); `serve` refuses weights of a restorer it does not serve yet."""
+    weights were not given); `serve` refuses weights of a restorer it does not serve (the classical baseline)."""
     from runtime.ui.backends import LocalBackend
 
     weights = tmp_path / "gfpgan.pth"
     offered = LocalBackend({"gfpgan": weights}).restorers()
     assert "gfpgan" in offered and "codeformer" not in offered and {"safm", "classical"} <= set(offered)
-    assert main(["serve", "--weights", f"gfpgan={weights}", "--render", "cpu", "--repo", str(tmp_path / "r")]) == 2
-    assert "gfpgan: not served" in capsys.readouterr().err
+    assert main(["serve", "--weights", f"classical={tmp_path / 'x'}", "--render", "cpu", "--repo",
+                 str(tmp_path / "r")]) == 2
+    assert "classical: not served" in capsys.readouterr().err

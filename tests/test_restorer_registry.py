@@ -23,7 +23,7 @@ import torch
 from runtime.contracts.base import BATCH, NetworkContract, TensorSpec
 from runtime.face.pipeline import to_crops
 from runtime.restorers import register
-from runtime.restorers.base import RestorerOption, RestorerSpec
+from runtime.restorers.base import RestorerOption, RestorerSpec, Settable
 from training.provenance import Provenance
 
 GAIN = NetworkContract("toy_gain", inputs=(TensorSpec("image", (BATCH, 3, 512, 512)), TensorSpec("gain", (BATCH, 1))),
@@ -36,21 +36,23 @@ class Gain(torch.nn.Module):
         return (image * gain[:, :, None, None]).clamp(-1, 1)
 
 
-class ToyRestorer:
+class ToyRestorer(Settable):
     name = "toy"
     provenance = Provenance("toy: a gain, no weights", True)
+    settings = {"gain": 1.0}
 
-    def __init__(self, net, gain):
-        self.net, self.gain = net, gain
+    def __init__(self, net):
+        self.net = net
 
-    def __call__(self, batch):
-        (out,) = self.net(batch.model_input(), np.full((len(batch), 1), self.gain, np.float32))
+    def __call__(self, batch, **settings):
+        gain = self.merged(settings)["gain"]
+        (out,) = self.net(batch.model_input(), np.full((len(batch), 1), gain, np.float32))
         return to_crops(out)
 
 
 register(RestorerSpec("toy", "multiplies the faces by a gain", (GAIN,),
                       (RestorerOption("gain", float, 1.0, "the gain", minimum=0.0, maximum=2.0, served="float32"),),
-                      build=lambda sessions, checkpoint, device, progress, gain: ToyRestorer(sessions["toy_gain"], gain),
+                      build=lambda sessions, data, device, progress: ToyRestorer(sessions["toy_gain"]),
                       torch_modules=lambda checkpoint: {"toy_gain": Gain()},
                       provenance=lambda checkpoint: ToyRestorer.provenance))
 

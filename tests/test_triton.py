@@ -18,10 +18,10 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from export.triton_repo import GATE_MODEL, SOURCE_REPO, model_configs, render_repo
+from export.triton_repo import FACES_MODEL, GATE_MODEL, SOURCE_REPO, model_configs, render_repo
 from benchmarks.serving import png_bytes
 from runtime.serving.client import ClientError, RestoreClient
-from runtime.restorers import CONTRACTS
+from runtime.restorers import CONTRACTS, RESTORERS
 from runtime.contracts.service import GATES, MAX_UPLOAD_BYTES, PYTHON_MODELS, SERVICES, TRITON_TYPES, triton_dims
 from runtime.face import FaceOptions, FacePipeline
 from runtime.imageio import decode_image, encode_image
@@ -165,7 +165,7 @@ def test_served_jpeg_keeps_its_tables_subsampling_exif_and_icc(server, face_pipe
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_photo_without_faces_comes_back_unchanged(server, protocol):
     data = NO_FACE.read_bytes()
-    for restorer in SERVICES:
+    for restorer in (r for r in SERVICES if not RESTORERS[r].needs_checkpoint):   # those the session's server has
         with RestoreClient(server.url(protocol), protocol, restorer) as client:
             result = client.restore(data, "coffee.png")
         assert result.faces == 0 and result.boxes.shape == (0, 4)
@@ -352,6 +352,7 @@ def gpu_repo(tmp_path_factory) -> Path:
 
 def test_gpu_rendering_configs_follow_the_contracts(gpu_repo):
     configs = {p.parent.name: parse(p) for p in gpu_repo.glob("*/config.pbtxt")}
+    faces = {s.faces.name for s in SERVICES.values()}
     assert set(configs) == set(model_configs("gpu"))
     for name, config in configs.items():
         assert config.name == name
@@ -372,6 +373,8 @@ def test_gpu_rendering_configs_follow_the_contracts(gpu_repo):
             assert [g.kind for g in config.instance_group] == [kind]
             assert (config.parameters["FORCE_CPU_ONLY_INPUT_TENSORS"].string_value == "no") == PYTHON_MODELS[name].gpu
             assert (SOURCE_REPO / name / "1" / "model.py").is_file()
+            if name in faces:   # every restorer's faces step: the one generic model
+                assert (SOURCE_REPO / name / "1" / "model.py").resolve() == FACES_MODEL
         elif name in GATES:   # face_restore_<restorer>: a python model in front of its job ensemble
             assert config.backend == "python" and config.parameters["job"].string_value == name + "_job"
             assert [g.kind for g in config.instance_group] == [mc.ModelInstanceGroup.KIND_CPU]

@@ -91,6 +91,19 @@ def test_in_process_back_end_gives_crops_and_paste_masks(local):
     assert reports and all(GRACE_HOPPER.name in d for d in reports)
 
 
+def test_a_new_setting_builds_nothing_again():
+    """The page's restorer is built once: another fidelity is bound to the same sessions (no
+    reload), and still reaches the network."""
+    backend, builds = LocalBackend(), []
+    build = backend._build
+    backend._build = lambda restorer: (builds.append(restorer), build(restorer))[1]
+    after = {w: backend.restore(GRACE_HOPPER.name, GRACE_HOPPER.read_bytes(), "safm", {"fidelity": w}, FaceOptions(),
+                                lambda *a: None) for w in (0.0, 1.0)}
+    assert builds == ["safm"]
+    assert all(any("DEMO weights" in n for n in o.notes) for o in after.values())   # its notes kept with it
+    assert np.abs(after[0.0].after.astype(int) - after[1.0].after.astype(int)).max() > 2
+
+
 def test_authface_steps_are_reported(local):
     reports = []
     settings = {"scheduler": "ddim", "steps": 2, "seed": 0, "conditioning_scale": 1.0, "strength": None}

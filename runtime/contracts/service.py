@@ -22,6 +22,14 @@ photo, two for a 16-bit PNG; gray and alpha as decoded): a whole frame of the st
 memory per request (144 MB for 48 MP of 8-bit RGB) instead of the time of a second decode in
 face_postprocess (never a float32 frame). A photo that comes back byte for byte (no face,
 scale 1, its own format: request_checks.passes_through) sends an empty FRAME.
+
+The crop side is per service, not one global size: the gate of ``face_restore_<restorer>``
+adds FACE_SIZE (its restorer's spec's face_size) to the job, and face_preprocess aligns to it
+(the tensors between the steps have a variable side; face_postprocess pastes any side). One
+int per request keeps one face_preprocess model for every restorer; per-geometry preprocess
+models would multiply its python instances (each a process holding the runtime and its own
+shared memory) and its configs by every size a restorer takes (GPEN-BFR alone has four). A
+face template other than FFHQ's (GPEN-BFR-256's ArcFace one) would travel the same way.
 """
 from __future__ import annotations
 
@@ -29,12 +37,14 @@ from dataclasses import dataclass
 
 from runtime.contracts.base import BATCH, TensorSpec
 from runtime import photo_options
+from runtime.face.align import TEMPLATES
 from runtime.face.pipeline import FaceOptions
 from runtime.imageio import DEFAULT_MAX_PIXELS
 from runtime.restorers import MODEL_GROUPS, RESTORERS
 from runtime.restorers.base import RestorerOption, RestorerSpec
 
-FACE = FaceOptions().size          # aligned crop side served (512)
+FACE = FaceOptions().size          # aligned crop side when a job request names none (512)
+MIN_FACE, MAX_FACE = 64, 2048      # aligned crop sides a job request may name (GPEN-BFR: 256 to 2048)
 MAX_UPLOAD_BYTES = 64 * 2**20      # largest encoded photo accepted, both protocols (client and server check)
 MAX_OUTPUT_PIXELS = DEFAULT_MAX_PIXELS  # largest restored photo (after --upscale) the server encodes
 MAX_FACES = 64                     # most faces restored in one photo (face_preprocess parameter max_faces)
@@ -88,16 +98,24 @@ PHOTO_INPUTS: dict[str, ServiceTensor] = {o.tensor_name: photo_tensor(o) for o i
 UPSCALE, OUTPUT_FORMAT = PHOTO_INPUTS["UPSCALE"], PHOTO_INPUTS["OUTPUT_FORMAT"]
 
 
-def option_tensor(spec: RestorerSpec, option: RestorerOption) -> ServiceTensor:
-    """The served ensemble input of a restorer's option (runtime/restorers/<name>/)."""
+def option_tensor(specs: list[RestorerSpec], option: RestorerOption) -> ServiceTensor:
+    """The served ensemble input of an option (runtime/restorers/<name>/), its help naming the
+    served restorers that take it (one declaration: runtime/restorers/options.py when shared)."""
     default = "none" if option.default is None else f"{option.default:g}"
     return ServiceTensor(option.tensor_name, option.served or "", (1,), True,
-                         f"{spec.name}: {option.describe(served=True)} (default {default})")
+                         f"{', '.join(s.name for s in specs)}: {option.describe(served=True)} (default {default})")
+
+
+def _served_options() -> dict[str, ServiceTensor]:
+    takers: dict[str, tuple[RestorerOption, list[RestorerSpec]]] = {}
+    for spec in RESTORERS.values():
+        for o in spec.served_options() if spec.served and spec.networks else ():
+            takers.setdefault(o.tensor_name, (o, []))[1].append(spec)
+    return {name: option_tensor(specs, o) for name, (o, specs) in takers.items()}
 
 
 # every served restorer option, by tensor name, from the restorers' one declaration of each
-OPTIONS: dict[str, ServiceTensor] = {o.tensor_name: option_tensor(spec, o)
-                                     for spec in RESTORERS.values() if spec.served for o in spec.served_options()}
+OPTIONS: dict[str, ServiceTensor] = _served_options()
 FIDELITY, STEPS, SEED, STRENGTH = (OPTIONS[n] for n in ("FIDELITY", "STEPS", "SEED", "STRENGTH"))
 
 TIMEOUT = ServiceTensor("TIMEOUT", "float32", (1,), True,
@@ -111,10 +129,17 @@ FACE_COUNT = ServiceTensor("FACE_COUNT", "int32", (1,), help="faces restored")
 BOXES = ServiceTensor("BOXES", "float32", (-1, 4), help="their detection boxes x0, y0, x1, y1 (input photo pixels)")
 
 # --- between the steps --------------------------------------------------------------------------
-CROPS = ServiceTensor("CROPS", "uint8", (-1, FACE, FACE, 3), help="aligned faces, RGB")
-LABEL_MAPS = ServiceTensor("LABEL_MAPS", "uint8", (-1, FACE, FACE), help="region label maps")
+FACE_SIZE = ServiceTensor("FACE_SIZE", "int32", (1,), True,
+                          help="the aligned crop side of the job's restorer: face_restore_<restorer> (the gate) sets "
+                               f"it from the restorer's spec ({FACE} when absent)")
+FACE_TEMPLATE = ServiceTensor("FACE_TEMPLATE", "bytes", (1,), True,
+                              help="the 5-point template the job's restorer takes its faces aligned on "
+                                   f"({', '.join(TEMPLATES)}): the gate sets it from the restorer's spec "
+                                   f"({FaceOptions().template} when absent)")
+CROPS = ServiceTensor("CROPS", "uint8", (-1, -1, -1, 3), help="aligned faces, RGB (FACE_SIZE square)")
+LABEL_MAPS = ServiceTensor("LABEL_MAPS", "uint8", (-1, -1, -1), help="region label maps")
 AFFINES = ServiceTensor("AFFINES", "float64", (-1, 2, 3), help="photo -> crop affines")
-RESTORED_CROPS = ServiceTensor("RESTORED_CROPS", "uint8", (-1, FACE, FACE, 3), help="restored faces, RGB")
+RESTORED_CROPS = ServiceTensor("RESTORED_CROPS", "uint8", (-1, -1, -1, 3), help="restored faces, RGB")
 FRAME = ServiceTensor("FRAME", "uint8", (-1, -1, -1, -1),
                       help="the decoded photo [H, W, C, bytes per sample] (runtime.imageio.frame_bytes); "
                            "empty when the photo passes through unchanged")
@@ -139,7 +164,7 @@ class PythonModel:
 # face_preprocess also reads every option (those of all restorers; an ensemble maps only its
 # own): it checks them all before any decode or network call (runtime/serving/request_checks.py)
 PREPROCESS = PythonModel("face_preprocess",
-                         (IMAGE, *PHOTO_INPUTS.values(), TIMEOUT, *OPTIONS.values()),
+                         (IMAGE, *PHOTO_INPUTS.values(), TIMEOUT, FACE_SIZE, FACE_TEMPLATE, *OPTIONS.values()),
                          (CROPS, LABEL_MAPS, AFFINES, FRAME, FACE_COUNT, BOXES, DEADLINE),
                          networks=tuple(MODEL_GROUPS["face"]),
                          parameters=(("max_pixels", str(DEFAULT_MAX_PIXELS)), ("max_faces", str(MAX_FACES))))
@@ -188,8 +213,21 @@ class RestorerService:
 
     @property
     def job_inputs(self) -> tuple[ServiceTensor, ...]:
-        """The job ensemble's: the served inputs and the gate's cancel flag."""
-        return self.inputs + (CANCEL_FLAG,)
+        """The job ensemble's: the served inputs, the gate's cancel flag and the restorer's face size."""
+        return self.inputs + (CANCEL_FLAG, FACE_SIZE, FACE_TEMPLATE)
+
+    @property
+    def face_size(self) -> int:
+        """The aligned crop side its restorer takes (RestorerSpec.face_size; the renderer writes the
+        weights' own, e.g. a foreign ONNX file's, into the gate's `face_size` parameter), sent by
+        the gate as FACE_SIZE."""
+        return RESTORERS[self.restorer].face_size
+
+    @property
+    def face_template(self) -> str:
+        """The template its faces are aligned on (RestorerSpec.face_template; a foreign ONNX
+        file's own when rendered with it), sent by the gate as FACE_TEMPLATE."""
+        return RESTORERS[self.restorer].face_template
 
     @property
     def outputs(self) -> tuple[ServiceTensor, ...]:
@@ -235,12 +273,11 @@ def restorer_service(spec: RestorerSpec) -> RestorerService:
     inputs = (CROPS, *((LABEL_MAPS,) if spec.label_maps else ()), DEADLINE, CANCEL_FLAG,
               *(OPTIONS[o.tensor_name] for o in spec.served_options()))
     return RestorerService(spec.name, PythonModel(f"{spec.name}_faces", inputs, (RESTORED_CROPS,),
-                                                  networks=tuple(spec.network_names),
-                                                  parameters=spec.served_parameters, gpu=spec.served_gpu))
+                                                  networks=tuple(spec.network_names), gpu=spec.served_gpu))
 
 
 SERVICES: dict[str, RestorerService] = {name: restorer_service(spec) for name, spec in RESTORERS.items()
-                                        if spec.networks and spec.served}
+                                        if spec.served and (spec.networks or spec.served_files)}
 PYTHON_MODELS: dict[str, PythonModel] = {m.name: m for s in SERVICES.values() for m in s.steps}
 GATES: dict[str, PythonModel] = {s.ensemble: s.gate for s in SERVICES.values()}
 

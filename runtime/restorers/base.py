@@ -5,6 +5,7 @@ how it is built from one session per network, and what its weights are. Kept fre
 and `training`: the CLI's parser and the Triton pre-processing model read it."""
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,13 +27,41 @@ DEFAULT_BATCH_FACES = 4
 
 
 class Restorer(Protocol):
-    """What the restore job calls: all faces of one photo as one batch. `provenance` says what
-    its weights are (None: not recorded, e.g. inside a served BLS model)."""
+    """What the restore job calls: all faces of one photo as one batch. Built once (weights,
+    sessions: `RestorerSpec.build`), given its settings (the values of its spec's options) per
+    call or bound once with `with_settings`. `provenance` says what its weights are (None: not
+    recorded, e.g. inside a served BLS model)."""
 
     name: str
     provenance: Provenance | None
+    settings: dict[str, Any]
 
-    def __call__(self, batch: FaceBatch) -> np.ndarray: ...
+    def __call__(self, batch: FaceBatch, **settings: Any) -> np.ndarray: ...
+
+    def with_settings(self, settings: dict[str, Any]) -> Restorer: ...
+
+    def prepare(self) -> None: ...
+
+
+class Settable:
+    """What every restorer shares: `settings`, the option values a call without its own uses
+    (checked by `RestorerSpec.settings`, the spec's defaults until bound), and `with_settings`,
+    a cheap copy bound to others (the same sessions: nothing is loaded again)."""
+
+    settings: dict[str, Any] = {}
+    provenance: Provenance | None = None
+
+    def with_settings(self, settings: dict[str, Any]):
+        bound = copy.copy(self)
+        bound.settings = dict(settings)
+        return bound
+
+    def merged(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """The bound settings with a call's own over them."""
+        return {**self.settings, **settings}
+
+    def prepare(self) -> None:
+        """Pay first-call costs that need no network call (imports, state on the device); none here."""
 
 
 def restore_in_batches(restorer: Restorer, batch: FaceBatch, batch_faces: int) -> np.ndarray:
@@ -103,6 +132,11 @@ class RestorerOption:
         return value
 
 
+def option_defaults(options: tuple[RestorerOption, ...]) -> dict[str, Any]:
+    """Each option's default by name: the settings of a restorer not told otherwise."""
+    return {o.name: o.default for o in options}
+
+
 def require_checkpoint(restorer: str, files: str, checkpoint: Path | None) -> Path:
     """`checkpoint`, or ValueError saying which weights files to pass (none ship for `restorer`)."""
     if checkpoint is None:
@@ -115,8 +149,18 @@ class RestorerSpec:
     """One restorer, all the project needs to know about it.
 
     networks: its network contracts, in the order `build` gets their sessions.
-    build(sessions, checkpoint, device, progress, **options): the restorer from one session per
-        network (name -> session; torch, onnxruntime, tensorrt or Triton BLS alike).
+    build(sessions, data, device, progress): the restorer from one session per network (name ->
+        session; torch, onnxruntime, tensorrt or Triton BLS alike) and `weights_data(checkpoint)`;
+        built once, its settings are given per call (`Restorer`): the in-process factory and
+        the served `<name>_faces` model (triton_repo/faces_model.py) build it the same way.
+    weights_data(checkpoint): JSON-able facts of the weights the restorer needs besides its
+        sessions (AuthFace: its scheduler config; a foreign ONNX file: its path and face size,
+        key "face_size" being the served crop side when given); the renderer writes them beside
+        the served model (`<name>_faces/1/weights.json`), which has the sessions but not the
+        weights, and adds "folder", its version folder, holding the `served_files`.
+    served_files(checkpoint): name -> file of the weights that its served faces model reads itself
+        (a foreign ONNX file, run by ONNX Runtime inside the faces step: no network model of its
+        own); linked into `<name>_faces/1/` by the renderer. None: it has none.
     torch_modules(checkpoint): name -> torch module of each network (the torch backend).
     provenance(checkpoint): what its weights are.
     fp32_networks: stay fp32 on torch at half precision unless asked (SDXL's VAE overflows).
@@ -124,12 +168,14 @@ class RestorerSpec:
     cpu_onnxruntime: `--backend auto` on a CPU in fp32 runs it on ONNX Runtime (exported once into
         the ONNX cache), else on torch.
     label_maps: its faces model takes the region label maps too.
-    served: it has a served ensemble (face_restore_<name>) and a `<name>_faces` model.
+    served: it has a served ensemble (face_restore_<name>) and a `<name>_faces` model (when it has
+        networks or served_files).
     face_size: the aligned face side its networks take (the face pipeline's crop size).
     face_template: the 5-point template its faces are aligned on (runtime.face.align.TEMPLATES).
     needs_checkpoint: it ships no weights; the files to pass as --checkpoint ('' : it runs without).
-    served_parameters: config.pbtxt parameters of its served <name>_faces model.
-    served_gpu: a KIND_GPU instance of <name>_faces in the gpu rendering.
+    default_note: said (stderr) when it runs without a checkpoint.
+    served_gpu: a KIND_GPU instance of <name>_faces in the gpu rendering (its loop runs on the
+        instance's device, e.g. AuthFace's denoising loop: tensors stay on the GPU).
     batch_faces: faces per in-process restorer call on a CPU and on a GPU (`--batch-faces`
         default: memory stays bounded whatever the number of faces; chosen by measurement,
         in the spec that sets it)."""
@@ -139,6 +185,8 @@ class RestorerSpec:
     networks: tuple[NetworkContract, ...]
     options: tuple[RestorerOption, ...]
     build: Callable[..., Restorer]
+    weights_data: Callable[[Path | None], dict[str, Any]] = lambda checkpoint: {}
+    served_files: Callable[[Path | None], dict[str, Path]] | None = None
     torch_modules: Callable[[Path | None], dict[str, torch.nn.Module]] | None = None
     provenance: Callable[[Path | None], Provenance] | None = None
     fp32_networks: tuple[str, ...] = ()
@@ -149,7 +197,7 @@ class RestorerSpec:
     face_size: int = 512
     face_template: str = "ffhq"
     needs_checkpoint: str = ""
-    served_parameters: tuple[tuple[str, str], ...] = ()
+    default_note: str = ""
     served_gpu: bool = False
     batch_faces: tuple[int, int] = (DEFAULT_BATCH_FACES, 8)
 
@@ -174,10 +222,14 @@ class RestorerSpec:
     def served_options(self) -> tuple[RestorerOption, ...]:
         return tuple(o for o in self.options if o.served)
 
-    def settings(self, given: dict[str, Any]) -> dict[str, Any]:
-        """Every option of this restorer: `given` values (checked) over the defaults; an unknown
-        name is a ValueError."""
+    def settings(self, given: dict[str, Any], served: bool = False) -> dict[str, Any]:
+        """Every option of this restorer: `given` values (checked; a served request's against the
+        served ranges, named by its tensor) over the defaults; an unknown name is a ValueError."""
         known = {o.name: o for o in self.options}
         if unknown := sorted(set(given) - set(known)):
             raise ValueError(f"{self.name}: unknown options {unknown}; it takes {sorted(known)}")
-        return {name: o.check(given.get(name, o.default)) for name, o in known.items()}
+        return {name: o.check(given.get(name, o.default), served) for name, o in known.items()}
+
+    def configure(self, restorer: Restorer, **given: Any) -> Restorer:
+        """`restorer` (built by this spec) bound to `given` settings, checked here."""
+        return restorer.with_settings(self.settings(given))

@@ -1,8 +1,10 @@
 """The one factory of restorers: any registered restorer on any backend. It checks the options,
 picks the device and precision, opens one session per network of the restorer's spec (torch,
-onnxruntime or tensorrt) and hands them to the spec's `build`."""
+onnxruntime or tensorrt), hands them to the spec's `build` (built once) and binds the checked
+settings (`Restorer.with_settings`: other settings later cost nothing)."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +86,8 @@ def make_restorer(name: str, checkpoint: Path | None = None, backend: str = "tor
     allow_untrained: build it even when its weights' provenance says untrained (else UntrainedWeights).
     bf16_after: onnxruntime on a CPU with AMX-BF16: after this many faces the networks go on in torch
     bf16 (runtime.sessions.ManyFacesSession; None: never).
-    options: the restorer's own options (its spec), checked against their ranges."""
+    options: the restorer's own options (its spec), checked against their ranges and bound to the
+    restorer (`restorer.with_settings(spec.settings(...))` changes them without a rebuild)."""
     if name not in RESTORERS:
         raise ValueError(f"unknown restorer '{name}'; choose one of {sorted(RESTORERS)}")
     if backend not in BACKENDS:
@@ -124,4 +127,9 @@ def make_restorer(name: str, checkpoint: Path | None = None, backend: str = "tor
         sessions = {c.name: tensorrt_session(c, folder(c.name), checkpoint, use_cuda_graph=c.name in spec.cuda_graph_networks)
                     for c in spec.networks}
         device = "cuda"   # TensorRT sessions take CUDA tensors (run_torch): a loop stays on the GPU
-    return spec.build(sessions, checkpoint, device, progress, **settings)
+    if checkpoint is None and spec.default_note:
+        print(f"note: {spec.default_note}", file=sys.stderr)
+    restorer = spec.build(sessions, spec.weights_data(checkpoint), device, progress)
+    if spec.provenance is not None:
+        restorer.provenance = spec.provenance(checkpoint)
+    return restorer.with_settings(settings)

@@ -15,7 +15,9 @@ import io
 import re
 
 from runtime import photo_options
-from runtime.contracts.service import MAX_OUTPUT_PIXELS, MAX_TIMEOUT_S, MAX_UPLOAD_BYTES, TIMEOUT
+from runtime.contracts.service import FACE, FACE_SIZE, FACE_TEMPLATE, MAX_FACE, MAX_OUTPUT_PIXELS, MAX_TIMEOUT_S, \
+    MAX_UPLOAD_BYTES, MIN_FACE, TIMEOUT
+from runtime.face.align import TEMPLATES
 from runtime.restorers import RESTORERS
 from runtime.restorers.base import RestorerOption
 from runtime.imageio import ENCODERS, ImageError
@@ -31,6 +33,9 @@ SERVED_OPTIONS: dict[str, RestorerOption] = {
     **{o.tensor_name: o for o in photo_options.served()},
     TIMEOUT.name: RestorerOption("timeout", float, MAX_TIMEOUT_S, TIMEOUT.help, minimum=0.0, maximum=MAX_TIMEOUT_S,
                                  low_open=True),
+    # set by the gate (face_restore_<restorer>) from its restorer: checked as a client's would be
+    FACE_SIZE.name: RestorerOption("face_size", int, FACE, FACE_SIZE.help, minimum=MIN_FACE, maximum=MAX_FACE),
+    FACE_TEMPLATE.name: RestorerOption("face_template", str, "ffhq", FACE_TEMPLATE.help, choices=tuple(TEMPLATES)),
     **{o.tensor_name: o for spec in RESTORERS.values() for o in spec.served_options()}}
 RANGES = {name: o for name, o in SERVED_OPTIONS.items() if not o.choices and o.type is not bool}
 

@@ -1,5 +1,5 @@
 """Request cancellation in the python-backend models: a network wrapper that stops the face
-loop (SaFM chunks) or the AuthFace denoising loop at its next network call once the request's
+loop (a restorer's micro-batches) or the AuthFace denoising loop at its next network call once the request's
 DEADLINE (its TIMEOUT, set by face_preprocess) has passed, Triton marks the request
 cancelled, or the request's cancel flag exists, so no work is spent on an answer nobody waits
 for.
@@ -10,10 +10,11 @@ False). The gate in front of the ensemble (triton_repo/gate_model.py) sees its g
 cancel and creates the flag file it named in CANCEL_FLAG (a CancelFlag in /dev/shm); HTTP
 clients that disconnect are seen by nobody, only through the deadline.
 
-Used inside Triton's python-backend stubs (``StopWhenCancelled.of`` and ``cancelled_response``
+Used inside Triton's python-backend stubs (``StopWhenCancelled.watch`` and ``cancelled_response``
 import ``triton_python_backend_utils``)."""
 from __future__ import annotations
 
+import math
 import os
 import re
 import time
@@ -67,23 +68,26 @@ class RequestCancelled(Exception):
 
 class StopWhenCancelled:
     """`net` (session interface, optional ``run_torch``) that raises RequestCancelled before a
-    call once `request` is cancelled, its cancel `flag` exists or `deadline` (UNIX time) has passed."""
+    call once the request it watches is cancelled, its cancel `flag` exists or `deadline` (UNIX
+    time) has passed. Made once per network of a model instance; `watch` points it at the
+    request being served (an instance serves one request at a time)."""
 
-    def __init__(self, net, request, deadline: float, flag: Path | None = None) -> None:
+    def __init__(self, net, request=None, deadline: float = math.inf, flag: Path | None = None) -> None:
         self.net, self.request, self.deadline, self.flag = net, request, deadline, flag
 
-    @classmethod
-    def of(cls, net, request) -> "StopWhenCancelled":
-        """`net` stopped by the request's own DEADLINE and CANCEL_FLAG inputs."""
+    def watch(self, request) -> "StopWhenCancelled":
+        """Watch `request`: stopped by its own DEADLINE and CANCEL_FLAG inputs."""
         from runtime.contracts.service import CANCEL_FLAG, DEADLINE
         from runtime.serving.triton_backend import scalar
 
-        return cls(net, request, float(scalar(request, DEADLINE)), flag_path(scalar(request, CANCEL_FLAG)))
+        self.request, self.deadline = request, float(scalar(request, DEADLINE))
+        self.flag = flag_path(scalar(request, CANCEL_FLAG))
+        return self
 
     def check(self) -> None:
         if time.time() > self.deadline:
             raise RequestCancelled("the request's TIMEOUT passed; restoration stopped", timed_out=True)
-        if self.request.is_cancelled() or (self.flag is not None and self.flag.exists()):
+        if (self.request is not None and self.request.is_cancelled()) or (self.flag is not None and self.flag.exists()):
             raise RequestCancelled("request cancelled by the client")
 
     def __call__(self, *args, **inputs):

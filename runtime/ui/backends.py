@@ -139,8 +139,9 @@ def face_subset(batch: FaceBatch, i: int) -> FaceBatch:
 
 class LocalBackend:
     """In-process: the face pipeline and restorers of this runtime, built on first use and kept
-    (the last few restorer settings), run on `device` with `backend` (auto: as `facerestore
-    restore` chooses, runtime/job.py: choose_backend; torch, onnxruntime or tensorrt).
+    (the last two restorers; a change of settings such as the seed or the fidelity binds them to
+    the built restorer, nothing is loaded again), run on `device` with `backend` (auto: as
+    `facerestore restore` chooses, runtime/job.py: choose_backend; torch, onnxruntime or tensorrt).
     A restorer whose weights are untrained is refused (the page shows why) unless `allow_untrained`.
     engines: a folder of ONNX files / engines used as given; None: `locate(contract, checkpoint)`
     gives each network's ONNX folder (the CLI's ONNX cache), else engines/."""
@@ -154,7 +155,7 @@ class LocalBackend:
         self.allow_untrained, self.locate = allow_untrained, locate
         self.description, self.served = f"in-process ({backend} on {device})", False
         self._nets = None
-        self._restorers: OrderedDict[tuple, tuple[Any, list[str]]] = OrderedDict()
+        self._restorers: OrderedDict[str, tuple[Any, list[str]]] = OrderedDict()
 
     def restorers(self) -> list[str]:
         """Every restorer that can run: those that ship without weights and those given weights."""
@@ -182,19 +183,21 @@ class LocalBackend:
         return FacePipeline(*self._nets, face)
 
     def _restorer(self, restorer: str, settings: dict[str, Any]):
-        """(restorer, notes: what it printed when built)."""
-        key = (restorer, tuple(sorted(settings.items())))
-        if key not in self._restorers:
+        """(restorer bound to `settings`, notes: what it printed when built); built once per
+        restorer, the settings checked and bound per call (the report says its notices)."""
+        if restorer not in self._restorers:
             notes = io.StringIO()
             with contextlib.redirect_stderr(notes):
-                built = self._build(restorer, settings)
+                built = self._build(restorer)
             lines = [line for line in notes.getvalue().splitlines() if line.strip()]
-            self._restorers[key] = (built, lines)
+            self._restorers[restorer] = (built, lines)
             while len(self._restorers) > 2:
                 self._restorers.popitem(last=False)
-        return self._restorers[key]
+        self._restorers.move_to_end(restorer)
+        built, lines = self._restorers[restorer]
+        return RESTORERS[restorer].configure(built, **settings), lines
 
-    def _build(self, restorer: str, settings: dict[str, Any]):
+    def _build(self, restorer: str):
         from runtime.restorers.factory import check_trained, make_restorer
 
         checkpoint = self.checkpoints.get(restorer)
@@ -204,7 +207,7 @@ class LocalBackend:
         if self.engines is None and self.locate is not None and backend == "onnxruntime":
             engines = {c.name: self.locate(c, checkpoint) for c in RESTORERS[restorer].networks}
         return make_restorer(restorer, checkpoint, backend, engines, self.device,
-                             progress=False, allow_untrained=self.allow_untrained, **settings)
+                             progress=False, allow_untrained=self.allow_untrained)
 
     def restore(self, name: str, data: bytes, restorer: str, settings: dict[str, Any], face: FaceOptions,
                 progress: Progress) -> PhotoOutcome:

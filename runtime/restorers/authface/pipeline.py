@@ -20,6 +20,8 @@ from tqdm import tqdm
 from runtime.restorers.authface.contracts import CONDITIONING_SCALE, CONTROL_IMAGE, DECODER_LATENT, ENCODER_IMAGE, IMAGE_SIZE, \
     SAMPLE, TIMESTEP
 from runtime.face.pipeline import FaceBatch, to_crops
+from runtime.restorers.authface.options import AUTHFACE_OPTIONS
+from runtime.restorers.base import Settable, option_defaults
 from training.provenance import Provenance
 
 Net = Callable[..., tuple[np.ndarray, ...]]
@@ -44,8 +46,10 @@ def make_scheduler(name: str, config: dict):
     return getattr(diffusers, cls_name).from_config({**config, **overrides})
 
 
-class AuthFaceRestorer:
-    """All faces of a photo as one batch through AuthFace.
+class AuthFaceRestorer(Settable):
+    """All faces of a photo as one batch through AuthFace. Built once on its three stages; the
+    settings (scheduler, steps, seed, conditioning_scale, strength: its spec's options) are
+    given per call or bound with `with_settings`.
 
     Faithful mode (the paper; ``strength=None``): start from pure Gaussian noise and denoise
     all ``steps`` with the ControlNet conditioned on the degraded face. Extension
@@ -58,34 +62,38 @@ class AuthFaceRestorer:
     name = "authface"
 
     def __init__(self, vae_encoder: Net, unet_controlnet: Net, vae_decoder: Net, scheduler_config: dict,
-                 scheduler: str = "ddim", steps: int = 20, seed: int = 0, conditioning_scale: float = 1.0,
-                 strength: float | None = None, latent_channels: int = 4, vae_scale: int = 8,
-                 progress: bool = True, device: str | torch.device = "cpu", provenance: Provenance | None = None) -> None:
-        make_scheduler(scheduler, scheduler_config)  # validates the name early
+                 latent_channels: int = 4, vae_scale: int = 8, progress: bool = True,
+                 device: str | torch.device = "cpu", provenance: Provenance | None = None) -> None:
+        self.vae_encoder, self.unet_controlnet, self.vae_decoder = vae_encoder, unet_controlnet, vae_decoder
+        self.scheduler_config = dict(scheduler_config)
+        self.latent_channels, self.vae_scale, self.progress = latent_channels, vae_scale, progress
+        self.device = torch.device(device)
+        self.provenance = provenance
+        self.settings = option_defaults(AUTHFACE_OPTIONS)
+
+    def __call__(self, batch: FaceBatch, **settings) -> np.ndarray:
+        """Aligned crops uint8 [N, S, S, 3] -> restored crops, same shape and dtype."""
+        batch.require_size(IMAGE_SIZE, "AuthFace")
+        return to_crops(self.restore(batch.model_input(), **settings))
+
+    def prepare(self) -> None:
+        """The diffusers import and a scheduler on the device."""
+        self.schedule()
+
+    def schedule(self, **settings):
+        """(scheduler, timesteps to run): all steps, or the last int(steps * strength) of them."""
+        s = self.merged(settings)
+        steps, strength = s["steps"], s["strength"]
         if steps < 1:
             raise ValueError(f"steps must be >= 1, not {steps}")
         if strength is not None and not 0.0 < strength <= 1.0:
             raise ValueError(f"strength must be in (0, 1], not {strength}")
-        self.vae_encoder, self.unet_controlnet, self.vae_decoder = vae_encoder, unet_controlnet, vae_decoder
-        self.scheduler_config, self.scheduler = dict(scheduler_config), scheduler
-        self.steps, self.seed, self.conditioning_scale, self.strength = steps, seed, float(conditioning_scale), strength
-        self.latent_channels, self.vae_scale, self.progress = latent_channels, vae_scale, progress
-        self.device = torch.device(device)
-        self.provenance = provenance
-
-    def __call__(self, batch: FaceBatch) -> np.ndarray:
-        """Aligned crops uint8 [N, S, S, 3] -> restored crops, same shape and dtype."""
-        batch.require_size(IMAGE_SIZE, "AuthFace")
-        return to_crops(self.restore(batch.model_input()))
-
-    def schedule(self):
-        """(scheduler, timesteps to run): all steps, or the last int(steps * strength) of them."""
-        sched = make_scheduler(self.scheduler, self.scheduler_config)
-        sched.set_timesteps(self.steps, device=self.device)
+        sched = make_scheduler(s["scheduler"], self.scheduler_config)
+        sched.set_timesteps(steps, device=self.device)
         timesteps = sched.timesteps
-        if self.strength is not None:
-            run = min(max(int(self.steps * self.strength), 1), self.steps)
-            begin = (self.steps - run) * sched.order
+        if strength is not None:
+            run = min(max(int(steps * strength), 1), steps)
+            begin = (steps - run) * sched.order
             timesteps = timesteps[begin:]
             if hasattr(sched, "set_begin_index"):
                 sched.set_begin_index(begin)
@@ -100,21 +108,22 @@ class AuthFaceRestorer:
         return torch.from_numpy(np.asarray(out, np.float32)).to(self.device)
 
     @torch.inference_mode()
-    def restore(self, images: np.ndarray) -> np.ndarray:
+    def restore(self, images: np.ndarray, **settings) -> np.ndarray:
         """Degraded faces NCHW in [-1, 1] -> restored faces NCHW in about [-1, 1]."""
         n, _, h, w = images.shape
-        sched, timesteps = self.schedule()
+        s = self.merged(settings)
+        sched, timesteps = self.schedule(**settings)
         shape = (1, self.latent_channels, h // self.vae_scale, w // self.vae_scale)
-        generators = [torch.Generator("cpu").manual_seed(self.seed) for _ in range(n)]
+        generators = [torch.Generator("cpu").manual_seed(int(s["seed"])) for _ in range(n)]
         noise = torch.cat([torch.randn(shape, generator=g) for g in generators]).to(self.device)
         control = torch.from_numpy(np.ascontiguousarray(images, np.float32)).to(self.device)   # uploaded once
-        if self.strength is None:
+        if s["strength"] is None:
             latents = noise * sched.init_noise_sigma
         else:
             z0 = self._run(self.vae_encoder, **{ENCODER_IMAGE.name: control})
             latents = sched.add_noise(z0, noise, timesteps[:1].repeat(n))
         step_kwargs = {"generator": generators} if "generator" in inspect.signature(sched.step).parameters else {}
-        scale = torch.full((n,), self.conditioning_scale, dtype=torch.float32, device=self.device)
+        scale = torch.full((n,), float(s["conditioning_scale"]), dtype=torch.float32, device=self.device)
         for t in tqdm(timesteps, desc="authface", unit="step", leave=False, disable=None if self.progress else True):
             model_in = sched.scale_model_input(latents, t).float()
             noise_pred = self._run(self.unet_controlnet, **{SAMPLE.name: model_in, TIMESTEP.name: t.float().expand(n).contiguous(),

@@ -26,13 +26,16 @@ def torch_modules(checkpoint: Path | None) -> dict[str, torch.nn.Module]:
             VAE_DECODER.name: ckpt.vae_decoder()}
 
 
-def build(sessions: dict[str, Net], checkpoint: Path | None, device: str, progress: bool, scheduler: str,
-          steps: int, seed: int, conditioning_scale: float, strength: float | None) -> AuthFaceRestorer:
-    """AuthFace on its three sessions, the denoising loop on `device` (runtime.restorers.authface.pipeline)."""
+def build(sessions: dict[str, Net], data: dict, device: str, progress: bool) -> AuthFaceRestorer:
+    """AuthFace on its three sessions with the scheduler config of its weights (`data`, from
+    weights_data), the denoising loop on `device` (runtime.restorers.authface.pipeline)."""
     return AuthFaceRestorer(sessions[VAE_ENCODER.name], sessions[UNET_CONTROLNET.name], sessions[VAE_DECODER.name],
-                            scheduler_config(checkpoint), scheduler=scheduler, steps=steps, seed=seed,
-                            conditioning_scale=conditioning_scale, strength=strength, progress=progress,
-                            device=device, provenance=checkpoint_provenance(checkpoint))
+                            data.get("scheduler") or scheduler_config(None), progress=progress, device=device)
+
+
+def weights_data(checkpoint: Path | None) -> dict:
+    """What AuthFace needs of its weights besides the networks: the checkpoint's scheduler config."""
+    return {"scheduler": scheduler_config(checkpoint)}
 
 
 def checkpoint_provenance(checkpoint: Path | None) -> Provenance:

@@ -4,7 +4,7 @@ row a model must beat in `evaluate`."""
 from runtime.restorers.base import RestorerSpec
 
 
-def _build(sessions, checkpoint, device, progress):
+def _build(sessions, data, device, progress):
     from runtime.restorers.classical.restorer import ClassicalRestorer
 
     return ClassicalRestorer()

@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 
 from runtime.face.pipeline import FaceBatch
+from runtime.restorers.base import Settable
 from training.provenance import Provenance
 
 NLM_STRENGTH = 5           # h and hColor of fastNlMeansDenoisingColored (8-bit levels)
@@ -19,12 +20,12 @@ def denoise_sharpen(crop: np.ndarray) -> np.ndarray:
     return np.clip(np.round(clean + UNSHARP_AMOUNT * (clean - blurred)), 0, 255).astype(np.uint8)
 
 
-class ClassicalRestorer:
+class ClassicalRestorer(Settable):
     """NLM denoise + unsharp mask per aligned face: a baseline, not a restorer."""
 
     name = "classical"
     provenance = Provenance(f"classical baseline: OpenCV NLM denoise (h {NLM_STRENGTH}) + unsharp mask "
                             f"(sigma {UNSHARP_SIGMA * 512:g} px at 512, amount {UNSHARP_AMOUNT}), no weights", True)
 
-    def __call__(self, batch: FaceBatch) -> np.ndarray:
+    def __call__(self, batch: FaceBatch, **settings) -> np.ndarray:
         return np.stack([denoise_sharpen(c) for c in batch.crops])

@@ -3,7 +3,7 @@
 from runtime.restorers.base import RestorerSpec
 
 
-def _build(sessions, checkpoint, device, progress):
+def _build(sessions, data, device, progress):
     from runtime.restorers.identity.restorer import IdentityRestorer
 
     return IdentityRestorer()

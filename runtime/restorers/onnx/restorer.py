@@ -13,6 +13,8 @@ from runtime.contracts.base import NetworkContract, TensorSpec
 from runtime.face.align import TEMPLATES
 from runtime.face.pipeline import FaceBatch
 from runtime.files import sha256_file
+from runtime.restorers.base import Settable, option_defaults
+from runtime.restorers.options import FIDELITY_OPTION
 from runtime.restorers.published.restorer import from_range, to_range
 from training.provenance import Provenance
 
@@ -93,33 +95,35 @@ def read_graph(path: Path, inputs: Sequence, outputs: Sequence) -> ForeignGraph:
                         tuple(meta.get("value_range", (-1.0, 1.0))), _dim(image.shape[0]) is None, template)
 
 
-class ForeignOnnxRestorer:
-    """A foreign ONNX face enhancer on ONNX Runtime; `fidelity` feeds its weight input."""
+class ForeignOnnxRestorer(Settable):
+    """A foreign ONNX face enhancer on ONNX Runtime; the `fidelity` setting feeds its weight input."""
 
     name = "onnx"
 
-    def __init__(self, session, graph: ForeignGraph, fidelity: float, provenance: Provenance) -> None:
-        self.session, self.graph, self.fidelity, self.provenance = session, graph, fidelity, provenance
+    def __init__(self, session, graph: ForeignGraph, provenance: Provenance) -> None:
+        self.session, self.graph, self.provenance = session, graph, provenance
         self.face_size, self.face_template = graph.size, graph.template
+        self.settings = option_defaults((FIDELITY_OPTION,))
 
-    def _run(self, crops: np.ndarray) -> np.ndarray:
+    def _run(self, crops: np.ndarray, fidelity: float) -> np.ndarray:
         feed = {self.graph.image: to_range(crops, self.graph.value_range)}
         if self.graph.weight:
-            feed[self.graph.weight] = np.full(self.graph.weight_shape, self.fidelity, self.graph.weight_dtype)
+            feed[self.graph.weight] = np.full(self.graph.weight_shape, fidelity, self.graph.weight_dtype)
         (restored,) = self.session(**feed)
         return restored
 
-    def __call__(self, batch: FaceBatch) -> np.ndarray:
+    def __call__(self, batch: FaceBatch, **settings) -> np.ndarray:
         batch.require_size(self.graph.size, "this ONNX face enhancer")
+        fidelity = self.merged(settings)["fidelity"]
         if self.graph.batch and not self.graph.weight:
-            restored = self._run(batch.crops)
+            restored = self._run(batch.crops, fidelity)
         else:   # a fixed batch of 1, or a weight of fixed shape: one face per call
-            restored = np.concatenate([self._run(batch.crops[i:i + 1]) for i in range(len(batch))])
+            restored = np.concatenate([self._run(batch.crops[i:i + 1], fidelity) for i in range(len(batch))])
         return from_range(restored, self.graph.value_range)
 
 
-def build(checkpoint: Path | None, device: str, fidelity: float) -> ForeignOnnxRestorer:
-    """The restorer of the user's ONNX file on ONNX Runtime (CUDA provider when `device` is cuda)."""
+def open_graph(checkpoint: Path | None, device: str = "cpu"):
+    """(ONNX Runtime session of the user's file, its ForeignGraph); errors name the file."""
     from runtime.sessions import OnnxRuntimeSession
 
     if checkpoint is None or Path(checkpoint).suffix.lower() != ".onnx":
@@ -133,5 +137,23 @@ def build(checkpoint: Path | None, device: str, fidelity: float) -> ForeignOnnxR
         raise ForeignOnnxError(f"{path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0][:200]})") from None
     graph = read_graph(path, session.session.get_inputs(), session.session.get_outputs())
     session.contract = graph.contract()
-    origin = Provenance(f"foreign ONNX {path.name}, sha256 {sha256_file(path)}: the user's file (licence: its own)", True)
-    return ForeignOnnxRestorer(session, graph, fidelity, origin)
+    return session, graph
+
+
+def face_crop(checkpoint: Path | None) -> tuple[int, str]:
+    """The aligned face side the file takes and the template of its faces (its graph, or the
+    JSON beside it)."""
+    graph = open_graph(checkpoint)[1]
+    return graph.size, graph.template
+
+
+def build(checkpoint: Path | None, device: str) -> ForeignOnnxRestorer:
+    """The restorer of the user's ONNX file on ONNX Runtime (CUDA provider when `device` is cuda)."""
+    session, graph = open_graph(checkpoint, device)
+    return ForeignOnnxRestorer(session, graph, provenance(Path(checkpoint)))
+
+
+def provenance(checkpoint: Path) -> Provenance:
+    """The user's file: its name and sha256 (its licence is its own)."""
+    path = Path(checkpoint)
+    return Provenance(f"foreign ONNX {path.name}, sha256 {sha256_file(path)}: the user's file (licence: its own)", True)

@@ -57,6 +57,5 @@ def published_spec(arch: PublishedArch) -> RestorerSpec:
         build=lambda *a, **k: _impl().build(arch, *a, **k),
         torch_modules=lambda checkpoint: {contract.name: _impl().load_network(arch, checkpoint)},
         provenance=lambda checkpoint: _impl().provenance(arch, checkpoint),
-        cpu_onnxruntime=True, served=False, face_size=arch.face_size, face_template=arch.face_template,
-        needs_checkpoint=arch.weights_files,
+        cpu_onnxruntime=True, face_size=arch.face_size, face_template=arch.face_template, needs_checkpoint=arch.weights_files,
     )

@@ -8,7 +8,8 @@ import numpy as np
 
 from runtime.face.pipeline import FaceBatch
 from runtime.imageio import to_uint8
-from runtime.restorers.base import Net, require_checkpoint
+from runtime.restorers.base import Net, Settable, option_defaults, require_checkpoint
+from runtime.restorers.options import FIDELITY_OPTION
 from runtime.restorers.published.arch import PublishedArch
 
 if TYPE_CHECKING:
@@ -29,26 +30,26 @@ def from_range(restored: np.ndarray, value_range: tuple[float, float]) -> np.nda
     return to_uint8((restored.transpose(0, 2, 3, 1) - low) / (high - low))
 
 
-class PublishedRestorer:
-    """A published network behind any session (torch, onnxruntime, tensorrt): all faces of a
-    photo as one batch, with the fidelity weight where the network takes one."""
+class PublishedRestorer(Settable):
+    """A published network behind any session (torch, onnxruntime, tensorrt, Triton BLS): all
+    faces of a photo as one batch, with the fidelity weight (a setting) where the network takes one."""
 
-    def __init__(self, arch: PublishedArch, net: Net, fidelity: float | None = None,
-                 provenance: Provenance | None = None) -> None:
-        self.arch, self.net, self.fidelity, self.provenance = arch, net, fidelity, provenance
+    def __init__(self, arch: PublishedArch, net: Net, provenance: Provenance | None = None) -> None:
+        self.arch, self.net, self.provenance = arch, net, provenance
         self.name = arch.name
+        self.settings = option_defaults((FIDELITY_OPTION,) if arch.fidelity else ())
 
-    def inputs(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+    def inputs(self, crops: np.ndarray, fidelity: float | None = None) -> dict[str, np.ndarray]:
         """The network's inputs by name for uint8 crops."""
         image, *rest = self.arch.contract().inputs
         named = {image.name: to_range(crops, self.arch.value_range)}
         if rest:
-            named[rest[0].name] = np.full((len(crops), 1), self.fidelity, np.float32)
+            named[rest[0].name] = np.full((len(crops), 1), fidelity, np.float32)
         return named
 
-    def __call__(self, batch: FaceBatch) -> np.ndarray:
+    def __call__(self, batch: FaceBatch, **settings) -> np.ndarray:
         batch.require_size(self.arch.face_size, self.arch.title)
-        (restored,) = self.net(**self.inputs(batch.crops))
+        (restored,) = self.net(**self.inputs(batch.crops, self.merged(settings).get("fidelity")))
         return from_range(restored, self.arch.value_range)
 
 
@@ -109,7 +110,6 @@ def provenance(arch: PublishedArch, checkpoint: Path | None) -> Provenance:
                       f"licence {arch.licence}", True, arch.licence, arch.non_commercial)
 
 
-def build(arch: PublishedArch, sessions: dict[str, Net], checkpoint: Path | None, device: str, progress: bool,
-          fidelity: float | None = None) -> PublishedRestorer:
-    """The restorer on its session, with the provenance of the user's file."""
-    return PublishedRestorer(arch, sessions[arch.name], fidelity, provenance(arch, checkpoint))
+def build(arch: PublishedArch, sessions: dict[str, Net], data: dict, device: str, progress: bool) -> PublishedRestorer:
+    """The restorer on its session."""
+    return PublishedRestorer(arch, sessions[arch.name])

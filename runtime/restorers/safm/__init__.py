@@ -28,4 +28,6 @@ SAFM_RESTORER = RestorerSpec(
     # machine (issue 31) 509 ms one at a time, 556 in fours, 865 all 36 at once. GPU: not
     # measured here (no GPU lent); 8, what clips used before.
     batch_faces=(1, 8),
+    default_note="no --checkpoint given: SaFM runs the shipped DEMO weights (a small model trained on photographs "
+                 "and four faces; see training/weights/safm/README.md). Pass --checkpoint PATH.safetensors.",
 )

@@ -1,7 +1,6 @@
 """The SaFM restorer: aligned face batch in, restored crops out (uint8 RGB [N, S, S, 3])."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -9,7 +8,8 @@ import numpy as np
 
 from runtime.restorers.safm.contracts import FACE, FIDELITY, IMAGE, LABEL_MAP, SAFM
 from runtime.face.pipeline import FaceBatch, to_crops
-from runtime.restorers.base import Net
+from runtime.restorers.base import Net, Settable, option_defaults
+from runtime.restorers.options import FIDELITY_OPTION
 from runtime.weights import default_weights
 
 if TYPE_CHECKING:
@@ -23,18 +23,19 @@ def safm_inputs(images: np.ndarray, label_maps: np.ndarray, fidelity: float) -> 
     return {IMAGE.name: images, LABEL_MAP.name: label_maps, FIDELITY.name: np.full((len(images), 1), fidelity)}
 
 
-class SaFMRestorer:
+class SaFMRestorer(Settable):
     """The SaFM network behind any session (torch, onnxruntime, tensorrt, Triton BLS): faces,
-    region maps and the fidelity weight go in as one batch."""
+    region maps and the fidelity weight (a setting) go in as one batch."""
 
     name = "safm"
 
-    def __init__(self, net: Net, fidelity: float = 0.5, provenance: Provenance | None = None) -> None:
-        self.net, self.fidelity, self.provenance = net, fidelity, provenance
+    def __init__(self, net: Net, provenance: Provenance | None = None) -> None:
+        self.net, self.provenance, self.settings = net, provenance, option_defaults((FIDELITY_OPTION,))
 
-    def __call__(self, batch: FaceBatch) -> np.ndarray:
+    def __call__(self, batch: FaceBatch, **settings) -> np.ndarray:
         batch.require_size(FACE, "SaFM")
-        (restored,) = self.net(**safm_inputs(batch.model_input(), batch.label_maps[:, None], self.fidelity))
+        fidelity = self.merged(settings)["fidelity"]
+        (restored,) = self.net(**safm_inputs(batch.model_input(), batch.label_maps[:, None], fidelity))
         return to_crops(restored)
 
 
@@ -52,11 +53,6 @@ def torch_modules(checkpoint: Path | None) -> dict[str, torch.nn.Module]:
     return {SAFM.name: load_checkpoint(checkpoint)}
 
 
-def build(sessions: dict[str, Net], checkpoint: Path | None, device: str, progress: bool,
-          fidelity: float) -> SaFMRestorer:
-    """SaFM on its session; without a checkpoint it runs the shipped demo weights and says so."""
-    if checkpoint is None:
-        print("note: no --checkpoint given: SaFM runs the shipped DEMO weights (a small model trained on "
-              "photographs and four faces; see training/weights/safm/README.md). Pass --checkpoint PATH.safetensors.",
-              file=sys.stderr)
-    return SaFMRestorer(sessions[SAFM.name], fidelity, provenance(checkpoint))
+def build(sessions: dict[str, Net], data: dict, device: str, progress: bool) -> SaFMRestorer:
+    """SaFM on its session."""
+    return SaFMRestorer(sessions[SAFM.name])

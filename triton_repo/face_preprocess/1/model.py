@@ -2,7 +2,8 @@
 
 First every option of the request is checked (runtime/serving/request_checks.py: ranges, output
 format, output size from the photo's header) so a client mistake costs no decode and no
-network call. Then decode (runtime.imageio), FacePipeline.find + align, the in-process code,
+network call. Then decode (runtime.imageio), FacePipeline.find + align to the FACE_SIZE the
+gate sent (the restorer's crop side; runtime/contracts/service.py), the in-process code,
 with the face detector and face mesh called as their own Triton models (BLS). A photo without
 faces gives empty (0-face) tensors; the next steps handle them. A photo with more than
 ``max_faces`` faces (config parameter) is refused. DEADLINE = now + the request's TIMEOUT
@@ -20,7 +21,7 @@ import numpy as np
 
 from runtime.restorers import CONTRACTS
 from runtime.contracts.service import MAX_TIMEOUT_S, PREPROCESS, IMAGE, TIMEOUT, CROPS, LABEL_MAPS, AFFINES, FRAME, \
-    FACE_COUNT, BOXES, DEADLINE
+    FACE_COUNT, BOXES, DEADLINE, FACE, FACE_SIZE, FACE_TEMPLATE
 from runtime.face.pipeline import FacePipeline
 from runtime.imageio import ImageError, decode_frame, frame_bytes, frame_photo
 from runtime.photo_options import face_options, photo_settings
@@ -56,7 +57,10 @@ class TritonPythonModel:
                 check_output_size(image_size(data), upscale)
             frame = decode_frame(data, "IMAGE", self.max_pixels)
             photo = frame_photo(frame)
-            pipeline = FacePipeline(self.detector, self.mesh, face_options(settings))
+            template = options.get(FACE_TEMPLATE.name, b"ffhq")
+            size = int(options.get(FACE_SIZE.name, FACE))   # the restorer's crop (the gate's FACE_SIZE, FACE_TEMPLATE)
+            pipeline = FacePipeline(self.detector, self.mesh, face_options(
+                settings, size, template.decode() if isinstance(template, bytes) else str(template)))
             faces, _ = pipeline.find(photo)
             if len(faces) > self.max_faces:
                 raise ImageError(f"IMAGE: {len(faces)} faces, more than this server restores in one photo "
