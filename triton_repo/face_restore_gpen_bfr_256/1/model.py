@@ -1,0 +1,1 @@
+../../gate_model.py

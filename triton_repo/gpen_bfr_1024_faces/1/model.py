@@ -1,0 +1,1 @@
+../../faces_model.py
