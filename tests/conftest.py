@@ -121,6 +121,21 @@ def server(engines, tmp_path_factory, request):
     return triton
 
 
+def started_server(repo: Path, ready_timeout: float = 240):
+    """A bundled tritonserver on the rendered `repo` (its log beside it), started; a failed start
+    stops it and fails the test with the log's end. The caller stops it."""
+    from runtime.serving.serve import ServerError, TritonServer
+
+    log = repo.parent / "tritonserver.log"
+    server = TritonServer(repo, server="bundled", log=log, exit_timeout=5, ready_timeout=ready_timeout)
+    try:
+        server.start()
+    except ServerError:
+        server.stop()
+        pytest.fail(log.read_text()[-5000:])
+    return server
+
+
 @pytest.fixture(scope="session")
 def face_pipeline(engines):
     """The in-process face pipeline on the same ONNX files as the served face models."""

@@ -21,22 +21,9 @@ from runtime.imageio import read_image
 from runtime.restorers.published import PUBLISHED
 from runtime.restorers.published.restorer import load_network, to_range
 from runtime.samples import ASTRONAUT
-from tests.test_published_restorers import forward, read_png, save_published
+from tests.test_published_restorers import forward, published, read_png, save_published  # noqa: F401 (fixture)
 
 GPEN = ["gpen_bfr_256", "gpen_bfr_512"]
-
-
-@pytest.fixture(scope="module")
-def published(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("gpen")
-    files: dict[str, Path] = {}
-
-    def get(name: str) -> Path:
-        if name not in files:
-            files[name] = save_published(name, folder / f"{name}.pth")
-        return files[name]
-
-    return get
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from runtime.restore import restore_photo
 from runtime.samples import ASTRONAUT, NO_FACE, read_rgb8
 from runtime.serving.client import RestoreClient
 from runtime.upsampler import onnx_upsampler
+from tests.conftest import started_server
 from training.shipped import DEMO_UPSAMPLER
 
 TILE = 128   # several tiles a photo: the served step tiles as the in-process one does
@@ -31,7 +32,6 @@ def upsampler_server(engines, tmp_path_factory):
     from export.onnx_export import export_onnx
     from export.triton_repo import render_repo
     from runtime.contracts.upsampler import BG_UPSAMPLER
-    from runtime.serving.serve import ServerError, TritonServer
 
     work = tmp_path_factory.mktemp("served-upsampler")
     onnx = work / "engines"
@@ -43,13 +43,7 @@ def upsampler_server(engines, tmp_path_factory):
     assert "bg_upsampler" in models
     assert f'key: "bg_upsampler_tile"\n  value {{\n    string_value: "{TILE}"' in \
         (work / "repo" / "face_postprocess" / "config.pbtxt").read_text()
-    server = TritonServer(work / "repo", server="bundled", log=work / "tritonserver.log", exit_timeout=5,
-                          ready_timeout=300)
-    try:
-        server.start()
-    except ServerError:
-        server.stop()
-        pytest.fail((work / "tritonserver.log").read_text()[-5000:])
+    server = started_server(work / "repo", ready_timeout=300)
     yield server, onnx
     server.stop()
 

@@ -33,7 +33,7 @@ from runtime.restorers.authface import SCHEDULER_NAMES
 from runtime.samples import ASTRONAUT, GRACE_HOPPER, NO_FACE
 from runtime.serving.serve import free_port
 from runtime.ui.backends import LocalBackend, RestoreFailed, TritonBackend
-from tests.conftest import subprocess_env
+from tests.conftest import started_server, subprocess_env
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -333,17 +333,10 @@ def test_page_restores_a_clip_and_a_photo_in_process(browser, local_page, clip, 
 def triton_server(engines, tmp_path_factory):
     """A real tritonserver (bundled, CPU) serving only the SaFM ensemble, on the session's ONNX files."""
     from export.triton_repo import render_repo
-    from runtime.serving.serve import ServerError, TritonServer
 
     work = tmp_path_factory.mktemp("ui-triton")
     render_repo("cpu", work / "repo", engines, ["safm"])
-    server = TritonServer(work / "repo", server="bundled", log=work / "tritonserver.log", exit_timeout=5,
-                          ready_timeout=240)
-    try:
-        server.start()
-    except ServerError:
-        server.stop()
-        pytest.fail((work / "tritonserver.log").read_text()[-5000:])
+    server = started_server(work / "repo")
     yield server
     server.stop()
 
