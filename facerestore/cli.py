@@ -9,6 +9,7 @@ from pathlib import Path
 
 from runtime.contracts.upsampler import DEFAULT_TILE
 from runtime.job import BACKENDS
+from runtime.serving.weights_options import add_weights_option, weights_from
 from runtime.restorers import RESTORERS   # light (no numpy, cv2, torch): `facerestore --help` loads none of them
 
 # each command's one-line summary, listed by `facerestore --help` without building the commands' flags

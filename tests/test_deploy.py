@@ -18,7 +18,7 @@ import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
 from export.ngc import NGC_ENV, ngc_release, read_env
-from export.triton_repo import CUDA_GRAPH_NETWORKS, ONNXRUNTIME_MODEL, SOURCE_REPO, RepoError, model_configs, \
+from export.triton_repo import CUDA_GRAPH_NETWORKS, ONNXRUNTIME_MODEL, RepoError, model_configs, \
     render_repo
 from runtime.restorers import CONTRACTS
 from runtime.contracts.service import PYTHON_MODELS, SERVICES, triton_dims

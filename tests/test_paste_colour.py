@@ -9,7 +9,7 @@ import pytest
 
 from runtime.face.paste import LOW_PASS, face_mask
 from runtime.face.pipeline import FaceOptions, FacePipeline
-from runtime.imageio import Photo, read_image, to_float, to_uint8
+from runtime.imageio import read_image, to_float, to_uint8
 from runtime.restore import restore_photo
 from runtime.samples import ASTRONAUT, GRACE_HOPPER
 from training.metrics import delta_e76

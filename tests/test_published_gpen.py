@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,15 +144,18 @@ def test_the_page_crops_at_the_restorers_size_and_template(published):
     """The in-process page back end, given the page's default face options (512, FFHQ), aligns
     for gpen_bfr_256 at its own crop (256 px, ArcFace's template: RestorerSpec.face_crop, as the
     CLI): with the page's 512 px crop GPEN-256 would refuse the faces."""
+    from export.onnx_cache import onnx_dir
     from runtime.face import FaceOptions
+    from runtime.job import JobReport
     from runtime.ui.backends import LocalBackend
 
-    local = LocalBackend({"gpen_bfr_256": published("gpen_bfr_256")})
+    local = LocalBackend({"gpen_bfr_256": published("gpen_bfr_256")}, locate=onnx_dir)   # as `ui`: --backend auto
     assert "gpen_bfr_256" in local.restorers()
     assert local.options("gpen_bfr_256") == ()
     outcome = local.restore(ASTRONAUT.name, ASTRONAUT.read_bytes(), "gpen_bfr_256", {}, FaceOptions(), lambda *a: None)
     assert outcome.result.faces == 1
-    assert any("NON-COMMERCIAL" in n or "non-commercial" in n for n in outcome.notes)
+    report = JobReport("gpen_bfr_256", local.description, local.provenance("gpen_bfr_256", {}))
+    assert any("NON-COMMERCIAL" in n for n in report.notices())   # the page's report says the licence
 
 
 def test_an_unknown_template_in_the_json_is_refused_naming_it(tmp_path, capsys):

@@ -218,7 +218,6 @@ def restore_on_page(driver, url: str, photo: Path, setup: Callable | None = None
 
 def shown_images(driver, elem_id: str, count: int) -> list[tuple[int, int]]:
     """(naturalWidth, naturalHeight) of the images under #elem_id once `count` of them have loaded."""
-    from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     script = ("return [...document.querySelectorAll(arguments[0])].filter(i => i.complete && i.naturalWidth)"

@@ -21,6 +21,7 @@ import argparse
 import sys
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from runtime.contracts.service import SERVICES
@@ -50,8 +51,9 @@ def ready(url: str, repository: Path, timeout: float = 3.0) -> str | None:
     status = _status(url, "/v2/health/ready", timeout)
     if status != 200:
         return f"server {url} not ready: {status}"
-    down = [f"{name} ({status})" for name in ensembles
-            if (status := _status(url, f"/v2/models/{name}/ready", timeout)) != 200]
+    with ThreadPoolExecutor(len(ensembles)) as pool:   # at once: the probe takes two timeouts at most
+        statuses = list(pool.map(lambda name: _status(url, f"/v2/models/{name}/ready", timeout), ensembles))
+    down = [f"{name} ({status})" for name, status in zip(ensembles, statuses) if status != 200]
     return f"not ready: {', '.join(down)}" if down else None
 
 

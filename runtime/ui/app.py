@@ -3,7 +3,6 @@
 and report.json."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
