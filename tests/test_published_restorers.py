@@ -146,10 +146,10 @@ from pathlib import Path
 from runtime.restorers import register
 from runtime.restorers.published import PublishedArch, published_spec
 
-# the one data entry: GFPGANv1Clean at 256 px, channel multiplier 1, as a "fourth" architecture
+# the one data entry: GFPGANv1Clean at 256 px on ArcFace's template, channel multiplier 1, as a "fourth" architecture
 register(published_spec(PublishedArch("gfpgan256", "GFPGAN 256", "training.published.gfpgan:GFPGANv1Clean",
                                       "Apache-2.0", kwargs=(("out_size", 256), ("channel_multiplier", 1)),
-                                      face_size=256, files="gfpgan256.pth")))
+                                      face_size=256, face_template="arcface_128", files="gfpgan256.pth")))
 
 from tests.test_published_restorers import save_published
 from export.cli import main as export_main
@@ -189,6 +189,9 @@ def test_a_fourth_architecture_is_one_data_entry(tmp_path):
     assert {p.parent.name for p in repo.glob("*/config.pbtxt")} == {
         "face_detector", "face_mesh", "face_preprocess", "face_postprocess", "gfpgan256", "gfpgan256_faces",
         "face_restore_gfpgan256_job", "face_restore_gfpgan256"}
+    gate = (repo / "face_restore_gfpgan256" / "config.pbtxt").read_text()   # the gate sends its crop to face_preprocess
+    for key, value in (("face_size", "256"), ("face_template", "arcface_128")):
+        assert f'key: "{key}"\n  value {{\n    string_value: "{value}"' in gate, gate
     faces_model = (Path(__file__).resolve().parents[1] / "triton_repo" / "faces_model.py").read_text()
     assert (repo / "gfpgan256_faces" / "1" / "model.py").read_text() == faces_model
     crop = read_png(tmp_path / "restored" / "crops" / "astronaut_face00_restored.png")
