@@ -59,7 +59,7 @@ class TritonPythonModel:
             photo = frame_photo(decode_frame(data, IMAGE.name) if through else bytes_frame(tensor(request, FRAME)))
             photo.source = source_format(data)   # a JPEG keeps its tables, subsampling, EXIF and ICC
             check_output_size(photo.size, upscale)
-            background = None if self.bg_tile is None else self.upsampler()(photo.rgb, upscale)
+            background = None if self.bg_tile is None else self.upsampler()(photo.pixels, upscale)
             out = paste(photo, face_batch(restored, tensor(request, LABEL_MAPS), affines), restored,
                         face_options(settings), background)
             del photo, background
