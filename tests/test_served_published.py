@@ -96,7 +96,7 @@ def test_served_codeformer_fidelity_reaches_w_and_its_licence_is_said(published_
         served[w] = (out / ASTRONAUT.name).read_bytes()
         expected, _ = in_process(data, faces, RESTORERS["codeformer"].configure(built, fidelity=w))
         assert_close(served[w], expected)
-    assert "NOTICE: codeformer weights are licensed for NON-COMMERCIAL use only" in capsys.readouterr().err
+    assert "NOTICE: served codeformer weights are licensed for NON-COMMERCIAL use only" in capsys.readouterr().err
     apart = np.abs(decode_image(served[0.0]).rgb - decode_image(served[1.0]).rgb)
     assert apart.max() > 2 / 255, apart.max() * 255
 
