@@ -72,8 +72,9 @@ def test_preprocess_is_given_every_option_and_ensembles_describe_their_tensors()
         (preprocess,) = [s for s in job.ensemble_scheduling.step if s.model_name == PREPROCESS.name]
         checked = {t.name for t in service.inputs if t.name in RANGES or t.name == "OUTPUT_FORMAT"}
         assert checked <= set(preprocess.input_map) and TIMEOUT.name in checked   # all checked up front
-        assert set(preprocess.input_map) <= {t.name for t in service.inputs} | {"FACE_SIZE"}   # nothing the job lacks
-        assert preprocess.input_map["FACE_SIZE"] == "FACE_SIZE"   # the gate's crop side reaches preprocess
+        gate_sends = {"FACE_SIZE", "FACE_TEMPLATE"}
+        assert set(preprocess.input_map) <= {t.name for t in service.inputs} | gate_sends   # nothing the job lacks
+        assert all(preprocess.input_map[n] == n for n in gate_sends)   # the gate's crop reaches preprocess
         (faces,) = [s for s in job.ensemble_scheduling.step if s.model_name == service.faces.name]
         assert faces.input_map["CANCEL_FLAG"] == "CANCEL_FLAG"   # the gate's flag reaches the faces step
         assert [t.name for t in gate.input] == [t.name for t in service.inputs]   # clients never name the flag
