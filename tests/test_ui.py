@@ -94,7 +94,9 @@ def test_in_process_back_end_gives_crops_and_paste_masks(local):
 def test_a_new_setting_builds_nothing_again():
     """The page's restorer is built once: another fidelity is bound to the same sessions (no
     reload), and still reaches the network."""
-    backend, builds = LocalBackend(), []
+    from export.onnx_cache import onnx_dir
+
+    backend, builds = LocalBackend(locate=onnx_dir), []   # as `ui` makes it (--backend auto: the ONNX cache)
     build = backend._build
     backend._build = lambda restorer: (builds.append(restorer), build(restorer))[1]
     after = {w: backend.restore(GRACE_HOPPER.name, GRACE_HOPPER.read_bytes(), "safm", {"fidelity": w}, FaceOptions(),
