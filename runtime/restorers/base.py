@@ -150,7 +150,7 @@ class RestorerSpec:
 
     networks: its network contracts, in the order `build` gets their sessions.
     build(sessions, data, device, progress): the restorer from one session per network (name ->
-        session; torch, onnxruntime, tensorrt or Triton BLS alike) and `weights_data(checkpoint)`;
+        session; torch, onnxruntime, openvino, tensorrt or Triton BLS alike) and `weights_data(checkpoint)`;
         built once, its settings are given per call (`Restorer`): the in-process factory and
         the served `<name>_faces` model (triton_repo/faces_model.py) build it the same way.
     weights_data(checkpoint): JSON-able facts of the weights the restorer needs besides its
