@@ -419,12 +419,14 @@ BENCH_HELP = """Time the job on this machine and save JSON + Markdown (+ PNG) un
 face_pipeline  detect / mesh / align / paste-back per face and end to end on a 3-face photo (always)
 safm           --safm CKPT...: the SaFM restorer on torch eager fp32 (the reference: the restorers'
                torch backend, channels_last layout; --nchw adds the NCHW layout), ONNX Runtime,
-               torch.compile (--compile), and on CUDA torch fp16/bf16 and TensorRT; batch 1/4/8
-               (on a CPU the paper-scale model at batch 1). ONNX from ONNX_DIR/<ckpt stem>/safm.onnx
+               OpenVINO fp32/bf16 and torch bf16 on a CPU, torch.compile (--compile), and on CUDA
+               torch fp16/bf16 and TensorRT; batch 1/4/8 (on a CPU the paper-scale model at batch 1).
+               ONNX from ONNX_DIR/<ckpt stem>/safm.onnx
 published      --published NAME[=CKPT]...: each published restorer's network (gfpgan, codeformer,
                restoreformer, restoreformerpp, gpen_bfr_256/512/1024/2048), torch eager fp32 vs
-               ONNX Runtime in the same interleaved rounds (batch 1 on a CPU); without =CKPT a
-               seeded random-weight file in the published layout. ONNX from ONNX_DIR/<name>/
+               ONNX Runtime (and OpenVINO on a CPU) in the same interleaved rounds (batch 1 on a
+               CPU); without =CKPT a seeded random-weight file in the published layout. ONNX from
+               ONNX_DIR/<name>/
 authface       --authface [CKPT]: VAE encoder, UNet+ControlNet (one step), VAE decoder at batch 1/4/8
                and the whole restoration (--authface-steps); FLOP floor of the real SDXL networks.
                ONNX from ONNX_DIR/authface/
