@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import cv2
 import numpy as np
@@ -12,7 +14,7 @@ from runtime.files import write_atomic
 from runtime.imageio import ImageError, bytes_frame, decode_frame, decode_image, encode_image, frame_bytes, \
     frame_photo, from_float, read_image
 from runtime.png import encode_png
-from runtime.samples import ASTRONAUT, CAMERA, GRACE_HOPPER, read_rgb8
+from runtime.samples import ASTRONAUT, CAMERA, GRACE_HOPPER, large_photo, read_rgb8
 
 
 def _png(arr: np.ndarray) -> bytes:
@@ -101,6 +103,24 @@ def test_png_writer_files_are_no_larger_than_opencvs(sample):
     filters, zlib level 1): 461 / 488 / 287 kB against 465 / 583 / 409 kB on the samples."""
     rgb = read_rgb8(sample)
     assert len(encode_png(rgb)) <= len(cv2.imencode(".png", rgb[..., ::-1])[1])
+
+
+def test_png_writer_cuts_the_pixels_into_chunks_readers_accept():
+    """A 12 MP photo's pixels in IDAT chunks of at most 1 MiB (libpng caps a chunk's memory at
+    8 MB; OpenCV warned of one 8.7 MB chunk), each with its CRC, read back exactly."""
+    rgb = large_photo()
+    data = encode_png(rgb)
+    chunks, at = [], 8
+    while at < len(data):
+        (length,), kind = struct.unpack(">I", data[at:at + 4]), data[at + 4:at + 8]
+        body, (crc,) = data[at + 8:at + 8 + length], struct.unpack(">I", data[at + 8 + length:at + 12 + length])
+        assert crc == zlib.crc32(kind + body)
+        chunks.append((kind, length))
+        at += 12 + length
+    idat = [n for kind, n in chunks if kind == b"IDAT"]
+    assert chunks[0][0] == b"IHDR" and chunks[-1] == (b"IEND", 0) and len(idat) == len(chunks) - 2
+    assert len(idat) > 2 and max(idat) == 1 << 20
+    np.testing.assert_array_equal(decode_frame(data), rgb)
 
 
 def test_png_writer_refuses_what_png_cannot_hold():
@@ -198,6 +218,43 @@ def test_truncated_file_is_refused(tmp_path):
     f.write_bytes(GRACE_HOPPER.read_bytes()[:20000])
     with pytest.raises(ImageError, match=r"cut.jpg: truncated or corrupt"):
         read_image(f)
+
+
+@pytest.mark.parametrize("form", ["rgb", "rgba", "gray", "gray+alpha"])
+def test_png_read_by_opencv_is_pillows_picture(form):
+    """The 8-bit PNGs OpenCV decodes (gray, RGB, gray + alpha, RGBA), written by OpenCV, Pillow and
+    runtime/png.py: the samples Pillow gives, in Pillow's mode."""
+    pil = Image.open(io.BytesIO(FORMS[form]))
+    expected = np.asarray(pil.convert(pil.mode))
+    for data in (FORMS[form], _pil_png(pil), encode_png(expected if expected.ndim == 3 else expected[..., None])):
+        frame = decode_frame(data)
+        np.testing.assert_array_equal(frame, expected if expected.ndim == 3 else expected[..., None])
+
+
+def _with_chunk(png: bytes, kind: bytes, body: bytes, after_pixels: bool) -> bytes:
+    """A PNG file with one more chunk, after IHDR or just before IEND."""
+    chunk = struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    at = len(png) - 12 if after_pixels else 8 + 25
+    return png[:at] + chunk + png[at:]
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("after_pixels", [False, True])
+def test_png_exif_orientation_is_honoured_wherever_the_chunk_is(bits, after_pixels):
+    """An eXIf chunk (orientation 6) before or after the pixels of an 8- or 16-bit PNG: the photo
+    comes out rotated."""
+    rgb = read_rgb8(GRACE_HOPPER)
+    samples = rgb if bits == 8 else rgb.astype(np.uint16) * 257 + 5
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo = decode_image(_with_chunk(encode_png(samples), b"eXIf", exif.tobytes()[6:], after_pixels))
+    np.testing.assert_array_equal(photo.pixels, np.rot90(samples, -1))
+
+
+@pytest.mark.parametrize("form", ["rgb", "16-bit rgb"])
+def test_truncated_png_is_refused(form):
+    with pytest.raises(ImageError, match=r"cut.png: truncated or corrupt"):
+        decode_image(FORMS[form][:len(FORMS[form]) // 2], "cut.png")
 
 
 def test_decompression_bomb_is_refused_before_decoding():
