@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import re
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def source_format(data: bytes) -> SourceFormat:
         pil = Image.open(io.BytesIO(data))
         # a PNG's EXIF may follow its pixels: PIL decodes the whole photo to look for it, so only
         # a PNG that has an eXIf chunk is asked (12 MP: 0.45 s of a second decode saved)
-        exif = Image.Exif() if pil.format == "PNG" and b"eXIf" not in data else pil.getexif()
+        exif = Image.Exif() if pil.format == "PNG" and b"eXIf" not in _png_chunks(data) else pil.getexif()
     except Exception:   # decode_frame names the file and the cause; nothing to keep here
         return SourceFormat()
     if 0x0112 in exif:
@@ -142,8 +143,19 @@ def _decoded_by_opencv(data: bytes) -> bool:
     (its orientation may follow the pixels: Pillow decodes such a file to read it)."""
     if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 26:
         return False
-    return data[24] == 16 or (data[24] == 8 and data[25] in (0, 2, 4, 6) and b"tRNS" not in data
-                              and b"eXIf" not in data)
+    return data[24] == 16 or (data[24] == 8 and data[25] in (0, 2, 4, 6)
+                              and not {b"tRNS", b"eXIf"} & _png_chunks(data))
+
+
+def _png_chunks(data: bytes) -> set[bytes]:
+    """The chunk types of a PNG file, from the chunks' headers (a walk over the file, not a
+    search through its 10 MB of pixels)."""
+    kinds, at = set(), 8
+    while at + 8 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, at)
+        kinds.add(kind)
+        at += 12 + length
+    return kinds
 
 
 def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
@@ -173,7 +185,7 @@ def decode_frame(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_M
         raise ImageError(f"{name}: an animated image ({pil.n_frames} frames); only still images are restored "
                          "(send one frame)")
     by_opencv, orientation = _decoded_by_opencv(data), 1
-    if not by_opencv or b"eXIf" in data:   # Pillow decodes: the pixels, or to find an eXIf after them
+    if not by_opencv or b"eXIf" in _png_chunks(data):   # Pillow decodes: the pixels, or to find an eXIf
         try:
             pil.load()
         except Exception as exc:
