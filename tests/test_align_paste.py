@@ -7,7 +7,7 @@ import pytest
 
 from runtime.face.align import FFHQ_TEMPLATE_512, similarity, source_box, template, transform_points, warp_face
 from runtime.face.detect import tiles, weighted_nms
-from runtime.face.paste import PASTE_ROWS, face_mask, feather_mask, paste_face, paste_faces
+from runtime.face.paste import PASTE_ROWS, face_mask, face_strips, feather_mask, paste_face, paste_faces
 from runtime.imageio import frame_photo, to_float
 
 
@@ -84,21 +84,11 @@ def test_tiles_cover_large_photos_only():
 
 
 def _blend_as_before(image: np.ndarray, face: np.ndarray, affine: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """paste_face as it was before the in-place blend (main at 3b7ba6a): per PASTE_ROWS strip
-    samples + alpha * (face - samples) in new float arrays, clipped, rounded by NumPy, copied
-    only where alpha > 0. The reference the in-place blend is held to."""
+    """paste_face's blend as it was before it ran in place (main at 3b7ba6a), over the same
+    strips: samples + alpha * (face - samples) in new float arrays, clipped, rounded by NumPy,
+    copied only where alpha > 0. The reference the in-place blend is held to."""
     out = image.copy()
-    h, w = image.shape[:2]
-    x0, y0, x1, y1 = source_box(affine, face.shape[0], w, h)
-    inv = cv2.invertAffineTransform(affine)
-    for top in range(y0, y1, PASTE_ROWS):
-        bottom = min(y1, top + PASTE_ROWS)
-        strip = inv.copy()
-        strip[:, 2] -= (x0, top)
-        dsize = (x1 - x0, bottom - top)
-        warped = cv2.warpAffine(face, strip, dsize, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT)
-        alpha = cv2.warpAffine(mask, strip, dsize, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[..., None]
-        region = out[top:bottom, x0:x1]
+    for region, warped, alpha in face_strips(out, face, affine, mask):
         top_value = 1.0 if region.dtype.kind == "f" else float(np.iinfo(region.dtype).max)
         samples = region.astype(np.float32) / np.float32(top_value)
         blended = np.clip(samples + alpha * (warped - samples), 0.0, 1.0)
