@@ -3,18 +3,21 @@ from __future__ import annotations
 
 import io
 import struct
+import subprocess
+import sys
 import zlib
 
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 
 from runtime.files import write_atomic
 from runtime.imageio import ImageError, bytes_frame, decode_frame, decode_image, encode_image, frame_bytes, \
     frame_photo, from_float, read_image
 from runtime.png import encode_png
 from runtime.samples import ASTRONAUT, CAMERA, GRACE_HOPPER, large_photo, read_rgb8
+from tests.conftest import subprocess_env
 
 
 def _png(arr: np.ndarray) -> bytes:
@@ -249,6 +252,44 @@ def test_png_exif_orientation_is_honoured_wherever_the_chunk_is(bits, after_pixe
     exif[0x0112] = 6
     photo = decode_image(_with_chunk(encode_png(samples), b"eXIf", exif.tobytes()[6:], after_pixels))
     np.testing.assert_array_equal(photo.pixels, np.rot90(samples, -1))
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_png_exif_in_a_text_chunk_is_honoured(bits):
+    """ImageMagick's EXIF in a PNG ("Raw profile type exif" text, hex): orientation 6 turns the
+    photo, as Pillow reads it."""
+    rgb = read_rgb8(GRACE_HOPPER)
+    samples = rgb if bits == 8 else rgb.astype(np.uint16) * 257 + 5
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    raw = exif.tobytes()
+    text = b"Raw profile type exif\0" + f"\nexif\n{len(raw):8d}\n{raw.hex()}\n".encode()
+    photo = decode_image(_with_chunk(encode_png(samples), b"tEXt", text, after_pixels=False))
+    np.testing.assert_array_equal(photo.pixels, np.rot90(samples, -1))
+
+
+def test_png_source_format_is_read_from_its_chunks():
+    """A PNG's ICC profile (iCCP) and EXIF (eXIf, orientation reset to 1) as Pillow gives them."""
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    exif[0x013B] = "NASA"   # Artist
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    buf = io.BytesIO()
+    Image.open(ASTRONAUT).save(buf, "PNG", icc_profile=icc, exif=exif)
+    source = decode_image(buf.getvalue()).source
+    assert source.icc == icc and source.qtables is None
+    kept = Image.Exif()
+    kept.load(source.exif)
+    assert kept[0x0112] == 1 and kept[0x013B] == "NASA"
+
+
+def test_png_in_and_out_imports_no_pillow(tmp_path):
+    """Decoding and encoding a plain PNG needs no Pillow (27 ms of a cold start with its plugins)."""
+    code = ("import sys\nfrom runtime.imageio import decode_image, encode_image\n"
+            f"encode_image(decode_image(open({str(ASTRONAUT)!r}, 'rb').read()), '.png')\n"
+            "assert 'PIL' not in sys.modules, sorted(m for m in sys.modules if m.startswith('PIL'))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env())
+    assert run.returncode == 0, run.stderr[-2000:]
 
 
 @pytest.mark.parametrize("form", ["rgb", "16-bit rgb"])
