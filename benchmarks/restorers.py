@@ -18,6 +18,7 @@ from benchmarks.timing import interleaved_ms, peak_memory_mb, reset_peak_memory,
 from export.networks import NETWORKS, ExportNetwork
 from export.onnx_cache import onnx_up_to_date
 from runtime.engines import EngineMismatch
+from runtime.openvino_session import openvino_available, openvino_session
 from runtime.sessions import DTYPES, CudaGraphSession, SessionError, TorchSession, onnx_session
 from runtime.tensorrt_session import TensorRTUnavailable
 from training.cpu import has_bf16, reported_flags
@@ -59,7 +60,8 @@ def network_paths(network: ExportNetwork, checkpoint: Path | None, onnx_dir: Pat
     """Every path of one network that can exist here, as factories (each made, timed and
     dropped in turn, so only one copy of a large model is in memory). The torch paths run in
     the channels_last layout, as the restorers do; `nchw` adds eager fp32 in the layout the
-    modules were written in; `cpu_bf16` adds eager bf16 on a CPU that computes bf16 natively."""
+    modules were written in; `cpu_bf16` adds eager bf16 on a CPU that computes bf16 natively. On a
+    CPU, OpenVINO fp32 (and bf16 where the CPU computes it natively) when it is installed."""
     contract, dev = network.contract, _device()
     cuda = dev == "cuda"
 
@@ -84,6 +86,9 @@ def network_paths(network: ExportNetwork, checkpoint: Path | None, onnx_dir: Pat
         precision = "fp16" if half else "fp32"
         paths[f"torch.compile {precision}"] = torch_path(precision, compiled=True)
     paths[f"onnxruntime {dev}"] = lambda: onnx_session(contract, onnx_dir, checkpoint, dev)
+    if not cuda and openvino_available():
+        for precision in ("fp32", "bf16") if has_bf16() else ("fp32",):
+            paths[f"openvino {precision}"] = lambda p=precision: openvino_session(contract, onnx_dir, checkpoint, p)
     if cuda:
         from runtime.tensorrt_session import tensorrt_session
 

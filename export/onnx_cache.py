@@ -9,6 +9,7 @@ from pathlib import Path
 
 from runtime.contracts.base import SOURCE_KEY, NetworkContract
 from runtime.files import cache_root
+from runtime.onnx_metadata import OnnxMetadataError, onnx_metadata
 from runtime.weights import default_weights, source_id
 
 __all__ = ["cache_root", "onnx_dir", "onnx_up_to_date", "weights_file"]
@@ -24,13 +25,13 @@ def weights_file(contract: NetworkContract, checkpoint: Path | None) -> Path:
 
 
 def onnx_up_to_date(contract: NetworkContract, path: Path, checkpoint: Path | None) -> bool:
-    """True when `path` exists and was exported from the same weights."""
-    import onnx
-
+    """True when `path` exists and was exported from the same weights (a file that is no ONNX: False)."""
     if not path.is_file():
         return False
-    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-    return props.get(SOURCE_KEY) == source_id(checkpoint)
+    try:
+        return onnx_metadata(path).get(SOURCE_KEY) == source_id(checkpoint)
+    except OnnxMetadataError:
+        return False
 
 
 def onnx_dir(contract: NetworkContract, checkpoint: Path | None = None, search: Path | None = None) -> Path:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from runtime.contracts.upsampler import DEFAULT_TILE
-from runtime.job import BACKENDS
+from runtime.job import BACKENDS, ONNX_BACKENDS
 from runtime.serving.weights_options import add_weights_option, weights_from
 from runtime.restorers import RESTORERS   # light (no numpy, cv2, torch): `facerestore --help` loads none of them
 
@@ -82,14 +82,16 @@ their provenance says) are refused with exit status 2; --allow-untrained runs th
 stderr and marks report.json ("untrained": true) and the summary line.
 
 Backends: --backend auto (default) runs the face networks and SaFM in-process on ONNX Runtime on a
-CPU (on a CPU with AMX-BF16 SaFM goes on in torch bf16 from the 8th face of a run on: twice as
-fast per face there, same quality on the held-out faces) and torch otherwise (--device cuda,
+CPU, SaFM on OpenVINO bf16 on a CPU with AMX-BF16 (about twice as fast per face there, same
+quality on the held-out faces), and torch otherwise (--device cuda,
 --precision bf16, AuthFace). torch (eager, the reference; --precision fp16/bf16 on CUDA, bf16 also
-on CPUs with AVX512-BF16 or AMX), onnxruntime or tensorrt (<--engines>/<network>.plan from
-`python -m export build-engines`, on its GPU, with CUDA graphs). ONNX Runtime reads its files from
-one cache, $FACERESTORE_CACHE or ~/.cache/facerestore: one folder per network and weights digest,
-exported there on first use (later runs start without importing torch, from ORT's optimised graph
-saved beside the file for this CPU and ORT version; the weights' digests are kept there too),
+on CPUs with AVX512-BF16 or AMX), onnxruntime, openvino (CPU; --precision fp32 or bf16) or
+tensorrt (<--engines>/<network>.plan from `python -m export build-engines`, on its GPU, with CUDA
+graphs). ONNX Runtime and OpenVINO read their files from one cache, $FACERESTORE_CACHE or
+~/.cache/facerestore: one folder per network and weights digest, exported there on first use (later
+runs start without importing torch, from ORT's optimised graph saved beside the file for this CPU
+and ORT version, or OpenVINO's compiled model in <cache>/openvino; the weights' digests are kept
+there too),
 whichever command or backend asked; or from --engines DIR when given, used as given. A file
 exported or built from other weights than --checkpoint is refused, and so is an engine built for
 another GPU or TensorRT version."""
@@ -145,8 +147,8 @@ def _add_restorer_options(p: argparse.ArgumentParser) -> None:
                    help="a folder of <network>.onnx / .plan files, used as given (files of other weights are "
                         "refused); default: for onnxruntime the ONNX cache (see Backends), for tensorrt engines/")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"],
-                   help="torch backend precision; fp16 needs --device cuda, bf16 CUDA or a CPU with "
-                        "AVX512-BF16/AMX (default: %(default)s)")
+                   help="torch and openvino precision; fp16 needs --device cuda, bf16 CUDA or a CPU with "
+                        "AVX512-BF16/AMX (default: %(default)s; --backend auto may choose OpenVINO bf16, see Backends)")
     p.add_argument("--allow-untrained", action="store_true",
                    help="run weights whose provenance says untrained (random init, a ControlNet made from the UNet, "
                         "an imported VQGAN alone) instead of refusing them; the report says so")
@@ -264,8 +266,9 @@ def _resolve_model(args: argparse.Namespace) -> str:
     return args.model
 
 
-def _resolve_backend(args: argparse.Namespace) -> str:
-    """--backend auto: the job's choice (runtime/job.py: choose_backend), the page's too."""
+def _resolve_backend(args: argparse.Namespace):
+    """The backend and precision (--backend auto: the job's choice, runtime/job.py: choose_backend,
+    the page's too)."""
     from runtime.job import choose_backend
 
     return choose_backend(args.backend, args.model, args.device, args.precision)
@@ -382,7 +385,7 @@ def _bg_upsampler(args: argparse.Namespace):
 
     weights = DEMO_UPSAMPLER if str(args.bg_upsampler) == "demo" else args.bg_upsampler
     try:
-        if _resolve_backend(args) == "onnxruntime":
+        if _resolve_backend(args).backend in ONNX_BACKENDS:   # the upsampler: on ONNX Runtime
             from export.onnx_cache import onnx_dir
             from runtime.contracts.upsampler import BG_UPSAMPLER
 
@@ -397,21 +400,18 @@ def _make_restorer(args: argparse.Namespace):
     from runtime.restorers.factory import check_trained, make_restorer
 
     spec = RESTORERS[_resolve_model(args)]
-    backend = _resolve_backend(args)
+    backend, precision = _resolve_backend(args)
     options = spec.settings({o.name: getattr(args, o.name) for o in spec.options})   # checked before any work
     spec.check_checkpoint(args.checkpoint)
     check_trained(spec.name, args.checkpoint, args.allow_untrained)                   # before any export
     onnx_dir = args.onnx_dir or Path("engines")   # used as given (tensorrt: plans are built on their GPU)
-    if backend == "onnxruntime" and args.onnx_dir is None:   # the ONNX cache, exported on first use
+    if backend in ONNX_BACKENDS and args.onnx_dir is None:   # the ONNX cache, exported on first use
         from export.onnx_cache import onnx_dir as cached_onnx_dir
 
         onnx_dir = {c.name: cached_onnx_dir(c, args.checkpoint) for c in spec.networks}
-    from runtime.sessions import AUTO_BF16_FACES
-
-    bf16_after = AUTO_BF16_FACES if args.backend == "auto" and backend == "onnxruntime" else None   # AMX CPUs only
-    return make_restorer(spec.name, args.checkpoint, backend, onnx_dir, args.device, args.precision,
+    return make_restorer(spec.name, args.checkpoint, backend, onnx_dir, args.device, precision,
                          fp16_vae=args.fp16_vae, torch_mode=args.torch_mode, allow_untrained=args.allow_untrained,
-                         bf16_after=bf16_after, **options)
+                         **options)
 
 
 BENCH_HELP = """Time the job on this machine and save JSON + Markdown (+ PNG) under OUT/<device>/:

@@ -8,22 +8,43 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from runtime.files import write_atomic
 from runtime.restorers import RESTORERS
+from training.cpu import cpu_flags
 from training.provenance import Provenance
 
-BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
+ONNX_BACKENDS = ("onnxruntime", "openvino")   # they run the ONNX files of the ONNX cache
 
 
-def choose_backend(backend: str, restorer: str, device: str = "cpu", precision: str = "fp32") -> str:
-    """`backend`, or for auto: ONNX Runtime on a CPU in fp32 for a restorer whose spec says so
-    (SaFM), torch for everything else."""
+class BackendChoice(NamedTuple):
+    """Where a restorer runs: the backend and its precision."""
+
+    backend: str
+    precision: str
+
+    def __str__(self) -> str:
+        return self.backend if self.precision == "fp32" else f"{self.backend} {self.precision}"
+
+
+def choose_backend(backend: str, restorer: str, device: str = "cpu", precision: str = "fp32") -> BackendChoice:
+    """`backend` in `precision`, or for auto on a CPU in fp32, for a restorer whose spec says so:
+    OpenVINO bf16 where its spec measured it (SaFM: `cpu_openvino_bf16`), the CPU has AMX-BF16
+    (measured there; AVX512-BF16 alone was not faster in bf16) and OpenVINO is installed; else ONNX
+    Runtime fp32 (`cpu_onnxruntime`); torch for everything else."""
     if backend != "auto":
-        return backend
-    on_ort = device == "cpu" and precision == "fp32" and RESTORERS[restorer].cpu_onnxruntime
-    return "onnxruntime" if on_ort else "torch"
+        return BackendChoice(backend, precision)
+    spec = RESTORERS[restorer]
+    if device != "cpu" or precision != "fp32" or not spec.cpu_onnxruntime:
+        return BackendChoice("torch", precision)
+    if spec.cpu_openvino_bf16 and "amx_bf16" in cpu_flags():
+        from runtime.openvino_session import openvino_available
+
+        if openvino_available():
+            return BackendChoice("openvino", "bf16")
+    return BackendChoice("onnxruntime", "fp32")
 
 
 def face_networks_on_onnxruntime(backend: str, device: str) -> bool:

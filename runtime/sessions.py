@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +36,12 @@ def __getattr__(name: str) -> Any:
 def as_declared(spec: TensorSpec, x: np.ndarray) -> np.ndarray:
     """An input as its contract declares it: contiguous, in the spec's dtype."""
     return np.ascontiguousarray(x, spec.dtype)
+
+
+def contract_feed(contract: NetworkContract, args: tuple, named: dict) -> dict[str, np.ndarray]:
+    """The feed of one call of an ONNX-file session: every input by name, in its declared dtype."""
+    inputs = contract.bind(args, named)
+    return {s.name: as_declared(s, inputs[s.name]) for s in contract.inputs}
 
 
 class TorchSession:
@@ -200,40 +206,10 @@ class OnnxRuntimeSession:
 
     def feed(self, *args: np.ndarray, **named: np.ndarray) -> dict[str, np.ndarray]:
         """ONNX Runtime's feed of one call: every input by name, in its declared dtype."""
-        inputs = self.contract.bind(args, named)
-        return {s.name: as_declared(s, inputs[s.name]) for s in self.contract.inputs}
+        return contract_feed(self.contract, args, named)
 
     def __call__(self, *args: np.ndarray, **named: np.ndarray) -> tuple[np.ndarray, ...]:
         return tuple(self.session.run(self.contract.output_names, self.feed(*args, **named)))
-
-
-# --backend auto on a CPU with AMX-BF16: faces a process restores on ONNX Runtime fp32 before it
-# hands over to torch bf16. Measured on a 2-core Xeon with AMX (the SaFM demo, batch 4, one
-# thread): ORT fp32 1143 ms of CPU per face, torch bf16 channels_last 583 ms; importing torch and
-# building the module cost ~1.2 s, so torch pays from ~5 faces on; at 8 it is a safe gain. Quality
-# on the held-out faces (`facerestore evaluate --aligned --preset blur2-x4-jpeg60`): PSNR 27.387 ->
-# 27.392 dB, SSIM 0.7662 -> 0.7664 (benchmarks/NOTES.md).
-AUTO_BF16_FACES = 8
-
-
-class ManyFacesSession:
-    """ONNX Runtime for the first faces, then torch bf16: once the faces asked for in this process
-    (the batch at hand included) reach `switch_at`, `make_many` builds the torch session and every
-    later batch runs on it (--backend auto on a CPU with AMX-BF16, AUTO_BF16_FACES)."""
-
-    def __init__(self, first: Any, make_many: Callable[[], Any], switch_at: int) -> None:
-        self.first, self.make_many, self.switch_at = first, make_many, switch_at
-        self.contract, self.many, self.faces = first.contract, None, 0
-
-    def __call__(self, *args: np.ndarray, **named: np.ndarray) -> tuple[np.ndarray, ...]:
-        self.faces += len(next(iter((*args, *named.values()))))
-        if self.many is None and self.faces >= self.switch_at:
-            import sys
-
-            print(f"note: {self.faces} faces: {self.contract.name} goes on in torch bf16 (AMX), faster than ONNX "
-                  f"Runtime fp32 from {self.switch_at} faces on this CPU", file=sys.stderr)
-            self.many = self.make_many()
-        return (self.first if self.many is None else self.many)(*args, **named)
 
 
 def optimized_key(path: Path, level: str = "ORT_ENABLE_ALL") -> str:
@@ -281,21 +257,31 @@ def _optimized_model(path: Path, options: Any) -> Path:
     return optimized
 
 
-def onnx_session(contract: NetworkContract, onnx_dir: Path, checkpoint: Path | None = None,
-                 device: str = "cpu", threads: int | None = None) -> OnnxRuntimeSession:
-    """An ONNX Runtime session of `<onnx_dir>/<contract name>.onnx`, refused (SessionError) when
-    the file is missing or was exported from other weights than `checkpoint` (None: the
-    contract's default weights, by name or by their file's sha256). A file in the ONNX cache
-    (export/onnx_cache.py) on a CPU runs from its pre-optimised graph saved beside it
-    (_optimized_model); a folder the user names is only read."""
+def exported_onnx(contract: NetworkContract, onnx_dir: Path, checkpoint: Path | None = None) -> Path:
+    """`<onnx_dir>/<contract name>.onnx`, refused (SessionError) when the file is missing or was
+    exported from other weights than `checkpoint` (None: the contract's default weights, by name or
+    by their file's sha256; read from its metadata without loading the graph)."""
+    from runtime.onnx_metadata import OnnxMetadataError, onnx_metadata
+
     path = Path(onnx_dir) / f"{contract.name}.onnx"
     ckpt = f" --checkpoint {checkpoint}" if checkpoint else ""
     hint = f"run `python -m export onnx --model {contract.name}{ckpt} --out {onnx_dir}`"
     if not path.is_file():
         raise SessionError(f"{path}: not found; {hint}")
-    cached = path.resolve().is_relative_to((cache_root() / "onnx").resolve())
-    session = OnnxRuntimeSession(str(path), contract, device, threads, keep_optimized=cached)
-    source = session.session.get_modelmeta().custom_metadata_map.get(SOURCE_KEY)
+    try:
+        source = onnx_metadata(path).get(SOURCE_KEY)
+    except OnnxMetadataError as exc:
+        raise SessionError(f"{exc}; {hint}") from None
     if source not in source_ids(contract.name, checkpoint):
         raise SessionError(f"{path}: exported from other weights ({source}) than {checkpoint or 'the default'}; {hint}")
-    return session
+    return path
+
+
+def onnx_session(contract: NetworkContract, onnx_dir: Path, checkpoint: Path | None = None,
+                 device: str = "cpu", threads: int | None = None) -> OnnxRuntimeSession:
+    """An ONNX Runtime session of `<onnx_dir>/<contract name>.onnx` (checked: exported_onnx). A
+    file in the ONNX cache (export/onnx_cache.py) on a CPU runs from its pre-optimised graph saved
+    beside it (_optimized_model); a folder the user names is only read."""
+    path = exported_onnx(contract, onnx_dir, checkpoint)
+    cached = path.resolve().is_relative_to((cache_root() / "onnx").resolve())
+    return OnnxRuntimeSession(str(path), contract, device, threads, keep_optimized=cached)

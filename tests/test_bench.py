@@ -14,7 +14,9 @@ from benchmarks.restorers import EAGER, EAGER_NCHW, gflop_per_face, measure, net
 from benchmarks.timing import interleaved_ms, stats, time_ms
 from facerestore.cli import main
 from export.networks import NETWORKS
+from runtime.openvino_session import openvino_available
 from runtime.restorers.authface.contracts import UNET_CONTROLNET
+from training.cpu import has_bf16
 
 
 def test_time_ms_stops_on_repeats_or_time_budget():
@@ -41,12 +43,13 @@ def test_interleaved_ms_alternates_calls():
 
 
 def test_measure_torch_and_onnxruntime_paths(tmp_path):
-    """The face detector on both CPU paths: one row per path and batch, the eager row is the
+    """The face detector on every CPU path: one row per path and batch, the eager row is the
     reference (speed-up 1), derived columns agree with the median; a missing ONNX file is skipped."""
     detector = NETWORKS["face_detector"]
     export_onnx(detector.contract, tmp_path, slim=False)
     paths = network_paths(detector, None, tmp_path, nchw=True)
-    assert list(paths) == [EAGER, EAGER_NCHW, "onnxruntime cpu"]
+    openvino = ["openvino fp32", "openvino bf16"][:1 + has_bf16()] if openvino_available() else []
+    assert list(paths) == [EAGER, EAGER_NCHW, "onnxruntime cpu", *openvino]
     gflop = gflop_per_face(detector.build_module(None), sample_tensors(detector))
     assert 0.01 < gflop < 10
     rows = measure("face_detector", paths, detector.sample_inputs, (1, 2), 3, None, gflop, 1.0, 100.0)

@@ -9,6 +9,7 @@ import shutil
 from export.onnx_cache import cache_root, onnx_dir
 from export.triton_repo import render_repo
 from facerestore.cli import main
+from runtime.job import choose_backend
 from runtime.restorers.safm.contracts import SAFM
 from runtime.samples import GRACE_HOPPER
 from training.safm.__main__ import main as safm_main
@@ -33,7 +34,10 @@ def test_serve_rendering_and_restore_share_one_cache_and_never_read_engines(tmp_
     assert err.count("note: exporting safm to ONNX once") == 1 and "engines/safm.onnx" not in err
     assert main(mine + ["--out", str(tmp_path / "auto")]) == 0   # --backend auto: the same cached file
     assert "exporting" not in capsys.readouterr().err
-    assert (tmp_path / "ort" / "grace_hopper.jpg").read_bytes() == (tmp_path / "auto" / "grace_hopper.jpg").read_bytes()
+    backend, precision = choose_backend("auto", "safm")   # OpenVINO bf16 on an AMX CPU, else ONNX Runtime fp32
+    assert main(mine + ["--backend", backend, "--precision", precision, "--out", str(tmp_path / "chosen")]) == 0
+    assert "exporting" not in capsys.readouterr().err
+    assert (tmp_path / "chosen" / "grace_hopper.jpg").read_bytes() == (tmp_path / "auto" / "grace_hopper.jpg").read_bytes()
     # the folder the user names is used as given: its file of other weights stays a clear error
     assert main(mine + ["--backend", "onnxruntime", "--engines", "engines", "--out", str(tmp_path / "given")]) == 2
     assert "engines/safm.onnx: exported from other weights" in capsys.readouterr().err

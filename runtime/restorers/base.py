@@ -150,7 +150,7 @@ class RestorerSpec:
 
     networks: its network contracts, in the order `build` gets their sessions.
     build(sessions, data, device, progress): the restorer from one session per network (name ->
-        session; torch, onnxruntime, tensorrt or Triton BLS alike) and `weights_data(checkpoint)`;
+        session; torch, onnxruntime, openvino, tensorrt or Triton BLS alike) and `weights_data(checkpoint)`;
         built once, its settings are given per call (`Restorer`): the in-process factory and
         the served `<name>_faces` model (triton_repo/faces_model.py) build it the same way.
     weights_data(checkpoint): JSON-able facts of the weights the restorer needs besides its
@@ -167,6 +167,8 @@ class RestorerSpec:
     cuda_graph_networks: TensorRT runs them with CUDA graphs (same shapes every call).
     cpu_onnxruntime: `--backend auto` on a CPU in fp32 runs it on ONNX Runtime (exported once into
         the ONNX cache), else on torch.
+    cpu_openvino_bf16: and on a CPU with AMX-BF16, on OpenVINO bf16 (measured faster
+        there at the same quality on the held-out faces: say so where it is set).
     label_maps: its faces model takes the region label maps too.
     served: it has a served ensemble (face_restore_<name>) and a `<name>_faces` model (when it has
         networks or served_files).
@@ -192,6 +194,7 @@ class RestorerSpec:
     fp32_networks: tuple[str, ...] = ()
     cuda_graph_networks: tuple[str, ...] = ()
     cpu_onnxruntime: bool = False
+    cpu_openvino_bf16: bool = False
     label_maps: bool = False
     served: bool = True
     face_size: int = 512

@@ -1,6 +1,6 @@
 """The one factory of restorers: any registered restorer on any backend. It checks the options,
 picks the device and precision, opens one session per network of the restorer's spec (torch,
-onnxruntime or tensorrt), hands them to the spec's `build` (built once) and binds the checked
+onnxruntime, openvino or tensorrt), hands them to the spec's `build` (built once) and binds the checked
 settings (`Restorer.with_settings`: other settings later cost nothing)."""
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ from typing import Any
 
 from runtime.restorers import RESTORERS
 from runtime.restorers.base import Net, Restorer, RestorerSpec
-from training.cpu import cpu_flags
-
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
+BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
 
 
 class UntrainedWeights(ValueError):
@@ -34,7 +32,6 @@ def torch_precision(device: str, precision: str) -> str:
     """`precision` if the device can run it ("auto": fp16 on CUDA, fp32 elsewhere), else ValueError:
     fp16 only on CUDA (CPU half precision is slow), bf16 on CUDA or on a CPU that computes it
     natively (AVX512-BF16 or AMX)."""
-    from training.cpu import has_bf16
     from runtime.sessions import DTYPES
 
     if precision == "auto":
@@ -42,12 +39,20 @@ def torch_precision(device: str, precision: str) -> str:
     if precision not in DTYPES:
         raise ValueError(f"unknown precision '{precision}'; choose one of {sorted(DTYPES)} or auto")
     if not device.startswith("cuda"):
-        if precision == "fp16":
-            raise ValueError(f"--precision fp16 needs a CUDA device (got --device {device}); on a CPU use bf16")
-        if precision == "bf16" and not has_bf16():
-            raise ValueError("--precision bf16 needs a CUDA device or a CPU with AVX512-BF16 or AMX; this CPU has "
-                             "neither (see /proc/cpuinfo flags)")
+        check_cpu_precision(precision, device)
     return precision
+
+
+def check_cpu_precision(precision: str, device: str = "cpu") -> None:
+    """ValueError unless a CPU runs `precision` well: fp16 never (CPU half precision is slow), bf16
+    only on a CPU that computes it natively (AVX512-BF16 or AMX)."""
+    from training.cpu import has_bf16
+
+    if precision == "fp16":
+        raise ValueError(f"--precision fp16 needs a CUDA device (got --device {device}); on a CPU use bf16")
+    if precision == "bf16" and not has_bf16():
+        raise ValueError("--precision bf16 needs a CUDA device or a CPU with AVX512-BF16 or AMX; this CPU has "
+                         "neither (see /proc/cpuinfo flags)")
 
 
 def _torch_sessions(spec: RestorerSpec, checkpoint: Path | None, device: str, precision: str, fp16_vae: bool,
@@ -71,21 +76,19 @@ def make_restorer(name: str, checkpoint: Path | None = None, backend: str = "tor
                   onnx_dir: Path | dict[str, Path] | None = None, device: str = "cpu", precision: str = "fp32", *,
                   threads: int | None = None, fp16_vae: bool = False, channels_last: bool = True,
                   progress: bool = True, torch_mode: str = "eager", allow_untrained: bool = False,
-                  bf16_after: int | None = None, **options: Any) -> Restorer:
+                  **options: Any) -> Restorer:
     """The restorer `name` of the registry on `backend`.
 
     checkpoint: its weights (None: the restorer's default). onnx_dir: folder of the ONNX files
     (onnxruntime) or engines (tensorrt), default ``engines``, or one folder per network name (the
     ONNX cache); files of other weights are refused.
     device: "cpu", "cuda", "cuda:N" or "auto" (cuda when available). precision: torch backend
-    "fp32", "fp16", "bf16" or "auto". threads: ONNX Runtime intra-op threads (None: one per
+    "fp32", "fp16", "bf16" or "auto"; openvino (CPU only) "fp32" or "bf16". threads: ONNX Runtime intra-op threads (None: one per
     physical core). fp16_vae: keep no network in fp32 at half precision (fp16-safe VAEs only).
     channels_last: torch backend in the NHWC memory layout. progress: progress bars and notes.
     torch_mode: torch backend, how the spec's per-step networks run (AuthFace's UNet+ControlNet):
     'eager', 'cuda-graph' (CUDA only) or 'compile' (runtime.sessions.torch_mode).
     allow_untrained: build it even when its weights' provenance says untrained (else UntrainedWeights).
-    bf16_after: onnxruntime on a CPU with AMX-BF16: after this many faces the networks go on in torch
-    bf16 (runtime.sessions.ManyFacesSession; None: never).
     options: the restorer's own options (its spec), checked against their ranges and bound to the
     restorer (`restorer.with_settings(spec.settings(...))` changes them without a rebuild)."""
     if name not in RESTORERS:
@@ -113,14 +116,14 @@ def make_restorer(name: str, checkpoint: Path | None = None, backend: str = "tor
         from runtime.sessions import onnx_session
 
         sessions = {c.name: onnx_session(c, folder(c.name), checkpoint, device, threads) for c in spec.networks}
-        if bf16_after is not None and device == "cpu" and spec.torch_modules and "amx_bf16" in cpu_flags():
-            from functools import cache
-
-            from runtime.sessions import ManyFacesSession
-
-            many = cache(lambda: _torch_sessions(spec, checkpoint, "cpu", "bf16", False, True))
-            sessions = {n: ManyFacesSession(s, lambda n=n: many()[n], bf16_after) for n, s in sessions.items()}
         device = "cpu"
+    elif backend == "openvino":
+        from runtime.openvino_session import openvino_session
+
+        if device != "cpu":
+            raise ValueError(f"--backend openvino runs on the CPU, not --device {device}")
+        check_cpu_precision(precision)
+        sessions = {c.name: openvino_session(c, folder(c.name), checkpoint, precision, threads) for c in spec.networks}
     else:
         from runtime.tensorrt_session import tensorrt_session
 

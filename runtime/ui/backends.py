@@ -20,7 +20,7 @@ import numpy as np
 from runtime.contracts.service import MAX_OUTPUT_PIXELS, MAX_UPLOAD_BYTES, SERVICES
 from runtime.face.pipeline import FaceBatch, FaceOptions
 from runtime.imageio import DEFAULT_MAX_PIXELS, ImageError, Photo, decode_image, encode_image, to_float, to_uint8
-from runtime.job import PhotoResult, choose_backend, face_networks_on_onnxruntime
+from runtime.job import ONNX_BACKENDS, PhotoResult, choose_backend, face_networks_on_onnxruntime
 from runtime.photo_options import offered
 from runtime.restore import output_path
 from runtime.restorers import RESTORERS, RestorerOption
@@ -141,7 +141,8 @@ class LocalBackend:
     """In-process: the face pipeline and restorers of this runtime, built on first use and kept
     (the last two restorers; a change of settings such as the seed or the fidelity binds them to
     the built restorer, nothing is loaded again), run on `device` with `backend` (auto: as
-    `facerestore restore` chooses, runtime/job.py: choose_backend; torch, onnxruntime or tensorrt).
+    `facerestore restore` chooses, runtime/job.py: choose_backend; torch, onnxruntime, openvino or
+    tensorrt).
     A restorer whose weights are untrained is refused (the page shows why) unless `allow_untrained`.
     engines: a folder of ONNX files / engines used as given; None: `locate(contract, checkpoint)`
     gives each network's ONNX folder (the CLI's ONNX cache), else engines/."""
@@ -202,11 +203,11 @@ class LocalBackend:
 
         checkpoint = self.checkpoints.get(restorer)
         check_trained(restorer, checkpoint, self.allow_untrained)   # before any export
-        backend = choose_backend(self.backend, restorer, self.device)
+        backend, precision = choose_backend(self.backend, restorer, self.device)
         engines: Path | dict[str, Path] = self.engines or Path("engines")
-        if self.engines is None and self.locate is not None and backend == "onnxruntime":
+        if self.engines is None and self.locate is not None and backend in ONNX_BACKENDS:
             engines = {c.name: self.locate(c, checkpoint) for c in RESTORERS[restorer].networks}
-        return make_restorer(restorer, checkpoint, backend, engines, self.device,
+        return make_restorer(restorer, checkpoint, backend, engines, self.device, precision,
                              progress=False, allow_untrained=self.allow_untrained)
 
     def restore(self, name: str, data: bytes, restorer: str, settings: dict[str, Any], face: FaceOptions,
