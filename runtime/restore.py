@@ -152,15 +152,38 @@ def run_job(inputs: list[Path], out_dir: Path, report: JobReport,
     return report
 
 
+def read_ahead(inputs: list[Path], max_pixels: int) -> Callable[[Path, int], Photo]:
+    """read_image, with the first photo file of `inputs` already being read and decoded in a
+    thread: started before the restorer and the face networks load, it runs while they do
+    (OpenCV decodes outside the GIL, as OpenVINO compiles and ONNX Runtime builds its sessions).
+    Any other path is read when asked for; a failed read raises when asked for, as read_image."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    first = next((p for p in inputs if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()), None)
+    ahead = {}
+    if first is not None:
+        pool = ThreadPoolExecutor(1)
+        ahead[first] = pool.submit(read_image, first, max_pixels)
+        pool.shutdown(wait=False)   # its one thread ends with the read
+
+    def read(path: Path, max_photo_pixels: int) -> Photo:
+        future = ahead.pop(path, None) if max_photo_pixels == max_pixels else None
+        return read_image(path, max_photo_pixels) if future is None else future.result()
+
+    return read
+
+
 def restore_files(inputs: list[Path], out_dir: Path, pipeline: FacePipeline, restorer: Restorer,
                   save_crops: bool = False, compare: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
                   jpeg_quality: int | None = None, upsampler: BackgroundUpsampler | None = None,
                   video: VideoOptions = VideoOptions(), report: JobReport | None = None,
-                  batch_faces: int = DEFAULT_BATCH_FACES) -> JobReport:
+                  batch_faces: int = DEFAULT_BATCH_FACES,
+                  read: Callable[[Path, int], Photo] = read_image) -> JobReport:
     """Restore every photo and clip in-process (run_job), at most `batch_faces` faces per restorer
     call (a clip's chunk is as many frames); a photo without faces is copied through.
     A JPEG is written with the input's quantisation tables, subsampling, EXIF and ICC, or at
-    `jpeg_quality` when given. `report` (backend, settings) gets the restorer's provenance."""
+    `jpeg_quality` when given. `report` (backend, settings) gets the restorer's provenance.
+    Photos are read with `read(path, max_pixels)` (read_image, or read_ahead's)."""
     report = report or JobReport(restorer.name, "in-process")
     report.provenance = restorer.provenance
 
@@ -168,7 +191,7 @@ def restore_files(inputs: list[Path], out_dir: Path, pipeline: FacePipeline, res
         if path.suffix.lower() in VIDEO_SUFFIXES:
             _restore_clip(path, target, pipeline, restorer, upsampler, video, batch_faces, result)
             return
-        photo = read_image(path, max_pixels)
+        photo = read(path, max_pixels)
         out, batch, restored, skipped = restore_photo(photo, pipeline, restorer, upsampler, batch_faces)
         result.faces, result.skipped = len(batch), [s.reason for s in skipped]
         if not len(batch) and pipeline.options.upscale == 1 and upsampler is None and target.suffix == path.suffix.lower():
