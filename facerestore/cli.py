@@ -291,7 +291,7 @@ def _face_pipeline(args: argparse.Namespace, options):
 
 def _run_restore(args: argparse.Namespace) -> int:
     from runtime.job import JobReport
-    from runtime.restore import VideoOptions, restore_files
+    from runtime.restore import VideoOptions, read_ahead, restore_files
     from runtime.samples import FACE_PHOTOS
     from runtime.engines import EngineMismatch
     from runtime.sessions import SessionError
@@ -313,6 +313,7 @@ def _run_restore(args: argparse.Namespace) -> int:
         print("error: --batch-faces and --detect-every must be >= 1, --tile >= 0", file=sys.stderr)
         return 2
     inputs = args.inputs or FACE_PHOTOS
+    read = read_ahead(inputs, args.max_pixels)   # the first photo decodes while the networks load
     try:
         restorer = _make_restorer(args)
         options = _face_options(args, restorer)
@@ -321,7 +322,8 @@ def _run_restore(args: argparse.Namespace) -> int:
                       save_crops=args.save_crops, compare=args.compare, max_pixels=args.max_pixels,
                       jpeg_quality=args.jpeg_quality, upsampler=_bg_upsampler(args),
                       video=VideoOptions(args.detect_every), report=report,
-                      batch_faces=args.batch_faces or RESTORERS[args.model].default_batch_faces(args.device))
+                      batch_faces=args.batch_faces or RESTORERS[args.model].default_batch_faces(args.device),
+                      read=read)
     except errors as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -6,7 +6,6 @@ licence) that every front end shows."""
 from __future__ import annotations
 
 import json
-import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -56,7 +55,7 @@ def face_networks_on_onnxruntime(backend: str, device: str) -> bool:
 def done_summary(inputs: list[str], done: list[str], frames: int = 0) -> str:
     """What a run did, for its summary line: '2/3 photos', '1/1 clips (75 frames)' or '3/4 files
     (2 photos, 2 clips: 75 frames)' (`frames`: of the clips done)."""
-    from runtime.video.container import VIDEO_SUFFIXES   # (PyAV: only when a summary is written)
+    from runtime.video import VIDEO_SUFFIXES   # (no PyAV: runtime.video itself imports nothing heavy)
 
     clips = sum(Path(i).suffix.lower() in VIDEO_SUFFIXES for i in inputs)
     count = f"{len(done)}/{len(inputs)}"
@@ -135,6 +134,7 @@ class JobReport:
         if done and self.wall_s > 0 and not frames:   # a clip's frames/s is on its own line
             ms = sorted(r.seconds * 1000 for r in done)
             p95 = ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))]
+            p50 = (ms[(len(ms) - 1) // 2] + ms[len(ms) // 2]) / 2
             text += (f" in {self.wall_s:.2f} s ({len(done) / self.wall_s:.2f} photos/s); latency ms: mean "
-                     f"{statistics.fmean(ms):.0f}, p50 {statistics.median(ms):.0f}, p95 {p95:.0f}, max {ms[-1]:.0f}")
+                     f"{sum(ms) / len(ms):.0f}, p50 {p50:.0f}, p95 {p95:.0f}, max {ms[-1]:.0f}")
         return text

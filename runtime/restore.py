@@ -3,14 +3,12 @@ from __future__ import annotations
 
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from runtime.face.pipeline import FacePipeline
 from runtime.files import write_atomic
@@ -18,8 +16,10 @@ from runtime.imageio import DEFAULT_MAX_PIXELS, ENCODERS, ImageError, Photo, enc
 from runtime.job import JobReport, PhotoResult
 from runtime.restorers import Restorer
 from runtime.restorers.base import DEFAULT_BATCH_FACES, restore_in_batches
-from runtime.upsampler import BackgroundUpsampler
 from runtime.video import VIDEO_SUFFIXES, VideoError
+
+if TYPE_CHECKING:
+    from runtime.upsampler import BackgroundUpsampler
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 
@@ -72,6 +72,36 @@ def restore_photo(photo: Photo, pipeline: FacePipeline, restorer: Restorer, upsa
     return pipeline.paste(photo, batch, restored, background), batch, restored, skipped
 
 
+class _NoBar:
+    """The progress bar where tqdm would draw none (stderr is no terminal: a pipe, a log file):
+    then tqdm is not imported at all (with importlib.metadata and a multiprocessing lock, 35 ms
+    of a one-photo run's start)."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int, desc: str):
+    """tqdm's bar over `total` files on stderr when it is a terminal, else _NoBar."""
+    if not sys.stderr.isatty():
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="photo", file=sys.stderr)
+
+
+def note(line: str) -> None:
+    """A line on stderr, above the progress bar when one is drawn."""
+    bars = sys.modules.get("tqdm")
+    if bars is None:
+        print(line, file=sys.stderr)
+    else:
+        bars.tqdm.write(line, file=sys.stderr)
+
+
 def run_job(inputs: list[Path], out_dir: Path, report: JobReport,
             restore_one: Callable[[Path, Path, Path, PhotoResult], None],
             errors: tuple[type[Exception], ...], concurrency: int = 1) -> JobReport:
@@ -85,8 +115,8 @@ def run_job(inputs: list[Path], out_dir: Path, report: JobReport,
     files = collect_inputs(inputs)
     input_set = {f.resolve() for f, _ in files}
     for line in report.notices():
-        tqdm.write(line, file=sys.stderr)
-    bar = tqdm(total=len(files), desc=f"restore ({report.restorer})", unit="photo", disable=None, file=sys.stderr)
+        note(line)
+    bar = _progress_bar(len(files), f"restore ({report.restorer})")
 
     def one(item: tuple[Path, Path]) -> PhotoResult:
         path, rel = item
@@ -100,7 +130,7 @@ def run_job(inputs: list[Path], out_dir: Path, report: JobReport,
             result.seconds = result.seconds or time.perf_counter() - t0
         except errors as exc:
             result.error = str(exc)
-            bar.write(f"error: {exc}", file=sys.stderr)
+            note(f"error: {exc}")
         bar.update(1)
         return result
 
@@ -111,6 +141,8 @@ def run_job(inputs: list[Path], out_dir: Path, report: JobReport,
         else:
             clips = [f for f in files if f[0].suffix.lower() in VIDEO_SUFFIXES]   # their frames in parallel
             report.photos = [one(c) for c in clips]
+            from concurrent.futures import ThreadPoolExecutor
+
             with ThreadPoolExecutor(concurrency) as pool:
                 report.photos += list(pool.map(one, [f for f in files if f not in clips]))
     finally:
@@ -120,15 +152,38 @@ def run_job(inputs: list[Path], out_dir: Path, report: JobReport,
     return report
 
 
+def read_ahead(inputs: list[Path], max_pixels: int) -> Callable[[Path, int], Photo]:
+    """read_image, with the first photo file of `inputs` already being read and decoded in a
+    thread: started before the restorer and the face networks load, it runs while they do
+    (OpenCV decodes outside the GIL, as OpenVINO compiles and ONNX Runtime builds its sessions).
+    Any other path is read when asked for; a failed read raises when asked for, as read_image."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    first = next((p for p in inputs if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()), None)
+    ahead = {}
+    if first is not None:
+        pool = ThreadPoolExecutor(1)
+        ahead[first] = pool.submit(read_image, first, max_pixels)
+        pool.shutdown(wait=False)   # its one thread ends with the read
+
+    def read(path: Path, max_photo_pixels: int) -> Photo:
+        future = ahead.pop(path, None) if max_photo_pixels == max_pixels else None
+        return read_image(path, max_photo_pixels) if future is None else future.result()
+
+    return read
+
+
 def restore_files(inputs: list[Path], out_dir: Path, pipeline: FacePipeline, restorer: Restorer,
                   save_crops: bool = False, compare: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
                   jpeg_quality: int | None = None, upsampler: BackgroundUpsampler | None = None,
                   video: VideoOptions = VideoOptions(), report: JobReport | None = None,
-                  batch_faces: int = DEFAULT_BATCH_FACES) -> JobReport:
+                  batch_faces: int = DEFAULT_BATCH_FACES,
+                  read: Callable[[Path, int], Photo] = read_image) -> JobReport:
     """Restore every photo and clip in-process (run_job), at most `batch_faces` faces per restorer
     call (a clip's chunk is as many frames); a photo without faces is copied through.
     A JPEG is written with the input's quantisation tables, subsampling, EXIF and ICC, or at
-    `jpeg_quality` when given. `report` (backend, settings) gets the restorer's provenance."""
+    `jpeg_quality` when given. `report` (backend, settings) gets the restorer's provenance.
+    Photos are read with `read(path, max_pixels)` (read_image, or read_ahead's)."""
     report = report or JobReport(restorer.name, "in-process")
     report.provenance = restorer.provenance
 
@@ -136,7 +191,7 @@ def restore_files(inputs: list[Path], out_dir: Path, pipeline: FacePipeline, res
         if path.suffix.lower() in VIDEO_SUFFIXES:
             _restore_clip(path, target, pipeline, restorer, upsampler, video, batch_faces, result)
             return
-        photo = read_image(path, max_pixels)
+        photo = read(path, max_pixels)
         out, batch, restored, skipped = restore_photo(photo, pipeline, restorer, upsampler, batch_faces)
         result.faces, result.skipped = len(batch), [s.reason for s in skipped]
         if not len(batch) and pipeline.options.upscale == 1 and upsampler is None and target.suffix == path.suffix.lower():
@@ -151,7 +206,7 @@ def restore_files(inputs: list[Path], out_dir: Path, pipeline: FacePipeline, res
             write_atomic(out_dir / "compare" / rel.with_suffix(".jpg"),
                          cv2.imencode(".jpg", comparison(photo, out)[..., ::-1])[1].tobytes())
         if not len(batch):
-            tqdm.write(f"note: {path}: no face found, copied through", file=sys.stderr)
+            note(f"note: {path}: no face found, copied through")
 
     return run_job(inputs, out_dir, report, restore_one, (ImageError, VideoError))
 
@@ -165,7 +220,7 @@ def _restore_clip(path: Path, target: Path, pipeline: FacePipeline, restorer: Re
     clip = restore_video(path, target, pipeline, restorer, batch_faces, video.detect_every, upsampler)
     result.output, result.faces, result.seconds = clip.output, clip.faces, clip.seconds
     result.video = clip.report()
-    tqdm.write(clip.note(), file=sys.stderr)
+    note(clip.note())
 
 
 def _write_crops(folder: Path, stem: str, crops: np.ndarray, restored: np.ndarray) -> None:

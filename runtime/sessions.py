@@ -221,12 +221,11 @@ def optimized_key(path: Path, level: str = "ORT_ENABLE_ALL") -> str:
 
     import onnxruntime as ort
 
-    cpu = platform.processor()
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
         cpu = "|".join(sorted({ln.split(":", 1)[1].strip() for ln in lines if ln.startswith(("model name", "flags"))}))
     except OSError:
-        pass
+        cpu = platform.processor()   # runs `uname -p` on Linux (a child process): only without /proc/cpuinfo
     stat = path.stat()
     stamp = f"{stat.st_size}|{stat.st_mtime_ns}|{ort.__version__}|{platform.machine()}|{cpu}|{level}"
     return hashlib.sha256(stamp.encode()).hexdigest()[:16]

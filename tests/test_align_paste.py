@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
 from runtime.face.align import FFHQ_TEMPLATE_512, similarity, source_box, template, transform_points, warp_face
 from runtime.face.detect import tiles, weighted_nms
-from runtime.face.paste import feather_mask, paste_faces
+from runtime.face.paste import PASTE_ROWS, face_mask, face_strips, feather_mask, paste_face, paste_faces
+from runtime.imageio import frame_photo, to_float
 
 
 def _similarity(angle_deg: float, scale: float, tx: float, ty: float) -> np.ndarray:
@@ -79,3 +81,44 @@ def test_tiles_cover_large_photos_only():
         covered[y0:y1, x0:x1] = True
     assert covered.all()
     assert [(y0, y1) for _, y0, _, y1 in tiles(1808, 648)] == [(0, 648)] * 4  # one row for a wide strip
+
+
+def _blend_as_before(image: np.ndarray, face: np.ndarray, affine: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """paste_face's blend as it was before it ran in place (main at 3b7ba6a), over the same
+    strips: samples + alpha * (face - samples) in new float arrays, clipped, rounded by NumPy,
+    copied only where alpha > 0. The reference the in-place blend is held to."""
+    out = image.copy()
+    for region, warped, alpha in face_strips(out, face, affine, mask):
+        top_value = 1.0 if region.dtype.kind == "f" else float(np.iinfo(region.dtype).max)
+        samples = region.astype(np.float32) / np.float32(top_value)
+        blended = np.clip(samples + alpha * (warped - samples), 0.0, 1.0)
+        if region.dtype.kind != "f":
+            blended = np.clip(np.rint(blended * top_value), 0, top_value).astype(region.dtype)
+        np.copyto(region, blended, where=np.broadcast_to(alpha > 0, region.shape))
+    return out
+
+
+@pytest.fixture(scope="module")
+def big_face(pipeline, grace_hopper):
+    """Grace Hopper at 4x (her face region 1.5k rows: three strips) and her one face's batch."""
+    big = cv2.resize(grace_hopper, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)
+    batch = pipeline.align(frame_photo(big), pipeline.find(frame_photo(big))[0])
+    assert len(batch) == 1
+    x0, y0, x1, y1 = source_box(batch.affines[0], 512, big.shape[1], big.shape[0])
+    assert y1 - y0 > 2 * PASTE_ROWS
+    return big, batch
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_paste_face_is_the_blend_as_before(big_face, dtype):
+    """A large face replaced by its colour-fixed negative through the real face-shaped mask: the
+    in-place blend gives the old formula's photo sample for sample, in 8 and 16 bits and in float."""
+    big, batch = big_face
+    image = {np.uint8: big, np.uint16: big.astype(np.uint16) * 257 + 99, np.float32: to_float(big)}[dtype]
+    face = to_float(255 - batch.crops[0])
+    mask = face_mask(batch.label_maps[0])
+    out = image.copy()
+    paste_face(out, face, batch.affines[0], mask)
+    expected = _blend_as_before(image, face, batch.affines[0], mask)
+    assert not np.array_equal(out, image)
+    np.testing.assert_array_equal(out, expected)

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from facerestore.cli import main
-from runtime.imageio import read_image
+from runtime.imageio import DEFAULT_MAX_PIXELS, ImageError, read_image
+from runtime.restore import read_ahead
 from runtime.samples import ASTRONAUT, CAMERA, GRACE_HOPPER, NO_FACE, crowd_photo
 from tests.conftest import cli_face_pipeline, paste_regions, write_rgb
 
@@ -38,6 +39,22 @@ def test_identity_restore_reproduces_the_photo(tmp_path, capsys):
     assert cv2.imread(str(tmp_path / "out/compare/grace.jpg")).shape == (600, 512 * 2 + 8, 3)
     out = capsys.readouterr().out
     assert "2/2 photos written" in out and "2 faces passed through unchanged (identity)" in out
+
+
+def test_photo_read_ahead_is_the_photo_and_its_errors_come_when_it_is_asked_for(tmp_path, capsys):
+    """read_ahead decodes the first photo file in a thread while the networks load: asked for, it
+    is read_image's photo; a file that cannot be read raises then (read_image's ImageError), and in
+    `restore` it is that file's error line while the next photo is restored."""
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    read = read_ahead([GRACE_HOPPER, bad], DEFAULT_MAX_PIXELS)
+    np.testing.assert_array_equal(read(GRACE_HOPPER, DEFAULT_MAX_PIXELS).pixels, read_image(GRACE_HOPPER).pixels)
+    read = read_ahead([bad, GRACE_HOPPER], DEFAULT_MAX_PIXELS)
+    with pytest.raises(ImageError, match=r"bad.png: not a readable image"):
+        read(bad, DEFAULT_MAX_PIXELS)
+    assert main(["restore", "--model", "identity", str(bad), str(GRACE_HOPPER), "--out", str(tmp_path / "out")]) == 0
+    assert "bad.png: not a readable image" in capsys.readouterr().err
+    assert read_image(tmp_path / "out" / "grace_hopper.jpg").size == read_image(GRACE_HOPPER).size
 
 
 def test_bad_inputs_are_reported_and_the_batch_goes_on(tmp_path, capsys):

@@ -98,7 +98,22 @@ def paste_face(image: np.ndarray, face: np.ndarray, affine: np.ndarray, mask: np
     `mask` [S, S]; `affine` maps photo -> crop. The image is float in [0, 1] or uint8 / uint16
     samples: only the face's own region of the photo is touched, and only PASTE_ROWS rows of it
     at a time are made float, blended, clipped and rounded back (a face filling a 12 MP photo
-    costs as little as a small one); where the mask is 0 the photo's pixels stay exactly as they were."""
+    costs as little as a small one). The blend runs in place in the warped face's buffer (no
+    other float temporaries); where the mask is 0 it gives the photo's own sample back exactly
+    (s + 0 * (f - s) = s, and from_float(to_float(s)) = s), so those pixels stay as they were."""
+    for region, blended, alpha in face_strips(image, face, affine, mask):
+        samples = region if region.dtype.kind == "f" else to_float(region)
+        np.subtract(blended, samples, out=blended)                          # samples + alpha * (face - samples)
+        np.multiply(blended, alpha, out=blended)
+        np.add(blended, samples, out=blended)
+        np.clip(blended, 0.0, 1.0, out=blended)
+        region[...] = blended if region.dtype.kind == "f" else from_float(blended, region.dtype)
+
+
+def face_strips(image: np.ndarray, face: np.ndarray, affine: np.ndarray, mask: np.ndarray):
+    """The face's region of an HxW(xC) image, PASTE_ROWS rows at a time: (the image's rows there
+    (a view), the face warped onto them (float32, bicubic as warp_face), the mask warped onto
+    them (bilinear, broadcastable to the rows)), for paste_face."""
     h, w = image.shape[:2]
     x0, y0, x1, y1 = source_box(affine, face.shape[0], w, h)
     if x1 <= x0:
@@ -109,14 +124,7 @@ def paste_face(image: np.ndarray, face: np.ndarray, affine: np.ndarray, mask: np
         strip = inv.copy()
         strip[:, 2] -= (x0, top)
         dsize = (x1 - x0, bottom - top)
-        warped = cv2.warpAffine(face, strip, dsize, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT)  # as warp_face
-        alpha = cv2.warpAffine(mask, strip, dsize, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         region = image[top:bottom, x0:x1]
-        samples = region if region.dtype.kind == "f" else to_float(region)
-        alpha = alpha[..., None] if region.ndim == 3 else alpha
-        inside = alpha > 0
-        blended = samples + alpha * (warped.reshape(region.shape) - samples)
-        np.clip(blended, 0.0, 1.0, out=blended)
-        if region.dtype.kind != "f":
-            blended = from_float(blended, region.dtype)
-        np.copyto(region, blended, where=np.broadcast_to(inside, region.shape))
+        warped = cv2.warpAffine(face, strip, dsize, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT)
+        alpha = cv2.warpAffine(mask, strip, dsize, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        yield region, warped.reshape(region.shape), alpha[..., None] if region.ndim == 3 else alpha

@@ -20,7 +20,7 @@ from runtime.contracts.service import FACE, FACE_SIZE, FACE_TEMPLATE, MAX_FACE, 
 from runtime.face.align import TEMPLATES
 from runtime.restorers import RESTORERS
 from runtime.restorers.base import RestorerOption
-from runtime.imageio import ENCODERS, ImageError
+from runtime.imageio import ENCODERS, ImageError, pillow
 
 _BASE64 = re.compile(rb"^[A-Za-z0-9+/\s]*={0,2}\s*$")
 _DATA_URL = re.compile(rb"^data:[\w/+.-]*;base64,")
@@ -83,20 +83,16 @@ def photo_bytes(raw: bytes | str | None, limit: int = MAX_UPLOAD_BYTES) -> tuple
 
 def image_suffix(data: bytes) -> str | None:
     """The file suffix of encoded photo bytes ('.png', '.jpg', ...), None if unknown."""
-    from PIL import Image
-
     try:
-        return _FORMATS.get(Image.open(io.BytesIO(data)).format)
+        return _FORMATS.get(pillow().open(io.BytesIO(data)).format)
     except Exception:
         return None
 
 
 def image_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) from the photo's header, without decoding pixels; None if unreadable."""
-    from PIL import Image
-
     try:
-        return Image.open(io.BytesIO(data)).size
+        return pillow().open(io.BytesIO(data)).size
     except Exception:
         return None
 
